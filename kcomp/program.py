@@ -1,0 +1,153 @@
+"""Tensor IR: a `Program` is one kernel with concrete shapes, a list of einsum-style statements.
+
+    program   = Program(name, inputs*, outputs*, params*, temps*, statements*, dims)
+    statement = Statement(target, index*, op, value, reduce*, extents*, accumulate)
+
+`C[i, j] += A[i, k] * B[k, j]` is `Statement(C, (i, j), Reduce.ADD, A[i,k]*B[k,j], (k,), (M, N, K))`:
+the left-hand side's variables range over the whole target, the others are reduced.  `accumulate`
+is False when nothing wrote the target before (the reduction starts from the operator's identity)
+and True when it follows a write (`Y = b` then `Y += X*W` adds onto `b`).  Statements run in order;
+`graph()` is the dataflow DAG that fusion and scheduling query.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import networkx as nx
+
+from kcomp.errors import Span
+from kcomp.expr import Binary, BinaryOp, Buffer, Cast, Const, Expr, Load, Param, Var, loads, walk
+
+
+class Reduce(enum.Enum):
+    ASSIGN = "="
+    ADD = "+="
+    MUL = "*="
+    MAX = "max="
+    MIN = "min="
+    ARGMAX = "argmax="
+    ARGMIN = "argmin="
+
+    @property
+    def identity(self) -> float:
+        """The value a reduction starts from when nothing was written before."""
+        return _IDENTITY[self]
+
+
+_IDENTITY = {
+    Reduce.ADD: 0.0,
+    Reduce.MUL: 1.0,
+    Reduce.MAX: float("-inf"),
+    Reduce.MIN: float("inf"),
+    Reduce.ARGMAX: float("-inf"),  # of the running best value; the stored index starts at 0
+    Reduce.ARGMIN: float("inf"),
+}
+
+
+class Kind(enum.Enum):
+    """What a statement computes, for the passes that treat these differently."""
+
+    ELEMENTWISE = "elementwise"  # no reduced index
+    REDUCTION = "reduction"  # reduced indices, not a sum of products
+    CONTRACTION = "contraction"  # += of a product of two or more tensor reads over a reduced index
+
+
+@dataclass(frozen=True, eq=False)
+class Statement:
+    target: Buffer
+    index: tuple[Var, ...]
+    op: Reduce
+    value: Expr
+    reduce: tuple[Var, ...]
+    extents: tuple[int, ...]  # of index + reduce, in that order
+    accumulate: bool = False
+    span: Span | None = field(default=None, compare=False)
+
+    @property
+    def vars(self) -> tuple[Var, ...]:
+        return self.index + self.reduce
+
+    def extent(self, v: Var) -> int:
+        return self.extents[self.vars.index(v)]
+
+    @property
+    def reads(self) -> tuple[Buffer, ...]:
+        seen: dict[Buffer, None] = {}
+        for ld in loads(self.value):
+            seen[ld.buffer] = None
+        if self.accumulate:
+            seen[self.target] = None
+        return tuple(seen)
+
+    @property
+    def kind(self) -> Kind:
+        if not self.reduce:
+            return Kind.ELEMENTWISE
+        if self.op is Reduce.ADD and len(_product_factors(self.value)) >= 2:
+            return Kind.CONTRACTION
+        return Kind.REDUCTION
+
+    @property
+    def flops(self) -> int:
+        """Arithmetic operations per full evaluation (a multiply-add counts 2), for GFLOP/s."""
+        points = 1
+        for e in self.extents:
+            points *= e
+        ops = sum(1 for n in walk(self.value) if not isinstance(n, Load | Var | Param | Const | Cast))
+        return points * (ops + (1 if self.op is not Reduce.ASSIGN else 0))
+
+
+def _product_factors(e: Expr) -> list[Expr]:
+    """Tensor reads multiplied together at the top of `e` (a contraction's operands)."""
+    if isinstance(e, Binary) and e.op is BinaryOp.MUL:
+        return _product_factors(e.lhs) + _product_factors(e.rhs)
+    return [e] if isinstance(e, Load) else []
+
+
+@dataclass(frozen=True, eq=False)
+class Program:
+    name: str
+    inputs: tuple[Buffer, ...]
+    outputs: tuple[Buffer, ...]
+    params: tuple[Param, ...]
+    temps: tuple[Buffer, ...]
+    statements: tuple[Statement, ...]
+    dims: tuple[tuple[str, int], ...] = ()  # the dimension binding this program was built with
+
+    @property
+    def tensors(self) -> tuple[Buffer, ...]:
+        return self.inputs + self.outputs + self.temps
+
+    @property
+    def flops(self) -> int:
+        return sum(s.flops for s in self.statements)
+
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """Dataflow DAG: nodes are statement positions, an edge carries the tensor that flows.
+
+        A statement depends on the latest earlier writer of each tensor it reads, and on the previous
+        writer of its own target (write-after-write, e.g. `Y = b` before `Y += X*W`).
+        """
+        g = nx.DiGraph()
+        last_writer: dict[Buffer, int] = {}
+        for n, s in enumerate(self.statements):
+            g.add_node(n, statement=s)
+            deps = list(s.reads) + [s.target]
+            for t in deps:
+                if t in last_writer and last_writer[t] != n:
+                    g.add_edge(last_writer[t], n, tensor=t)
+            last_writer[s.target] = n
+        return g
+
+    def producers(self, tensor: Buffer) -> list[Statement]:
+        return [s for s in self.statements if s.target is tensor]
+
+    def consumers(self, tensor: Buffer) -> list[Statement]:
+        return [s for s in self.statements if tensor in s.reads]
+
+    def topological(self) -> list[Statement]:
+        return [self.statements[n] for n in nx.topological_sort(self.graph)]
