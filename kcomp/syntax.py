@@ -1,0 +1,123 @@
+"""The parsed form of a `.kc` file, before names, shapes and types are resolved.
+
+    module = Module(dims*, kernels*)
+    kernel = Kernel(name, inputs: Decl*, outputs: Decl*, body: Stmt*)
+    decl   = Decl(name, dtype, shape: Node* | None, default: Node | None)   -- shape None: a scalar
+    stmt   = Stmt(target, target_index: Name*, op, value: Node, where: (Name, Node)*)
+    node   = Num(value, is_float) | Name(id) | Call(fn, args*) | Access(tensor, index*, pad)
+           | Bin(op, lhs, rhs) | Un(op, x)
+
+Every node keeps its `Span`, so the checker can point at the exact token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kcomp.errors import Span
+
+
+@dataclass(frozen=True, slots=True)
+class Num:
+    value: int | float
+    is_float: bool
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    id: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    fn: str
+    args: tuple[Node, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    tensor: str
+    index: tuple[Node, ...]
+    pad: Node | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Bin:
+    op: str  # + - * / // % < <= > >= == != and or
+    lhs: Node
+    rhs: Node
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Un:
+    op: str  # - not
+    x: Node
+    span: Span
+
+
+Node = Num | Name | Call | Access | Bin | Un
+
+
+@dataclass(frozen=True, slots=True)
+class Decl:
+    name: str
+    dtype: str
+    shape: tuple[Node, ...] | None
+    default: Node | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Stmt:
+    target: str
+    target_index: tuple[Name, ...]
+    op: str
+    value: Node
+    where: tuple[tuple[Name, Node], ...]
+    span: Span
+    op_span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Kernel:
+    name: str
+    inputs: tuple[Decl, ...]
+    outputs: tuple[Decl, ...]
+    body: tuple[Stmt, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class DimBind:
+    name: str
+    value: Node
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Module:
+    path: str
+    text: str
+    dims: tuple[DimBind, ...]
+    kernels: tuple[Kernel, ...]
+
+    def kernel(self, name: str | None) -> Kernel:
+        """The kernel called `name`, or the only one in the file."""
+        from kcomp.errors import UsageError
+
+        names = [k.name for k in self.kernels]
+        if name is None:
+            if len(self.kernels) == 1:
+                return self.kernels[0]
+            if not self.kernels:
+                raise UsageError(f"{self.path}: the file defines no kernel")
+            raise UsageError(f"{self.path} defines kernels {', '.join(names)}: choose one with --kernel NAME")
+        for k in self.kernels:
+            if k.name == name:
+                return k
+        raise UsageError(f"{self.path}: no kernel named '{name}'; the file defines {', '.join(names)}")
