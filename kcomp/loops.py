@@ -81,7 +81,9 @@ def walk_stmts(body: tuple[Stmt, ...]) -> Iterator[Stmt]:
             yield from walk_stmts(s.body)
 
 
-def map_stmts(body: tuple[Stmt, ...], fn: Callable[[Stmt], Stmt | tuple[Stmt, ...] | None]) -> tuple[Stmt, ...]:
+def map_stmts(
+    body: tuple[Stmt, ...], fn: Callable[[Stmt], Stmt | tuple[Stmt, ...] | None]
+) -> tuple[Stmt, ...]:
     """Bottom-up rewrite of a statement list.
 
     `fn` sees each statement after its children were rewritten and returns a replacement (one
@@ -91,7 +93,7 @@ def map_stmts(body: tuple[Stmt, ...], fn: Callable[[Stmt], Stmt | tuple[Stmt, ..
     for s in body:
         if not isinstance(s, Store):
             new_body = map_stmts(s.body, fn)
-            if any(a is not b for a, b in zip(new_body, s.body)) or len(new_body) != len(s.body):
+            if any(a is not b for a, b in zip(new_body, s.body, strict=False)) or len(new_body) != len(s.body):
                 s = replace(s, body=new_body)
         r = fn(s)
         if r is None:

@@ -136,7 +136,7 @@ class Program:
         last_writer: dict[Buffer, int] = {}
         for n, s in enumerate(self.statements):
             g.add_node(n, statement=s)
-            deps = list(s.reads) + [s.target]
+            deps = [*s.reads, s.target]
             for t in deps:
                 if t in last_writer and last_writer[t] != n:
                     g.add_edge(last_writer[t], n, tensor=t)

@@ -139,7 +139,7 @@ class ExprChecker:
                 if is_float and not dtype.is_float:
                     raise SourceError(f"dtype mismatch: float constant {v} in an {dtype} expression", e.span)
                 return Const(float(v) if dtype.is_float else int(v), dtype)
-            case S.Name(id=n):
+            case S.Name():
                 return self.name(e, expected)
             case S.Un(op="-", x=x):
                 inner = self.expr(x, expected)
