@@ -19,7 +19,7 @@ from functools import cached_property
 import networkx as nx
 
 from kcomp.errors import Span
-from kcomp.expr import Binary, BinaryOp, Buffer, Cast, Const, Expr, Load, Param, Var, loads, walk
+from kcomp.expr import Binary, BinaryOp, Buffer, Cast, Const, Expr, Load, Param, Var, children, loads
 
 
 class Reduce(enum.Enum):
@@ -96,8 +96,16 @@ class Statement:
         points = 1
         for e in self.extents:
             points *= e
-        ops = sum(1 for n in walk(self.value) if not isinstance(n, Load | Var | Param | Const | Cast))
+        ops = _arithmetic(self.value)
         return points * (ops + (1 if self.op is not Reduce.ASSIGN else 0))
+
+
+def _arithmetic(e: Expr) -> int:
+    """Operations on values; index arithmetic inside a read is addressing, not work."""
+    if isinstance(e, Load):
+        return 0
+    own = 0 if isinstance(e, Var | Param | Const | Cast) else 1
+    return own + sum(_arithmetic(c) for c in children(e))
 
 
 def _product_factors(e: Expr) -> list[Expr]:

@@ -128,6 +128,8 @@ class ExprChecker:
                 return self.scope.kind(n) in ("dim", "const")
             case S.Un(op="-", x=x):
                 return self.flexible(x)
+            case S.Bin(op="+" | "-" | "*", lhs=a, rhs=b):
+                return self.flexible(a) and self.flexible(b)
         return False
 
     def expr(self, e: S.Node, expected: DType | None) -> Expr:

@@ -1,0 +1,178 @@
+"""The Python API: `kcomp.compile(...)` returns a `CompiledKernel` you call like a function.
+
+    k = kcomp.compile("examples/matmul.kc")          # or source text, kernel=, shapes=, target=
+    C = k(A, B)                                      # numpy arrays or torch CPU tensors
+    k.check().ok, k.benchmark().time_s, print(k.source)
+
+Dimensions the file leaves unbound are taken from the arguments at call time; each distinct binding
+is compiled once and kept.  Compilation is the pipeline of `kcomp.pipeline`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kcomp import syntax as S
+from kcomp.arguments import check_arrays, check_params, infer_shapes, is_torch, split_arguments
+from kcomp.check import param_defaults
+from kcomp.compare import Comparison, compare_outputs
+from kcomp.data import random_inputs, random_params
+from kcomp.dims import free_dims
+from kcomp.errors import UsageError
+from kcomp.parse import parse, read_source
+from kcomp.pipeline import Built, build
+from kcomp.reference import evaluate
+from kcomp.targets import get_target
+from kcomp.targets.base import Measurement
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """A run compared with the reference on the same inputs, by the numeric policy."""
+
+    ok: bool
+    max_abs_err: float
+    max_rel_err: float
+    outputs: dict[str, Comparison]
+
+
+def load_module(source_or_path: str | Path) -> S.Module:
+    """A path (str or Path) to a `.kc` file, or the program text itself."""
+    if isinstance(source_or_path, Path) or (
+        isinstance(source_or_path, str) and "\n" not in source_or_path and "{" not in source_or_path
+    ):
+        path = str(source_or_path)
+        return parse(read_source(path), path)
+    return parse(source_or_path, "<string>")
+
+
+def compile(
+    source_or_path: str | Path,
+    kernel: str | None = None,
+    target: str = "cpu",
+    shapes: dict[str, int] | None = None,
+    schedule: Any = None,
+) -> CompiledKernel:
+    module = load_module(source_or_path)
+    return CompiledKernel(module, module.kernel(kernel), target, shapes or {}, schedule)
+
+
+class CompiledKernel:
+    def __init__(self, module: S.Module, kernel: S.Kernel, target: str, shapes: dict[str, int], schedule: Any):
+        self.module = module
+        self.kernel = kernel
+        self.target = get_target(target)
+        self.shapes = dict(shapes)
+        self.schedule = schedule
+        self.defaults = param_defaults(kernel)
+        self.free = [d for d in free_dims(module, kernel) if d not in self.shapes]
+        self._built: dict[tuple[tuple[str, int], ...], Built] = {}
+        if not self.free:
+            self.specialize({})  # bound in the file or by `shapes`: compile now, report errors now
+
+    @property
+    def name(self) -> str:
+        return self.kernel.name
+
+    def specialize(self, extra: dict[str, int]) -> Built:
+        """The compiled form for the file's dimensions plus `extra` (cached per binding)."""
+        binding = {**self.shapes, **extra}
+        key = tuple(sorted(binding.items()))
+        if key not in self._built:
+            self._built[key] = build(self.module, self.kernel, binding, self.target, self.schedule)
+        return self._built[key]
+
+    @property
+    def built(self) -> Built:
+        if self.free:
+            raise UsageError(
+                f"kernel '{self.name}' has unbound dimensions {', '.join(self.free)}: pass shapes={{...}} to"
+                " kcomp.compile, or call the kernel with arrays to bind them"
+            )
+        return self.specialize({})
+
+    @property
+    def source(self) -> str:
+        return self.built.source
+
+    @property
+    def program(self):
+        return self.built.program
+
+    @property
+    def nest(self):
+        return self.built.nest
+
+    def _bind(self, args, kwargs) -> tuple[Built, dict[str, np.ndarray], dict[str, float | int]]:
+        tensors, scalars = split_arguments(self.kernel, args, kwargs)
+        built = self.specialize(infer_shapes(self.kernel, self.free, tensors)) if self.free else self.built
+        arrays = check_arrays(built.program, tensors)
+        return built, arrays, check_params(built.program, scalars, self.defaults)
+
+    def __call__(self, *args: Any, out: Any = None, **kwargs: Any) -> Any:
+        """Run on the given inputs; returns the output (a tuple for several), or fills `out=`."""
+        built, arrays, params = self._bind(args, kwargs)
+        outputs = self._outputs(built, out)
+        self.target.run(built.artifact, built.arguments(arrays, outputs, params))
+        want_torch = any(is_torch(a) for a in args) or any(is_torch(v) for v in kwargs.values())
+        if out is not None:
+            return out
+        result = [outputs[b.name] for b in built.program.outputs]
+        if want_torch:
+            import torch
+
+            result = [torch.from_numpy(r) for r in result]
+        return result[0] if len(result) == 1 else tuple(result)
+
+    def _outputs(self, built: Built, out: Any) -> dict[str, np.ndarray]:
+        buffers = built.program.outputs
+        if out is None:
+            return {b.name: np.empty(b.shape, b.dtype.numpy) for b in buffers}
+        given = out if isinstance(out, tuple | list) else (out,)
+        if len(given) != len(buffers):
+            raise UsageError(f"out= needs {len(buffers)} arrays ({', '.join(b.name for b in buffers)}), got {len(given)}")
+        return check_arrays(built.program, {b.name: o for b, o in zip(buffers, given, strict=True)}, role="output")
+
+    def reference(self, *args: Any, **kwargs: Any) -> Any:
+        """The numpy reference semantics on the same inputs (the ground truth for `check`)."""
+        built, arrays, params = self._bind(args, kwargs)
+        ref = evaluate(built.program, arrays, params)
+        result = [ref[b.name] for b in built.program.outputs]
+        return result[0] if len(result) == 1 else tuple(result)
+
+    def random_inputs(self, seed: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, float | int]]:
+        rng = np.random.default_rng(seed)
+        program = self.built.program
+        return random_inputs(program, rng), random_params(program, rng, self.defaults)
+
+    def check(self, seed: int | None = None, inputs: dict[str, np.ndarray] | None = None,
+              params: dict[str, float | int] | None = None) -> CheckResult:
+        """Run on fresh random inputs (or the given ones) and compare with the reference."""
+        if inputs is None:
+            inputs, rparams = self.random_inputs(seed)
+            params = {**rparams, **(params or {})}
+        built, arrays, params = self._bind((), {**inputs, **(params or {})})
+        outputs = self._outputs(built, None)
+        self.target.run(built.artifact, built.arguments(arrays, outputs, params))
+        expected = evaluate(built.program, arrays, params)
+        comparisons = compare_outputs(built.program, outputs, expected)
+        return CheckResult(
+            ok=all(c.ok for c in comparisons.values()),
+            max_abs_err=max((c.max_abs_err for c in comparisons.values()), default=0.0),
+            max_rel_err=max((c.max_rel_err for c in comparisons.values()), default=0.0),
+            outputs=comparisons,
+        )
+
+    def benchmark(self, seed: int | None = None, inputs: dict[str, np.ndarray] | None = None,
+                  params: dict[str, float | int] | None = None) -> Measurement:
+        """Median time of repeated runs after warm-up (the target's `profile`)."""
+        if inputs is None:
+            inputs, rparams = self.random_inputs(seed)
+            params = {**rparams, **(params or {})}
+        built, arrays, params = self._bind((), {**inputs, **(params or {})})
+        outputs = self._outputs(built, None)
+        return self.target.profile(built.artifact, built.arguments(arrays, outputs, params))

@@ -1,0 +1,100 @@
+"""What each `kcomp` subcommand does, given parsed arguments (kcomp.cli parses them)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from rich.console import Console
+
+from kcomp.api import CompiledKernel, compile
+from kcomp.cli import parse_inputs, parse_params, parse_shapes
+from kcomp.printer import format_nest, format_program
+from kcomp.targets.cpu.header import emit_header
+
+
+def _kernel(args) -> CompiledKernel:
+    k = compile(args.file, kernel=args.kernel, target=args.target, shapes=parse_shapes(args.shape))
+    k.built  # noqa: B018 - an unbound dimension is reported here, naming the --shape flag
+    return k
+
+
+def cmd_compile(args) -> int:
+    k = _kernel(args)
+    built = k.built
+    if args.emit:
+        print({"ir": lambda: format_program(built.program), "loops": lambda: format_nest(built.nest),
+               "c": lambda: built.source}[args.emit]())
+        return 0
+    out = Path(args.output or Path("out") / k.name)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{k.name}.c").write_text(built.source)
+    (out / f"{k.name}.h").write_text(emit_header(built.nest))
+    lib = out / f"lib{k.name}.so"
+    shutil.copyfile(built.artifact.path, lib)
+    report = _report(k, built)
+    (out / "report.txt").write_text(report + "\n")
+    print(report)
+    print(f"wrote {out / (k.name + '.c')}, {out / (k.name + '.h')}, {lib}")
+    return 0
+
+
+def _report(k: CompiledKernel, built) -> str:
+    dims = " ".join(f"{n}={v}" for n, v in built.program.dims) or "(none)"
+    return "\n".join([
+        f"kernel    {k.name}",
+        f"target    {k.target.describe() if hasattr(k.target, 'describe') else k.target.name}",
+        f"shapes    {dims}",
+        f"schedule  {built.schedule_source}",
+        f"flops     {built.program.flops}",
+    ])
+
+
+def cmd_run(args) -> int:
+    k = _kernel(args)
+    inputs = parse_inputs(args.input)
+    params = parse_params(args.param)
+    given, rparams = k.random_inputs(args.seed)
+    given.update(inputs)
+    params = {**rparams, **params}
+    result: dict = {"kernel": k.name, "target": k.target.name, "schedule_source": k.built.schedule_source,
+                    "shapes": dict(k.built.program.dims), "ok": True}
+    if args.check:
+        c = k.check(inputs=given, params=params)
+        result.update(ok=c.ok, max_abs_err=c.max_abs_err, max_rel_err=c.max_rel_err,
+                      outputs={n: {"ok": r.ok, "max_abs_err": r.max_abs_err, "max_rel_err": r.max_rel_err}
+                               for n, r in c.outputs.items()})
+    else:
+        k(**given, **params)
+        result["outputs"] = {b.name: {"shape": list(b.shape)} for b in k.built.program.outputs}
+        result.update(max_abs_err=None, max_rel_err=None)
+    if args.bench:
+        m = k.benchmark(inputs=given, params=params)
+        flops = k.built.program.flops
+        result.update(time_s=m.time_s, gflops=flops / m.time_s / 1e9 if m.time_s > 0 else None)
+    else:
+        result.update(time_s=None, gflops=None)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_run(result)
+    return 0 if result["ok"] else 1
+
+
+def _print_run(r: dict) -> None:
+    con = Console()
+    shapes = " ".join(f"{n}={v}" for n, v in r["shapes"].items())
+    con.print(f"[bold]{r['kernel']}[/]  target {r['target']}  {shapes}  schedule: {r['schedule_source']}")
+    if r.get("max_abs_err") is not None:
+        verdict = "[green]ok[/]" if r["ok"] else "[red]MISMATCH[/]"
+        con.print(f"check     {verdict}  max abs err {r['max_abs_err']:.3g}  max rel err {r['max_rel_err']:.3g}")
+        for name, o in r.get("outputs", {}).items():
+            if not o.get("ok", True):
+                con.print(f"  output {name}: max abs err {o['max_abs_err']:.3g}, max rel err {o['max_rel_err']:.3g}")
+    if r.get("time_s") is not None:
+        gf = f"  {r['gflops']:.2f} GFLOP/s" if r.get("gflops") else ""
+        con.print(f"time      {r['time_s'] * 1e3:.3f} ms (median){gf}")
+
+
+COMMANDS = {"compile": cmd_compile, "run": cmd_run}
