@@ -145,8 +145,8 @@ class _KernelChecker:
 
         scope = Scope(self, written)
         if target is not None:
-            for n, extent in zip(s.target_index, target.shape, strict=True):
-                scope.set_range(n.id, extent, n.span, f"dimension of {s.target}")
+            for k, (n, extent) in enumerate(zip(s.target_index, target.shape, strict=True)):
+                scope.set_range(n.id, extent, n.span, f"dimension {k} of {s.target}")
         for name, bound in s.where:
             if name.id in self.params or name.id in self.dims.names or self.tensor(name.id):
                 raise SourceError(f"'{name.id}' is not an index variable", name.span)

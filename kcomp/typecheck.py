@@ -185,7 +185,7 @@ class ExprChecker:
     def condition(self, e: S.Node) -> Expr:
         out = self.expr(e, None)
         if out.dtype is not DType.BOOL:
-            raise SourceError(f"expected a condition (a comparison), found a {out.dtype} value", e.span)
+            raise SourceError(f"expected a condition (a comparison), found a value of type {out.dtype}", e.span)
         return out
 
     def numeric(self, x: Expr, span: Span, what: str) -> None:
@@ -260,6 +260,8 @@ class ExprChecker:
 
     # --- tensor reads ---------------------------------------------------------------------------
     def access(self, e: S.Access) -> Load:
+        if e.tensor in self.kernel.params:
+            raise SourceError(f"scalar parameter '{e.tensor}' cannot be indexed", e.span)
         buf = self.kernel.tensor(e.tensor)
         if buf is None:
             later = [s for s in self.kernel.kernel.body if s.target == e.tensor]
@@ -269,8 +271,6 @@ class ExprChecker:
                     e.span,
                 )
             raise self.kernel.unknown_tensor(e.tensor, e.span)
-        if e.tensor in self.kernel.params:
-            raise SourceError(f"scalar parameter '{e.tensor}' cannot be indexed", e.span)
         is_input = buf.name in self.kernel.inputs
         if not is_input and e.tensor not in self.scope.written:
             raise SourceError(f"'{e.tensor}' is read before any statement writes it", e.span)
