@@ -1,0 +1,114 @@
+"""Default lowering: tensor IR (`Program`) to loop IR (`LoopNest`), one loop nest per statement.
+
+This is the naive, unscheduled form every schedule starts from, so it mirrors the tensor-IR
+semantics literally (before -> after):
+
+    C[i, j] += A[i, k] * B[k, j]          for i, j:  C[i, j] = 0.0            (unless accumulate)
+                                           for i, j, k:  C[i, j] = C[i, j] + A[i, k] * B[k, j]
+
+    I[i] argmax= X[i, r]                   alloc I_best: f32[..] global
+                                             for i:  I_best[i] = -inf;  I[i] = 0
+                                             for i, r:  if X[i, r] > I_best[i]:  I_best[i] = X[i, r];  I[i] = r
+
+Loops run in `index + reduce` order and are serial.  Every loop binds a fresh `Var` (keeping the
+statement's variable name), so a Var object is bound by exactly one Loop in the nest; the printer
+disambiguates equal names.  Temporaries are allocated (`Alloc`, global scope) around the whole body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kcomp.dtypes import DType
+from kcomp.expr import Binary, BinaryOp, Buffer, Cast, Const, Expr, Load, Scope, Var, substitute
+from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store
+from kcomp.program import Program, Reduce, Statement
+
+_COMBINE = {
+    Reduce.ADD: BinaryOp.ADD,
+    Reduce.MUL: BinaryOp.MUL,
+    Reduce.MAX: BinaryOp.MAX,
+    Reduce.MIN: BinaryOp.MIN,
+}
+BodyFn = Callable[[dict[Var, Var]], tuple[Stmt, ...]]
+_INT_BOUNDS = {DType.I32: (-(2**31), 2**31 - 1), DType.I8: (-128, 127)}
+
+
+def lower(program: Program) -> LoopNest:
+    """The default loop nest of `program`: statements in order, temporaries allocated around all."""
+    body: tuple[Stmt, ...] = tuple(s for st in program.statements for s in lower_statement(st))
+    for temp in reversed(program.temps):
+        body = (Alloc(temp, body),)
+    return LoopNest(program.name, program.inputs, program.outputs, program.params, body)
+
+
+def lower_statement(st: Statement) -> tuple[Stmt, ...]:
+    """The loop nests of one statement: an initialisation nest where needed, then the update nest."""
+    if st.op is Reduce.ASSIGN:
+        return _nest(st, st.vars, lambda m: (Store(st.target, _idx(st, m), _value(st, m)),))
+    if st.op in (Reduce.ARGMAX, Reduce.ARGMIN):
+        return _lower_arg(st)
+    combine = _COMBINE[st.op]
+    update = _nest(
+        st,
+        st.vars,
+        lambda m: (
+            Store(st.target, _idx(st, m), Binary(combine, Load(st.target, _idx(st, m)), _value(st, m))),
+        ),
+    )
+    if st.accumulate:
+        return update
+    start = identity(st.op, st.target.dtype)
+    init = _nest(st, st.index, lambda m: (Store(st.target, _idx(st, m), start),))
+    return init + update
+
+
+def identity(op: Reduce, dtype: DType) -> Const:
+    """`op`'s identity as a constant of `dtype` (integers use their bounds for -inf and +inf)."""
+    value = op.identity
+    if dtype.is_int:
+        lo, hi = _INT_BOUNDS[dtype]
+        value = lo if value == float("-inf") else hi if value == float("inf") else int(value)
+    elif dtype is DType.BOOL:
+        value = value > 0
+    return Const(value, dtype)
+
+
+def _lower_arg(st: Statement) -> tuple[Stmt, ...]:
+    """argmax/argmin: a running best value beside the index; strict comparison, so the first wins."""
+    if len(st.reduce) != 1:
+        raise ValueError(f"{st.op.value} on {st.target.name} needs exactly one reduced index")
+    dtype = st.value.dtype
+    best = Buffer(f"{st.target.name}_best", dtype, st.target.shape, Scope.GLOBAL)
+    better = BinaryOp.GT if st.op is Reduce.ARGMAX else BinaryOp.LT
+
+    def init(m: dict[Var, Var]) -> tuple[Stmt, ...]:
+        idx = _idx(st, m)
+        return (Store(best, idx, identity(st.op, dtype)), Store(st.target, idx, Const(0, st.target.dtype)))
+
+    def update(m: dict[Var, Var]) -> tuple[Stmt, ...]:
+        idx, value = _idx(st, m), _value(st, m)
+        position: Expr = m[st.reduce[0]]
+        if st.target.dtype is not DType.I32:
+            position = Cast(st.target.dtype, position)
+        cond = Binary(better, value, Load(best, idx))
+        return (Guard(cond, (Store(best, idx, value), Store(st.target, idx, position))),)
+
+    return (Alloc(best, _nest(st, st.index, init) + _nest(st, st.vars, update)),)
+
+
+def _nest(st: Statement, over: tuple[Var, ...], make_body: BodyFn) -> tuple[Stmt, ...]:
+    """Serial loops over `over` (fresh Vars, same names) around `make_body(old -> new var mapping)`."""
+    fresh = {v: Var(v.name) for v in over}
+    body = make_body(fresh)
+    for v in reversed(over):
+        body = (Loop(fresh[v], st.extent(v), LoopKind.SERIAL, body),)
+    return body
+
+
+def _idx(st: Statement, m: dict[Var, Var]) -> tuple[Expr, ...]:
+    return tuple(m[v] for v in st.index)
+
+
+def _value(st: Statement, m: dict[Var, Var]) -> Expr:
+    return substitute(st.value, m)
