@@ -1,0 +1,1 @@
+"""The CPU target: C with OpenMP built by gcc (emit.py, build.py, runtime.py; target.py ties them)."""

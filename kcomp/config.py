@@ -1,0 +1,54 @@
+"""Every environment knob kcomp reads, in one place.
+
+Code deep in the compiler never calls `os.getenv`; it asks `config()` (read once per process, so a
+knob cannot change half-way through a build) or receives a `Config` explicitly, which is what tests
+do.  Knobs:
+
+    KCOMP_CACHE_DIR   root of kcomp's cache (compiled libraries in `<root>/lib`); default
+                      `$XDG_CACHE_HOME/kcomp`, else `~/.cache/kcomp`
+    KCOMP_THREADS     OpenMP threads a CPU kernel runs with; default `os.cpu_count()`
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from kcomp.errors import UsageError
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    cache_dir: Path  # root of the per-user cache; must be owned by the user and not group/other-writable
+    threads: int  # OpenMP threads for CPU kernels
+
+    @property
+    def lib_dir(self) -> Path:
+        """Where compiled kernel libraries are cached."""
+        return self.cache_dir / "lib"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if env is None else env
+        if env.get("KCOMP_CACHE_DIR"):
+            cache = Path(env["KCOMP_CACHE_DIR"]).expanduser()
+        else:
+            base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+            cache = Path(base).expanduser() / "kcomp"
+        threads_text = env.get("KCOMP_THREADS", "")
+        try:
+            threads = int(threads_text) if threads_text else (os.cpu_count() or 1)
+        except ValueError:
+            raise UsageError(f"KCOMP_THREADS={threads_text!r}: expected a positive integer") from None
+        if threads < 1:
+            raise UsageError(f"KCOMP_THREADS={threads_text!r}: expected a positive integer")
+        return cls(cache_dir=cache.absolute(), threads=threads)
+
+
+@functools.cache
+def config() -> Config:
+    """The process-wide configuration, read from the environment on first use."""
+    return Config.from_env()

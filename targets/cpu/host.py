@@ -1,0 +1,72 @@
+"""What the host CPU is, from /proc/cpuinfo: the fingerprint in cache keys and the capability fields.
+
+A library built with -march=native is only valid on the CPU it was built for, so the cache key
+includes the model (name, family, model, stepping) and a hash of the feature flags.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+from pathlib import Path
+
+CPUINFO = Path("/proc/cpuinfo")
+
+
+@functools.cache
+def cpuinfo() -> dict[str, str]:
+    """The first processor's fields from /proc/cpuinfo ({} where there is none)."""
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def model_name() -> str:
+    info = cpuinfo()
+    return info.get("model name") or info.get("Model") or platform.processor() or platform.machine()
+
+
+def flags() -> frozenset[str]:
+    info = cpuinfo()
+    return frozenset((info.get("flags") or info.get("Features") or "").split())
+
+
+@functools.cache
+def fingerprint() -> str:
+    """One line naming this CPU for cache keys: model, family/model/stepping, flags hash."""
+    info = cpuinfo()
+    parts = [model_name(), info.get("cpu family", ""), info.get("model", ""), info.get("stepping", "")]
+    flag_hash = hashlib.sha256(" ".join(sorted(flags())).encode()).hexdigest()[:16]
+    return f"{platform.machine()} | {' / '.join(parts)} | flags {flag_hash}"
+
+
+def vector_bits() -> int:
+    """Width of the widest SIMD registers the compiler may use with -march=native."""
+    f = flags()
+    if "avx512f" in f:
+        return 512
+    if "avx" in f or "avx2" in f:
+        return 256
+    if "sse2" in f or "asimd" in f or platform.machine() in ("x86_64", "aarch64", "arm64"):
+        return 128
+    return 0
+
+
+def cores() -> int:
+    """Hardware threads this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

@@ -1,0 +1,148 @@
+"""Loading a built kernel with ctypes and calling it on numpy arrays.
+
+C trusts its pointers, so before a call every argument is checked against the signature the emitter
+wrote (dtype, shape, C-contiguity, writeable outputs, no output overlapping another argument): a
+wrong argument is a `UsageError` with the argument's name, never a crash or silently wrong output.
+Libraries are loaded once per process and never unloaded (unloading a library whose OpenMP threads
+may still be parked is unsafe); ctypes releases the GIL during the call.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import numbers
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from kcomp.targets.cpu.build import Library
+from kcomp.targets.cpu.signature import ABI_VERSION, ArgSpec, Signature
+
+from kcomp.dtypes import DType
+from kcomp.errors import UsageError
+
+# By-value C types of scalar parameters; f16 travels as float (docs/abi.md).
+PARAM_CTYPE = {
+    DType.F32: ctypes.c_float,
+    DType.F64: ctypes.c_double,
+    DType.F16: ctypes.c_float,
+    DType.I32: ctypes.c_int32,
+    DType.I8: ctypes.c_int8,
+    DType.BOOL: ctypes.c_bool,
+}
+INT_RANGE = {DType.I32: (-(2**31), 2**31 - 1), DType.I8: (-128, 127)}
+
+
+class Kernel:
+    """A loaded kernel library; keeps the CDLL alive as long as the kernel is referenced."""
+
+    def __init__(self, library: Library):
+        if library.signature is None:
+            raise UsageError(f"{library.source_path} has no kcomp-signature line; cannot call it safely")
+        self.library = library
+        self.signature: Signature = library.signature
+        self._dll = ctypes.CDLL(str(library.path))
+        abi = self._dll.kc_abi_version()
+        if abi != ABI_VERSION:
+            raise UsageError(f"{library.path} has ABI version {abi}, this kcomp expects {ABI_VERSION}")
+        self._fn = getattr(self._dll, self.signature.entry)
+        self._fn.restype = None
+        self._fn.argtypes = [
+            ctypes.c_void_p if a.role != "param" else PARAM_CTYPE[a.dtype] for a in self.signature.args
+        ]
+        self._set_threads = self._dll.kc_set_threads
+        self._set_threads.argtypes = [ctypes.c_int]
+        self._set_threads.restype = None
+
+    def set_threads(self, n: int) -> None:
+        """OpenMP threads for the following calls from this Python thread."""
+        if n < 1:
+            raise UsageError(f"thread count must be positive, got {n}")
+        self._set_threads(n)
+
+    def bind(self, args: Sequence[object]) -> Callable[[], None]:
+        """A zero-argument call with `args` checked and converted once (what profiling times)."""
+        specs = self.signature.args
+        if len(args) != len(specs):
+            names = ", ".join(a.name for a in specs)
+            raise UsageError(
+                f"{self.signature.entry} takes {len(specs)} arguments ({names}), got {len(args)}"
+            )
+        converted = [_convert(spec, arg) for spec, arg in zip(specs, args, strict=True)]
+        _check_overlap(specs, args)
+        return _BoundCall(self._fn, converted, args)
+
+    def __call__(self, args: Sequence[object]) -> None:
+        self.bind(args)()
+
+
+class _BoundCall:
+    """`fn(*converted)`, holding the arrays the converted pointers point into."""
+
+    __slots__ = ("_arrays", "_converted", "_fn")
+
+    def __init__(self, fn: Callable[..., None], converted: list[object], arrays: Sequence[object]):
+        self._fn, self._converted, self._arrays = fn, converted, arrays
+
+    def __call__(self) -> None:
+        self._fn(*self._converted)
+
+
+_LOADED: dict[Path, Kernel] = {}
+
+
+def load(library: Library) -> Kernel:
+    """The process's one Kernel for `library`."""
+    kernel = _LOADED.get(library.path)
+    if kernel is None:
+        kernel = _LOADED[library.path] = Kernel(library)
+    return kernel
+
+
+def _convert(spec: ArgSpec, arg: object) -> object:
+    if spec.role == "param":
+        return _scalar(spec, arg)
+    if not isinstance(arg, np.ndarray):
+        raise UsageError(f"argument {spec.name}: expected a numpy array, got {type(arg).__name__}")
+    if arg.dtype != spec.dtype.numpy:
+        raise UsageError(f"argument {spec.name}: expected dtype {spec.dtype.numpy}, got {arg.dtype}")
+    if arg.shape != spec.shape:
+        raise UsageError(f"argument {spec.name}: expected shape {spec.shape}, got {arg.shape}")
+    if not arg.flags.c_contiguous:
+        raise UsageError(f"argument {spec.name}: must be C-contiguous (use np.ascontiguousarray)")
+    if spec.role == "output" and not arg.flags.writeable:
+        raise UsageError(f"argument {spec.name}: output array is read-only")
+    return arg.ctypes.data
+
+
+def _scalar(spec: ArgSpec, arg: object) -> object:
+    if isinstance(arg, np.ndarray) and arg.ndim == 0:
+        arg = arg.item()
+    ctype = PARAM_CTYPE[spec.dtype]
+    if spec.dtype is DType.BOOL:
+        if not isinstance(arg, bool | np.bool_):
+            raise UsageError(f"parameter {spec.name}: expected a bool, got {arg!r}")
+        return ctype(bool(arg))
+    if spec.dtype.is_int:
+        if not isinstance(arg, numbers.Integral) or isinstance(arg, bool | np.bool_):
+            raise UsageError(f"parameter {spec.name}: expected an integer ({spec.dtype}), got {arg!r}")
+        lo, hi = INT_RANGE[spec.dtype]
+        if not lo <= int(arg) <= hi:
+            raise UsageError(f"parameter {spec.name}: {arg} does not fit in {spec.dtype}")
+        return ctype(int(arg))
+    if not isinstance(arg, numbers.Real):
+        raise UsageError(f"parameter {spec.name}: expected a number ({spec.dtype}), got {arg!r}")
+    return ctype(float(arg))
+
+
+def _check_overlap(specs: Sequence[ArgSpec], args: Sequence[object]) -> None:
+    """Outputs are `restrict` pointers: one sharing memory with another argument is undefined."""
+    arrays = [(s, a) for s, a in zip(specs, args, strict=True) if isinstance(a, np.ndarray)]
+    for i, (spec, arr) in enumerate(arrays):
+        if spec.role != "output":
+            continue
+        for j, (other_spec, other) in enumerate(arrays):
+            if i != j and np.may_share_memory(arr, other):
+                raise UsageError(
+                    f"argument {spec.name} shares memory with {other_spec.name}; pass separate arrays"
+                )
