@@ -157,6 +157,7 @@ class _KernelChecker:
         checker = ExprChecker(scope)
         checker.infer_ranges(s.value)
         lhs = [n.id for n in s.target_index]
+        checker.check_names(set(lhs) | {n.id for n, _ in s.where})
         for n in s.target_index:
             scope.var(n.id)  # lhs names are index variables even when unused on the right
         for n in s.target_index:

@@ -53,6 +53,7 @@ class Scope:
         self.order: list[str] = []
         self.first_use: dict[str, Span] = {}
         self.used: set[str] = set()
+        self.indexing: set[str] = set()  # names that index a tensor somewhere in the statement
 
     def kind(self, name: str) -> str:
         k = self.kernel
@@ -95,11 +96,13 @@ class ExprChecker:
         self.kernel = scope.kernel
 
     # --- ranges ---------------------------------------------------------------------------------
-    def infer_ranges(self, e: S.Node) -> None:
+    def infer_ranges(self, e: S.Node, in_index: bool = False) -> None:
         """Record every index variable of `e` and the ranges its direct tensor indexing implies."""
         match e:
             case S.Name(id=n) if self.scope.kind(n) == "var":
                 self.scope.use(n, e.span)
+                if in_index:
+                    self.scope.indexing.add(n)
             case S.Access(tensor=t, index=index, pad=pad):
                 buf = self.kernel.tensor(t)
                 if buf is not None and len(index) == len(buf.shape):
@@ -107,40 +110,75 @@ class ExprChecker:
                         if isinstance(ix, S.Name) and self.scope.kind(ix.id) == "var":
                             self.scope.set_range(ix.id, buf.shape[k], ix.span, f"dimension {k} of {t}")
                 for ix in index:
-                    self.infer_ranges(ix)
+                    self.infer_ranges(ix, True)
                 if pad is not None:
-                    self.infer_ranges(pad)
+                    self.infer_ranges(pad, in_index)
             case S.Bin(lhs=a, rhs=b):
-                self.infer_ranges(a)
-                self.infer_ranges(b)
+                self.infer_ranges(a, in_index)
+                self.infer_ranges(b, in_index)
             case S.Un(x=x):
-                self.infer_ranges(x)
+                self.infer_ranges(x, in_index)
             case S.Call(args=args):
                 for a in args:
-                    self.infer_ranges(a)
+                    self.infer_ranges(a, in_index)
+
+    def check_names(self, declared: set[str]) -> None:
+        """A name used only as a value, never as an index nor declared, is a typo, not an index."""
+        for n in self.scope.order:
+            if n not in self.scope.indexing and n not in declared:
+                k = self.kernel
+                known = [*k.params, *k.inputs, *k.outputs, *k.temps, *k.dims.names, *declared]
+                close = difflib.get_close_matches(n, known, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise SourceError(
+                    f"unknown name '{n}'{hint} (not a tensor, parameter, dimension or index variable)",
+                    self.scope.first_use[n],
+                )
 
     # --- values ---------------------------------------------------------------------------------
     def flexible(self, e: S.Node) -> bool:
+        """Constants, dimensions and arithmetic on them: exact values that adopt a context's dtype."""
+        return self.constant(e) is not None
+
+    def constant(self, e: S.Node) -> tuple[int | float, bool] | None:
+        """The exact value of a flexible subtree and whether it is a float, or None if not constant."""
         match e:
-            case S.Num():
-                return True
-            case S.Name(id=n):
-                return self.scope.kind(n) in ("dim", "const")
+            case S.Num(value=v, is_float=f):
+                return v, f
+            case S.Name(id=n) if self.scope.kind(n) == "dim":
+                return self.kernel.dims.value(n, e.span), False
+            case S.Name(id=n) if self.scope.kind(n) == "const":
+                return (math.inf if n == "inf" else math.nan), True
             case S.Un(op="-", x=x):
-                return self.flexible(x)
-            case S.Bin(op="+" | "-" | "*", lhs=a, rhs=b):
-                return self.flexible(a) and self.flexible(b)
-        return False
+                c = self.constant(x)
+                return None if c is None else (-c[0], c[1])
+            case S.Bin(op="+" | "-" | "*" | "//" | "%" as op, lhs=a, rhs=b):
+                ca, cb = self.constant(a), self.constant(b)
+                if ca is None or cb is None:
+                    return None
+                if op in ("//", "%"):
+                    if ca[1] or cb[1]:
+                        return None
+                    if cb[0] == 0:
+                        raise SourceError(f"constant '{op}' by zero", e.span)
+                    return (ca[0] // cb[0] if op == "//" else ca[0] % cb[0]), False
+                value = {"+": ca[0] + cb[0], "-": ca[0] - cb[0], "*": ca[0] * cb[0]}[op]
+                return value, ca[1] or cb[1]
+        return None
+
+    def folded(self, e: S.Node, expected: DType | None) -> Const:
+        value, is_float = self.constant(e)
+        dtype = expected or (DType.F32 if is_float else DType.I32)
+        if dtype is DType.BOOL:
+            raise SourceError(f"expected a condition, found the number {value}", e.span)
+        if is_float and not dtype.is_float:
+            raise SourceError(f"dtype mismatch: float constant {value} in an {dtype} expression", e.span)
+        return Const(float(value) if dtype.is_float else int(value), dtype)
 
     def expr(self, e: S.Node, expected: DType | None) -> Expr:
+        if self.flexible(e):
+            return self.folded(e, expected)
         match e:
-            case S.Num(value=v, is_float=is_float):
-                dtype = expected or (DType.F32 if is_float else DType.I32)
-                if dtype is DType.BOOL:
-                    raise SourceError(f"expected a condition, found the number {v}", e.span)
-                if is_float and not dtype.is_float:
-                    raise SourceError(f"dtype mismatch: float constant {v} in an {dtype} expression", e.span)
-                return Const(float(v) if dtype.is_float else int(v), dtype)
             case S.Name():
                 return self.name(e, expected)
             case S.Un(op="-", x=x):
@@ -185,7 +223,9 @@ class ExprChecker:
     def condition(self, e: S.Node) -> Expr:
         out = self.expr(e, None)
         if out.dtype is not DType.BOOL:
-            raise SourceError(f"expected a condition (a comparison), found a value of type {out.dtype}", e.span)
+            raise SourceError(
+                f"expected a condition (a comparison), found a value of type {out.dtype}", e.span
+            )
         return out
 
     def numeric(self, x: Expr, span: Span, what: str) -> None:
@@ -234,8 +274,11 @@ class ExprChecker:
             return Select(cond, a, b)
         if fn in _CASTS:
             arity(1)
-            inner = self.expr(args[0], None)
-            return Cast(_CASTS[fn], inner)
+            dtype = _CASTS[fn]
+            if self.flexible(args[0]):  # f64(0.1) is the f64 nearest 0.1, not a widened f32
+                value, _ = self.constant(args[0])
+                return Const(float(value) if dtype.is_float else int(value), dtype)
+            return Cast(dtype, self.expr(args[0], None))
         if fn in _UNARY_FUNCS:
             arity(1)
             op = _UNARY_FUNCS[fn]
