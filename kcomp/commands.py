@@ -11,7 +11,7 @@ from rich.console import Console
 from kcomp.api import CompiledKernel, compile
 from kcomp.cli import parse_inputs, parse_params, parse_shapes
 from kcomp.printer import format_nest, format_program
-from kcomp.targets.cpu.header import emit_header
+from kcomp.targets.cpu.emit import emit_header
 
 
 def _kernel(args) -> CompiledKernel:
