@@ -16,7 +16,8 @@ from kcomp.targets.cpu.emit import emit_header
 
 def _kernel(args) -> CompiledKernel:
     k = compile(args.file, kernel=args.kernel, target=args.target, shapes=parse_shapes(args.shape))
-    k.built  # noqa: B018 - an unbound dimension is reported here, naming the --shape flag
+    if k.free:  # the command line has no arrays to bind from: report the first use, naming --shape
+        k.specialize({})
     return k
 
 
