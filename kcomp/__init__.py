@@ -1,0 +1,17 @@
+"""kcomp: a kernel compiler.  `kcomp.compile(path_or_source)` gives a callable, checked kernel."""
+
+from kcomp.api import CheckResult, CompiledKernel, compile
+from kcomp.errors import BuildError, CheckFailed, KcompError, ScheduleError, SourceError, UsageError
+
+__version__ = "0.1.0"
+__all__ = [
+    "BuildError",
+    "CheckFailed",
+    "CheckResult",
+    "CompiledKernel",
+    "KcompError",
+    "ScheduleError",
+    "SourceError",
+    "UsageError",
+    "compile",
+]
