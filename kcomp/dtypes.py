@@ -75,7 +75,15 @@ _C_TYPE = {
     DType.I8: "int8_t",
     DType.BOOL: "bool",
 }
-_ITEMSIZE = {DType.F32: 4, DType.F64: 8, DType.I32: 4, DType.F16: 2, DType.BF16: 2, DType.I8: 1, DType.BOOL: 1}
+_ITEMSIZE = {
+    DType.F32: 4,
+    DType.F64: 8,
+    DType.I32: 4,
+    DType.F16: 2,
+    DType.BF16: 2,
+    DType.I8: 1,
+    DType.BOOL: 1,
+}
 
 
 def from_numpy(dtype: np.dtype) -> DType | None:
