@@ -62,7 +62,9 @@ def compile(
 
 
 class CompiledKernel:
-    def __init__(self, module: S.Module, kernel: S.Kernel, target: str, shapes: dict[str, int], schedule: Any):
+    def __init__(
+        self, module: S.Module, kernel: S.Kernel, target: str, shapes: dict[str, int], schedule: Any
+    ):
         self.module = module
         self.kernel = kernel
         self.target = get_target(target)
@@ -134,8 +136,12 @@ class CompiledKernel:
             return {b.name: np.empty(b.shape, b.dtype.numpy) for b in buffers}
         given = out if isinstance(out, tuple | list) else (out,)
         if len(given) != len(buffers):
-            raise UsageError(f"out= needs {len(buffers)} arrays ({', '.join(b.name for b in buffers)}), got {len(given)}")
-        return check_arrays(built.program, {b.name: o for b, o in zip(buffers, given, strict=True)}, role="output")
+            raise UsageError(
+                f"out= needs {len(buffers)} arrays ({', '.join(b.name for b in buffers)}), got {len(given)}"
+            )
+        return check_arrays(
+            built.program, {b.name: o for b, o in zip(buffers, given, strict=True)}, role="output"
+        )
 
     def reference(self, *args: Any, **kwargs: Any) -> Any:
         """The numpy reference semantics on the same inputs (the ground truth for `check`)."""
@@ -149,8 +155,12 @@ class CompiledKernel:
         program = self.built.program
         return random_inputs(program, rng), random_params(program, rng, self.defaults)
 
-    def check(self, seed: int | None = None, inputs: dict[str, np.ndarray] | None = None,
-              params: dict[str, float | int] | None = None) -> CheckResult:
+    def check(
+        self,
+        seed: int | None = None,
+        inputs: dict[str, np.ndarray] | None = None,
+        params: dict[str, float | int] | None = None,
+    ) -> CheckResult:
         """Run on fresh random inputs (or the given ones) and compare with the reference."""
         if inputs is None:
             inputs, rparams = self.random_inputs(seed)
@@ -167,8 +177,12 @@ class CompiledKernel:
             outputs=comparisons,
         )
 
-    def benchmark(self, seed: int | None = None, inputs: dict[str, np.ndarray] | None = None,
-                  params: dict[str, float | int] | None = None) -> Measurement:
+    def benchmark(
+        self,
+        seed: int | None = None,
+        inputs: dict[str, np.ndarray] | None = None,
+        params: dict[str, float | int] | None = None,
+    ) -> Measurement:
         """Median time of repeated runs after warm-up (the target's `profile`)."""
         if inputs is None:
             inputs, rparams = self.random_inputs(seed)

@@ -25,7 +25,9 @@ def as_array(name: str, x: Any) -> np.ndarray:
     """A numpy view of `x` (numpy array or torch CPU tensor), never a silent copy."""
     if is_torch(x):
         if x.device.type != "cpu":
-            raise UsageError(f"argument '{name}': torch tensor is on {x.device}; the cpu target needs a CPU tensor")
+            raise UsageError(
+                f"argument '{name}': torch tensor is on {x.device}; the cpu target needs a CPU tensor"
+            )
         if x.requires_grad:
             x = x.detach()
         return x.numpy()
@@ -40,11 +42,15 @@ def split_arguments(
     """Positional arguments follow the declaration order of the kernel's inputs (tensors and scalars)."""
     names = [d.name for d in kernel.inputs]
     if len(args) > len(names):
-        raise UsageError(f"kernel '{kernel.name}' takes {len(names)} inputs ({', '.join(names)}), {len(args)} given")
+        raise UsageError(
+            f"kernel '{kernel.name}' takes {len(names)} inputs ({', '.join(names)}), {len(args)} given"
+        )
     given = dict(zip(names, args, strict=False))
     for k, v in kwargs.items():
         if k not in names:
-            raise UsageError(f"kernel '{kernel.name}' has no input named '{k}' (its inputs: {', '.join(names)})")
+            raise UsageError(
+                f"kernel '{kernel.name}' has no input named '{k}' (its inputs: {', '.join(names)})"
+            )
         if k in given:
             raise UsageError(f"input '{k}' given twice")
         given[k] = v
@@ -52,7 +58,9 @@ def split_arguments(
     scalars = {d.name: given[d.name] for d in kernel.inputs if d.shape is None and d.name in given}
     missing = [d.name for d in kernel.inputs if d.shape is not None and d.name not in given]
     if missing:
-        raise UsageError(f"kernel '{kernel.name}': missing input{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        raise UsageError(
+            f"kernel '{kernel.name}': missing input{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+        )
     return tensors, scalars
 
 
@@ -91,7 +99,9 @@ def check_arrays(program: Program, tensors: dict[str, Any], role: str = "input")
         if tuple(arr.shape) != buf.shape:
             raise UsageError(f"{role} '{buf.name}': expected shape {buf.shape}, got {tuple(arr.shape)}")
         if not arr.flags.c_contiguous:
-            raise UsageError(f"{role} '{buf.name}' must be C-contiguous (use np.ascontiguousarray or .contiguous())")
+            raise UsageError(
+                f"{role} '{buf.name}' must be C-contiguous (use np.ascontiguousarray or .contiguous())"
+            )
         if role == "output" and not arr.flags.writeable:
             raise UsageError(f"output '{buf.name}' is read-only")
         out[buf.name] = arr

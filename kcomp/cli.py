@@ -61,7 +61,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="a .kc file")
     p.add_argument("--kernel", help="which kernel of the file (needed when it has several)")
     p.add_argument("--target", default="cpu", help="code generation target (default: cpu)")
-    p.add_argument("--shape", action="append", metavar="NAME=VALUE", help="bind a dimension (overrides the file)")
+    p.add_argument(
+        "--shape", action="append", metavar="NAME=VALUE", help="bind a dimension (overrides the file)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="compile a kernel to C, a header and a shared library")
     _common(c)
     c.add_argument("-o", "--output", metavar="DIR", help="output folder (default: ./out/KERNEL)")
-    c.add_argument("--emit", choices=("ir", "loops", "c"), help="print one stage to stdout instead of a report")
+    c.add_argument(
+        "--emit", choices=("ir", "loops", "c"), help="print one stage to stdout instead of a report"
+    )
 
     r = sub.add_parser("run", help="run a kernel on random (or given) inputs, check it, time it")
     _common(r)
@@ -99,9 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug in kcomp, not in the user's input
         if os.environ.get("KCOMP_DEBUG"):
             raise
-        print(f"internal error: {type(e).__name__}: {e}\n(run with KCOMP_DEBUG=1 for the traceback; please report it)",
-              file=sys.stderr)
+        print(
+            f"internal error: {type(e).__name__}: {e}\n(run with KCOMP_DEBUG=1 for the traceback; please report it)",
+            file=sys.stderr,
+        )
         return 3
-
-
-

@@ -25,8 +25,13 @@ def cmd_compile(args) -> int:
     k = _kernel(args)
     built = k.built
     if args.emit:
-        print({"ir": lambda: format_program(built.program), "loops": lambda: format_nest(built.nest),
-               "c": lambda: built.source}[args.emit]())
+        print(
+            {
+                "ir": lambda: format_program(built.program),
+                "loops": lambda: format_nest(built.nest),
+                "c": lambda: built.source,
+            }[args.emit]()
+        )
         return 0
     out = Path(args.output or Path("out") / k.name)
     out.mkdir(parents=True, exist_ok=True)
@@ -43,13 +48,15 @@ def cmd_compile(args) -> int:
 
 def _report(k: CompiledKernel, built) -> str:
     dims = " ".join(f"{n}={v}" for n, v in built.program.dims) or "(none)"
-    return "\n".join([
-        f"kernel    {k.name}",
-        f"target    {k.target.describe() if hasattr(k.target, 'describe') else k.target.name}",
-        f"shapes    {dims}",
-        f"schedule  {built.schedule_source}",
-        f"flops     {built.program.flops}",
-    ])
+    return "\n".join(
+        [
+            f"kernel    {k.name}",
+            f"target    {k.target.describe() if hasattr(k.target, 'describe') else k.target.name}",
+            f"shapes    {dims}",
+            f"schedule  {built.schedule_source}",
+            f"flops     {built.program.flops}",
+        ]
+    )
 
 
 def cmd_run(args) -> int:
@@ -59,13 +66,24 @@ def cmd_run(args) -> int:
     given, rparams = k.random_inputs(args.seed)
     given.update(inputs)
     params = {**rparams, **params}
-    result: dict = {"kernel": k.name, "target": k.target.name, "schedule_source": k.built.schedule_source,
-                    "shapes": dict(k.built.program.dims), "ok": True}
+    result: dict = {
+        "kernel": k.name,
+        "target": k.target.name,
+        "schedule_source": k.built.schedule_source,
+        "shapes": dict(k.built.program.dims),
+        "ok": True,
+    }
     if args.check:
         c = k.check(inputs=given, params=params)
-        result.update(ok=c.ok, max_abs_err=c.max_abs_err, max_rel_err=c.max_rel_err,
-                      outputs={n: {"ok": r.ok, "max_abs_err": r.max_abs_err, "max_rel_err": r.max_rel_err}
-                               for n, r in c.outputs.items()})
+        result.update(
+            ok=c.ok,
+            max_abs_err=c.max_abs_err,
+            max_rel_err=c.max_rel_err,
+            outputs={
+                n: {"ok": r.ok, "max_abs_err": r.max_abs_err, "max_rel_err": r.max_rel_err}
+                for n, r in c.outputs.items()
+            },
+        )
     else:
         k(**given, **params)
         result["outputs"] = {b.name: {"shape": list(b.shape)} for b in k.built.program.outputs}
@@ -89,10 +107,14 @@ def _print_run(r: dict) -> None:
     con.print(f"[bold]{r['kernel']}[/]  target {r['target']}  {shapes}  schedule: {r['schedule_source']}")
     if r.get("max_abs_err") is not None:
         verdict = "[green]ok[/]" if r["ok"] else "[red]MISMATCH[/]"
-        con.print(f"check     {verdict}  max abs err {r['max_abs_err']:.3g}  max rel err {r['max_rel_err']:.3g}")
+        con.print(
+            f"check     {verdict}  max abs err {r['max_abs_err']:.3g}  max rel err {r['max_rel_err']:.3g}"
+        )
         for name, o in r.get("outputs", {}).items():
             if not o.get("ok", True):
-                con.print(f"  output {name}: max abs err {o['max_abs_err']:.3g}, max rel err {o['max_rel_err']:.3g}")
+                con.print(
+                    f"  output {name}: max abs err {o['max_abs_err']:.3g}, max rel err {o['max_rel_err']:.3g}"
+                )
     if r.get("time_s") is not None:
         gf = f"  {r['gflops']:.2f} GFLOP/s" if r.get("gflops") else ""
         con.print(f"time      {r['time_s'] * 1e3:.3f} ms (median){gf}")

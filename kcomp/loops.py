@@ -93,7 +93,9 @@ def map_stmts(
     for s in body:
         if not isinstance(s, Store):
             new_body = map_stmts(s.body, fn)
-            if any(a is not b for a, b in zip(new_body, s.body, strict=False)) or len(new_body) != len(s.body):
+            if any(a is not b for a, b in zip(new_body, s.body, strict=False)) or len(new_body) != len(
+                s.body
+            ):
                 s = replace(s, body=new_body)
         r = fn(s)
         if r is None:

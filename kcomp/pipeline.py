@@ -32,11 +32,16 @@ class Built:
     artifact: Any
     schedule_source: str
 
-    def arguments(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
-                  params: dict[str, float | int]) -> list[Any]:
+    def arguments(
+        self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], params: dict[str, float | int]
+    ) -> list[Any]:
         """Values in the C ABI's order: inputs, outputs, scalar parameters (docs/abi.md)."""
         n = self.nest
-        return [inputs[b.name] for b in n.inputs] + [outputs[b.name] for b in n.outputs] + [params[p.name] for p in n.params]
+        return (
+            [inputs[b.name] for b in n.inputs]
+            + [outputs[b.name] for b in n.outputs]
+            + [params[p.name] for p in n.params]
+        )
 
 
 STAGES = ("ir", "loops", "c")
@@ -44,11 +49,15 @@ STAGES = ("ir", "loops", "c")
 
 def front(module: S.Module, kernel: S.Kernel, shapes: dict[str, int]) -> Program:
     program = check(module, kernel, shapes)
-    unsupported = sorted({t.dtype.value for t in program.tensors if t.dtype not in LOWERED}
-                         | {p.dtype.value for p in program.params if p.dtype not in LOWERED})
+    unsupported = sorted(
+        {t.dtype.value for t in program.tensors if t.dtype not in LOWERED}
+        | {p.dtype.value for p in program.params if p.dtype not in LOWERED}
+    )
     if unsupported:
-        raise UsageError(f"kernel '{kernel.name}' uses {', '.join(unsupported)}, which no target lowers yet"
-                         " (the type is parsed and checked only)")
+        raise UsageError(
+            f"kernel '{kernel.name}' uses {', '.join(unsupported)}, which no target lowers yet"
+            " (the type is parsed and checked only)"
+        )
     return program
 
 
@@ -58,7 +67,9 @@ def schedule_nest(nest: LoopNest, schedule: Any) -> tuple[LoopNest, str]:
     return nest, NAIVE
 
 
-def build(module: S.Module, kernel: S.Kernel, shapes: dict[str, int], target: Any, schedule: Any = None) -> Built:
+def build(
+    module: S.Module, kernel: S.Kernel, shapes: dict[str, int], target: Any, schedule: Any = None
+) -> Built:
     program = front(module, kernel, shapes)
     nest, source_of_schedule = schedule_nest(lower(program), schedule)
     source = target.emit(nest)
