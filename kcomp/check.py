@@ -154,6 +154,7 @@ class _KernelChecker:
             if extent <= 0:
                 raise SourceError(f"range of '{name.id}' is {extent}; it must be positive", bound.span)
             scope.set_range(name.id, extent, name.span, "where clause")
+            scope.declared.add(name.id)
         checker = ExprChecker(scope)
         checker.infer_ranges(s.value)
         lhs = [n.id for n in s.target_index]

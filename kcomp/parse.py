@@ -174,6 +174,8 @@ class _Builder:
                 self.expr(pad) if pad is not None else None,
                 self.at(c[0]),
             )
+        if kind == "scalar_access":  # a rank-0 tensor: `total[]`
+            return S.Access(str(c[0]), (), None, self.at(c[0]))
         if kind in ("bin_op", "cmp_op"):
             return S.Bin(str(c[1]), self.expr(c[0]), self.expr(c[2]), self.at(c[1]))
         if kind in ("or_op", "and_op"):

@@ -54,6 +54,7 @@ class Scope:
         self.first_use: dict[str, Span] = {}
         self.used: set[str] = set()
         self.indexing: set[str] = set()  # names that index a tensor somewhere in the statement
+        self.declared: set[str] = set()  # names ranged by `where`
 
     def kind(self, name: str) -> str:
         k = self.kernel
@@ -107,7 +108,12 @@ class ExprChecker:
                 buf = self.kernel.tensor(t)
                 if buf is not None and len(index) == len(buf.shape):
                     for k, ix in enumerate(index):
-                        if isinstance(ix, S.Name) and self.scope.kind(ix.id) == "var":
+                        # NOTE: a `where` range is authoritative: `X[j] where j < 3` reads a prefix of X.
+                        if (
+                            isinstance(ix, S.Name)
+                            and self.scope.kind(ix.id) == "var"
+                            and ix.id not in self.scope.declared
+                        ):
                             self.scope.set_range(ix.id, buf.shape[k], ix.span, f"dimension {k} of {t}")
                 for ix in index:
                     self.infer_ranges(ix, True)
