@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from kcomp import syntax as S
-from kcomp.arguments import check_arrays, check_params, infer_shapes, is_torch, split_arguments
+from kcomp.arguments import as_array, check_arrays, check_params, infer_shapes, is_torch, split_arguments
 from kcomp.check import param_defaults
 from kcomp.compare import Comparison, compare_outputs
 from kcomp.data import random_inputs, random_params
@@ -111,6 +111,7 @@ class CompiledKernel:
 
     def _bind(self, args, kwargs) -> tuple[Built, dict[str, np.ndarray], dict[str, float | int]]:
         tensors, scalars = split_arguments(self.kernel, args, kwargs)
+        tensors = {name: as_array(name, value) for name, value in tensors.items()}
         built = self.specialize(infer_shapes(self.kernel, self.free, tensors)) if self.free else self.built
         arrays = check_arrays(built.program, tensors)
         return built, arrays, check_params(built.program, scalars, self.defaults)

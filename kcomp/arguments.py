@@ -119,8 +119,10 @@ def check_params(program: Program, given: dict[str, Any], defaults: dict[str, An
             raise UsageError(f"scalar parameter '{p.name}' has no default: pass it (--param {p.name}=VALUE)")
         try:
             out[p.name] = float(value) if p.dtype.is_float else int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise UsageError(f"parameter '{p.name}': expected a {p.dtype} number, got {value!r}") from None
+        if not p.dtype.is_float and out[p.name] != value:
+            raise UsageError(f"parameter '{p.name}' is {p.dtype}: {value!r} is not an integer")
         if p.dtype is DType.I32 and not -(2**31) <= out[p.name] < 2**31:
             raise UsageError(f"parameter '{p.name}': {value} does not fit in i32")
     return out

@@ -101,7 +101,9 @@ class _KernelChecker:
                     f"output '{d.name}' must be a tensor: give it a shape, e.g. {d.dtype}[N]", d.span
                 )
             if d.default is not None and not dtype.is_float and isinstance(_constant(d.default), float):
-                raise SourceError(f"default of '{d.name}' must be an integer: it is {d.dtype}", d.default.span)
+                raise SourceError(
+                    f"default of '{d.name}' must be an integer: it is {d.dtype}", d.default.span
+                )
             self.params[d.name] = Param(d.name, dtype)
             return
         if d.default is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -95,10 +96,19 @@ def cmd_run(args) -> int:
     else:
         result.update(time_s=None, gflops=None)
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(_finite(result)))
     else:
         _print_run(result)
     return 0 if result["ok"] else 1
+
+
+def _finite(obj):
+    """Strict JSON has no inf/nan: they are written as the strings "inf", "-inf", "nan"."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    return obj
 
 
 def _print_run(r: dict) -> None:

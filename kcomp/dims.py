@@ -80,7 +80,7 @@ class DimEnv:
                     f"--shape {name}={value}: kernel '{kernel.name}' has no dimension '{name}' (its dimensions: {listing})"
                 )
             if not isinstance(value, int) or value <= 0:
-                raise UsageError(f"--shape {name}={value}: a dimension must be a positive integer")
+                raise UsageError(f"dimension {name}={value}: a dimension must be a positive integer")
         self.names = known
         self._cache: dict[str, int] = {}
         self.used: set[str] = set()  # names the kernel asked for: the binding its Program records

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from kcomp.errors import UsageError
 from kcomp.targets.base import Measurement, Target
 from kcomp.targets.cpu.target import CpuTarget
-
-from kcomp.errors import UsageError
 
 TARGETS: dict[str, Callable[[], Target]] = {"cpu": CpuTarget}
 

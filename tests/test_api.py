@@ -337,12 +337,6 @@ def test_unbound_dim_from_empty_array_rejected():
         compile(SCALE)(np.ones(0, np.float32))
 
 
-@pytest.mark.xfail(
-    reason="bug: with unbound dims, infer_shapes reads .shape before the argument is validated, so a "
-    "list raises AttributeError instead of the UsageError a bound kernel gives",
-    raises=AttributeError,
-    strict=True,
-)
 def test_unbound_dim_rejects_non_array_with_usage_error():
     with pytest.raises(UsageError, match=r"argument 'X': expected a numpy array or torch tensor, got list"):
         compile(SCALE)([1.0, 2.0, 3.0])

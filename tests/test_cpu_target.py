@@ -10,9 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kcomp.targets import TARGETS, Measurement, get_target
-from kcomp.targets.cpu import build as cpu_build
-from kcomp.targets.cpu.target import CpuTarget
 
 from kcomp import semantics
 from kcomp.config import Config
@@ -34,6 +31,9 @@ from kcomp.expr import (
     Var,
 )
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store
+from kcomp.targets import TARGETS, Measurement, get_target
+from kcomp.targets.cpu import build as cpu_build
+from kcomp.targets.cpu.target import CpuTarget
 
 F32, F64, I32, I8, F16, BOOL = DType.F32, DType.F64, DType.I32, DType.I8, DType.F16, DType.BOOL
 N = 257  # not a multiple of any vector width

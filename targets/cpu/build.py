@@ -23,11 +23,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kcomp.targets.cpu import host
-from kcomp.targets.cpu.signature import Signature
-
 from kcomp.config import Config, config
 from kcomp.errors import BuildError, UsageError
+from kcomp.targets.cpu import host
+from kcomp.targets.cpu.signature import Signature
 
 GCC = "gcc"
 BASE_FLAGS = (

@@ -20,13 +20,12 @@ import re
 from importlib import resources
 from typing import ClassVar
 
-from kcomp.targets.cpu import cexpr
-from kcomp.targets.cpu.cexpr import CExpr, check_supported, store_cast
-from kcomp.targets.cpu.signature import Signature
-
 from kcomp.errors import UsageError
 from kcomp.expr import Buffer, Param, Scope, Var, free_vars
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, walk_stmts
+from kcomp.targets.cpu import cexpr
+from kcomp.targets.cpu.cexpr import CExpr, check_supported, store_cast
+from kcomp.targets.cpu.signature import Signature
 
 PRELUDE = resources.files("kcomp.targets.cpu").joinpath("prelude.h").read_text()
 

@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from kcomp.targets.cpu.build import Library
-from kcomp.targets.cpu.signature import ABI_VERSION, ArgSpec, Signature
 
 from kcomp.dtypes import DType
 from kcomp.errors import UsageError
+from kcomp.targets.cpu.build import Library
+from kcomp.targets.cpu.signature import ABI_VERSION, ArgSpec, Signature
 
 # By-value C types of scalar parameters; f16 travels as float (docs/abi.md).
 PARAM_CTYPE = {

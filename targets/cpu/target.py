@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from kcomp.config import Config, config
+from kcomp.loops import LoopNest
 from kcomp.targets.base import Arg, Measurement, Target, bench
 from kcomp.targets.cpu import build as _build
 from kcomp.targets.cpu import host, runtime
 from kcomp.targets.cpu.build import Library
 from kcomp.targets.cpu.emit import emit
-
-from kcomp.config import Config, config
-from kcomp.loops import LoopNest
 
 
 class CpuTarget(Target):
