@@ -156,6 +156,14 @@ class CompiledKernel:
         program = self.built.program
         return random_inputs(program, rng), random_params(program, rng, self.defaults)
 
+    def _prepare(self, seed, inputs, params):
+        """Bound arguments and fresh output arrays: the given inputs, or random ones from `seed`."""
+        if inputs is None:
+            inputs, random = self.random_inputs(seed)
+            params = {**random, **(params or {})}
+        built, arrays, params = self._bind((), {**inputs, **(params or {})})
+        return built, arrays, self._outputs(built, None), params
+
     def check(
         self,
         seed: int | None = None,
@@ -163,11 +171,7 @@ class CompiledKernel:
         params: dict[str, float | int] | None = None,
     ) -> CheckResult:
         """Run on fresh random inputs (or the given ones) and compare with the reference."""
-        if inputs is None:
-            inputs, rparams = self.random_inputs(seed)
-            params = {**rparams, **(params or {})}
-        built, arrays, params = self._bind((), {**inputs, **(params or {})})
-        outputs = self._outputs(built, None)
+        built, arrays, outputs, params = self._prepare(seed, inputs, params)
         self.target.run(built.artifact, built.arguments(arrays, outputs, params))
         expected = evaluate(built.program, arrays, params)
         comparisons = compare_outputs(built.program, outputs, expected)
@@ -185,9 +189,5 @@ class CompiledKernel:
         params: dict[str, float | int] | None = None,
     ) -> Measurement:
         """Median time of repeated runs after warm-up (the target's `profile`)."""
-        if inputs is None:
-            inputs, rparams = self.random_inputs(seed)
-            params = {**rparams, **(params or {})}
-        built, arrays, params = self._bind((), {**inputs, **(params or {})})
-        outputs = self._outputs(built, None)
+        built, arrays, outputs, params = self._prepare(seed, inputs, params)
         return self.target.profile(built.artifact, built.arguments(arrays, outputs, params))
