@@ -9,67 +9,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cpu_nests import F32, I32, N, b, map1
 
 from kcomp.config import Config
-from kcomp.dtypes import DType
 from kcomp.errors import BuildError, UsageError
 from kcomp.expr import (
-    Binary,
     BinaryOp,
     Buffer,
-    Const,
-    Expr,
     Load,
     Unary,
     UnaryOp,
     Var,
 )
-from kcomp.loops import Loop, LoopKind, LoopNest, Stmt, Store
+from kcomp.loops import Loop, LoopKind, LoopNest, Store
 from kcomp.targets import TARGETS, Measurement, get_target
 from kcomp.targets.cpu import build as cpu_build
 from kcomp.targets.cpu.target import CpuTarget
-
-F32, F64, I32, I8, F16, BOOL = DType.F32, DType.F64, DType.I32, DType.I8, DType.F16, DType.BOOL
-N = 257  # not a multiple of any vector width
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> CpuTarget:
-    return CpuTarget(cfg=Config(cache_dir=tmp_path_factory.mktemp("kcache"), threads=2))
-
-
-@pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng(1234)
-
-
-def run(target: CpuTarget, nest: LoopNest, *args: object) -> str:
-    """Emit, build and run `nest`; returns the C source (for assertions about its shape)."""
-    source = target.emit(nest)
-    target.run(target.build(source), list(args))
-    return source
-
-
-def b(op: BinaryOp, x: Expr, y: Expr) -> Binary:
-    return Binary(op, x, y)
-
-
-def c32(v: int) -> Const:
-    return Const(v, I32)
-
-
-def map1(name: str, ins: tuple[Buffer, ...], out: Buffer, value, params=(), kind=LoopKind.SERIAL) -> LoopNest:
-    """out[i] = value(i) over a 1-D output."""
-    i = Var("i")
-    body: tuple[Stmt, ...] = (Loop(i, out.shape[0], kind, (Store(out, (i,), value(i)),)),)
-    return LoopNest(name, ins, (out,), params, body)
-
-
-def binary_nest(op: BinaryOp, dtype: DType, n: int) -> tuple[LoopNest, Buffer, Buffer, Buffer]:
-    a, bb, out = Buffer("a", dtype, (n,)), Buffer("b", dtype, (n,)), Buffer("out", dtype, (n,))
-    nest = map1(f"bin_{op.name}", (a, bb), out, lambda i: b(op, Load(a, (i,)), Load(bb, (i,))))
-    return nest, a, bb, out
 
 
 # -- the library cache ----------------------------------------------------------------------------------

@@ -1,0 +1,19 @@
+"""Fixtures shared by the test files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kcomp.config import Config
+from kcomp.targets.cpu.target import CpuTarget
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> CpuTarget:
+    return CpuTarget(cfg=Config(cache_dir=tmp_path_factory.mktemp("kcache"), threads=2))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
