@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kcomp.errors import Span
+from kcomp.errors import Span, UsageError
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +108,6 @@ class Module:
 
     def kernel(self, name: str | None) -> Kernel:
         """The kernel called `name`, or the only one in the file."""
-        from kcomp.errors import UsageError
-
         names = [k.name for k in self.kernels]
         if name is None:
             if len(self.kernels) == 1:
