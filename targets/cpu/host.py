@@ -64,6 +64,23 @@ def vector_bits() -> int:
     return 0
 
 
+AVX512_FLAGS = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq"})
+AVX2_FLAGS = frozenset({"avx2", "fma"})
+
+
+def isa_level(have: frozenset[str] | None = None) -> str:
+    """The widest ISA level (targets/cpu/isa.py) of a CPU with flags `have` (default: this host's).
+
+    "avx512" needs AVX-512 F, BW, VL and DQ; "avx2" needs AVX2 and FMA; anything else is "scalar".
+    """
+    f = flags() if have is None else have
+    if f >= AVX512_FLAGS:
+        return "avx512"
+    if f >= AVX2_FLAGS:
+        return "avx2"
+    return "scalar"
+
+
 def cores() -> int:
     """Hardware threads this process may run on."""
     try:

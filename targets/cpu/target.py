@@ -9,37 +9,63 @@ from kcomp.loops import LoopNest
 from kcomp.targets.base import Arg, Measurement, Target, bench
 from kcomp.targets.cpu import build as _build
 from kcomp.targets.cpu import host, runtime
+from kcomp.targets.cpu import isa as _isa
 from kcomp.targets.cpu.build import Library
 from kcomp.targets.cpu.emit import emit
 
 
 class CpuTarget(Target):
-    """`arch` is gcc's -march value ("native": this host); `threads` defaults to KCOMP_THREADS or
-    os.cpu_count(); `cfg` (default: the environment's) names the cache directory."""
+    """`isa` is an ISA level of targets/cpu/isa.py ("avx512", "avx2", "scalar"); `arch` is gcc's -march
+    value.  Neither: this host's level, tuned for this host (-march=native).  `isa` alone: the level's
+    portable -march (e.g. x86-64-v3), which may be a level this host cannot run (then `build` works
+    but `run` and `profile` refuse).  `threads` defaults to KCOMP_THREADS or os.cpu_count(); `cfg`
+    (default: the environment's) names the cache directory."""
 
-    name = "cpu"
+    name = _isa.FAMILY
 
-    def __init__(self, *, arch: str = "native", threads: int | None = None, cfg: Config | None = None):
-        self.arch = arch
+    def __init__(
+        self,
+        *,
+        isa: str | None = None,
+        arch: str | None = None,
+        threads: int | None = None,
+        cfg: Config | None = None,
+    ):
+        if isa is None:
+            isa = _isa.isa_of_march(arch) if arch and arch != _isa.NATIVE else host.isa_level()
+            arch = arch or _isa.NATIVE
+        level = _isa.level(isa.strip().lower())
+        self.isa = level.name
+        self.arch = arch or level.march
+        self.vector_bits = level.vector_bits
+        # NOTE: the name is the spec get_target accepts back: reports must tell cpu:scalar from cpu.
+        self.name = _isa.FAMILY if self.arch == _isa.NATIVE else f"{_isa.FAMILY}:{self.isa}"
         self.cfg = cfg or config()
         self.threads = threads or self.cfg.threads
-        self.vector_bits = host.vector_bits() if arch == "native" else 128
         self.cores = host.cores()
+
+    @classmethod
+    def from_spec(cls, spec: str) -> CpuTarget:
+        """The target of a spec "cpu" or "cpu:LEVEL" (see `isa.parse_cpu_spec`)."""
+        level_name, arch = _isa.parse_cpu_spec(spec)
+        return cls(isa=level_name, arch=arch)
 
     def emit(self, nest: LoopNest) -> str:
         return emit(nest)
 
     def build(self, source: str) -> Library:
+        _isa.check_buildable(self.isa, self.arch)
         return _build.build(source, arch=self.arch, cfg=self.cfg)
 
     def describe(self) -> str:
-        """One line for reports: the CPU, threads, vector width and compiler."""
+        """One line for reports: the ISA level, the CPU, threads, vector width and compiler."""
         return (
-            f"cpu ({host.model_name()}, {self.threads} threads, {self.vector_bits}-bit vectors, "
-            f"gcc {_build.compiler_id().split(' | ')[0]}, -march={self.arch})"
+            f"{self.name} ({host.model_name()}, ISA level {self.isa}, {self.threads} threads, "
+            f"{self.vector_bits}-bit vectors, gcc {_build.compiler_id().split(' | ')[0]}, -march={self.arch})"
         )
 
     def run(self, artifact: Library, args: Sequence[Arg]) -> None:
+        _isa.check_runnable(self.isa, self.arch)  # NOTE: before loading: foreign code would SIGILL
         kernel = runtime.load(artifact)
         call = kernel.bind(args)
         kernel.set_threads(self.threads)
@@ -47,6 +73,7 @@ class CpuTarget(Target):
 
     def profile(self, artifact: Library, args: Sequence[Arg], *, budget_s: float = 0.1) -> Measurement:
         """Median seconds per call; arguments are checked once, outside the timed calls."""
+        _isa.check_runnable(self.isa, self.arch)
         kernel = runtime.load(artifact)
         call = kernel.bind(args)
         kernel.set_threads(self.threads)
