@@ -10,7 +10,7 @@ semantics literally (before -> after):
                                              for i:  I_best[i] = -inf;  I[i] = 0
                                              for i, r:  if X[i, r] > I_best[i]:  I_best[i] = X[i, r];  I[i] = r
 
-Loops run in `index + reduce` order and are serial.  Every loop binds a fresh `Var` (keeping the
+Loops run in `index + reduce` order and are serial; initialisation loops are named `i_init`, ...  Every loop binds a fresh `Var` (keeping the
 statement's variable name), so a Var object is bound by exactly one Loop in the nest; the printer
 disambiguates equal names.  Temporaries are allocated (`Alloc`, global scope) around the whole body.
 """
@@ -31,6 +31,9 @@ _COMBINE = {
     Reduce.MIN: BinaryOp.MIN,
 }
 BodyFn = Callable[[dict[Var, Var]], tuple[Stmt, ...]]
+# Loops of a reduction's initialisation nest are named `i_init`, ..., so the update nest, the one
+# schedules work on, keeps the statement's own names (i, j, k).
+INIT = "_init"
 _INT_BOUNDS = {DType.I32: (-(2**31), 2**31 - 1), DType.I8: (-128, 127)}
 
 
@@ -59,7 +62,7 @@ def lower_statement(st: Statement) -> tuple[Stmt, ...]:
     if st.accumulate:
         return update
     start = identity(st.op, st.target.dtype)
-    init = _nest(st, st.index, lambda m: (Store(st.target, _idx(st, m), start),))
+    init = _nest(st, st.index, lambda m: (Store(st.target, _idx(st, m), start),), INIT)
     return init + update
 
 
@@ -94,12 +97,13 @@ def _lower_arg(st: Statement) -> tuple[Stmt, ...]:
         cond = Binary(better, value, Load(best, idx))
         return (Guard(cond, (Store(best, idx, value), Store(st.target, idx, position))),)
 
-    return (Alloc(best, _nest(st, st.index, init) + _nest(st, st.vars, update)),)
+    return (Alloc(best, _nest(st, st.index, init, INIT) + _nest(st, st.vars, update)),)
 
 
-def _nest(st: Statement, over: tuple[Var, ...], make_body: BodyFn) -> tuple[Stmt, ...]:
-    """Serial loops over `over` (fresh Vars, same names) around `make_body(old -> new var mapping)`."""
-    fresh = {v: Var(v.name) for v in over}
+def _nest(st: Statement, over: tuple[Var, ...], make_body: BodyFn, suffix: str = "") -> tuple[Stmt, ...]:
+    """Serial loops over `over` (fresh Vars named like the statement's, plus `suffix`) around
+    `make_body(old -> new var mapping)`."""
+    fresh = {v: Var(v.name + suffix) for v in over}
     body = make_body(fresh)
     for v in reversed(over):
         body = (Loop(fresh[v], st.extent(v), LoopKind.SERIAL, body),)

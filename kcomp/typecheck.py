@@ -14,6 +14,7 @@ import math
 from typing import TYPE_CHECKING
 
 from kcomp import syntax as S
+from kcomp.affine import interval
 from kcomp.dtypes import DType
 from kcomp.errors import SourceError, Span
 from kcomp.expr import (
@@ -414,33 +415,3 @@ def _check_quasi_affine(node: S.Node, e: Expr) -> None:
                 )
 
     walk(e)
-
-
-def interval(e: Expr, ranges: dict[Var, int]) -> tuple[int, int] | None:
-    """Bounds of an index expression over the variables' ranges; None when data-dependent."""
-    match e:
-        case Const(value=v):
-            return (int(v), int(v))
-        case Var():
-            return (0, ranges[e] - 1) if e in ranges else None
-        case Unary(op=UnaryOp.NEG, x=x):
-            iv = interval(x, ranges)
-            return None if iv is None else (-iv[1], -iv[0])
-        case Binary(op=op, lhs=a, rhs=b):
-            ia, ib = interval(a, ranges), interval(b, ranges)
-            if ia is None or ib is None:
-                return None
-            if op is BinaryOp.ADD:
-                return (ia[0] + ib[0], ia[1] + ib[1])
-            if op is BinaryOp.SUB:
-                return (ia[0] - ib[1], ia[1] - ib[0])
-            if op is BinaryOp.MUL:
-                c = [x * y for x in ia for y in ib]
-                return (min(c), max(c))
-            if op is BinaryOp.FLOORDIV and ib[0] == ib[1] > 0:
-                return (ia[0] // ib[0], ia[1] // ib[0])
-            if op is BinaryOp.MOD and ib[0] == ib[1] > 0:
-                if ia[0] >= 0 and ia[1] < ib[0]:
-                    return ia
-                return (0, ib[0] - 1)
-    return None

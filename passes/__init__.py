@@ -1,0 +1,61 @@
+"""Schedule steps applied to the loop IR: one module per transformation, dispatched by step type.
+
+    apply(nest, schedule) -> nest          every step: legality check, then a pure rewrite
+
+`PASSES` maps each `Step` class to its pass; adding a step is a module here, a dataclass in
+`kcomp.schedule`, and one entry below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kcomp.loops import LoopNest
+from kcomp.passes.annotate import parallel, unroll, vectorize
+from kcomp.passes.cache_read import cache_read
+from kcomp.passes.cache_write import cache_write
+from kcomp.passes.fuse import fuse
+from kcomp.passes.layout import layout
+from kcomp.passes.reorder import reorder
+from kcomp.passes.split import split
+from kcomp.passes.tile import tile
+from kcomp.schedule import (
+    CacheRead,
+    CacheWrite,
+    Fuse,
+    Layout,
+    Pack,
+    Parallel,
+    Reorder,
+    Schedule,
+    Split,
+    Step,
+    Tile,
+    Unroll,
+    Vectorize,
+)
+
+PASSES: dict[type, Callable[[LoopNest, Step], LoopNest]] = {
+    Split: split,
+    Tile: tile,
+    Reorder: reorder,
+    Fuse: fuse,
+    Vectorize: vectorize,
+    Parallel: parallel,
+    Unroll: unroll,
+    CacheWrite: cache_write,
+    CacheRead: cache_read,
+    Pack: cache_read,
+    Layout: layout,
+}
+
+
+def apply_step(nest: LoopNest, step: Step) -> LoopNest:
+    return PASSES[type(step)](nest, step)
+
+
+def apply(nest: LoopNest, schedule: Schedule) -> LoopNest:
+    """`nest` transformed by every step in order; the first illegal step raises `ScheduleError`."""
+    for step in schedule.steps:
+        nest = apply_step(nest, step)
+    return nest

@@ -107,7 +107,7 @@ def test_emit_loops(capsys):
     out = capsys.readouterr().out
     assert "for i in 0..8:" in out
     assert "for k in 0..4:" in out
-    assert "C[i, j] = 0.0" in out
+    assert "C[i_init, j_init] = 0.0" in out
 
 
 def test_emit_c(capsys):

@@ -26,7 +26,7 @@ def test_matmul_lowers_to_init_nest_then_reduction_nest():
     nest = lower(matmul_program())
     verify(nest)
     init, update = nest.body
-    assert [lp.var.name for lp in loops((init,))] == ["i", "j"]
+    assert [lp.var.name for lp in loops((init,))] == ["i_init", "j_init"]
     assert [(lp.var.name, lp.extent) for lp in loops((update,))] == [("i", 4), ("j", 5), ("k", 3)]
     assert all(lp.kind is LoopKind.SERIAL for lp in loops(nest.body))
     (zero,) = [s for s in walk_stmts((init,)) if isinstance(s, Store)]

@@ -36,13 +36,13 @@ def matmul(m=64, n=32, k=16, dtype=F32) -> Program:
 
 MATMUL_NEST = """\
 kernel matmul(A: f32[64, 16], B: f32[16, 32], C: f32[64, 32] out)
+  for i_init in 0..64:
+    for j_init in 0..32:
+      C[i_init, j_init] = 0.0
   for i in 0..64:
     for j in 0..32:
-      C[i, j] = 0.0
-  for i1 in 0..64:
-    for j1 in 0..32:
       for k in 0..16:
-        C[i1, j1] = C[i1, j1] + A[i1, k] * B[k, j1]
+        C[i, j] = C[i, j] + A[i, k] * B[k, j]
 """
 
 
@@ -89,14 +89,14 @@ def test_argmax_nest_golden():
     assert format_nest(lower(Program("amax", (x,), (out,), (), (), (s,)))) == (
         "kernel amax(X: f32[4, 6], I: i32[4] out)\n"
         "  alloc I_best: f32[4] global\n"
+        "    for i_init in 0..4:\n"
+        "      I_best[i_init] = -inf\n"
+        "      I[i_init] = 0\n"
         "    for i in 0..4:\n"
-        "      I_best[i] = -inf\n"
-        "      I[i] = 0\n"
-        "    for i1 in 0..4:\n"
         "      for r in 0..6:\n"
-        "        if X[i1, r] > I_best[i1]:\n"
-        "          I_best[i1] = X[i1, r]\n"
-        "          I[i1] = r\n"
+        "        if X[i, r] > I_best[i]:\n"
+        "          I_best[i] = X[i, r]\n"
+        "          I[i] = r\n"
     )
 
 
@@ -146,7 +146,7 @@ def test_names_are_unique_and_follow_order_of_appearance():
     nest = lower(matmul())
     names = symbol_names(nest)
     loop_names = [names[lp.var] for lp in loops(nest.body)]
-    assert loop_names == ["i", "j", "i1", "j1", "k"]
+    assert loop_names == ["i_init", "j_init", "i", "j", "k"]
     assert len(set(names.values())) == len(names)
 
 

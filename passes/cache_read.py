@@ -1,0 +1,122 @@
+"""cache_read and pack: copy the region of an input a loop reads into a contiguous local buffer.
+
+    for k_o:                                 pack B at k_o block 1 16       for k_o:
+      for i_o: for j_o: for k_i: for j_i:                                     alloc B_pack: f32[64, 256, 16]
+        ... B[k_o * 256 + k_i, j_o * 16 + j_i]                                for B_pack_0, B_pack_1, B_pack_2:
+                                                                                B_pack[..] = B[k_o * 256 + B_pack_1, B_pack_0 * 16 + B_pack_2]
+                                                                              for i_o: ... B_pack[j_o, k_i, j_i]
+
+`cache_read` keeps the region's dimension order; `pack ... block D F` blocks region dimension D by
+F and makes the block number the outermost dimension and the position in the block the innermost,
+so a micro-kernel walks the panel contiguously.  Positions of the blocked dimension past the region
+(the last, partial block) and past the tensor's bounds are filled with zeros.  Legal when the
+tensor is not written inside the loop (the copy would go stale).
+"""
+
+from __future__ import annotations
+
+from kcomp.affine import affine, const, from_affine, interval, simplify
+from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Scope, Select, Var
+from kcomp.loops import Alloc, Loop, LoopKind, LoopNest, Stmt, Store, walk_stmts
+from kcomp.passes.common import Resolver, extents, rename_buffer, replace_stmt
+from kcomp.passes.dependence import accesses
+from kcomp.passes.region import Region, region
+from kcomp.schedule import CacheRead, Pack, format_step
+
+
+def cache_read(nest: LoopNest, step: CacheRead | Pack) -> LoopNest:
+    r = Resolver(nest, format_step(step))
+    loop = r.loop(step.at)
+    buf = r.buffer(step.tensor)
+    written, read = accesses(loop.body)
+    if buf in written:
+        raise r.error(f"{step.tensor} is written inside {step.at}; only tensors read there can be staged")
+    if buf not in read:
+        raise r.error(f"{step.tensor} is not read inside loop {step.at}")
+    inner = {s.var: s.extent for s in walk_stmts(loop.body) if isinstance(s, Loop)}
+    reg = region(r, step.tensor, read[buf], inner)
+    block = None
+    if isinstance(step, Pack):
+        if not 0 <= step.dim < len(reg.extent):
+            raise r.error(f"{step.tensor} has {len(reg.extent)} dimensions; there is no dimension {step.dim}")
+        block = (step.dim, min(step.factor, reg.extent[step.dim]))
+    shape = _packed_shape(reg.extent, block)
+    staged = Buffer(f"{r.name(buf)}_{'pack' if block else 'local'}", buf.dtype, shape, Scope.LOCAL)
+
+    def remap(idx: tuple[Expr, ...]) -> tuple[Expr, ...]:
+        return _packed_index(reg.offset(idx, inner), block, inner)
+
+    body = rename_buffer(loop.body, buf, staged, remap)
+    outer = {v: n for v, n in extents(nest).items() if v not in inner}
+    fill = _fill(reg, buf, staged, block, outer)
+    return replace_stmt(nest, loop, Loop(loop.var, loop.extent, loop.kind, (Alloc(staged, (fill, *body)),)))
+
+
+def _packed_shape(ext: tuple[int, ...], block: tuple[int, int] | None) -> tuple[int, ...]:
+    if block is None:
+        return ext
+    d, f = block
+    rest = [n for k, n in enumerate(ext) if k != d]
+    return (-(-ext[d] // f), *rest, f)
+
+
+def _packed_index(
+    off: tuple[Expr, ...], block: tuple[int, int] | None, inner: dict[Var, int]
+) -> tuple[Expr, ...]:
+    if block is None:
+        return off
+    d, f = block
+    q, rem = _divmod(off[d], f, inner)
+    rest = [e for k, e in enumerate(off) if k != d]
+    return (q, *rest, rem)
+
+
+def _divmod(e: Expr, f: int, inner: dict[Var, int]) -> tuple[Expr, Expr]:
+    """(e // f, e % f), exact and simple when e = f*q + r with r known to lie in [0, f)."""
+    a = affine(e)
+    if a is not None:
+        q = {v: c // f for v, c in a.items() if v is not None and c % f == 0}
+        rem = {v: c for v, c in a.items() if v is not None and c % f != 0}
+        rem[None] = a.get(None, 0)
+        span = interval(from_affine(rem), inner)
+        if span is not None and span[0] >= 0 and span[1] < f:
+            return simplify(from_affine({**q, None: 0})), simplify(from_affine(rem))
+    return (
+        simplify(Binary(BinaryOp.FLOORDIV, e, const(f))),
+        simplify(Binary(BinaryOp.MOD, e, const(f))),
+    )
+
+
+def _fill(
+    reg: Region, buf: Buffer, staged: Buffer, block: tuple[int, int] | None, outer: dict[Var, int]
+) -> Stmt:
+    """Loops over the staged buffer in its own order, each element read from `buf` (zero outside)."""
+    vars_ = [Var(f"{staged.name}_{k}") for k in range(len(staged.shape))]
+    if block is None:
+        coords: list[Expr] = list(vars_)
+    else:
+        d, f = block
+        rest = iter(vars_[1:-1])
+        coords = [
+            Binary(BinaryOp.ADD, Binary(BinaryOp.MUL, vars_[0], const(f)), vars_[-1])
+            if k == d
+            else next(rest)
+            for k in range(len(reg.extent))
+        ]
+    src = tuple(simplify(Binary(BinaryOp.ADD, b, c)) for b, c in zip(reg.base, coords, strict=True))
+    ranges = {**outer, **dict(zip(vars_, staged.shape, strict=True))}
+    needs_pad = False
+    for k, (e, n) in enumerate(zip(src, buf.shape, strict=True)):
+        span = interval(e, ranges)
+        beyond_region = block is not None and k == block[0] and staged.shape[0] * block[1] > reg.extent[k]
+        if span is None or span[0] < 0 or span[1] >= n or beyond_region:
+            needs_pad = True
+    value = Load(buf, src, 0 if buf.dtype.is_int else 0.0) if needs_pad else Load(buf, src)
+    if block is not None and staged.shape[0] * block[1] > reg.extent[block[0]]:
+        # the last block's slots past the region hold zeros, not the neighbours' data
+        inside = Binary(BinaryOp.LT, coords[block[0]], const(reg.extent[block[0]]))
+        value = Select(inside, value, Const(0 if buf.dtype.is_int else 0.0, buf.dtype))
+    stmt: Stmt = Store(staged, tuple(vars_), value)
+    for v, n in reversed(list(zip(vars_, staged.shape, strict=True))):
+        stmt = Loop(v, n, LoopKind.SERIAL, (stmt,))
+    return stmt

@@ -1,0 +1,159 @@
+"""cache_write: a tensor's tile is accumulated in a local buffer inside a loop and written back once.
+
+    for j_o:                                   cache_write C at j_o      for j_o:
+      for k: for i_i: for j_i:                                             alloc C_local: f32[6, 16] local
+        C[b + i_i, c + j_i] = C[..] + A*B                                    for i_i, j_i: C_local[i_i, j_i] = C[b + i_i, c + j_i]
+                                                                             for k: for i_i: for j_i: C_local[i_i, j_i] = C_local[..] + A*B
+                                                                             for i_i, j_i: C[b + i_i, c + j_i] = C_local[i_i, j_i]
+
+The tile is the region of the tensor the loop's body writes (`passes/region.py`); every access
+inside must be at one index.  The copy loops take the kinds of the loops that span each tile
+dimension (unrolled, vectorized), so a register tile stays in registers: schedule `unroll` and
+`vectorize` before `cache_write`.  Copies are guarded where the tile may stick out of the tensor.
+A small local tile whose accesses become constant after unrolling is kept in registers by the emitter.
+"""
+
+from __future__ import annotations
+
+from kcomp.affine import const, interval
+from kcomp.expr import Binary, BinaryOp, Buffer, Expr, Load, Scope, Var, free_vars, rewrite
+from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, map_stmts, walk_stmts
+from kcomp.passes.common import Resolver, extents, map_exprs, rename_buffer, replace_stmt
+from kcomp.passes.dependence import accesses
+from kcomp.passes.region import Region, region
+from kcomp.printer import format_expr
+from kcomp.schedule import CacheWrite, format_step
+
+
+def cache_write(nest: LoopNest, step: CacheWrite) -> LoopNest:
+    r = Resolver(nest, format_step(step))
+    loop = r.loop(step.at)
+    buf = r.buffer(step.tensor)
+    written, read = accesses(loop.body)
+    if buf not in written:
+        raise r.error(f"{step.tensor} is not written inside loop {step.at}")
+    indices = written[buf] + read.get(buf, [])
+    keys = {tuple(format_expr(e, typed=True) for e in i) for i in indices}
+    if len(keys) > 1:
+        raise r.error(
+            f"{step.tensor} is accessed at more than one index inside {step.at}; cannot keep one tile of it"
+        )
+    inner = {s.var: s.extent for s in walk_stmts(loop.body) if isinstance(s, Loop)}
+    reg = region(r, step.tensor, indices, inner)
+    local = Buffer(f"{r.name(buf)}_local", buf.dtype, reg.extent, Scope.LOCAL)
+    body = rename_buffer(loop.body, buf, local, lambda idx: reg.offset(idx, inner))
+    kinds = _kinds(loop, indices[0], inner)
+    outer = {v: n for v, n in extents(nest).items() if v not in inner}
+    tile_vars = {v for e in indices[0] for v in free_vars(e)}
+    body = drop_tile_guards(body, local, tile_vars, {**outer, **inner})
+    load = copy_loops(reg, buf, local, kinds, outer, to_local=True)
+    store = copy_loops(reg, buf, local, kinds, outer, to_local=False)
+    new = Loop(loop.var, loop.extent, loop.kind, (Alloc(local, (load, *body, store)),))
+    return replace_stmt(nest, loop, new)
+
+
+def drop_tile_guards(
+    body: tuple[Stmt, ...], local: Buffer, tile_vars: set[Var], ranges: dict[Var, int]
+) -> tuple[Stmt, ...]:
+    """Remove guard conditions that only say "this tile point lies inside the tensor" from statements
+    that write nothing but the local tile.
+
+    Such a point's tile slot is never copied back (the write-back keeps its guard), so computing it
+    is harmless once every read is in bounds: reads that could leave their buffer are clamped to its
+    edge (a valid, unused value).  Conditions on other loops (a reduction's remainder) stay.
+    This keeps remainder tests out of the innermost loops of a register tile.
+    """
+
+    def visit(s: Stmt) -> Stmt | tuple[Stmt, ...] | None:
+        if not isinstance(s, Guard) or any(
+            w.buffer is not local for w in walk_stmts(s.body) if isinstance(w, Store)
+        ):
+            return None
+        keep = [c for c in conjuncts(s.cond) if not free_vars(c) <= tile_vars]
+        if len(keep) == len(conjuncts(s.cond)):
+            return None
+        clamped = map_exprs(s.body, lambda e: clamp_loads(e, ranges))
+        if not keep:
+            return clamped
+        return Guard(all_of(keep), clamped)
+
+    return map_stmts(body, visit)
+
+
+def conjuncts(e: Expr) -> list[Expr]:
+    if isinstance(e, Binary) and e.op is BinaryOp.AND:
+        return conjuncts(e.lhs) + conjuncts(e.rhs)
+    return [e]
+
+
+def all_of(conds: list[Expr]) -> Expr:
+    out = conds[0]
+    for c in conds[1:]:
+        out = Binary(BinaryOp.AND, out, c)
+    return out
+
+
+def clamp_loads(e: Expr, ranges: dict[Var, int]) -> Expr:
+    """Loads whose indices may leave the buffer read its nearest edge element instead."""
+
+    def fix(n: Expr) -> Expr | None:
+        if not isinstance(n, Load) or n.pad is not None:
+            return None
+        idx = []
+        for i, size in zip(n.index, n.buffer.shape, strict=True):
+            span = interval(i, ranges)
+            if span is None or span[1] >= size:
+                i = Binary(BinaryOp.MIN, i, const(size - 1))
+            if span is None or span[0] < 0:
+                i = Binary(BinaryOp.MAX, i, const(0))
+            idx.append(i)
+        return Load(n.buffer, tuple(idx))
+
+    return rewrite(e, fix)
+
+
+def _kinds(loop: Loop, index: tuple[Expr, ...], inner: dict[Var, int]) -> list[LoopKind]:
+    """Per tile dimension, the kind of the inner loop spanning it alone (else serial)."""
+    from kcomp.affine import affine
+
+    by_var = {s.var: s for s in walk_stmts(loop.body) if isinstance(s, Loop)}
+    out = []
+    for e in index:
+        a = affine(e) or {}
+        vs = [v for v in a if v in inner]
+        kind = LoopKind.SERIAL
+        if len(vs) == 1 and a[vs[0]] == 1 and by_var[vs[0]].kind in (LoopKind.UNROLLED, LoopKind.VECTOR):
+            kind = by_var[vs[0]].kind
+        out.append(kind)
+    return out
+
+
+def copy_loops(
+    reg: Region, buf: Buffer, local: Buffer, kinds: list[LoopKind], outer: dict[Var, int], *, to_local: bool
+) -> Stmt:
+    """Loops copying the region between `buf` and `local`, guarded where it may leave `buf`."""
+    vars_ = [Var(f"{local.name}_{d}") for d in range(len(reg.extent))]
+    src: tuple[Expr, ...] = tuple(Binary(BinaryOp.ADD, b, v) for b, v in zip(reg.base, vars_, strict=True))
+    conds: list[Expr] = []
+    for d, (e, n) in enumerate(zip(src, buf.shape, strict=True)):
+        span = interval(e, {**outer, **{v: reg.extent[k] for k, v in enumerate(vars_)}})
+        if span is None or span[1] >= n:
+            conds.append(Binary(BinaryOp.LT, e, const(n)))
+        if span is None or span[0] < 0:
+            conds.append(Binary(BinaryOp.GE, e, const(0)))
+        del d
+    inner_idx = tuple(vars_)
+    if to_local:
+        # slots outside the tensor get a harmless value instead of a test (see drop_tile_guards)
+        pad = None if not conds else (0 if buf.dtype.is_int else 0.0)
+        return _nest(vars_, reg.extent, kinds, Store(local, inner_idx, Load(buf, src, pad)))
+    stmt: Stmt = Store(buf, src, Load(local, inner_idx))
+    if conds:
+        stmt = Guard(all_of(conds), (stmt,))
+    return _nest(vars_, reg.extent, kinds, stmt)
+
+
+def _nest(vars_: list[Var], extent: tuple[int, ...], kinds: list[LoopKind], stmt: Stmt) -> Stmt:
+    for v, n, kind in reversed(list(zip(vars_, extent, kinds, strict=True))):
+        stmt = Loop(v, n, kind, (stmt,))
+    return stmt
