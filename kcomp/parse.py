@@ -1,7 +1,14 @@
-"""Text to `syntax.Module` with lark; syntax errors become `SourceError`s at the offending token."""
+"""Text to `syntax.Module` with lark; syntax errors become `SourceError`s at the offending token.
+
+A `schedule KERNEL for TARGET { steps }` block reaches lark as one token; its steps are read by
+`kcomp.schedule.parse_schedule` at their place in the file, so a bad step is reported at its own
+`file:line:col`.  The module-level rules (a block names a kernel of the file, at most one block per
+kernel and target) are checked here, once every item is read.
+"""
 
 from __future__ import annotations
 
+import difflib
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -10,6 +17,7 @@ import lark
 
 from kcomp import syntax as S
 from kcomp.errors import SourceError, Span, UsageError
+from kcomp.schedule import parse_schedule
 
 # What a person should read instead of lark's terminal names.
 _TOKEN_WORDS = {
@@ -38,6 +46,9 @@ _TOKEN_WORDS = {
     "DIM": "'dim'",
     "WHERE": "'where'",
     "PAD": "'pad'",
+    "SCHEDULE": "'schedule'",
+    "FOR": "'for'",
+    "SCHEDULE_BODY": "'{' and the schedule steps",
     "$END": "end of file",
 }
 
@@ -70,15 +81,19 @@ def parse(text: str, path: str = "<string>") -> S.Module:
         raise SourceError(f"unexpected character {text[e.pos_in_stream]!r}", span(e.line, e.column)) from None
     except lark.UnexpectedToken as e:
         tok = e.token
+        if tok.type == "LBRACE" and e.expected == {"SCHEDULE_BODY"}:
+            raise SourceError(
+                "schedule block is never closed: expected '}'", span(tok.line, tok.column)
+            ) from None
         if tok.type == "$END":
             line = max(1, len(lines))
             col = len(lines[-1]) + 1 if lines else 1
             raise SourceError(
                 f"unexpected end of file, expected {_expected(e.expected)}", span(line, col)
             ) from None
+        word = "{" if tok.type == "SCHEDULE_BODY" else str(tok.value)  # not a whole block of steps
         raise SourceError(
-            f"unexpected {tok.value!r}, expected {_expected(e.expected)}",
-            span(tok.line, tok.column, len(str(tok.value))),
+            f"unexpected {word!r}, expected {_expected(e.expected)}", span(tok.line, tok.column, len(word))
         ) from None
     except lark.UnexpectedEOF as e:
         line = max(1, len(lines))
@@ -94,6 +109,27 @@ def _expected(terminals: set[str]) -> str:
     if len(words) > 6:
         words = [*words[:6], "..."]
     return " or ".join(words) if len(words) <= 2 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _check_schedule_blocks(blocks: list[S.ScheduleBlock], kernels: list[str]) -> None:
+    """Each block names a kernel of this file, and no kernel has two blocks for one target."""
+    seen: dict[tuple[str, str], S.ScheduleBlock] = {}
+    for b in blocks:
+        if b.kernel not in kernels:
+            close = difflib.get_close_matches(b.kernel, kernels, n=1)
+            hint = (
+                f"did you mean '{close[0]}'?"
+                if close
+                else f"the file defines {', '.join(kernels) or 'no kernel'}"
+            )
+            raise SourceError(f"schedule block for unknown kernel '{b.kernel}'; {hint}", b.span)
+        first = seen.setdefault((b.kernel, b.target), b)
+        if first is not b:
+            raise SourceError(
+                f"a second schedule block for kernel '{b.kernel}' on target '{b.target}' "
+                f"(the first is at line {first.span.line})",
+                b.span,
+            )
 
 
 class _Builder:
@@ -114,14 +150,30 @@ class _Builder:
     def module(self, tree: lark.Tree) -> S.Module:
         dims: list[S.DimBind] = []
         kernels: list[S.Kernel] = []
+        blocks: list[S.ScheduleBlock] = []
         for item in tree.children:
             if item.data == "dim_decl":
                 for b in item.children:
                     name, value = b.children
                     dims.append(S.DimBind(str(name), self.expr(value), self.at(name)))
+            elif item.data == "schedule_block":
+                blocks.append(self.schedule_block(item))
             else:
                 kernels.append(self.kernel(item))
-        return S.Module(self.path, self.text, tuple(dims), tuple(kernels))
+        _check_schedule_blocks(blocks, [k.name for k in kernels])
+        return S.Module(self.path, self.text, tuple(dims), tuple(kernels), tuple(blocks))
+
+    def schedule_block(self, t: lark.Tree) -> S.ScheduleBlock:
+        name, target, body = t.children
+        # The steps start just after the '{'; lark's columns are 1-based, like Span's.
+        try:
+            schedule = parse_schedule(body.value[1:-1], self.path, body.line, body.column + 1)
+        except SourceError as e:
+            if e.span is None:
+                raise
+            # NOTE: parse_schedule sees only the block's text; show the whole source line under the caret.
+            raise SourceError(e.message, self.span(e.span.line, e.span.col, e.span.length)) from None
+        return S.ScheduleBlock(str(name), str(target), schedule, self.at(name))
 
     def kernel(self, t: lark.Tree) -> S.Kernel:
         name, *rest = t.children

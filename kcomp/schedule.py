@@ -164,7 +164,7 @@ def format_step(step: Step) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """An immutable sequence of steps; `source` says where it came from (for reports, not identity)."""
+    """An immutable sequence of steps; equal schedules have equal text and equal hashes."""
 
     steps: tuple[Step, ...] = ()
 
@@ -193,7 +193,11 @@ class Schedule:
             raise SourceError("a schedule in JSON is a list of steps", None)
         steps = []
         for n, entry in enumerate(data):
-            if not isinstance(entry, dict) or entry.get("step") not in STEP_TYPES:
+            if (
+                not isinstance(entry, dict)
+                or not isinstance(entry.get("step"), str)
+                or entry["step"] not in STEP_TYPES
+            ):
                 raise SourceError(f"schedule step {n}: expected an object with a known 'step'", None)
             cls_ = STEP_TYPES[entry["step"]]
             kwargs = {}
@@ -201,7 +205,15 @@ class Schedule:
                 if f.name not in entry:
                     continue
                 value = entry[f.name]
-                kwargs[f.name] = tuple(value) if isinstance(value, list) else value
+                value = tuple(value) if isinstance(value, list) else value
+                # NOTE: the text form accepts only names and integers; JSON must not smuggle in others.
+                what, ok = _FIELD_KINDS[str(f.type)]
+                if not ok(value):
+                    raise SourceError(
+                        f"schedule step {n} ({entry['step']}): {f.name} must be {what}, not {entry[f.name]!r}",
+                        None,
+                    )
+                kwargs[f.name] = value
             try:
                 step = cls_(**kwargs)
             except TypeError as e:
@@ -213,6 +225,24 @@ class Schedule:
 NONE = Schedule()
 _WORD = re.compile(r"\S+")
 _NAME = re.compile(r"[A-Za-z_]\w*$")
+
+
+def _is_name(v: object) -> bool:
+    return isinstance(v, str) and _NAME.match(v) is not None
+
+
+def _is_int(v: object) -> bool:
+    return type(v) is int  # not bool
+
+
+# A step field's annotation -> (what it must be, in words; its test), for `Schedule.from_json`.
+_FIELD_KINDS = {
+    "str": ("a name", _is_name),
+    "int": ("an integer", _is_int),
+    "bool": ("true or false", lambda v: type(v) is bool),
+    "tuple[str, ...]": ("a list of names", lambda v: isinstance(v, tuple) and all(map(_is_name, v))),
+    "tuple[int, ...]": ("a list of integers", lambda v: isinstance(v, tuple) and all(map(_is_int, v))),
+}
 
 
 def parse_schedule(text: str, file: str = "<schedule>", first_line: int = 1, first_col: int = 1) -> Schedule:
@@ -335,6 +365,8 @@ def _validated(step: Step, span: Span | None) -> Step:
     match step:
         case Split(factor=f) | Pack(factor=f) if f < 1:
             problem = f"{step.verb}: factor must be a positive integer, not {f}"
+        case Pack(dim=d) if d < 0:
+            problem = f"pack: dimension must be 0 or more, not {d}"
         case Tile(loops=ls, factors=fs) if len(ls) != len(fs) or any(f < 1 for f in fs):
             problem = "tile: give one positive factor per loop"
         case Reorder(loops=ls) | Tile(loops=ls) if len(set(ls)) != len(ls):

@@ -1,6 +1,7 @@
 """The parsed form of a `.kc` file, before names, shapes and types are resolved.
 
-    module = Module(dims*, kernels*)
+    module = Module(dims*, kernels*, schedules: ScheduleBlock*)
+    block  = ScheduleBlock(kernel, target, schedule: Schedule)      -- `schedule KERNEL for TARGET { steps }`
     kernel = Kernel(name, inputs: Decl*, outputs: Decl*, body: Stmt*)
     decl   = Decl(name, dtype, shape: Node* | None, default: Node | None)   -- shape None: a scalar
     stmt   = Stmt(target, target_index: Name*, op, value: Node, where: (Name, Node)*)
@@ -15,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kcomp.errors import Span, UsageError
+from kcomp.schedule import Schedule
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +102,34 @@ class DimBind:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduleBlock:
+    """`schedule KERNEL for TARGET { steps }`: the schedule a file suggests for one kernel on one target family."""
+
+    kernel: str
+    target: str  # a target family: cpu, accel, cuda
+    schedule: Schedule
+    span: Span  # the kernel's name in the block
+
+
+@dataclass(frozen=True, slots=True)
 class Module:
     path: str
     text: str
     dims: tuple[DimBind, ...]
     kernels: tuple[Kernel, ...]
+    schedules: tuple[ScheduleBlock, ...] = ()
+
+    def schedule_for(self, kernel_name: str, target_family: str) -> ScheduleBlock | None:
+        """The block for `kernel_name` on `target_family`, or None.
+
+        A target with an ISA level (`cpu:avx2`) finds its family's block (`cpu`); the parser has
+        already made sure there is at most one block per kernel and family.
+        """
+        family = target_family.partition(":")[0]
+        for b in self.schedules:
+            if b.kernel == kernel_name and b.target == family:
+                return b
+        return None
 
     def kernel(self, name: str | None) -> Kernel:
         """The kernel called `name`, or the only one in the file."""
