@@ -64,6 +64,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--shape", action="append", metavar="NAME=VALUE", help="bind a dimension (overrides the file)"
     )
+    p.add_argument(
+        "--schedule",
+        metavar="FILE",
+        help="a schedule file (text, or .json), or 'none' for the naive loops; default: the file's"
+        " schedule block, else the tuning database, else the rule-based default scheduler",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(c)
     c.add_argument("-o", "--output", metavar="DIR", help="output folder (default: ./out/KERNEL)")
     c.add_argument(
-        "--emit", choices=("ir", "loops", "c"), help="print one stage to stdout instead of a report"
+        "--emit",
+        choices=("ir", "schedule", "loops", "c"),
+        help="print one stage to stdout instead of a report (loops: after the schedule)",
     )
 
     r = sub.add_parser("run", help="run a kernel on random (or given) inputs, check it, time it")

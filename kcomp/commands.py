@@ -16,7 +16,13 @@ from kcomp.targets.cpu.emit import emit_header
 
 
 def _kernel(args) -> CompiledKernel:
-    k = compile(args.file, kernel=args.kernel, target=args.target, shapes=parse_shapes(args.shape))
+    k = compile(
+        args.file,
+        kernel=args.kernel,
+        target=args.target,
+        shapes=parse_shapes(args.shape),
+        schedule=getattr(args, "schedule", None),
+    )
     if k.free:  # the command line has no arrays to bind from: report the first use, naming --shape
         k.specialize({})
     return k
@@ -29,6 +35,7 @@ def cmd_compile(args) -> int:
         print(
             {
                 "ir": lambda: format_program(built.program),
+                "schedule": lambda: f"# schedule: {built.schedule_source}\n{built.schedule}".rstrip("\n"),
                 "loops": lambda: format_nest(built.nest),
                 "c": lambda: built.source,
             }[args.emit]()
@@ -55,6 +62,7 @@ def _report(k: CompiledKernel, built) -> str:
             f"target    {k.target.describe() if hasattr(k.target, 'describe') else k.target.name}",
             f"shapes    {dims}",
             f"schedule  {built.schedule_source}",
+            *(f"          {line}" for line in str(built.schedule).splitlines()),
             f"flops     {built.program.flops}",
         ]
     )

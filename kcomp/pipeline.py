@@ -2,26 +2,37 @@
 
     parse -> check (Program) -> lower (LoopNest) -> schedule -> emit (source) -> build (artifact)
 
-Schedules arrive with the scheduling issue: until then the only schedule is "none", the naive loops
-of the default lowering, and every report says so.
+Which schedule a build uses, first match wins (DESIGN.md):
+  1. the caller's: `--schedule FILE` or the API's `schedule=` (a Schedule, schedule text, a path, or
+     "none" for the naive loops);
+  2. a `schedule KERNEL for TARGET { ... }` block in the `.kc` file;
+  3. the best tuning-database record for this workload and hardware (once the tuner exists);
+  4. the rule-based default scheduler (`kcomp.autoschedule`).
+`Built.schedule_source` says which, and every report prints it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from kcomp import syntax as S
+from kcomp.autoschedule import default_schedule
 from kcomp.check import check
 from kcomp.dtypes import LOWERED
-from kcomp.errors import UsageError
+from kcomp.errors import ScheduleError, SourceError, Span, UsageError
 from kcomp.loops import LoopNest
 from kcomp.lower import lower
+from kcomp.passes import apply
 from kcomp.program import Program
+from kcomp.schedule import NONE, STEP_TYPES, Schedule, parse_schedule
 
 NAIVE = "none (naive loops)"
+DEFAULT = "default (rule-based scheduler)"
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,7 @@ class Built:
     source: str
     artifact: Any
     schedule_source: str
+    schedule: Schedule = NONE
 
     def arguments(
         self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], params: dict[str, float | int]
@@ -44,7 +56,7 @@ class Built:
         )
 
 
-STAGES = ("ir", "loops", "c")
+STAGES = ("ir", "schedule", "loops", "c")
 
 
 def front(module: S.Module, kernel: S.Kernel, shapes: dict[str, int]) -> Program:
@@ -61,17 +73,62 @@ def front(module: S.Module, kernel: S.Kernel, shapes: dict[str, int]) -> Program
     return program
 
 
-def schedule_nest(nest: LoopNest, schedule: Any) -> tuple[LoopNest, str]:
-    if schedule not in (None, "none"):
-        raise UsageError("schedules are not supported yet: only the naive loops (schedule 'none') exist")
-    return nest, NAIVE
+def choose_schedule(
+    module: S.Module, kernel: S.Kernel, program: Program, target: Any, explicit: Any = None
+) -> tuple[Schedule | None, str]:
+    """The schedule by the precedence above and where it came from; None means the naive loops."""
+    if explicit is not None:
+        return _explicit(explicit)
+    family = getattr(target, "name", "cpu").split(":")[0]
+    block = module.schedule_for(kernel.name, family) if hasattr(module, "schedule_for") else None
+    if block is not None:
+        return block.schedule, f"schedule block at {block.span}"
+    return default_schedule(program, lower(program), target), DEFAULT
+
+
+def _explicit(explicit: Any) -> tuple[Schedule | None, str]:
+    """The caller's schedule: a Schedule, "none", a file (text, or JSON by its .json suffix), or text."""
+    if isinstance(explicit, Schedule):
+        return explicit, "given by the caller"
+    if not isinstance(explicit, str | Path):
+        raise UsageError(
+            f"schedule= takes a Schedule, schedule text, a file path or 'none', not {type(explicit).__name__}"
+        )
+    text = str(explicit).strip()
+    if text == "none":
+        return None, NAIVE
+    path = Path(text)
+    if "\n" not in text and path.is_file():
+        try:
+            content = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"--schedule {text}: cannot read it: {e}") from None
+        if path.suffix == ".json":
+            try:
+                data = json.loads(content)
+            except json.JSONDecodeError as e:
+                raise SourceError(f"not valid JSON: {e.msg}", Span(text, e.lineno, e.colno)) from None
+            return Schedule.from_json(data), f"file {text}"
+        return parse_schedule(content, text), f"file {text}"
+    first = text.split(None, 1)[0] if text else ""
+    if isinstance(explicit, Path) or ("\n" not in text and first not in STEP_TYPES):
+        raise UsageError(
+            f"--schedule {text}: no such file (give a schedule file, or 'none' for the naive loops)"
+        )
+    return parse_schedule(text, "<schedule>"), "given by the caller"
 
 
 def build(
     module: S.Module, kernel: S.Kernel, shapes: dict[str, int], target: Any, schedule: Any = None
 ) -> Built:
     program = front(module, kernel, shapes)
-    nest, source_of_schedule = schedule_nest(lower(program), schedule)
+    chosen, source_of_schedule = choose_schedule(module, kernel, program, target, schedule)
+    nest = lower(program)
+    if chosen is not None:
+        try:
+            nest = apply(nest, chosen)
+        except ScheduleError as e:
+            raise ScheduleError(f"{e} [schedule: {source_of_schedule}]") from None
     source = target.emit(nest)
     artifact = target.build(source)
-    return Built(program, nest, source, artifact, source_of_schedule)
+    return Built(program, nest, source, artifact, source_of_schedule, chosen or NONE)

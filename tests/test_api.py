@@ -13,7 +13,7 @@ import kcomp.api
 from kcomp.api import CheckResult, CompiledKernel, compile
 from kcomp.compare import Comparison
 from kcomp.errors import KcompError, UsageError
-from kcomp.pipeline import NAIVE, Built
+from kcomp.pipeline import DEFAULT, Built
 from kcomp.targets import Measurement
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ def test_file_without_unbound_dims_compiles_eagerly(matmul):
     assert matmul.free == []
     assert len(matmul._built) == 1
     assert isinstance(matmul.built, Built)
-    assert matmul.built.schedule_source == NAIVE
+    assert matmul.built.schedule_source == DEFAULT
 
 
 def test_source_program_and_nest(matmul):
@@ -483,7 +483,7 @@ def test_bad_shapes_argument():
 
 
 def test_unsupported_schedule():
-    with pytest.raises(UsageError, match=r"schedules are not supported yet"):
+    with pytest.raises(UsageError, match=r"--schedule tiled: no such file"):
         compile(EXAMPLES / "matmul.kc", shapes={"M": 2, "N": 2, "K": 2}, schedule="tiled")
 
 

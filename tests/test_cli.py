@@ -17,7 +17,7 @@ import kcomp.api
 from kcomp.api import compile
 from kcomp.cli import main
 from kcomp.compare import Comparison, compare_outputs
-from kcomp.pipeline import NAIVE
+from kcomp.pipeline import DEFAULT, NAIVE
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -69,7 +69,7 @@ def test_compile_writes_c_header_library_and_report(tmp_path, capsys):
     assert "kc_matmul" in header
     assert (out / "libmatmul.so").read_bytes()[:4] == b"\x7fELF"
     report = (out / "report.txt").read_text()
-    assert f"schedule  {NAIVE}" in report
+    assert f"schedule  {DEFAULT}" in report
     assert "kernel    matmul" in report
     assert "K=64 M=64 N=64" in report
     assert f"flops     {2 * 64**3}" in report
@@ -103,7 +103,7 @@ def test_emit_ir(capsys, tmp_path):
 
 
 def test_emit_loops(capsys):
-    assert main(["compile", MATMUL, *TINY, "--emit", "loops"]) == 0
+    assert main(["compile", MATMUL, *TINY, "--schedule", "none", "--emit", "loops"]) == 0
     out = capsys.readouterr().out
     assert "for i in 0..8:" in out
     assert "for k in 0..4:" in out
@@ -166,7 +166,7 @@ def test_run_check_json(capsys):
     assert 0 <= result["max_abs_err"] < 1e-3
     assert 0 <= result["max_rel_err"] < 1e-4
     assert result["time_s"] is None and result["gflops"] is None
-    assert result["schedule_source"] == NAIVE
+    assert result["schedule_source"] == DEFAULT
     assert result["kernel"] == "matmul"
     assert result["shapes"] == {"M": 64, "N": 64, "K": 64}
     assert result["outputs"]["C"]["ok"] is True
@@ -208,7 +208,7 @@ def test_run_check_and_bench(capsys):
 def test_run_human_readable(capsys):
     assert main(["run", MATMUL, *TINY, "--check", "--bench", "--seed", "0"]) == 0
     out = capsys.readouterr().out
-    assert "matmul" in out and NAIVE in out
+    assert "matmul" in out and DEFAULT in out
     assert "check" in out and "ok" in out
     assert "ms (median)" in out and "GFLOP/s" in out
 
@@ -495,7 +495,7 @@ def test_console_script_run_check_json(kcomp_exe, tmp_path):
     assert len(lines) == 1
     result = json.loads(lines[0])
     assert set(result) >= RUN_KEYS
-    assert result["ok"] is True and result["schedule_source"] == NAIVE
+    assert result["ok"] is True and result["schedule_source"] == DEFAULT
     assert math.isfinite(result["time_s"]) and result["time_s"] > 0
 
 
@@ -518,3 +518,43 @@ def test_console_script_exit_codes(kcomp_exe, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "o" / "report.txt").exists()
+
+
+def test_schedule_none_runs_the_naive_loops(capsys):
+    assert main(["run", MATMUL, *TINY, "--schedule", "none", "--check", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ok"] is True and result["schedule_source"] == NAIVE
+
+
+def test_schedule_file_is_applied_and_reported(tmp_path, capsys):
+    sched = tmp_path / "mm.sched"
+    sched.write_text("split i 4\nvectorize j\n")
+    assert main(["compile", MATMUL, *TINY, "--schedule", str(sched), "--emit", "loops"]) == 0
+    out = capsys.readouterr().out
+    assert "for i_o in 0..2:" in out and "vector for j in 0..6:" in out
+    assert main(["run", MATMUL, *TINY, "--schedule", str(sched), "--check", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ok"] is True and result["schedule_source"] == f"file {sched}"
+
+
+def test_emit_schedule_prints_the_default_schedule_and_it_replays(tmp_path, capsys):
+    assert main(["compile", MATMUL, *TINY, "--emit", "schedule"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"# schedule: {DEFAULT}")
+    (tmp_path / "again.sched").write_text(text)
+    assert main(["run", MATMUL, *TINY, "--schedule", str(tmp_path / "again.sched"), "--check", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+
+
+def test_illegal_schedule_step_is_reported_without_traceback(tmp_path, capsys):
+    sched = tmp_path / "bad.sched"
+    sched.write_text("split i 4\nparallel k\n")
+    assert main(["run", MATMUL, *TINY, "--schedule", str(sched)]) == 2
+    err = capsys.readouterr().err
+    assert "parallel k: cannot run k in parallel" in err and "reduction" in err
+    assert "Traceback" not in err
+
+
+def test_missing_schedule_file(capsys):
+    assert main(["run", MATMUL, *TINY, "--schedule", "nonexistent.sched"]) == 2
+    assert "no such file" in capsys.readouterr().err

@@ -52,7 +52,7 @@ def test_matmul_init_and_reduce_match_numpy(target: CpuTarget, rng: np.random.Ge
     source = run(target, nest, a, bm, c)
     np.testing.assert_allclose(c, a @ bm, rtol=1e-5)
     assert "void kc_matmul(const float* restrict A, const float* restrict B, float* restrict C)" in source
-    assert "#pragma omp parallel for" in source and "#pragma omp simd" in source
+    assert "#pragma omp parallel for" in source and "kc_load_f32(&B[" in source  # explicit SIMD
 
 
 # -- loads with padding ---------------------------------------------------------------------------------
@@ -393,7 +393,7 @@ def test_unrolled_guarded_and_reduction_vector_loop(target: CpuTarget, rng: np.r
     got = np.empty(m, np.float32)
     source = run(target, nest, xv, got)
     np.testing.assert_allclose(got, xv[:, :5].sum(axis=1), rtol=1e-6)
-    assert "#pragma GCC unroll 10" in source and "#pragma omp simd" not in source
+    assert "#pragma omp simd" not in source  # every store goes to out[i2]: SIMD would be wrong
 
 
 def test_scalar_params(target: CpuTarget, rng: np.random.Generator) -> None:

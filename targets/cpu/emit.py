@@ -20,12 +20,15 @@ import re
 from importlib import resources
 from typing import ClassVar
 
+from kcomp.affine import const, simplify
 from kcomp.errors import UsageError
-from kcomp.expr import Buffer, Param, Scope, Var, free_vars
+from kcomp.expr import Buffer, Expr, Param, Scope, Var, free_vars, loads, substitute
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, walk_stmts
-from kcomp.targets.cpu import cexpr
+from kcomp.passes.common import map_exprs
+from kcomp.targets.cpu import cexpr, simd
 from kcomp.targets.cpu.cexpr import CExpr, check_supported, store_cast
 from kcomp.targets.cpu.signature import Signature
+from kcomp.targets.cpu.vector import Promotion, Unvectorizable, VectorLoop
 
 PRELUDE = resources.files("kcomp.targets.cpu").joinpath("prelude.h").read_text()
 
@@ -111,11 +114,16 @@ class CpuEmitter:
     STACK_LIMIT_BYTES = 32 * 1024  # larger "local" buffers go to the heap: OpenMP threads have small stacks
     INDENT = "    "
 
-    def __init__(self, nest: LoopNest):
+    PROMOTE_LIMIT_BYTES = 2048  # local tiles up to this size may live in vector registers
+
+    def __init__(self, nest: LoopNest, vector_bits: int = 0):
         self.nest = nest
         self.names = Namer()
         self.expr = CExpr(self.names)
         self.entry = self.entry_name(nest.name)
+        self.width = simd.lanes(vector_bits)
+        self.promotions: dict[Buffer, Promotion] = {}
+        self.allocated: set[Buffer] = set()
 
     @staticmethod
     def entry_name(name: str) -> str:
@@ -154,9 +162,13 @@ class CpuEmitter:
     def emit(self) -> str:
         proto = self.prototype()
         body = self.block(self.nest.body, 1, in_parallel=False)
+        uses_simd = self.width > 1 and any(
+            isinstance(s, Loop) and s.kind is LoopKind.VECTOR for s in walk_stmts(self.nest.body)
+        )
         lines = [
             Signature.of(self.nest, self.entry).to_comment(),
             PRELUDE,
+            *([simd.prelude(self.width)] if uses_simd else []),
             "int kc_abi_version(void) { return KC_ABI_VERSION; }",
             "void kc_set_threads(int n) { omp_set_num_threads(n); }",
             "",
@@ -183,10 +195,12 @@ class CpuEmitter:
         pad = self.INDENT * depth
         match s:
             case Store():
+                self.touch(s.buffer, *s.index, s.value)
                 flat = self.expr.flat(s.buffer, s.index)
                 value = store_cast(self.expr.value(s.value), s.value.dtype, s.buffer.dtype)
                 return [f"{pad}{self.names(s.buffer)}[{flat}] = {value};"]
             case Guard():
+                self.touch(s.cond)
                 head = f"{pad}if ({self.expr.value(s.cond)}) {{"
                 return [head, *self.block(s.body, depth + 1, in_parallel), f"{pad}}}"]
             case Loop():
@@ -195,7 +209,38 @@ class CpuEmitter:
                 return self.alloc(s, depth, in_parallel)
         raise TypeError(f"not a statement: {s!r}")
 
+    def touch(self, *items: Expr | Buffer) -> None:
+        """Scalar code is about to access these: a register-promoted buffer among them cannot stay so."""
+        if not self.promotions:
+            return
+        for item in items:
+            bufs = [item] if isinstance(item, Buffer) else [n.buffer for n in loads(item)]
+            for b in bufs:
+                if b in self.promotions:
+                    self.promotions[b].failed = True
+
+    def unrolled_copy(self, s: Loop, k: int) -> tuple[Stmt, ...]:
+        """The body of `s` for iteration `k`, indices folded (so register tiles get constant offsets)."""
+        body = map_exprs(s.body, lambda e: simplify(substitute(e, {s.var: const(k)})))
+        return body
+
     def loop(self, s: Loop, depth: int, in_parallel: bool) -> list[str]:
+        pad = self.INDENT * depth
+        if s.kind is LoopKind.UNROLLED:
+            out = []
+            for k in range(s.extent):
+                copy = self.unrolled_copy(s, k)
+                out += [f"{pad}{{", *self.block(copy, depth + 1, in_parallel), f"{pad}}}"]
+            return out
+        if s.kind is LoopKind.VECTOR and self.width > 1:
+            try:
+                return VectorLoop(self, s, self.width).emit(depth)
+            except Unvectorizable as e:
+                pad_comment = f"{pad}/* vector {self.names(s.var)}: scalar code ({e}) */"
+                return [pad_comment, *self._plain_loop(s, depth, in_parallel)]
+        return self._plain_loop(s, depth, in_parallel)
+
+    def _plain_loop(self, s: Loop, depth: int, in_parallel: bool) -> list[str]:
         pad = self.INDENT * depth
         pragma = self.pragma(s, in_parallel)
         var = self.names(s.var)
@@ -227,8 +272,22 @@ class CpuEmitter:
     def alloc(self, s: Alloc, depth: int, in_parallel: bool) -> list[str]:
         pad, buf = self.INDENT * depth, s.buffer
         check_supported(buf.dtype)
+        self.allocated.add(buf)
         name, ctype = self.names(buf), buf.dtype.c_type
         nbytes = buf.size * buf.dtype.itemsize
+        if (
+            self.width > 1
+            and buf.scope is Scope.LOCAL
+            and buf.dtype in simd.VECTOR_DTYPES
+            and nbytes <= self.PROMOTE_LIMIT_BYTES
+        ):
+            promo = self.promotions[buf] = Promotion(buf)
+            inner = self.block(s.body, depth + 1, in_parallel)
+            del self.promotions[buf]
+            if not promo.failed and promo.slots:
+                vtype = simd.VTYPE[buf.dtype]
+                decl = f"{pad}{self.INDENT}{vtype} {', '.join(promo.slots[o] for o in sorted(promo.slots))};"
+                return [f"{pad}{{ /* {name}: kept in registers */", decl, *inner, f"{pad}}}"]
         inner = self.block(s.body, depth + 1, in_parallel)
         if buf.scope in self.STACK_SCOPES and nbytes <= self.STACK_LIMIT_BYTES:
             decl = f"{pad}{self.INDENT}{ctype} {name}[{max(buf.size, 1)}] __attribute__((aligned(64)));"
@@ -237,9 +296,9 @@ class CpuEmitter:
         return [f"{pad}{{", decl, *inner, f"{pad}{self.INDENT}free({name});", f"{pad}}}"]
 
 
-def emit(nest: LoopNest) -> str:
-    """The C source of `nest` (ABI: docs/abi.md)."""
-    return CpuEmitter(nest).emit()
+def emit(nest: LoopNest, vector_bits: int = 0) -> str:
+    """The C source of `nest` (ABI: docs/abi.md); `vector` loops use `vector_bits`-wide SIMD."""
+    return CpuEmitter(nest, vector_bits).emit()
 
 
 def emit_header(nest: LoopNest) -> str:

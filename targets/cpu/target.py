@@ -51,7 +51,7 @@ class CpuTarget(Target):
         return cls(isa=level_name, arch=arch)
 
     def emit(self, nest: LoopNest) -> str:
-        return emit(nest)
+        return emit(nest, self.vector_bits)
 
     def build(self, source: str) -> Library:
         _isa.check_buildable(self.isa, self.arch)

@@ -1,0 +1,218 @@
+"""The rule-based default scheduler: what a kernel gets when nobody wrote or tuned a schedule.
+
+The result is an ordinary `Schedule` (`kcomp compile --emit schedule` prints it), built by applying
+candidate steps one at a time to the lowered nest and keeping those that are legal, so every rule
+can be written optimistically and the schedule always replays.
+
+Rules, per top-level loop nest (one per statement, plus initialisations):
+  1. Contractions shaped like GEMM (`C[.., i, j] += A[.., i, k] * B[.., k, j]`, f32, j contiguous in C
+     and B) get the register-blocked recipe: tile i by MR and j by NR (NR a multiple of the vector
+     width, MR*NR/W accumulators fit in the registers), block k by KC, pack B's KC x N panel so the
+     micro-kernel reads it contiguously, keep the MR x NR tile of C in registers (cache_write), unroll
+     the rows, vectorize the columns, parallelize the row tiles.
+  2. Every other nest: the loop that indexes the stored tensor contiguously moves innermost and is
+     vectorized (a reduction innermost gets `vectorize ... reduce` when no such loop exists); the
+     outermost independent loop runs in parallel when the nest has enough work to pay for threads.
+"""
+
+from __future__ import annotations
+
+from kcomp.errors import ScheduleError
+from kcomp.expr import free_vars, loads
+from kcomp.loops import Alloc, Guard, Loop, LoopNest, Stmt, Store, walk_stmts
+from kcomp.passes import apply_step
+from kcomp.passes.common import body_exprs
+from kcomp.printer import symbol_names
+from kcomp.program import Program
+from kcomp.schedule import (
+    CacheWrite,
+    Pack,
+    Parallel,
+    Reorder,
+    Schedule,
+    Split,
+    Step,
+    Unroll,
+    Vectorize,
+)
+
+PARALLEL_MIN_WORK = 1 << 15  # loop iterations below which threads cost more than they bring
+KC = 256  # k-block of the GEMM recipe: A's MR x KC and B's KC x NR slivers stay in L1/L2
+
+
+class _Builder:
+    """Applies steps as they are chosen, keeping the legal ones."""
+
+    def __init__(self, nest: LoopNest):
+        self.nest = nest
+        self.steps: list[Step] = []
+
+    def names(self) -> dict[object, str]:
+        return symbol_names(self.nest)
+
+    def name(self, loop: Loop) -> str:
+        return self.names()[loop.var]
+
+    def try_step(self, step: Step) -> bool:
+        try:
+            nest = apply_step(self.nest, step)
+        except ScheduleError:
+            return False
+        self.nest, self.steps = nest, [*self.steps, step]
+        return True
+
+    def loop_named(self, name: str) -> Loop | None:
+        names = self.names()
+        return next(
+            (s for s in walk_stmts(self.nest.body) if isinstance(s, Loop) and names[s.var] == name), None
+        )
+
+
+def default_schedule(program: Program, nest: LoopNest, target: object) -> Schedule:
+    """Schedule steps for `nest` on `target` (its `vector_bits` and `cores`), chosen by the rules above."""
+    width = max(1, getattr(target, "vector_bits", 0) // 32)
+    cores = getattr(target, "cores", 1)
+    b = _Builder(nest)
+    for top in _top_nests(nest.body):
+        names = b.names()
+        chain = _chain(top)
+        top_name = names[top.var]
+        if width > 1 and _gemm_like(chain):
+            _gemm(b, chain, names, width, cores)
+        else:
+            _generic(b, top_name, width, cores)
+    return Schedule(tuple(b.steps))
+
+
+def _top_nests(body: tuple[Stmt, ...]) -> list[Loop]:
+    out: list[Loop] = []
+    for s in body:
+        if isinstance(s, Loop):
+            out.append(s)
+        elif isinstance(s, Alloc | Guard):
+            out += _top_nests(s.body)
+    return out
+
+
+def _chain(top: Loop) -> list[Loop]:
+    """The perfectly nested loops from `top` down."""
+    chain = [top]
+    while len(chain[-1].body) == 1 and isinstance(chain[-1].body[0], Loop):
+        chain.append(chain[-1].body[0])
+    return chain
+
+
+def _gemm_like(chain: list[Loop]) -> tuple[Loop, Loop, Loop, Store] | None:
+    """(i, j, k, store) when the innermost body is `C[.., i, j] = C[.., i, j] + A[.., i, k] * B[.., k, j]`."""
+    inner = chain[-1].body
+    if len(chain) < 3 or len(inner) != 1 or not isinstance(inner[0], Store):
+        return None
+    s = inner[0]
+    i, j, k = chain[-3], chain[-2], chain[-1]
+    if s.buffer.dtype.value != "f32" or len(s.index) < 2:
+        return None
+    if s.index[-2] is not i.var or s.index[-1] is not j.var:
+        return None
+    ins = [ld for ld in loads(s.value) if ld.buffer is not s.buffer]
+    if len(ins) != 2 or any(ld.buffer.dtype.value != "f32" for ld in ins):
+        return None
+    a = next((ld for ld in ins if ld.index[-2:] == (i.var, k.var)), None)
+    bb = next((ld for ld in ins if ld.index[-2:] == (k.var, j.var)), None)
+    if a is None or bb is None:
+        return None
+    return i, j, k, s
+
+
+def _tile_sizes(m: int, n: int, width: int) -> tuple[int, int]:
+    """MR rows x NR columns of the register tile: MR * NR / width accumulators plus operands must fit
+    the 16 (AVX2) or 32 (AVX-512) vector registers; prefer sizes that divide the extents."""
+    nr_options = [2 * width, width] if width >= 16 else [2 * width, 3 * width, width]
+    nr = next((c for c in nr_options if n % c == 0), 2 * width)
+    if n < nr:
+        nr = max(width, -(-n // width) * width) if n >= width else width
+    budget = 28 if width >= 16 else 12  # accumulator registers
+    per_row = nr // width
+    candidates = [r for r in range(budget // per_row, 0, -1)]
+    mr = next((r for r in candidates if m % r == 0 and r >= 4), candidates[0])
+    return min(mr, m), nr
+
+
+def _gemm(b: _Builder, chain: list[Loop], names: dict, width: int, cores: int) -> None:
+    i, j, k, store = _gemm_like(chain)  # type: ignore[misc]
+    ni, nj, nk = names[i.var], names[j.var], names[k.var]
+    mr, nr = _tile_sizes(i.extent, j.extent, width)
+    kc = min(KC, k.extent)
+    b_input = next(
+        ld for ld in loads(store.value) if ld.buffer is not store.buffer and ld.index[-2:] == (k.var, j.var)
+    )
+    ok = b.try_step(Split(ni, mr)) and b.try_step(Split(nj, min(nr, j.extent)))
+    ok = ok and b.try_step(Split(nk, kc))
+    if not ok:
+        return _generic(b, names[chain[0].var], width, cores)
+    outer = [names[lp.var] for lp in chain[:-3]]
+    b.try_step(Reorder((*outer, f"{nk}_o", f"{ni}_o", f"{nj}_o", f"{nk}_i", f"{ni}_i", f"{nj}_i")))
+    b.try_step(Unroll(f"{ni}_i"))
+    b.try_step(Vectorize(f"{nj}_i"))
+    bname = symbol_names(b.nest)[b_input.buffer]
+    b.try_step(Pack(bname, f"{nk}_o", len(b_input.index) - 1, min(nr, j.extent)))
+    cname = symbol_names(b.nest)[store.buffer]
+    b.try_step(CacheWrite(cname, f"{nj}_o"))
+    if cores > 1 and _work(chain[0]) >= PARALLEL_MIN_WORK:
+        for candidate in (*outer, f"{ni}_o", f"{nj}_o"):
+            if b.try_step(Parallel(candidate)):
+                break
+
+
+def _generic(b: _Builder, top_name: str, width: int, cores: int) -> None:
+    top = b.loop_named(top_name)
+    if top is None:
+        return
+    chain = _chain(top)
+    body = chain[-1].body
+    stores = [s for s in walk_stmts(body) if isinstance(s, Store)]
+    if width > 1 and stores:
+        _vectorize_innermost(b, chain, stores[-1], width)
+    top = b.loop_named(top_name)
+    if cores > 1 and top is not None and _work(top) >= PARALLEL_MIN_WORK:
+        for lp in _chain(top):
+            if b.try_step(Parallel(b.name(lp))):
+                break
+
+
+def _vectorize_innermost(b: _Builder, chain: list[Loop], store: Store, width: int) -> None:
+    """Vectorize the loop most accesses walk contiguously (moved innermost); a reduction loop only
+    with the `reduce` strategy and only when it is innermost with a one-statement body."""
+    inner = chain[-1].body
+    accesses = [s.index for s in walk_stmts(inner) if isinstance(s, Store)]
+    accesses += [ld.index for e in body_exprs(inner) for ld in loads(e)]
+    best, best_score = None, 0
+    for lp in chain:
+        if lp.extent < width:
+            continue
+        contiguous = sum(1 for idx in accesses if idx and idx[-1] is lp.var)
+        strided = sum(1 for idx in accesses for e in idx[:-1] if lp.var in free_vars(e))
+        score = 2 * contiguous - 3 * strided
+        if score > best_score:
+            best, best_score = lp, score
+    if best is None:
+        return
+    reduction = not any(best.var in free_vars(e) for e in store.index)
+    if reduction and (best is not chain[-1] or len(best.body) != 1):
+        return
+    if best is not chain[-1]:
+        names = b.names()
+        order = [lp for lp in chain if lp is not best] + [best]
+        if not b.try_step(Reorder(tuple(names[lp.var] for lp in order))):
+            return
+    b.try_step(Vectorize(b.name(best), reduce=reduction))
+
+
+def _work(loop: Loop) -> int:
+    """Iterations of the innermost statements of `loop` (an estimate of its cost)."""
+    inner = [s for s in loop.body if isinstance(s, Loop)]
+    if not inner:
+        return loop.extent
+    return loop.extent * max(_work(s) for s in inner)
+
+
+__all__ = ["default_schedule"]

@@ -1,0 +1,539 @@
+"""Explicit SIMD for `vector` loops: the loop runs in chunks of `W` lanes, each statement once per chunk.
+
+    vector for j in 0..20:  Y[i, j] = X[i, j] * a          for c in 0..2: kc_store_f32(&Y[i*20 + c*8], kc_load_f32(&X[..]) * kc_splat_f32(a))
+                                                           tail (4 lanes): kc_storen_f32(&Y[i*20 + 16], ..., 4)
+
+Inside the loop an expression is *uniform* (does not depend on the loop variable: emitted as scalar C
+and broadcast where it meets a vector) or *varying*.  A load or store whose flat offset grows by 1 per
+iteration is one contiguous vector access (aligned when provably so); by 0, a scalar; anything else
+is gathered/scattered lane by lane.  Operations without a vector form (libm functions, integer
+division, ...) are applied lane by lane with the scalar templates, so semantics never differ.
+
+Remainders: a final partial chunk uses masked loads and stores.  A guard `e < N` whose `e` grows by 1
+per iteration (what `split` leaves around the inner loop) becomes a lane count: full chunks run the
+plain code, the chunk that straddles `N` runs masked code.  A body that stores into one place every
+iteration (`vectorize j reduce`) keeps one partial result per lane and combines them after the loop.
+A loop this module cannot handle raises `Unvectorizable`; the emitter then writes a scalar loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from kcomp.affine import const, simplify
+from kcomp.dtypes import DType
+from kcomp.expr import (
+    COMPARISONS,
+    Binary,
+    BinaryOp,
+    Buffer,
+    Cast,
+    Const,
+    Expr,
+    Load,
+    Scope,
+    Select,
+    Unary,
+    UnaryOp,
+    Var,
+    free_vars,
+    substitute,
+    walk,
+)
+from kcomp.loops import Alloc, Guard, Loop, LoopKind, Stmt, Store
+from kcomp.targets.cpu.cexpr import emit_const
+from kcomp.targets.cpu.simd import CTYPE, VECTOR_DTYPES, VTYPE
+
+if TYPE_CHECKING:
+    from kcomp.targets.cpu.emit import CpuEmitter
+
+CHUNKS_UNROLLED = 4  # at most this many full chunks are written out instead of looped
+IDENTITY = {BinaryOp.ADD: "0", BinaryOp.MUL: "1", BinaryOp.MAX: "-INFINITY", BinaryOp.MIN: "INFINITY"}
+INT_IDENTITY = {BinaryOp.ADD: "0", BinaryOp.MUL: "1", BinaryOp.MAX: "INT32_MIN", BinaryOp.MIN: "INT32_MAX"}
+INFIX = {BinaryOp.ADD: "+", BinaryOp.SUB: "-", BinaryOp.MUL: "*"}
+FLOAT_INFIX = {**INFIX, BinaryOp.DIV: "/"}
+MASK_INFIX = {BinaryOp.AND: "&", BinaryOp.OR: "|", BinaryOp.EQ: "==", BinaryOp.NE: "!="}
+HELPER = {BinaryOp.MAX: "kc_vmax", BinaryOp.MIN: "kc_vmin"}
+
+
+class Unvectorizable(Exception):
+    """This loop has something the SIMD path does not handle; emit it as scalar code."""
+
+
+@dataclass
+class Promotion:
+    """A small local buffer kept in vector registers: one C variable per W-lane slot."""
+
+    buffer: Buffer
+    slots: dict[int, str] = field(default_factory=dict)
+    failed: bool = False
+
+    def slot(self, offset: int, width: int, name: str) -> str:
+        if offset % width:
+            self.failed = True
+        if offset not in self.slots:
+            self.slots[offset] = f"{name}_v{offset}"
+        return self.slots[offset]
+
+
+@dataclass(frozen=True)
+class V:
+    text: str
+    vector: bool
+    dtype: DType  # compute type; BOOL vectors are i32 masks
+
+
+def lane_coef(e: Expr, v: Var) -> int | None:
+    """How `e` grows per step of `v` when that is a constant (e may be non-affine in other variables)."""
+    if v not in free_vars(e):
+        return 0
+    match e:
+        case Var():
+            return 1
+        case Binary(op=BinaryOp.ADD | BinaryOp.SUB, lhs=a, rhs=b):
+            ca, cb = lane_coef(a, v), lane_coef(b, v)
+            if ca is None or cb is None:
+                return None
+            return ca + cb if e.op is BinaryOp.ADD else ca - cb
+        case Binary(op=BinaryOp.MUL, lhs=a, rhs=b):
+            if isinstance(b, Const) and (ca := lane_coef(a, v)) is not None:
+                return ca * int(b.value)
+            if isinstance(a, Const) and (cb := lane_coef(b, v)) is not None:
+                return cb * int(a.value)
+        case Unary(op=UnaryOp.NEG, x=x):
+            c = lane_coef(x, v)
+            return None if c is None else -c
+    return None
+
+
+def flat_expr(buf: Buffer, index: tuple[Expr, ...]) -> Expr:
+    """Row-major flat offset as an expression (for constant folding and lane coefficients)."""
+    out: Expr = const(0)
+    for i, n in zip(index, buf.shape, strict=True):
+        out = Binary(BinaryOp.ADD, Binary(BinaryOp.MUL, out, const(n)), i)
+    return simplify(out)
+
+
+class VectorLoop:
+    """Emits one `vector` loop; `em` is the enclosing CpuEmitter (names, scalar expressions, indents)."""
+
+    def __init__(self, em: CpuEmitter, loop: Loop, width: int):
+        self.em = em
+        self.loop = loop
+        self.v = loop.var
+        self.w = width
+        self._tmp = 0
+        self._check(loop.body)
+
+    # -- whole loop ------------------------------------------------------------------------------
+    def emit(self, depth: int) -> list[str]:
+        pad = self.em.INDENT * depth
+        n_full, tail = divmod(self.loop.extent, self.w)
+        reduction = self._reduction()
+        lines: list[str] = [
+            f"{pad}{{ /* vector loop {self.v.name}: {self.loop.extent} = {n_full} x {self.w} + {tail} */"
+        ]
+        inner = depth + 1
+        if reduction is not None:
+            lines += self._reduce_prologue(reduction, inner)
+        if n_full > CHUNKS_UNROLLED:
+            c = Var(f"{self.v.name}_c")
+            cname = self.em.names(c)
+            base = Binary(BinaryOp.MUL, c, const(self.w))
+            lines.append(f"{pad}{self.em.INDENT}for (int64_t {cname} = 0; {cname} < {n_full}; ++{cname}) {{")
+            lines += self.chunk(base, None, inner + 1, reduction)
+            lines.append(f"{pad}{self.em.INDENT}}}")
+        else:
+            for k in range(n_full):
+                lines += self.chunk(const(k * self.w), None, inner, reduction)
+        if tail:
+            lines += self.chunk(const(n_full * self.w), str(tail), inner, reduction)
+        if reduction is not None:
+            lines += self._reduce_epilogue(reduction, inner)
+        lines.append(f"{pad}}}")
+        return lines
+
+    def _check(self, body: tuple[Stmt, ...]) -> None:
+        for s in body:
+            match s:
+                case Alloc():
+                    raise Unvectorizable("allocation inside a vector loop")
+                case Loop(kind=LoopKind.PARALLEL | LoopKind.VECTOR):
+                    raise Unvectorizable("nested parallel or vector loop")
+                case Loop() | Guard():
+                    if isinstance(s, Guard):
+                        self._check_expr(s.cond)
+                    self._check(s.body)
+                case Store():
+                    if s.buffer.dtype not in VECTOR_DTYPES:
+                        raise Unvectorizable(f"{s.buffer.dtype} stores")
+                    for e in (*s.index, s.value):
+                        self._check_expr(e)
+
+    def _check_expr(self, e: Expr) -> None:
+        for n in walk(e):
+            if not isinstance(n, Var) and _storage(n.dtype) not in VECTOR_DTYPES and self.v in free_vars(n):
+                raise Unvectorizable(f"{n.dtype} values")
+
+    # -- one chunk -------------------------------------------------------------------------------
+    def chunk(self, base: Expr, n: str | None, depth: int, reduction=None) -> list[str]:
+        """The body for lanes `base .. base+W-1`; `n` is the active lane count (None: all W)."""
+        self.base, self.n = base, n
+        if reduction is not None:
+            return self._reduce_chunk(reduction, depth)
+        return self.block(self.loop.body, depth)
+
+    def block(self, body: tuple[Stmt, ...], depth: int) -> list[str]:
+        return [line for s in body for line in self.stmt(s, depth)]
+
+    def stmt(self, s: Stmt, depth: int) -> list[str]:
+        pad = self.em.INDENT * depth
+        match s:
+            case Store():
+                return [pad + self.store(s)]
+            case Loop():
+                var = self.em.names(s.var)
+                if s.kind is LoopKind.UNROLLED:
+                    out = []
+                    for k in range(s.extent):
+                        out += [f"{pad}{{", *self.block(self.em.unrolled_copy(s, k), depth + 1), f"{pad}}}"]
+                    return out
+                head = f"{pad}for (int64_t {var} = 0; {var} < {s.extent}; ++{var}) {{"
+                return [head, *self.block(s.body, depth + 1), f"{pad}}}"]
+            case Guard():
+                return self.guard(s, depth)
+        raise Unvectorizable(f"statement {type(s).__name__}")
+
+    def guard(self, s: Guard, depth: int) -> list[str]:
+        pad = self.em.INDENT * depth
+        uniform, bounds = [], []
+        for c in _conjuncts(s.cond):
+            if self.v not in free_vars(c):
+                uniform.append(c)
+                continue
+            bound = self._lane_bound(c)
+            if bound is None:
+                raise Unvectorizable("a guard that is not a lane bound")
+            bounds.append(bound)
+        lines: list[str] = []
+        close = 0
+        if uniform:
+            cond = " && ".join(self.em.expr.value(c) for c in uniform)
+            lines.append(f"{pad}if ({cond}) {{")
+            close += 1
+        if not bounds:
+            lines += self.block(s.body, depth + close)
+        else:
+            p2 = self.em.INDENT * (depth + close)
+            name = self.em.names.fresh("kc_n")
+            limit = self.n or str(self.w)
+            lines.append(f"{p2}{{ int64_t {name} = {limit};")
+            for b in bounds:
+                lines.append(f"{p2}if ({b} < {name}) {name} = {b};")
+            saved = self.n
+            if saved is None:
+                lines.append(f"{p2}if ({name} >= {self.w}) {{")
+                lines += self.block(s.body, depth + close + 1)
+                lines.append(f"{p2}}} else if ({name} > 0) {{")
+            else:
+                lines.append(f"{p2}if ({name} > 0) {{")
+            self.n = name
+            lines += self.block(s.body, depth + close + 1)
+            self.n = saved
+            lines.append(f"{p2}}} }}")
+        for k in range(close):
+            lines.append(f"{self.em.INDENT * (depth + close - 1 - k)}}}")
+        return lines
+
+    def _lane_bound(self, c: Expr) -> str | None:
+        """For `e < N` / `e <= N` with e growing by 1 per lane: lanes allowed from this chunk's base."""
+        if not isinstance(c, Binary) or c.op not in (BinaryOp.LT, BinaryOp.LE):
+            return None
+        e, limit = c.lhs, c.rhs
+        if lane_coef(e, self.v) != 1 or self.v in free_vars(limit):
+            return None
+        start = self.em.expr.index(simplify(substitute(e, {self.v: self.base})))
+        extra = " + 1" if c.op is BinaryOp.LE else ""
+        return f"((int64_t){self.em.expr.value(limit)}{extra} - ({start}))"
+
+    # -- stores ----------------------------------------------------------------------------------
+    def store(self, s: Store) -> str:
+        buf = s.buffer
+        flat = flat_expr(buf, s.index)
+        coef = lane_coef(flat, self.v)
+        value = self.vec(self.value(s.value), _storage(buf.dtype))
+        if coef == 1:
+            at = simplify(substitute(flat, {self.v: self.base}))
+            promo = self.em.promotions.get(buf)
+            if promo is not None:
+                if not isinstance(at, Const):
+                    promo.failed = True
+                    return "/* unpromotable */;"
+                return f"{promo.slot(int(at.value), self.w, self.em.names(buf))} = {value.text};"
+            ptr = f"&{self.em.names(buf)}[{self.em.expr.index(at)}]"
+            s_ = "f32" if buf.dtype is DType.F32 else "i32"
+            if self.n is not None:
+                return f"kc_storen_{s_}({ptr}, {value.text}, {self.n});"
+            kind = "astore" if self._aligned(buf, at) else "store"
+            return f"kc_{kind}_{s_}({ptr}, {value.text});"
+        if coef == 0:
+            raise Unvectorizable(f"every iteration stores to the same {buf.name} element")
+        if buf in self.em.promotions:
+            self.em.promotions[buf].failed = True
+        # scatter: one lane at a time
+        t = self._fresh()
+        parts = [f"{{ {VTYPE[value.dtype]} {t} = {value.text};"]
+        for lane in range(self.w):
+            idx = tuple(simplify(substitute(i, {self.v: self._lane(lane)})) for i in s.index)
+            elem = f"{t}[{lane}]"
+            if buf.dtype is DType.BOOL:
+                elem = f"({elem} != 0)"
+            stmt = f"{self.em.names(buf)}[{self.em.expr.flat(buf, idx)}] = ({CTYPE[buf.dtype] if buf.dtype is not DType.BOOL else 'bool'}){elem};"
+            parts.append(stmt if self.n is None else f"if ({lane} < {self.n}) {stmt}")
+        parts.append("}")
+        return " ".join(parts)
+
+    def _aligned(self, buf: Buffer, at: Expr) -> bool:
+        """Local buffers are 64-byte aligned; an offset that is a multiple of W in every term is too."""
+        from kcomp.affine import affine
+
+        if buf.scope is Scope.GLOBAL and buf not in self.em.allocated:
+            return False
+        a = affine(at)
+        return a is not None and all(c % self.w == 0 for c in a.values())
+
+    def _lane(self, lane: int) -> Expr:
+        return Binary(BinaryOp.ADD, self.base, const(lane))
+
+    def _fresh(self) -> str:
+        self._tmp += 1
+        return self.em.names.fresh("kc_l")
+
+    # -- expressions -----------------------------------------------------------------------------
+    def value(self, e: Expr) -> V:
+        if self.v not in free_vars(e):
+            self.em.touch(e)
+            return V(self.em.expr.value(e), False, _storage(e.dtype))
+        match e:
+            case Var():
+                return V(
+                    f"(kc_iota() + kc_splat_i32((int32_t)({self.em.expr.index(self.base)})))", True, DType.I32
+                )
+            case Load():
+                return self.load(e)
+            case Binary(op=op, lhs=a, rhs=b):
+                return self.binary(e, op, self.value(a), self.value(b))
+            case Unary(op=op, x=x):
+                return self.unary(e, op, self.value(x))
+            case Select(cond=c, then=t, other=o):
+                m = self.vec(self.value(c), DType.BOOL)
+                a, b = self.value(t), self.value(o)
+                dt = e.dtype.compute if e.dtype is not DType.BOOL else DType.BOOL
+                s = "f32" if dt is DType.F32 else "i32"
+                return V(f"kc_blend_{s}({m.text}, {self.vec(a, dt).text}, {self.vec(b, dt).text})", True, dt)
+            case Cast(dtype=dt, x=x):
+                return self.cast(self.value(x), dt)
+        return self.lanewise(e)
+
+    def vec(self, x: V, dtype: DType) -> V:
+        """`x` as a vector of `dtype` (broadcasting a uniform value)."""
+        if x.vector:
+            return x
+        if dtype is DType.BOOL:
+            return V(f"kc_splat_i32(-(int32_t)({x.text}))", True, DType.BOOL)
+        s = "f32" if dtype is DType.F32 else "i32"
+        return V(f"kc_splat_{s}({x.text})", True, dtype)
+
+    def load(self, e: Load) -> V:
+        buf = e.buffer
+        dt = buf.dtype.compute if buf.dtype is not DType.BOOL else DType.BOOL
+        if e.pad is None and buf.dtype in VECTOR_DTYPES:
+            flat = flat_expr(buf, e.index)
+            if lane_coef(flat, self.v) == 1:
+                at = simplify(substitute(flat, {self.v: self.base}))
+                promo = self.em.promotions.get(buf)
+                if promo is not None:
+                    if isinstance(at, Const):
+                        return V(promo.slot(int(at.value), self.w, self.em.names(buf)), True, dt)
+                    promo.failed = True
+                ptr = f"&{self.em.names(buf)}[{self.em.expr.index(at)}]"
+                s = "f32" if buf.dtype is DType.F32 else "i32"
+                if self.n is not None:
+                    text = f"kc_loadn_{s}({ptr}, {self.n})"
+                else:
+                    text = f"kc_{'aload' if self._aligned(buf, at) else 'load'}_{s}({ptr})"
+                if buf.dtype is DType.BOOL:
+                    text = f"(-{text})"
+                return V(text, True, dt)
+        if buf in self.em.promotions:
+            self.em.promotions[buf].failed = True
+        padded = self._padded_load(e)
+        return padded if padded is not None else self.lanewise(e)
+
+    def _padded_load(self, e: Load) -> V | None:
+        """A bounds-checked load that is contiguous in the lanes: one masked load of the lanes inside
+        the buffer, the pad value elsewhere (the lane-by-lane form only where the start is negative)."""
+        buf = e.buffer
+        if e.pad is None or buf.dtype not in (DType.F32, DType.I32) or not e.index:
+            return None
+        *rest, last = e.index
+        if any(self.v in free_vars(i) for i in rest) or lane_coef(last, self.v) != 1:
+            return None
+        s = "f32" if buf.dtype is DType.F32 else "i32"
+        x = self.em.expr
+        start = x.index(simplify(substitute(last, {self.v: self.base})))
+        at = x.flat(buf, (*rest, simplify(substitute(last, {self.v: self.base}))))
+        first, nv = self.em.names.fresh("kc_s"), self.em.names.fresh("kc_nv")
+        limit = f"if ({self.n} < {nv}) {nv} = {self.n}; " if self.n is not None else ""
+        inside = " && ".join(
+            [f"{first} >= 0", f"{nv} > 0"]
+            + [f"({x.index(i)}) >= 0 && ({x.index(i)}) < {n}" for i, n in zip(rest, buf.shape, strict=False)]
+        )
+        pad = self.vec(V(emit_pad(e.pad, buf.dtype), False, buf.dtype), buf.dtype).text
+        slow = self.lanewise(e).text
+        ptr = f"&{self.em.names(buf)}[{at}]"
+        text = (
+            f"({{ int64_t {first} = {start}; int64_t {nv} = {buf.shape[-1]} - {first}; {limit}"
+            f"({first} < 0) ? {slow} : ({inside}) ? ({nv} >= {self.w} ? kc_load_{s}({ptr}) : kc_loadn_{s}({ptr}, {nv}))"
+            f" : {pad}; }})"
+        )
+        return V(text, True, buf.dtype)
+
+    def binary(self, e: Binary, op: BinaryOp, a: V, b: V) -> V:
+        dt = _common(a.dtype, b.dtype)
+        if dt is DType.F32:
+            if op in FLOAT_INFIX:
+                return V(f"({self.vec(a, dt).text} {FLOAT_INFIX[op]} {self.vec(b, dt).text})", True, dt)
+            if op in HELPER:
+                return V(f"{HELPER[op]}_f32({self.vec(a, dt).text}, {self.vec(b, dt).text})", True, dt)
+            if op in COMPARISONS:
+                sym = op.value
+                return V(f"({self.vec(a, dt).text} {sym} {self.vec(b, dt).text})", True, DType.BOOL)
+        if dt is DType.I32:
+            if op in INFIX:
+                return V(f"({self.vec(a, dt).text} {INFIX[op]} {self.vec(b, dt).text})", True, dt)
+            if op in HELPER:
+                return V(f"{HELPER[op]}_i32({self.vec(a, dt).text}, {self.vec(b, dt).text})", True, dt)
+            if op in COMPARISONS:
+                return V(f"({self.vec(a, dt).text} {op.value} {self.vec(b, dt).text})", True, DType.BOOL)
+        if dt is DType.BOOL and op in MASK_INFIX:
+            return V(f"({self.vec(a, dt).text} {MASK_INFIX[op]} {self.vec(b, dt).text})", True, DType.BOOL)
+        return self.lanewise(e)
+
+    def unary(self, e: Unary, op: UnaryOp, x: V) -> V:
+        if op is UnaryOp.NEG and x.dtype in (DType.F32, DType.I32):
+            return V(f"(-{x.text})", True, x.dtype)
+        if op is UnaryOp.NOT and x.dtype is DType.BOOL:
+            return V(f"(~{x.text})", True, DType.BOOL)
+        if op is UnaryOp.RELU and x.dtype is DType.F32:
+            return V(f"kc_vmax_f32({x.text}, kc_splat_f32(0.0f))", True, x.dtype)
+        if op is UnaryOp.RELU and x.dtype is DType.I32:
+            return V(f"kc_vmax_i32({x.text}, kc_splat_i32(0))", True, x.dtype)
+        return self.lanewise(e)
+
+    def cast(self, x: V, dt: DType) -> V:
+        target = dt.compute if dt is not DType.BOOL else DType.BOOL
+        if x.dtype is target:
+            return x
+        if target is DType.BOOL:
+            zero = "kc_splat_f32(0.0f)" if x.dtype is DType.F32 else "kc_splat_i32(0)"
+            return V(f"({x.text} != {zero})", True, DType.BOOL)
+        src = x.text if x.dtype is not DType.BOOL else f"(-{x.text})"
+        return V(f"__builtin_convertvector({src}, {VTYPE[target]})", True, target)
+
+    def lanewise(self, e: Expr) -> V:
+        """`e` computed one lane at a time with the scalar templates (loop variable = base + lane)."""
+        if isinstance(e, Load) and e.buffer in self.em.promotions:
+            self.em.promotions[e.buffer].failed = True
+        dt = e.dtype.compute if e.dtype is not DType.BOOL else DType.BOOL
+        if dt not in VECTOR_DTYPES:
+            raise Unvectorizable(f"{dt} values")
+        t = self._fresh()
+        parts = [f"({{ {VTYPE[dt]} {t} = {{0}};"]
+        for lane in range(self.w):
+            scalar = simplify_expr(substitute(e, {self.v: self._lane(lane)}))
+            text = self.em.expr.value(scalar)
+            if dt is DType.BOOL:
+                text = f"-(int32_t)({text})"
+            stmt = f"{t}[{lane}] = {text};"
+            parts.append(stmt if self.n is None or not _may_fault(e) else f"if ({lane} < {self.n}) {stmt}")
+        parts.append(f"{t}; }})")
+        return V(" ".join(parts), True, dt)
+
+    # -- reductions (vectorize ... reduce) --------------------------------------------------------
+    def _reduction(self) -> tuple[Store, BinaryOp, str] | None:
+        body = self.loop.body
+        if len(body) != 1 or not isinstance(body[0], Store):
+            return None
+        s = body[0]
+        if any(self.v in free_vars(i) for i in s.index):
+            return None
+        value = s.value
+        if not isinstance(value, Binary) or not isinstance(value.lhs, Load):
+            raise Unvectorizable("reduction of an unexpected shape")
+        if s.buffer.dtype not in (DType.F32, DType.I32):
+            raise Unvectorizable(f"{s.buffer.dtype} reduction")
+        acc = self.em.names.fresh("kc_acc")
+        return s, value.op, acc
+
+    def _reduce_prologue(self, red, depth: int) -> list[str]:
+        s, op, acc = red
+        table = IDENTITY if s.buffer.dtype is DType.F32 else INT_IDENTITY
+        sfx = "f32" if s.buffer.dtype is DType.F32 else "i32"
+        return [f"{self.em.INDENT * depth}{VTYPE[s.buffer.dtype]} {acc} = kc_splat_{sfx}({table[op]});"]
+
+    def _reduce_chunk(self, red, depth: int) -> list[str]:
+        s, op, acc = red
+        dt = s.buffer.dtype
+        sfx = "f32" if dt is DType.F32 else "i32"
+        rhs = self.vec(self.value(s.value.rhs), dt)
+        text = rhs.text
+        if self.n is not None:
+            table = IDENTITY if dt is DType.F32 else INT_IDENTITY
+            text = f"kc_blend_{sfx}(kc_lanes_below({self.n}), {text}, kc_splat_{sfx}({table[op]}))"
+        new = f"{HELPER[op]}_{sfx}({acc}, {text})" if op in HELPER else f"({acc} {INFIX[op]} {text})"
+        return [f"{self.em.INDENT * depth}{acc} = {new};"]
+
+    def _reduce_epilogue(self, red, depth: int) -> list[str]:
+        s, op, acc = red
+        pad = self.em.INDENT * depth
+        total = self.em.names.fresh("kc_sum")
+        dt = s.buffer.dtype
+        lines = [f"{pad}{CTYPE[dt]} {total} = {acc}[0];"]
+        for lane in range(1, self.w):
+            lines.append(f"{pad}{total} = {self.em.expr.binary(op, dt, total, f'{acc}[{lane}]')};")
+        target = f"{self.em.names(s.buffer)}[{self.em.expr.flat(s.buffer, s.index)}]"
+        lines.append(f"{pad}{target} = {self.em.expr.binary(op, dt, target, total)};")
+        return lines
+
+
+def emit_pad(value: float | int, dtype: DType) -> str:
+    return emit_const(value, dtype)
+
+
+def simplify_expr(e: Expr) -> Expr:
+    return simplify(e)
+
+
+def _storage(dt: DType) -> DType:
+    return DType.BOOL if dt is DType.BOOL else dt.compute
+
+
+def _common(a: DType, b: DType) -> DType:
+    if a is b:
+        return a
+    if DType.F32 in (a, b):
+        return DType.F32
+    return DType.I32
+
+
+def _conjuncts(e: Expr) -> list[Expr]:
+    if isinstance(e, Binary) and e.op is BinaryOp.AND:
+        return _conjuncts(e.lhs) + _conjuncts(e.rhs)
+    return [e]
+
+
+def _may_fault(e: Expr) -> bool:
+    """Lanes past the active count must not read memory (a padded load checks bounds itself)."""
+    return any(isinstance(n, Load) and n.pad is None for n in walk(e))
