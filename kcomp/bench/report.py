@@ -1,0 +1,114 @@
+"""A suite result as strict JSON (`--json`) or as a table for people.
+
+Every suite returns the same shape ({"suite", "machine", "rows": [{"case", "params", "flops",
+"times_s", "extra"}]}), so one printer serves them all.  Derived figures (GFLOP/s, % of the FMA peak,
+the kcomp/numpy speed ratio) are computed here from `times_s` and `machine`, never stored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+SYSTEM_ORDER = ("kcomp", "numpy", "torch")
+
+
+def to_json(result: dict[str, Any]) -> str:
+    """One line of strict JSON (no NaN/Infinity: those are written as the strings "nan", "inf")."""
+    return json.dumps(_finite(result), allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    return obj
+
+
+def systems(result: dict[str, Any]) -> list[str]:
+    """Every system timed or attempted in any row: the usual three first, then the rest by name."""
+    seen = {s for row in result["rows"] for s in row["times_s"]}
+    seen |= {k.removesuffix("_error") for row in result["rows"] for k in row["extra"] if k.endswith("_error")}
+    return [s for s in SYSTEM_ORDER if s in seen] + sorted(seen - set(SYSTEM_ORDER))
+
+
+def gflops(row: dict[str, Any], system: str) -> float | None:
+    t = row["times_s"].get(system)
+    return row["flops"] / t / 1e9 if t and row.get("flops") else None
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    """The machine and its roofs in one line, e.g. for the table's title."""
+    parts = [f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('isa', '?')}"]
+    if "fma_peak_gflops" in m:
+        parts.append(f"FMA peak {m['fma_peak_gflops']:.1f} GFLOP/s")
+    if "copy_gbps" in m:
+        parts.append(f"copy {m['copy_gbps']:.1f} GB/s")
+    if "blas_kernel" in m:
+        library = f" ({m['blas_library']})" if m.get("blas_library") else ""
+        parts.append(f"numpy BLAS {m['blas_kernel']}{library}")
+    if m.get("threads"):
+        parts.append("threads " + ", ".join(f"{s} {n}" for s, n in m["threads"].items()))
+    parts += [
+        f"{key.removesuffix('_error')} not measured: {why}"
+        for key, why in m.items()
+        if key.endswith("_error")
+    ]
+    return " | ".join(parts)
+
+
+def _cell(row: dict[str, Any], system: str, peak: float | None) -> str:
+    t = row["times_s"].get(system)
+    if t is None:
+        return "[red]failed[/]" if f"{system}_error" in row["extra"] else "-"
+    rate = gflops(row, system)
+    if rate is None:
+        return f"{t * 1e3:.3f} ms"
+    share = f" ({100 * rate / peak:.1f}%)" if peak else ""
+    return f"{rate:.2f}{share}"
+
+
+def table(result: dict[str, Any]) -> Table:
+    """Per case: each system's GFLOP/s (% of FMA peak), kcomp/numpy speed ratio, schedule."""
+    m = result["machine"]
+    peak = m.get("fma_peak_gflops")
+    names = systems(result)
+    unit = "GFLOP/s (% of FMA peak)" if any(r.get("flops") for r in result["rows"]) else "median time"
+    t = Table(title=f"kcomp bench {result['suite']}: {unit}", caption=machine_line(m), caption_justify="left")
+    t.add_column("case", no_wrap=True)
+    for name in names:
+        t.add_column(name, justify="right", no_wrap=True)
+    t.add_column("kcomp/numpy\n(speed)", justify="right")
+    t.add_column("schedule")
+    for row in result["rows"]:
+        tk, tn = row["times_s"].get("kcomp"), row["times_s"].get("numpy")
+        ratio = f"{tn / tk:.3f}x" if tk and tn else "-"
+        cells = [_cell(row, name, peak) for name in names]
+        t.add_row(row["case"], *cells, ratio, str(row["extra"].get("schedule_source", "-")))
+    return t
+
+
+def failures(result: dict[str, Any]) -> list[str]:
+    """'case: system: reason' for every system that could not run a case."""
+    return [
+        f"{row['case']}: {key.removesuffix('_error')}: {reason}"
+        for row in result["rows"]
+        for key, reason in row["extra"].items()
+        if key.endswith("_error")
+    ]
+
+
+def print_report(result: dict[str, Any], console: Console | None = None) -> None:
+    con = console or Console()
+    if console is None and not con.is_terminal:
+        con.width = max(con.width, 140)  # a pipe or a file: no terminal to wrap for
+    con.print(table(result))
+    for line in failures(result):
+        con.print(f"[red]failed[/] {line}", highlight=False)
