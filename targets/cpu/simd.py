@@ -8,6 +8,9 @@ address is known to be aligned; partial vectors (remainders) use AVX-512 / AVX2 
 target has them and a lane-count memcpy otherwise.  A broadcast is an initializer list, not `0 + x`
 (which gcc may not fold without -ffast-math).  fmax/fmin keep numpy's NaN-ignoring rule via blends.
 
+exp, sigmoid, tanh and erf have vector forms (accuracy in their comments, inside the numeric policy's
+f32 tolerance); log, sqrt, pow and the integer helpers run lane by lane with the scalar libm calls.
+
 Only 32-bit lanes are vectorized (f32, i32, and bool as an i32 mask of all ones / zeros); loops over
 other types fall back to scalar code (docs/schedules.md says so).
 """
@@ -68,4 +71,50 @@ static inline kc_vf32 kc_vmax_f32(kc_vf32 a, kc_vf32 b) {{ return kc_blend_f32((
 static inline kc_vf32 kc_vmin_f32(kc_vf32 a, kc_vf32 b) {{ return kc_blend_f32((a <= b) | (b != b), a, b); }}
 static inline kc_vi32 kc_vmax_i32(kc_vi32 a, kc_vi32 b) {{ return kc_blend_i32(a > b, a, b); }}
 static inline kc_vi32 kc_vmin_i32(kc_vi32 a, kc_vi32 b) {{ return kc_blend_i32(a < b, a, b); }}
+/* exp: x = n ln2 + r (Cody-Waite), e^r by Cephes' degree-6 polynomial, 2^n by exponent bits; about
+ * 1 ulp; underflows to 0 below -87.3, overflows to inf above 88.7, NaN stays NaN. */
+static inline kc_vf32 kc_vexp_f32(kc_vf32 x) {{
+    kc_vi32 big = x > kc_splat_f32(88.72283905206835f), tiny = x < kc_splat_f32(-87.33654475055310f);
+    kc_vi32 nan = x != x;
+    kc_vf32 xc = kc_blend_f32(big | tiny | nan, kc_splat_f32(0.0f), x);
+    kc_vf32 t = xc * kc_splat_f32(1.44269504088896341f);
+    t = t + kc_blend_f32(t < kc_splat_f32(0.0f), kc_splat_f32(-0.5f), kc_splat_f32(0.5f));
+    kc_vi32 n = __builtin_convertvector(t, kc_vi32);
+    kc_vf32 nf = __builtin_convertvector(n, kc_vf32);
+    kc_vf32 r = xc - nf * kc_splat_f32(0.693359375f) - nf * kc_splat_f32(-2.12194440e-4f);
+    kc_vf32 p = kc_splat_f32(1.9875691500e-4f);
+    p = p * r + kc_splat_f32(1.3981999507e-3f);
+    p = p * r + kc_splat_f32(8.3334519073e-3f);
+    p = p * r + kc_splat_f32(4.1665795894e-2f);
+    p = p * r + kc_splat_f32(1.6666665459e-1f);
+    p = p * r + kc_splat_f32(5.0000001201e-1f);
+    kc_vf32 y = p * r * r + r + kc_splat_f32(1.0f);
+    kc_vi32 n1 = n >> 1, n2 = n - n1; /* 2^n as 2^n1 * 2^n2: each factor stays a normal float */
+    y = y * (kc_vf32)((n1 + kc_splat_i32(127)) << 23) * (kc_vf32)((n2 + kc_splat_i32(127)) << 23);
+    y = kc_blend_f32(big, kc_splat_f32(INFINITY), y);
+    y = kc_blend_f32(tiny, kc_splat_f32(0.0f), y);
+    return kc_blend_f32(nan, x, y);
+}}
+static inline kc_vf32 kc_vsigmoid_f32(kc_vf32 x) {{ return kc_splat_f32(1.0f) / (kc_splat_f32(1.0f) + kc_vexp_f32(-x)); }}
+/* tanh = sign(x) (1 - 2 / (e^{{2|x|}} + 1)); below |x| < 0.0625 the odd Taylor series (no cancellation) */
+static inline kc_vf32 kc_vtanh_f32(kc_vf32 x) {{
+    kc_vf32 ax = kc_blend_f32(x < kc_splat_f32(0.0f), -x, x);
+    kc_vf32 big = kc_splat_f32(1.0f) - kc_splat_f32(2.0f) / (kc_vexp_f32(ax + ax) + kc_splat_f32(1.0f));
+    kc_vf32 x2 = x * x;
+    kc_vf32 small = x + x * x2 * (kc_splat_f32(-1.0f / 3) + x2 * (kc_splat_f32(2.0f / 15) + x2 * kc_splat_f32(-17.0f / 315)));
+    kc_vf32 signed_big = kc_blend_f32(x < kc_splat_f32(0.0f), -big, big);
+    return kc_blend_f32(ax < kc_splat_f32(0.0625f), small, kc_blend_f32(x != x, x, signed_big));
+}}
+/* erf: Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7), odd symmetry */
+static inline kc_vf32 kc_verf_f32(kc_vf32 x) {{
+    kc_vf32 ax = kc_blend_f32(x < kc_splat_f32(0.0f), -x, x);
+    kc_vf32 t = kc_splat_f32(1.0f) / (kc_splat_f32(1.0f) + kc_splat_f32(0.3275911f) * ax);
+    kc_vf32 p = kc_splat_f32(1.061405429f);
+    p = p * t + kc_splat_f32(-1.453152027f);
+    p = p * t + kc_splat_f32(1.421413741f);
+    p = p * t + kc_splat_f32(-0.284496736f);
+    p = p * t + kc_splat_f32(0.254829592f);
+    kc_vf32 y = kc_splat_f32(1.0f) - p * t * kc_vexp_f32(-ax * ax);
+    return kc_blend_f32(x != x, x, kc_blend_f32(x < kc_splat_f32(0.0f), -y, y));
+}}
 """

@@ -55,6 +55,12 @@ INFIX = {BinaryOp.ADD: "+", BinaryOp.SUB: "-", BinaryOp.MUL: "*"}
 FLOAT_INFIX = {**INFIX, BinaryOp.DIV: "/"}
 MASK_INFIX = {BinaryOp.AND: "&", BinaryOp.OR: "|", BinaryOp.EQ: "==", BinaryOp.NE: "!="}
 HELPER = {BinaryOp.MAX: "kc_vmax", BinaryOp.MIN: "kc_vmin"}
+VECTOR_MATH = {
+    UnaryOp.EXP: "kc_vexp_f32",
+    UnaryOp.SIGMOID: "kc_vsigmoid_f32",
+    UnaryOp.TANH: "kc_vtanh_f32",
+    UnaryOp.ERF: "kc_verf_f32",
+}
 
 
 class Unvectorizable(Exception):
@@ -426,6 +432,8 @@ class VectorLoop:
             return V(f"(-{x.text})", True, x.dtype)
         if op is UnaryOp.NOT and x.dtype is DType.BOOL:
             return V(f"(~{x.text})", True, DType.BOOL)
+        if op in VECTOR_MATH and x.dtype is DType.F32:
+            return V(f"{VECTOR_MATH[op]}({x.text})", True, x.dtype)
         if op is UnaryOp.RELU and x.dtype is DType.F32:
             return V(f"kc_vmax_f32({x.text}, kc_splat_f32(0.0f))", True, x.dtype)
         if op is UnaryOp.RELU and x.dtype is DType.I32:
