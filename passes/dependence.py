@@ -7,17 +7,19 @@ or writes.  The test is conservative (it may refuse a legal loop, never accept a
 - for every other buffer written in the body, all accesses (stores and loads) must use the same
   index expressions, so an iteration only touches "its own" places, and
 - that index must separate iterations: some dimension is affine, with coefficient `c` on the loop
-  variable and a remainder spanning fewer than `|c|` values over the loops nested inside.
+  variable and a remainder spanning fewer than `|c|` values over the loops nested inside (a pair
+  of dimensions `e // c, e % c`, the index of a fused loop, counts as the dimension `e`).
 
     for i: C[i, j] = C[i, j] + A[i, k] * B[k, j]     independent in i (dimension 0, c = 1)
     for k: C[i, j] = C[i, j] + ...                   carried: k appears in no index of C
     for i_o: for i_i: X[i_o * 6 + i_i] = ...         independent in i_o (c = 6, i_i spans 6)
+    for i_j: Y[i_j // 6, i_j % 6] = ...              independent in i_j (together they give i_j)
 """
 
 from __future__ import annotations
 
 from kcomp.affine import affine, from_affine, interval
-from kcomp.expr import Buffer, Expr, Load, Var, free_vars, walk
+from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Var, free_vars, rewrite, walk
 from kcomp.loops import Alloc, Guard, Loop, Stmt, Store, walk_stmts
 from kcomp.printer import format_expr
 
@@ -58,7 +60,7 @@ def carried(loop: Loop) -> str | None:
         keys = {_key(i) for i in indices} | {_key(i) for i in read.get(buf, [])}
         if len(keys) > 1:
             return f"{buf.name} is accessed at different indices ({'; '.join(sorted(keys))})"
-        if not _separates(indices[0], loop.var, inner):
+        if not _separates(indices[0], loop.var, inner) and not _separates_fused(indices[0], loop.var, inner):
             if not any(loop.var in free_vars(e) for e in indices[0]):
                 return f"every iteration updates the same {buf.name}[{_key(indices[0])}] (a reduction)"
             return f"iterations may write the same elements of {buf.name}"
@@ -66,7 +68,7 @@ def carried(loop: Loop) -> str | None:
 
 
 def _separates(index: tuple[Expr, ...], var: Var, inner: dict[Var, int]) -> bool:
-    for e in index:
+    for e in (*index, *_recombined(index)):
         a = affine(e)
         if a is None or a.get(var, 0) == 0:
             continue
@@ -79,6 +81,47 @@ def _separates(index: tuple[Expr, ...], var: Var, inner: dict[Var, int]) -> bool
         if span is not None and span[1] - span[0] < c:
             return True
     return False
+
+
+def _recombined(index: tuple[Expr, ...]) -> list[Expr]:
+    """`e` for each pair of dimensions `e // c` and `e % c` (the index of a fused loop): together they
+    determine `e`, so they separate iterations whenever `e` alone would."""
+    divs = [d for d in index if isinstance(d, Binary) and d.op is BinaryOp.FLOORDIV]
+    mods = [m for m in index if isinstance(m, Binary) and m.op is BinaryOp.MOD]
+    return [
+        d.lhs
+        for d in divs
+        if isinstance(d.rhs, Const) and any(m.lhs == d.lhs and m.rhs == d.rhs for m in mods)
+    ]
+
+
+def _separates_fused(index: tuple[Expr, ...], var: Var, inner: dict[Var, int]) -> bool:
+    """A fused loop's variable appears as `var // c` and `var % c`: iterations are separated when the
+    quotient and the remainder each are (the quotient with the remainder free, the remainder with the
+    quotient fixed)."""
+    divisors = {
+        int(n.rhs.value)
+        for e in index
+        for n in walk(e)
+        if isinstance(n, Binary)
+        and n.op in (BinaryOp.FLOORDIV, BinaryOp.MOD)
+        and n.lhs is var
+        and isinstance(n.rhs, Const)
+    }
+    if len(divisors) != 1:
+        return False
+    c = divisors.pop()
+    q, r = Var("q"), Var("r")
+
+    def split(e: Expr) -> Expr | None:
+        if isinstance(e, Binary) and e.lhs is var and isinstance(e.rhs, Const) and int(e.rhs.value) == c:
+            return q if e.op is BinaryOp.FLOORDIV else r if e.op is BinaryOp.MOD else None
+        return None
+
+    new = tuple(rewrite(e, split) for e in index)
+    if any(var in free_vars(e) for e in new):
+        return False
+    return _separates(new, q, {**inner, r: c}) and _separates(new, r, inner)
 
 
 def is_reduction_of(loop: Loop) -> list[Buffer]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from kcomp.affine import const
 from kcomp.expr import Binary, BinaryOp, Var
-from kcomp.loops import Loop, LoopNest
+from kcomp.loops import Loop, LoopKind, LoopNest
+from kcomp.passes.dependence import carried
 from kcomp.passes.common import Resolver, replace_stmt, substitute_body
 from kcomp.schedule import Fuse, format_step
 
@@ -21,6 +22,10 @@ def fuse(nest: LoopNest, step: Fuse) -> LoopNest:
     if len(outer.body) != 1 or outer.body[0] is not inner:
         raise r.error(
             f"loop {step.inner} is not the whole body of loop {step.outer}; only directly nested loops fuse"
+        )
+    if outer.kind is LoopKind.PARALLEL and (why := carried(inner)) is not None:
+        raise r.error(
+            f"{step.outer} is parallel and the fused loop would run {step.inner} in parallel too, but {why}"
         )
     fused = Var(f"{step.outer}_{step.inner}")
     n = inner.extent
