@@ -11,8 +11,8 @@ from __future__ import annotations
 from kcomp.affine import const
 from kcomp.expr import Binary, BinaryOp, Var
 from kcomp.loops import Loop, LoopKind, LoopNest
-from kcomp.passes.dependence import carried
 from kcomp.passes.common import Resolver, replace_stmt, substitute_body
+from kcomp.passes.dependence import carried
 from kcomp.schedule import Fuse, format_step
 
 
