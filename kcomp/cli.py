@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--bench", action="store_true", help="time it (median of repeats) and report GFLOP/s")
     r.add_argument("--seed", type=int, default=None, help="seed of the random inputs")
     r.add_argument("--json", action="store_true", help="print one JSON object")
+
+    from kcomp.bench.cli import add_parser as add_bench
+
+    add_bench(sub)
     return parser
 
 

@@ -138,4 +138,10 @@ def _print_run(r: dict) -> None:
         con.print(f"time      {r['time_s'] * 1e3:.3f} ms (median){gf}")
 
 
-COMMANDS = {"compile": cmd_compile, "run": cmd_run}
+def cmd_bench(args) -> int:
+    from kcomp.bench.cli import run
+
+    return run(args)
+
+
+COMMANDS = {"compile": cmd_compile, "run": cmd_run, "bench": cmd_bench}
