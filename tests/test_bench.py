@@ -26,7 +26,16 @@ TINY_ROOFS = {"fma_call_s": 0.002, "copy_bytes": 1 << 20, "budget_s": 0.01}
 FAST = {"budget_s": 0.002, "fma_call_s": 0.002, "copy_bytes": 1 << 20, "roof_budget_s": 0.01}
 SYSTEMS = {"kcomp", "numpy", "torch"}
 ROW_KEYS = {"case", "params", "flops", "times_s", "extra"}
-MACHINE_KEYS = {"cpu", "cores", "isa", "blas_kernel", "fma_peak_gflops", "copy_gbps", "threads"}
+MACHINE_KEYS = {
+    "cpu",
+    "cores",
+    "isa",
+    "blas_kernel",
+    "fma_peak_gflops",
+    "copy_gbps",
+    "threads",
+    "load_avg_1m",
+}
 
 
 def finite_positive(x: object) -> bool:
@@ -56,6 +65,7 @@ def test_suite_has_the_shared_shape(suite):
         assert set(row) == ROW_KEYS
         assert row["params"] == {"M": m, "N": n, "K": k}
         assert row["flops"] == 2 * m * n * k
+        assert row["extra"]["min_bytes"] == 4 * (m * k + k * n + m * n)
         assert set(row["times_s"]) <= SYSTEMS
         for system in SYSTEMS:  # timed, or absent with the reason
             assert (system in row["times_s"]) != (f"{system}_error" in row["extra"])
@@ -182,6 +192,28 @@ def test_table_shows_rates_ratio_and_machine(suite):
     assert "GFLOP/s (% of FMA peak)" in text and "kcomp/numpy" in text
     assert "gemm_64x48x32" in text and suite["rows"][0]["extra"]["schedule_source"] in text
     assert f"numpy BLAS {suite['machine']['blas_kernel']}" in text
+
+
+def test_roofline_is_the_lower_roof():
+    m = {"fma_peak_gflops": 100.0, "copy_gbps": 10.0}
+    matvec = {"flops": 2 * 4096 * 4096, "extra": {"min_bytes": 4 * (4096 + 4096 * 4096 + 4096)}}
+    square = {"flops": 2 * 1024**3, "extra": {"min_bytes": 4 * 3 * 1024**2}}
+    attainable, roof = report.roofline(matvec, m)
+    assert roof == "memory" and attainable == pytest.approx(
+        2 * 4096 * 4096 / matvec["extra"]["min_bytes"] * 10
+    )
+    assert report.roofline(square, m) == (100.0, "compute")
+    assert report.roofline(square, {"fma_peak_gflops": 100.0}) is None
+
+
+def test_load_warning_only_when_cores_were_shared():
+    quiet = {"cores": 2, "load_avg_1m": {"start": 0.2, "end": 0.9}}
+    busy = {"cores": 2, "load_avg_1m": {"start": 0.2, "end": 5.25}}
+    assert report.load_warning(quiet) is None and report.load_warning({"cores": 2}) is None
+    assert report.load_warning(busy) == (
+        "load average reached 5.2 on 2 cores: other processes shared the CPU,"
+        " so these figures (roofs included) are unreliable"
+    )
 
 
 def test_json_is_strict():

@@ -95,11 +95,12 @@ def run_suite(
             "params": {"M": s[0], "N": s[1], "K": s[2]},
             "flops": 2 * s[0] * s[1] * s[2],
             "times_s": {},
-            "extra": {},
+            "extra": {"min_bytes": 4 * (s[0] * s[2] + s[2] * s[1] + s[0] * s[1])},  # read A, B; write C
         }
         for s in shapes
     ]
     say("measuring roofs (FMA peak, copy bandwidth)")
+    load_before = host_machine.load_average()
     info: dict[str, Any] = {
         **host_machine.describe_host(),
         **host_machine.measure_roofs(fma_call_s=fma_call_s, copy_bytes=copy_bytes, budget_s=roof_budget_s),
@@ -115,6 +116,7 @@ def run_suite(
     if "torch" in systems:
         _time_torch(shapes, rows, budget_s, info, threads, say)
     info["threads"] = threads
+    info["load_avg_1m"] = {"start": load_before, "end": host_machine.load_average()}
     return {"suite": "gemm", "machine": info, "rows": rows}
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import shutil
 import subprocess
 import tempfile
@@ -159,6 +160,15 @@ def measure_roofs(
         except (RuntimeError, OSError) as e:
             out[f"{key.rsplit('_', 1)[0]}_error"] = str(e)
     return out
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none): runnable processes competing for
+    the cores, so a reader can tell a quiet run from one that shared the CPU."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
 
 
 def describe_host() -> dict[str, Any]:

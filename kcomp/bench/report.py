@@ -2,7 +2,7 @@
 
 Every suite returns the same shape ({"suite", "machine", "rows": [{"case", "params", "flops",
 "times_s", "extra"}]}), so one printer serves them all.  Derived figures (GFLOP/s, % of the FMA peak,
-the kcomp/numpy speed ratio) are computed here from `times_s` and `machine`, never stored.
+the kcomp/numpy speed ratio, the roofline bound) are computed here from `times_s` and `machine`, never stored.
 """
 
 from __future__ import annotations
@@ -64,6 +64,16 @@ def machine_line(m: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
+def roofline(row: dict[str, Any], m: dict[str, Any]) -> tuple[float, str] | None:
+    """The row's attainable GFLOP/s and which roof sets it: min(FMA peak, intensity x copy GB/s),
+    intensity being flops per byte of compulsory traffic (`extra["min_bytes"]`)."""
+    peak, bandwidth, nbytes = m.get("fma_peak_gflops"), m.get("copy_gbps"), row["extra"].get("min_bytes")
+    if not (peak and bandwidth and nbytes and row.get("flops")):
+        return None
+    memory = row["flops"] / nbytes * bandwidth
+    return (peak, "compute") if peak <= memory else (memory, "memory")
+
+
 def _cell(row: dict[str, Any], system: str, peak: float | None) -> str:
     t = row["times_s"].get(system)
     if t is None:
@@ -76,7 +86,8 @@ def _cell(row: dict[str, Any], system: str, peak: float | None) -> str:
 
 
 def table(result: dict[str, Any]) -> Table:
-    """Per case: each system's GFLOP/s (% of FMA peak), kcomp/numpy speed ratio, schedule."""
+    """Per case: each system's GFLOP/s (% of FMA peak), kcomp/numpy speed ratio, the roofline
+    bound (compute or memory), schedule."""
     m = result["machine"]
     peak = m.get("fma_peak_gflops")
     names = systems(result)
@@ -86,12 +97,15 @@ def table(result: dict[str, Any]) -> Table:
     for name in names:
         t.add_column(name, justify="right", no_wrap=True)
     t.add_column("kcomp/numpy\n(speed)", justify="right")
+    t.add_column("roofline\nGFLOP/s", justify="right")
     t.add_column("schedule")
     for row in result["rows"]:
         tk, tn = row["times_s"].get("kcomp"), row["times_s"].get("numpy")
         ratio = f"{tn / tk:.3f}x" if tk and tn else "-"
         cells = [_cell(row, name, peak) for name in names]
-        t.add_row(row["case"], *cells, ratio, str(row["extra"].get("schedule_source", "-")))
+        roof = roofline(row, m)
+        bound = f"{roof[0]:.1f} {roof[1]}" if roof else "-"
+        t.add_row(row["case"], *cells, ratio, bound, str(row["extra"].get("schedule_source", "-")))
     return t
 
 
@@ -105,10 +119,25 @@ def failures(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def load_warning(m: dict[str, Any]) -> str | None:
+    """A sentence when other processes competed for the cores during the run (load > cores / 2)."""
+    loads = [x for x in (m.get("load_avg_1m") or {}).values() if x is not None]
+    cores = m.get("cores") or 1
+    if not loads or max(loads) <= cores / 2:
+        return None
+    return (
+        f"load average reached {max(loads):.1f} on {cores} cores: other processes shared the CPU,"
+        " so these figures (roofs included) are unreliable"
+    )
+
+
 def print_report(result: dict[str, Any], console: Console | None = None) -> None:
     con = console or Console()
     if console is None and not con.is_terminal:
         con.width = max(con.width, 140)  # a pipe or a file: no terminal to wrap for
     con.print(table(result))
+    warning = load_warning(result["machine"])
+    if warning:
+        con.print(f"[yellow]warning[/] {warning}", highlight=False)
     for line in failures(result):
         con.print(f"[red]failed[/] {line}", highlight=False)
