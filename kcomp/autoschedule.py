@@ -77,7 +77,8 @@ def default_schedule(program: Program, nest: LoopNest, target: object) -> Schedu
         names = b.names()
         chain = _chain(top)
         top_name = names[top.var]
-        if width > 1 and _gemm_like(chain):
+        gemm = _gemm_like(chain) if width > 1 else None
+        if gemm is not None and gemm[0].extent >= 2 * _tile_sizes(gemm[0].extent, gemm[1].extent, width)[0]:
             _gemm(b, chain, names, width, cores)
         else:
             _generic(b, top_name, width, cores)
@@ -174,9 +175,30 @@ def _generic(b: _Builder, top_name: str, width: int, cores: int) -> None:
         _vectorize_innermost(b, chain, stores[-1], width)
     top = b.loop_named(top_name)
     if cores > 1 and top is not None and _work(top) >= PARALLEL_MIN_WORK:
-        for lp in _chain(top):
-            if b.try_step(Parallel(b.name(lp))):
-                break
+        _parallelize(b, top_name, width, cores)
+
+
+def _parallelize(b: _Builder, top_name: str, width: int, cores: int) -> None:
+    """The outermost independent loop with an iteration per core; failing that, the vector loop is
+    split into one contiguous block per core and its block loop, moved outermost, runs in parallel."""
+    top = b.loop_named(top_name)
+    assert top is not None
+    chain = _chain(top)
+    for lp in chain:
+        if lp.extent >= cores and lp.kind.value != "vector" and b.try_step(Parallel(b.name(lp))):
+            return
+    vec = chain[-1]
+    if vec.kind.value != "vector" or vec.extent < cores * width * 4:
+        return
+    name = b.name(vec)
+    block = -(-vec.extent // cores)
+    block = -(-block // width) * width
+    before = (b.nest, b.steps)
+    names = [b.name(lp) for lp in chain[:-1]]
+    ok = b.try_step(Split(name, block)) and b.try_step(Reorder((f"{name}_o", *names, f"{name}_i")))
+    ok = ok and b.try_step(Vectorize(f"{name}_i")) and b.try_step(Parallel(f"{name}_o"))
+    if not ok:
+        b.nest, b.steps = before
 
 
 def _vectorize_innermost(b: _Builder, chain: list[Loop], store: Store, width: int) -> None:
