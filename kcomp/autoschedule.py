@@ -125,16 +125,17 @@ def _gemm_like(chain: list[Loop]) -> tuple[Loop, Loop, Loop, Store] | None:
 
 
 def _tile_sizes(m: int, n: int, width: int) -> tuple[int, int]:
-    """MR rows x NR columns of the register tile: MR * NR / width accumulators plus operands must fit
-    the 16 (AVX2) or 32 (AVX-512) vector registers; prefer sizes that divide the extents."""
-    nr_options = [2 * width, width] if width >= 16 else [2 * width, 3 * width, width]
-    nr = next((c for c in nr_options if n % c == 0), 2 * width)
+    """MR rows x NR columns of the register tile.  NR is two vectors; MR uses the accumulator budget
+    (12 of the 16 AVX2 registers, 24 of the 32 AVX-512 ones: the rest hold a broadcast of A and
+    the row of B), taking one row less when that divides M.  Remainder rows are computed on clamped
+    reads and not written back (cache_write), so MR need not divide M."""
+    nr = 2 * width
     if n < nr:
-        nr = max(width, -(-n // width) * width) if n >= width else width
-    budget = 28 if width >= 16 else 12  # accumulator registers
-    per_row = nr // width
-    candidates = [r for r in range(budget // per_row, 0, -1)]
-    mr = next((r for r in candidates if m % r == 0 and r >= 4), candidates[0])
+        nr = max(width, -(-n // width) * width)
+    budget = 24 if width >= 16 else 12
+    mr = max(1, min(budget // (nr // width), 12))
+    if m % mr and m % (mr - 1) == 0 and mr > 2:
+        mr -= 1
     return min(mr, m), nr
 
 
@@ -155,10 +156,12 @@ def _gemm(b: _Builder, chain: list[Loop], names: dict, width: int, cores: int) -
     b.try_step(Unroll(f"{ni}_i"))
     b.try_step(Vectorize(f"{nj}_i"))
     bname = symbol_names(b.nest)[b_input.buffer]
-    b.try_step(Pack(bname, f"{nk}_o", len(b_input.index) - 1, min(nr, j.extent)))
+    threads = cores > 1 and _work(chain[0]) >= PARALLEL_MIN_WORK
+    if b.try_step(Pack(bname, f"{nk}_o", len(b_input.index) - 1, min(nr, j.extent))) and threads:
+        b.try_step(Parallel(f"{bname}_pack_0"))  # the copy is memory-bound: both cores
     cname = symbol_names(b.nest)[store.buffer]
     b.try_step(CacheWrite(cname, f"{nj}_o"))
-    if cores > 1 and _work(chain[0]) >= PARALLEL_MIN_WORK:
+    if threads:
         for candidate in (*outer, f"{ni}_o", f"{nj}_o"):
             if b.try_step(Parallel(candidate)):
                 break
