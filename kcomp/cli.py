@@ -67,8 +67,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--schedule",
         metavar="FILE",
-        help="a schedule file (text, or .json), or 'none' for the naive loops; default: the file's"
-        " schedule block, else the tuning database, else the rule-based default scheduler",
+        help="a schedule file (text, or .json), 'none' for the naive loops or 'default' for the rule-based"
+        " scheduler's; without it: the file's schedule block, else the tuning database, else 'default'",
     )
 
 

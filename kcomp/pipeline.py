@@ -3,8 +3,8 @@
     parse -> check (Program) -> lower (LoopNest) -> schedule -> emit (source) -> build (artifact)
 
 Which schedule a build uses, first match wins (DESIGN.md):
-  1. the caller's: `--schedule FILE` or the API's `schedule=` (a Schedule, schedule text, a path, or
-     "none" for the naive loops);
+  1. the caller's: `--schedule FILE` or the API's `schedule=` (a Schedule, schedule text, a path,
+     "none" for the naive loops, or "default" for the rule-based scheduler's);
   2. a `schedule KERNEL for TARGET { ... }` block in the `.kc` file;
   3. the best tuning-database record for this workload and hardware (once the tuner exists);
   4. the rule-based default scheduler (`kcomp.autoschedule`).
@@ -77,6 +77,8 @@ def choose_schedule(
     module: S.Module, kernel: S.Kernel, program: Program, target: Any, explicit: Any = None
 ) -> tuple[Schedule | None, str]:
     """The schedule by the precedence above and where it came from; None means the naive loops."""
+    if isinstance(explicit, str) and explicit.strip() == "default":
+        return default_schedule(program, lower(program), target), DEFAULT
     if explicit is not None:
         return _explicit(explicit)
     family = getattr(target, "name", "cpu").split(":")[0]
