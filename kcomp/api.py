@@ -187,7 +187,11 @@ class CompiledKernel:
         seed: int | None = None,
         inputs: dict[str, np.ndarray] | None = None,
         params: dict[str, float | int] | None = None,
+        budget_s: float = 0.1,
     ) -> Measurement:
-        """Median time of repeated runs after warm-up (the target's `profile`)."""
+        """Median time of repeated runs after warm-up (the target's `profile`), timing for about
+        `budget_s` seconds (at least five calls)."""
         built, arrays, outputs, params = self._prepare(seed, inputs, params)
-        return self.target.profile(built.artifact, built.arguments(arrays, outputs, params))
+        return self.target.profile(
+            built.artifact, built.arguments(arrays, outputs, params), budget_s=budget_s
+        )

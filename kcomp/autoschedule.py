@@ -32,6 +32,7 @@ from kcomp.schedule import (
     Schedule,
     Split,
     Step,
+    Tile,
     Unroll,
     Vectorize,
 )
@@ -61,27 +62,22 @@ class _Builder:
         self.nest, self.steps = nest, [*self.steps, step]
         return True
 
-    def loop_named(self, name: str) -> Loop | None:
-        names = self.names()
-        return next(
-            (s for s in walk_stmts(self.nest.body) if isinstance(s, Loop) and names[s.var] == name), None
-        )
-
 
 def default_schedule(program: Program, nest: LoopNest, target: object) -> Schedule:
     """Schedule steps for `nest` on `target` (its `vector_bits` and `cores`), chosen by the rules above."""
     width = max(1, getattr(target, "vector_bits", 0) // 32)
     cores = getattr(target, "cores", 1)
     b = _Builder(nest)
-    for top in _top_nests(nest.body):
+    # NOTE: steps rename loops but never add or remove top-level nests, so a nest's position is
+    # how it is found again after each step.
+    for pos, top in enumerate(_top_nests(nest.body)):
         names = b.names()
         chain = _chain(top)
-        top_name = names[top.var]
         gemm = _gemm_like(chain) if width > 1 else None
         if gemm is not None and gemm[0].extent >= 2 * _tile_sizes(gemm[0].extent, gemm[1].extent, width)[0]:
-            _gemm(b, chain, names, width, cores)
+            _gemm(b, pos, chain, names, width, cores)
         else:
-            _generic(b, top_name, width, cores)
+            _generic(b, pos, width, cores)
     return Schedule(tuple(b.steps))
 
 
@@ -139,7 +135,7 @@ def _tile_sizes(m: int, n: int, width: int) -> tuple[int, int]:
     return min(mr, m), nr
 
 
-def _gemm(b: _Builder, chain: list[Loop], names: dict, width: int, cores: int) -> None:
+def _gemm(b: _Builder, pos: int, chain: list[Loop], names: dict, width: int, cores: int) -> None:
     i, j, k, store = _gemm_like(chain)  # type: ignore[misc]
     ni, nj, nk = names[i.var], names[j.var], names[k.var]
     mr, nr = _tile_sizes(i.extent, j.extent, width)
@@ -150,7 +146,7 @@ def _gemm(b: _Builder, chain: list[Loop], names: dict, width: int, cores: int) -
     ok = b.try_step(Split(ni, mr)) and b.try_step(Split(nj, min(nr, j.extent)))
     ok = ok and b.try_step(Split(nk, kc))
     if not ok:
-        return _generic(b, names[chain[0].var], width, cores)
+        return _generic(b, pos, width, cores)
     outer = [names[lp.var] for lp in chain[:-3]]
     b.try_step(Reorder((*outer, f"{nk}_o", f"{ni}_o", f"{nj}_o", f"{nk}_i", f"{ni}_i", f"{nj}_i")))
     b.try_step(Unroll(f"{ni}_i"))
@@ -167,26 +163,20 @@ def _gemm(b: _Builder, chain: list[Loop], names: dict, width: int, cores: int) -
                 break
 
 
-def _generic(b: _Builder, top_name: str, width: int, cores: int) -> None:
-    top = b.loop_named(top_name)
-    if top is None:
-        return
-    chain = _chain(top)
+def _generic(b: _Builder, pos: int, width: int, cores: int) -> None:
+    chain = _chain(_top_nests(b.nest.body)[pos])
     body = chain[-1].body
     stores = [s for s in walk_stmts(body) if isinstance(s, Store)]
     if width > 1 and stores:
         _vectorize_innermost(b, chain, stores[-1], width)
-    top = b.loop_named(top_name)
-    if cores > 1 and top is not None and _work(top) >= PARALLEL_MIN_WORK:
-        _parallelize(b, top_name, width, cores)
+    if cores > 1 and _work(_top_nests(b.nest.body)[pos]) >= PARALLEL_MIN_WORK:
+        _parallelize(b, pos, width, cores)
 
 
-def _parallelize(b: _Builder, top_name: str, width: int, cores: int) -> None:
+def _parallelize(b: _Builder, pos: int, width: int, cores: int) -> None:
     """The outermost independent loop with an iteration per core; failing that, the vector loop is
     split into one contiguous block per core and its block loop, moved outermost, runs in parallel."""
-    top = b.loop_named(top_name)
-    assert top is not None
-    chain = _chain(top)
+    chain = _chain(_top_nests(b.nest.body)[pos])
     for lp in chain:
         if lp.extent >= cores and lp.kind.value != "vector" and b.try_step(Parallel(b.name(lp))):
             return
@@ -220,6 +210,7 @@ def _vectorize_innermost(b: _Builder, chain: list[Loop], store: Store, width: in
         if score > best_score:
             best, best_score = lp, score
     if best is None:
+        _block_for_cache(b, chain, accesses)
         return
     reduction = not any(best.var in free_vars(e) for e in store.index)
     if reduction and (best is not chain[-1] or len(best.body) != 1):
@@ -230,6 +221,24 @@ def _vectorize_innermost(b: _Builder, chain: list[Loop], store: Store, width: in
         if not b.try_step(Reorder(tuple(names[lp.var] for lp in order))):
             return
     b.try_step(Vectorize(b.name(best), reduce=reduction))
+
+
+TRANSPOSE_BLOCK = 32
+
+
+def _block_for_cache(b: _Builder, chain: list[Loop], accesses: list) -> None:
+    """Two loops each walking a different access contiguously (a transpose): tile them so both
+    accesses stay within a block of cache lines."""
+    walkers = [
+        lp
+        for lp in chain
+        if lp.extent >= 2 * TRANSPOSE_BLOCK and any(idx and idx[-1] is lp.var for idx in accesses)
+    ]
+    if len(walkers) < 2:
+        return
+    a, c = walkers[-2], walkers[-1]
+    names = b.names()
+    b.try_step(Tile((names[a.var], names[c.var]), (TRANSPOSE_BLOCK, TRANSPOSE_BLOCK)))
 
 
 def _work(loop: Loop) -> int:

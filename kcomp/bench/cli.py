@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
-from kcomp.bench import gemm, report
+from kcomp.bench import examples, gemm, report
 from kcomp.errors import UsageError
 
 
@@ -26,6 +26,7 @@ class Suite:
     quick_cases: tuple[Any, ...]
     parse_case: Callable[[str], Any]  # one --cases item -> a case; UsageError when malformed
     help: str
+    printer: Callable[[dict[str, Any]], None] = report.print_report  # the human table
 
 
 SUITES: dict[str, Suite] = {
@@ -35,6 +36,14 @@ SUITES: dict[str, Suite] = {
         gemm.QUICK_CASES,
         gemm.parse_case,
         "fp32 matmul vs numpy and torch; cases MxNxK",
+    ),
+    "examples": Suite(
+        examples.run_suite,
+        examples.all_cases(),
+        examples.QUICK_CASES,
+        examples.parse_case,
+        "every example under the schedule kcomp picks vs its naive loops; cases are example names",
+        examples.print_report,
     ),
 }
 
@@ -83,5 +92,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(report.to_json(result) + "\n")
     else:
-        report.print_report(result)
+        suite.printer(result)
     return 1 if any("kcomp" not in row["times_s"] for row in result["rows"]) else 0
