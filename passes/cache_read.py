@@ -9,16 +9,17 @@
 `cache_read` keeps the region's dimension order; `pack ... block D F` blocks region dimension D by
 F and makes the block number the outermost dimension and the position in the block the innermost,
 so a micro-kernel walks the panel contiguously.  Positions of the blocked dimension past the region
-(the last, partial block) and past the tensor's bounds are filled with zeros.  Legal when the
+(the last, partial block) are filled with zeros, positions past the tensor's bounds with the pad
+value of the loop's reads (`pad=-inf` of a max pool; 0 by default).  Legal when the
 tensor is not written inside the loop (the copy would go stale).
 """
 
 from __future__ import annotations
 
 from kcomp.affine import affine, const, from_affine, interval, simplify
-from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Scope, Select, Var
+from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Scope, Select, Var, loads
 from kcomp.loops import Alloc, Loop, LoopKind, LoopNest, Stmt, Store, walk_stmts
-from kcomp.passes.common import Resolver, extents, rename_buffer, replace_stmt
+from kcomp.passes.common import Resolver, body_exprs, extents, rename_buffer, replace_stmt
 from kcomp.passes.dependence import accesses
 from kcomp.passes.region import Region, region
 from kcomp.schedule import CacheRead, Pack, format_step
@@ -48,8 +49,21 @@ def cache_read(nest: LoopNest, step: CacheRead | Pack) -> LoopNest:
 
     body = rename_buffer(loop.body, buf, staged, remap)
     outer = {v: n for v, n in extents(nest).items() if v not in inner}
-    fill = _fill(reg, buf, staged, block, outer)
+    fill = _fill(reg, buf, staged, block, outer, _pad(r, buf, loop))
     return replace_stmt(nest, loop, Loop(loop.var, loop.extent, loop.kind, (Alloc(staged, (fill, *body)),)))
+
+
+def _pad(r: Resolver, buf: Buffer, loop: Loop) -> float | int:
+    """The value the copy reads outside `buf`: the pad of the loop's reads of it (0 if none has one)."""
+    pads = {
+        ld.pad for e in body_exprs(loop.body) for ld in loads(e) if ld.buffer is buf and ld.pad is not None
+    }
+    if len(pads) > 1:
+        shown = ", ".join(sorted(map(str, pads)))
+        raise r.error(
+            f"{r.name(buf)} is read with different pad values ({shown}); cannot stage one copy of it"
+        )
+    return pads.pop() if pads else (0 if buf.dtype.is_int else 0.0)
 
 
 def _packed_shape(ext: tuple[int, ...], block: tuple[int, int] | None) -> tuple[int, ...]:
@@ -88,9 +102,14 @@ def _divmod(e: Expr, f: int, inner: dict[Var, int]) -> tuple[Expr, Expr]:
 
 
 def _fill(
-    reg: Region, buf: Buffer, staged: Buffer, block: tuple[int, int] | None, outer: dict[Var, int]
+    reg: Region,
+    buf: Buffer,
+    staged: Buffer,
+    block: tuple[int, int] | None,
+    outer: dict[Var, int],
+    pad: float | int,
 ) -> Stmt:
-    """Loops over the staged buffer in its own order, each element read from `buf` (zero outside)."""
+    """Loops over the staged buffer in its own order, each element read from `buf` (`pad` outside)."""
     vars_ = [Var(f"{staged.name}_{k}") for k in range(len(staged.shape))]
     if block is None:
         coords: list[Expr] = list(vars_)
@@ -111,7 +130,7 @@ def _fill(
         beyond_region = block is not None and k == block[0] and staged.shape[0] * block[1] > reg.extent[k]
         if span is None or span[0] < 0 or span[1] >= n or beyond_region:
             needs_pad = True
-    value = Load(buf, src, 0 if buf.dtype.is_int else 0.0) if needs_pad else Load(buf, src)
+    value = Load(buf, src, pad) if needs_pad else Load(buf, src)
     if block is not None and staged.shape[0] * block[1] > reg.extent[block[0]]:
         # the last block's slots past the region hold zeros, not the neighbours' data
         inside = Binary(BinaryOp.LT, coords[block[0]], const(reg.extent[block[0]]))

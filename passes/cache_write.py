@@ -15,8 +15,8 @@ A small local tile whose accesses become constant after unrolling is kept in reg
 
 from __future__ import annotations
 
-from kcomp.affine import const, interval
-from kcomp.expr import Binary, BinaryOp, Buffer, Expr, Load, Scope, Var, free_vars, rewrite
+from kcomp.affine import affine, const, interval
+from kcomp.expr import Binary, BinaryOp, Buffer, Expr, Load, Scope, Var, rewrite
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, map_stmts, walk_stmts
 from kcomp.passes.common import Resolver, extents, map_exprs, rename_buffer, replace_stmt
 from kcomp.passes.dependence import accesses
@@ -44,8 +44,7 @@ def cache_write(nest: LoopNest, step: CacheWrite) -> LoopNest:
     body = rename_buffer(loop.body, buf, local, lambda idx: reg.offset(idx, inner))
     kinds = _kinds(loop, indices[0], inner)
     outer = {v: n for v, n in extents(nest).items() if v not in inner}
-    tile_vars = {v for e in indices[0] for v in free_vars(e)}
-    body = drop_tile_guards(body, local, tile_vars, {**outer, **inner})
+    body = drop_tile_guards(body, local, indices[0], buf.shape, {**outer, **inner})
     load = copy_loops(reg, buf, local, kinds, outer, to_local=True)
     store = copy_loops(reg, buf, local, kinds, outer, to_local=False)
     new = Loop(loop.var, loop.extent, loop.kind, (Alloc(local, (load, *body, store)),))
@@ -53,14 +52,21 @@ def cache_write(nest: LoopNest, step: CacheWrite) -> LoopNest:
 
 
 def drop_tile_guards(
-    body: tuple[Stmt, ...], local: Buffer, tile_vars: set[Var], ranges: dict[Var, int]
+    body: tuple[Stmt, ...],
+    local: Buffer,
+    index: tuple[Expr, ...],
+    shape: tuple[int, ...],
+    ranges: dict[Var, int],
 ) -> tuple[Stmt, ...]:
     """Remove guard conditions that only say "this tile point lies inside the tensor" from statements
     that write nothing but the local tile.
 
     Such a point's tile slot is never copied back (the write-back keeps its guard), so computing it
     is harmless once every read is in bounds: reads that could leave their buffer are clamped to its
-    edge (a valid, unused value).  Conditions on other loops (a reduction's remainder) stay.
+    edge (a valid, unused value).  A condition goes only when every point inside the tensor meets it
+    (`index[d] + k < n` with `n - k >= shape[d]`); others stay: a reduction's remainder, or a split
+    guard of a loop shorter than the tensor's dimension (after a peel), whose extra points lie
+    inside the tensor and belong to another tile.
     This keeps remainder tests out of the innermost loops of a register tile.
     """
 
@@ -69,7 +75,7 @@ def drop_tile_guards(
             w.buffer is not local for w in walk_stmts(s.body) if isinstance(w, Store)
         ):
             return None
-        keep = [c for c in conjuncts(s.cond) if not free_vars(c) <= tile_vars]
+        keep = [c for c in conjuncts(s.cond) if not _implied_by_bounds(c, index, shape)]
         if len(keep) == len(conjuncts(s.cond)):
             return None
         clamped = map_exprs(s.body, lambda e: clamp_loads(e, ranges))
@@ -78,6 +84,26 @@ def drop_tile_guards(
         return Guard(all_of(keep), clamped)
 
     return map_stmts(body, visit)
+
+
+def _implied_by_bounds(cond: Expr, index: tuple[Expr, ...], shape: tuple[int, ...]) -> bool:
+    """Whether `cond` holds wherever `index` lies inside `shape`: it reads `index[d] + k < n`, n - k >= shape[d]."""
+    if not (isinstance(cond, Binary) and cond.op is BinaryOp.LT):
+        return False
+    lhs, rhs = affine(cond.lhs), affine(cond.rhs)
+    if lhs is None or rhs is None or any(v is not None for v in rhs):
+        return False
+    for e, size in zip(index, shape, strict=True):
+        a = affine(e)
+        if a is None:
+            continue
+        diff = {v: lhs.get(v, 0) - a.get(v, 0) for v in {*lhs, *a}}
+        if (
+            all(c == 0 for v, c in diff.items() if v is not None)
+            and rhs.get(None, 0) - diff.get(None, 0) >= size
+        ):
+            return True
+    return False
 
 
 def conjuncts(e: Expr) -> list[Expr]:
@@ -114,8 +140,6 @@ def clamp_loads(e: Expr, ranges: dict[Var, int]) -> Expr:
 
 def _kinds(loop: Loop, index: tuple[Expr, ...], inner: dict[Var, int]) -> list[LoopKind]:
     """Per tile dimension, the kind of the inner loop spanning it alone (else serial)."""
-    from kcomp.affine import affine
-
     by_var = {s.var: s for s in walk_stmts(loop.body) if isinstance(s, Loop)}
     out = []
     for e in index:
