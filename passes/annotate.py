@@ -1,7 +1,9 @@
 """parallel, vectorize, unroll: steps that change how a loop runs, not which iterations exist.
 
-    parallel i        OpenMP threads share the iterations of i (they must be independent)
-    vectorize j       the emitter runs j in SIMD lanes (iterations independent, or `reduce`)
+    parallel i        OpenMP threads share the iterations of i (they must be independent; no
+                      parallel loop inside or around i, no vector loop around it)
+    vectorize j       the emitter runs j in SIMD lanes (iterations independent, or `reduce`; no
+                      parallel or vector loop inside j, no vector loop around it)
     unroll i_i        the emitter repeats the body `extent` times (no legality condition)
 
 Each checks legality and sets the loop's kind.  `vectorize j reduce` is the reduction strategy for a
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from kcomp.expr import Binary, BinaryOp, Load, free_vars, loads
 from kcomp.loops import Loop, LoopKind, LoopNest, Store, walk_stmts
-from kcomp.passes.common import Resolver, set_kind
+from kcomp.passes.common import Resolver, enclosing, set_kind
 from kcomp.passes.dependence import carried
 from kcomp.schedule import Parallel, Unroll, Vectorize, format_step
 
@@ -34,6 +36,15 @@ def parallel(nest: LoopNest, step: Parallel) -> LoopNest:
         if isinstance(s, Loop) and s.kind is LoopKind.PARALLEL:
             raise r.error(
                 f"loop {r.name(s.var)} inside {step.loop} is parallel already; nested parallelism is not supported"
+            )
+    for s in enclosing(nest, loop):
+        if isinstance(s, Loop) and s.kind is LoopKind.PARALLEL:
+            raise r.error(
+                f"loop {r.name(s.var)} around {step.loop} is parallel already; nested parallelism is not supported"
+            )
+        if isinstance(s, Loop) and s.kind is LoopKind.VECTOR:
+            raise r.error(
+                f"loop {r.name(s.var)} around {step.loop} is vector; threads cannot start inside SIMD lanes"
             )
     return set_kind(nest, loop, LoopKind.PARALLEL)
 
@@ -56,6 +67,9 @@ def vectorize(nest: LoopNest, step: Vectorize) -> LoopNest:
             raise r.error(
                 f"loop {r.name(s.var)} inside {step.loop} is {s.kind.value}; vectorize an innermost loop"
             )
+    for s in enclosing(nest, loop):
+        if isinstance(s, Loop) and s.kind is LoopKind.VECTOR:
+            raise r.error(f"loop {r.name(s.var)} around {step.loop} is vector already; vectors do not nest")
     why = carried(loop)
     if step.reduce:
         _check_reduction(r, loop)
