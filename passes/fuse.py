@@ -3,7 +3,9 @@
     for i in 0..4: for j in 0..6: S(i, j)      fuse i j      for i_j in 0..24: S(i_j // 6, i_j % 6)
 
 The inner loop must be the outer loop's whole body.  The fused loop, named `OUTER_INNER`, keeps the
-outer loop's kind (fuse, then `parallel`, gives threads a longer loop to share).
+outer loop's kind (fuse, then `parallel`, gives threads a longer loop to share), so a parallel or
+vector outer loop needs an inner loop with independent iterations, and an unrolled one a fused
+extent within the unroll limit.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from __future__ import annotations
 from kcomp.affine import const
 from kcomp.expr import Binary, BinaryOp, Var
 from kcomp.loops import Loop, LoopKind, LoopNest
+from kcomp.passes.annotate import UNROLL_LIMIT
 from kcomp.passes.common import Resolver, replace_stmt, substitute_body
 from kcomp.passes.dependence import carried
 from kcomp.schedule import Fuse, format_step
+
+_HOW = {LoopKind.PARALLEL: "in parallel", LoopKind.VECTOR: "in SIMD lanes"}
 
 
 def fuse(nest: LoopNest, step: Fuse) -> LoopNest:
@@ -23,12 +28,18 @@ def fuse(nest: LoopNest, step: Fuse) -> LoopNest:
         raise r.error(
             f"loop {step.inner} is not the whole body of loop {step.outer}; only directly nested loops fuse"
         )
-    if outer.kind is LoopKind.PARALLEL and (why := carried(inner)) is not None:
+    if outer.kind in _HOW and (why := carried(inner)) is not None:
         raise r.error(
-            f"{step.outer} is parallel and the fused loop would run {step.inner} in parallel too, but {why}"
+            f"{step.outer} is {outer.kind.value} and the fused loop would run {step.inner}"
+            f" {_HOW[outer.kind]} too, but {why}"
+        )
+    n = inner.extent
+    if outer.kind is LoopKind.UNROLLED and outer.extent * n > UNROLL_LIMIT:
+        raise r.error(
+            f"{step.outer} is unrolled and the fused loop would have {outer.extent * n} iterations"
+            f" (unroll limit {UNROLL_LIMIT})"
         )
     fused = Var(f"{step.outer}_{step.inner}")
-    n = inner.extent
     body = substitute_body(
         inner.body,
         {

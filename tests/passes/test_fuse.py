@@ -9,6 +9,7 @@ from kcomp.errors import ScheduleError
 from kcomp.printer import format_nest
 
 MATMUL = "kernel matmul(A: f32[M, K], B: f32[K, N]) -> (C: f32[M, N]) { C[i, j] += A[i, k] * B[k, j] }"
+ROWS = "kernel rows(x: f32[M, N]) -> (s: f32[M]) { s[i] += x[i, j] }"
 BIAS = "kernel bias(X: f32[M, N], w: f32[N]) -> (Y: f32[M, N]) { Y[i, j] = X[i, j] + w[j] }"
 MM = {"M": 4, "N": 6, "K": 3}
 
@@ -69,3 +70,34 @@ def test_fuse_odd_shapes(shape):
 def test_fuse_errors(schedule, message):
     with pytest.raises(ScheduleError, match=message):
         scheduled(MATMUL, MM, schedule)
+
+
+def test_fused_loop_keeps_a_vector_kind_when_the_inner_loop_is_independent():
+    nest = check_schedule(BIAS, {"M": 3, "N": 5}, "vectorize i\nfuse i j")
+    assert "vector for i_j in 0..15:" in format_nest(nest)
+
+
+# Regression: the fused loop kept the outer loop's vector kind without checking the inner loop, so a
+# reduction ran in SIMD lanes (the compiled C summed wrongly), and an unrolled one slipped past the limit.
+@pytest.mark.parametrize(
+    ("kernel", "shapes", "schedule", "message"),
+    [
+        (
+            ROWS,
+            {"M": 3, "N": 5},
+            "vectorize i\nfuse i j",
+            r"fuse i j: i is vector and the fused loop would run j in SIMD lanes too, but every iteration "
+            r"updates the same s\[i\] \(a reduction\)",
+        ),
+        (
+            MATMUL,
+            {"M": 5, "N": 13, "K": 2},
+            "unroll i\nfuse i j",
+            r"fuse i j: i is unrolled and the fused loop would have 65 iterations \(unroll limit 64\)",
+        ),
+    ],
+    ids=["vector", "unrolled"],
+)
+def test_fuse_checks_the_kind_it_keeps(kernel, shapes, schedule, message):
+    with pytest.raises(ScheduleError, match=message):
+        scheduled(kernel, shapes, schedule)
