@@ -5,7 +5,7 @@
     reorder k_o i_o j_o k_i   the named loops, perfectly nested, take this order
     fuse i_o j_o              two directly nested loops become one, i_o_j_o
     vectorize j_i [reduce]    explicit SIMD along j_i (`reduce`: a reduction into one place)
-    parallel i_o              OpenMP threads share i_o
+    parallel i_o              OpenMP threads share i_o (`parallel k reduce`: private partial sums)
     unroll i_i                fully unrolled by the emitter
     cache_write C at j_o      C's tile inside j_o accumulates in a local buffer, written back once
     cache_read B at k_o       B's region read inside k_o is copied first into a contiguous buffer
@@ -81,10 +81,11 @@ class Vectorize:
 @dataclass(frozen=True, slots=True)
 class Parallel:
     loop: str
+    reduce: bool = False  # each thread accumulates a private copy, combined at the end
     verb: ClassVar[str] = "parallel"
 
     def words(self) -> list[str]:
-        return [self.loop]
+        return [self.loop] + (["reduce"] if self.reduce else [])
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +150,7 @@ USAGE = {
     "reorder": "reorder LOOP LOOP...",
     "fuse": "fuse OUTER INNER",
     "vectorize": "vectorize LOOP [reduce]",
-    "parallel": "parallel LOOP",
+    "parallel": "parallel LOOP [reduce]",
     "unroll": "unroll LOOP",
     "cache_write": "cache_write TENSOR at LOOP",
     "cache_read": "cache_read TENSOR at LOOP",
@@ -333,10 +334,16 @@ def _parse_step(words: list[tuple[str, int]], span: Span, raw: str, line: int, c
                 keyword(1, "reduce")
             done(2)
             return Vectorize(loop, len(args) > 1)
-        case "parallel" | "unroll":
+        case "parallel":
+            loop = name(0)
+            if len(args) > 1:
+                keyword(1, "reduce")
+            done(2)
+            return Parallel(loop, len(args) > 1)
+        case "unroll":
             loop = name(0)
             done(1)
-            return Parallel(loop) if verb == "parallel" else Unroll(loop)
+            return Unroll(loop)
         case "cache_write" | "cache_read":
             tensor = name(0)
             keyword(1, "at")

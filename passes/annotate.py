@@ -17,7 +17,7 @@ from __future__ import annotations
 from kcomp.expr import Binary, BinaryOp, Load, free_vars, loads
 from kcomp.loops import Loop, LoopKind, LoopNest, Store, walk_stmts
 from kcomp.passes.common import Resolver, enclosing, set_kind
-from kcomp.passes.dependence import carried
+from kcomp.passes.dependence import carried, reduction_updates
 from kcomp.schedule import Parallel, Unroll, Vectorize, format_step
 
 UNROLL_LIMIT = 64
@@ -27,10 +27,12 @@ REDUCE_OPS = frozenset({BinaryOp.ADD, BinaryOp.MUL, BinaryOp.MAX, BinaryOp.MIN})
 def parallel(nest: LoopNest, step: Parallel) -> LoopNest:
     r = Resolver(nest, format_step(step))
     loop = r.loop(step.loop)
-    why = carried(loop)
-    if why is not None:
+    if step.reduce:
+        _check_parallel_reduction(r, loop)
+    elif (why := carried(loop)) is not None:
+        hint = " (or use `parallel LOOP reduce`)" if "reduction" in why else ""
         raise r.error(
-            f"cannot run {step.loop} in parallel: {why}; parallelize a loop whose iterations are independent"
+            f"cannot run {step.loop} in parallel: {why}; parallelize a loop whose iterations are independent{hint}"
         )
     for s in walk_stmts(loop.body):
         if isinstance(s, Loop) and s.kind is LoopKind.PARALLEL:
@@ -77,6 +79,22 @@ def vectorize(nest: LoopNest, step: Vectorize) -> LoopNest:
         hint = " (use `vectorize LOOP reduce` for a reduction)" if "reduction" in why else ""
         raise r.error(f"cannot vectorize {step.loop}: {why}{hint}")
     return set_kind(nest, loop, LoopKind.VECTOR)
+
+
+PRIVATE_COPY_LIMIT = 1 << 20  # elements of each thread's private copy of a reduced buffer
+
+
+def _check_parallel_reduction(r: Resolver, loop: Loop) -> None:
+    name = r.name(loop.var)
+    ops = reduction_updates(loop)
+    if ops is None:
+        raise r.error(
+            f"parallel {name} reduce needs a loop whose only dependence is updates `x = x + v` or"
+            " `x = x * v` of places not indexed by it"
+        )
+    for buf in ops:
+        if buf.size > PRIVATE_COPY_LIMIT:
+            raise r.error(f"{buf.name} has {buf.size} elements: too large for a private copy per thread")
 
 
 def _check_reduction(r: Resolver, loop: Loop) -> None:

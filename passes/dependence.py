@@ -19,7 +19,7 @@ or writes.  The test is conservative (it may refuse a legal loop, never accept a
 from __future__ import annotations
 
 from kcomp.affine import affine, from_affine, interval
-from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Var, free_vars, rewrite, walk
+from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Var, free_vars, loads, rewrite, walk
 from kcomp.loops import Alloc, Guard, Loop, Stmt, Store, walk_stmts
 from kcomp.printer import format_expr
 
@@ -128,3 +128,41 @@ def is_reduction_of(loop: Loop) -> list[Buffer]:
     """Buffers every iteration of `loop` updates in the same place (the loop is their reduction axis)."""
     written, _ = accesses(loop.body)
     return [b for b, idx in written.items() if not any(loop.var in free_vars(e) for i in idx for e in i)]
+
+
+PARALLEL_REDUCE_OPS = frozenset({BinaryOp.ADD, BinaryOp.MUL})
+
+
+def reduction_updates(loop: Loop) -> dict[Buffer, BinaryOp] | None:
+    """The buffers every iteration of `loop` updates in one place with `x = x + v` (or `*`), when
+    those updates are the loop's only dependence; else None."""
+    ops: dict[Buffer, BinaryOp] = {}
+    private = {s.buffer for s in walk_stmts(loop.body) if isinstance(s, Alloc)}
+    for s in walk_stmts(loop.body):
+        if not isinstance(s, Store) or s.buffer in private:
+            continue
+        if any(loop.var in free_vars(i) for i in s.index):
+            return None
+        v = s.value
+        if not (isinstance(v, Binary) and v.op in PARALLEL_REDUCE_OPS and isinstance(v.lhs, Load)):
+            return None
+        if v.lhs.buffer is not s.buffer or ops.get(s.buffer, v.op) is not v.op:
+            return None
+        ops[s.buffer] = v.op
+    for e in _exprs(loop.body):
+        for ld in loads(e):
+            if ld.buffer in ops and not any(
+                ld is st.value.lhs for st in walk_stmts(loop.body) if isinstance(st, Store)
+            ):
+                return None
+    return ops or None
+
+
+def _exprs(body: tuple[Stmt, ...]) -> list[Expr]:
+    out: list[Expr] = []
+    for s in walk_stmts(body):
+        if isinstance(s, Store):
+            out += [*s.index, s.value]
+        elif isinstance(s, Guard):
+            out.append(s.cond)
+    return out

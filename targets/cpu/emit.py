@@ -22,9 +22,10 @@ from typing import ClassVar
 
 from kcomp.affine import const, simplify
 from kcomp.errors import UsageError
-from kcomp.expr import Buffer, Expr, Param, Scope, Var, free_vars, loads, substitute
+from kcomp.expr import BinaryOp, Buffer, Expr, Param, Scope, Var, free_vars, loads, substitute
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, walk_stmts
 from kcomp.passes.common import map_exprs
+from kcomp.passes.dependence import reduction_updates
 from kcomp.targets.cpu import cexpr, simd
 from kcomp.targets.cpu.cexpr import CExpr, check_supported, store_cast
 from kcomp.targets.cpu.signature import Signature
@@ -252,6 +253,13 @@ class CpuEmitter:
         """The loop's pragma, dropped where it would be wrong or wasteful (said in a comment)."""
         if s.kind is LoopKind.PARALLEL and in_parallel:
             return "/* parallel: inside a parallel loop already, runs serially */"
+        if s.kind is LoopKind.PARALLEL and (ops := reduction_updates(s)):
+            # `parallel k reduce`: OpenMP gives each thread a private, identity-initialised copy
+            sections = " ".join(
+                f"reduction({'+' if op is BinaryOp.ADD else '*'}: {self.names(b)}[0:{b.size}])"
+                for b, op in ops.items()
+            )
+            return f"{self.LOOP_PRAGMA[LoopKind.PARALLEL]} {sections}"
         if s.kind is LoopKind.VECTOR and not self.is_simd_safe(s):
             return "/* vector: stores not indexed by the loop or nested pragmas; left to gcc */"
         template = self.LOOP_PRAGMA.get(s.kind, "")
