@@ -182,7 +182,7 @@ def test_missing_argument_points_past_the_last_word(text, message, col):
     [
         ("split i 4 peel 2", r"split: unexpected '2'", 16),
         ("fuse a b c", r"fuse: unexpected 'c'", 10),
-        ("parallel i j", r"parallel: unexpected 'j' \(usage: parallel LOOP\)", 12),
+        ("parallel i j", r"parallel: expected 'reduce' \(usage: parallel LOOP \[reduce\]\)", 12),
         ("unroll i j", r"unroll: unexpected 'j'", 10),
         ("vectorize j reduce x", r"vectorize: unexpected 'x'", 20),
         ("cache_write C at j k", r"cache_write: unexpected 'k'", 20),
