@@ -130,7 +130,13 @@ def build(
         try:
             nest = apply(nest, chosen)
         except ScheduleError as e:
-            raise ScheduleError(f"{e} [schedule: {source_of_schedule}]") from None
+            if not (source_of_schedule.startswith("schedule block") and shapes):
+                raise ScheduleError(f"{e} [schedule: {source_of_schedule}]") from None
+            # NOTE: a block is written for the file's shapes; at other shapes (--shape, or bound from
+            # arguments) a step may not fit.  Use the default and say why, rather than refuse.
+            chosen = default_schedule(program, nest, target)
+            nest = apply(nest, chosen)
+            source_of_schedule = f"{DEFAULT}; the {source_of_schedule} does not fit these shapes ({e})"
     source = target.emit(nest)
     artifact = target.build(source)
     return Built(program, nest, source, artifact, source_of_schedule, chosen or NONE)

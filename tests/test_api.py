@@ -102,7 +102,7 @@ def test_file_without_unbound_dims_compiles_eagerly(matmul):
     assert matmul.free == []
     assert len(matmul._built) == 1
     assert isinstance(matmul.built, Built)
-    assert matmul.built.schedule_source == DEFAULT
+    assert matmul.built.schedule_source.startswith(DEFAULT)  # the file's block is for 1024³
 
 
 def test_source_program_and_nest(matmul):
