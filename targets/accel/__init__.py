@@ -1,0 +1,2 @@
+"""kcomp's simulated accelerator: the machine, its ISA, assembler/disassembler and simulator
+(docs/accel-isa.md)."""
