@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 import struct
 
+import numpy as np
+
 from kcomp.errors import SourceError, Span
 from kcomp.targets.accel.errors import EncodingError
 from kcomp.targets.accel.isa import (
@@ -66,7 +68,7 @@ def assemble(text: str, file: str = "<asm>") -> Program:
         if head == ".buffer":
             buffers.append(_buffer(words, buffers, fail))
         elif head in OPS:
-            instrs.append(_instruction(head, words[1:], buffers, fail))
+            instrs.append(_instruction(head, words[1:], buffers, fail, words[-1][1] + len(words[-1][0])))
         else:
             raise fail(f"unknown mnemonic {head!r}; known: .buffer, {', '.join(OPS)}", col, len(head))
     try:
@@ -93,7 +95,7 @@ def _buffer(words: list[tuple[str, int]], buffers: list[Buffer], fail) -> Buffer
         raise fail(str(e), ncol, len(name)) from None
 
 
-def _instruction(op: str, words: list[tuple[str, int]], buffers: list[Buffer], fail) -> Instr:  # type: ignore[no-untyped-def]
+def _instruction(op: str, words: list[tuple[str, int]], buffers: list[Buffer], fail, end: int) -> Instr:  # type: ignore[no-untyped-def]
     spec = OPS[op]
     fields = {f.name: f for f in spec.fields}
     raw: dict[str, int] = {}
@@ -114,7 +116,6 @@ def _instruction(op: str, words: list[tuple[str, int]], buffers: list[Buffer], f
             raise fail(f"{op} has no operand {name!r}; it takes {takes}", col, len(name))
     missing = [n for n in fields if n not in raw]
     if missing:
-        end = words[-1][1] + len(words[-1][0]) if words else len(op) + 1
         raise fail(f"{op}: missing operand {missing[0]!r} (operands: {', '.join(fields)})", end)
     return Instr(op, tuple(raw[n] for n in fields), toks.get("wait", ()), toks.get("signal", ()))
 
@@ -182,12 +183,8 @@ def _format_value(f: Field, raw: int, buffers: tuple[Buffer, ...]) -> str:
     if f.kind == "buf":
         return buffers[raw].name if raw < len(buffers) else str(raw)
     if f.kind == "f32":
-        value = field_value(f, raw)
-        for digits in range(1, 10):  # the shortest decimal that reads back as the same f32
-            text = f"{value:.{digits}g}"
-            if field_raw("", f, float(text)) == raw:
-                return text
-        return f"0x{raw:08x}"  # a NaN with a payload
+        text = str(np.float32(field_value(f, raw)))  # numpy prints the shortest text that reads back
+        return text if field_raw("", f, float(text)) == raw else f"0x{raw:08x}"  # NaN payloads: raw bits
     return str(field_value(f, raw))
 
 
