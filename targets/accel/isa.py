@@ -293,7 +293,7 @@ class Instr:
 
 def field_value(f: Field, raw: int) -> int | float | str:
     if f.kind == "enum":
-        return f.choices[raw]
+        return f.choices[raw] if 0 <= raw < len(f.choices) else raw  # raw: an error message shows it
     if f.kind == "f32":
         return struct.unpack("<f", struct.pack("<I", raw))[0]
     return raw
@@ -352,11 +352,22 @@ def make(op: str, *, wait: object = (), signal: object = (), **operands: int | f
 
 
 def encode_word(ins: Instr) -> int:
-    """The 128-bit word of `ins` (as an int; `encode` in asm.py writes it little-endian)."""
-    spec = OPS[ins.op]
-    word = spec.opcode | _mask(ins.wait) << 8 | _mask(ins.signal) << 16
+    """The 128-bit word of `ins` (as an int; `encode` in asm.py writes it little-endian).  EncodingError
+    for an `Instr` built directly whose operands do not fit (make() checks them when building)."""
+    spec = OPS.get(ins.op)
+    if spec is None or len(ins.args) != len(spec.fields):
+        raise EncodingError(f"{ins.op}: not an instruction with {len(ins.args)} operands")
+    word = (
+        spec.opcode
+        | _mask(tokens(ins.op, "wait", ins.wait)) << 8
+        | _mask(tokens(ins.op, "signal", ins.signal)) << 16
+    )
     shift = HEADER_BITS
     for f, raw in zip(spec.fields, ins.args, strict=True):
+        if type(raw) is not int or not f.lo <= raw <= f.hi:
+            raise EncodingError(
+                f"{ins.op}: {f.name}={raw!r} is out of range {f.lo}..{f.hi} ({f.bits}-bit field)"
+            )
         word |= raw << shift
         shift += f.bits
     return word

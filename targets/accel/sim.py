@@ -81,9 +81,12 @@ def _bind(program: Program, dram: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         if not isinstance(array, np.ndarray) or array.shape != buf.shape or array.dtype != want:
             got = f"{getattr(array, 'dtype', type(array).__name__)} {getattr(array, 'shape', '')}"
             raise UsageError(f"DRAM array {buf.name!r} is {got}; the program declares {want} {buf.shape}")
-        if not array.flags.c_contiguous or not array.flags.writeable:
-            raise UsageError(f"DRAM array {buf.name!r} must be C-contiguous and writeable")
+        if not array.flags.c_contiguous:
+            raise UsageError(f"DRAM array {buf.name!r} must be C-contiguous (np.ascontiguousarray)")
         flats.append(array.reshape(-1))
+    for ins in program.instrs:
+        if ins.op == "dma.store" and ins.args[1] < len(flats) and not flats[ins.args[1]].flags.writeable:
+            raise UsageError(f"DRAM array {program.buffers[ins.args[1]].name!r} is stored to but read-only")
     return flats
 
 
@@ -104,8 +107,14 @@ def _plan(program: Program, cfg: AccelConfig) -> tuple[list[list[tuple]], int | 
         if halt is not None:
             raise _error(program, pc, f"instruction after halt (pc {halt}) never runs")
         if op == "mma":  # NOTE: the fast path for the bulk of a program; _check has the messages
-            acc, a, b, m, k, _ = args
-            if a + m > sp_rows or b + k > sp_rows or acc + m > acc_rows or k > dim:
+            acc, a, b, m, k, mode = args
+            if (
+                a + m > sp_rows
+                or b + k > sp_rows
+                or acc + m > acc_rows
+                or k > dim
+                or not (m and k and mode < 2)
+            ):
                 raise _error(program, pc, _check(program, cfg, op, args) or "bad operands")
             compute.append((pc, MMA, ins.wait, ins.signal, args, m, dim, None, None, op))
             continue
@@ -126,6 +135,9 @@ def _plan(program: Program, cfg: AccelConfig) -> tuple[list[list[tuple]], int | 
 
 def _check(program: Program, cfg: AccelConfig, op: str, a: tuple[int, ...]) -> str | None:
     """Why the instruction cannot run on `cfg`, or None."""
+    for f, raw in zip(OPS[op].fields, a, strict=True):  # an Instr may be built without make()
+        if not f.lo <= raw <= f.hi:
+            return f"{f.name}={raw} is out of range {f.lo}..{f.hi}"
     foot = OPS[op].footprint(a)
     for mem, ranges, limit in (
         ("scratchpad", foot.sp_read + foot.sp_write, cfg.sp_rows),

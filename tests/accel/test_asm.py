@@ -147,6 +147,15 @@ def test_make_errors(kwargs, match):
         make(kwargs.pop("op"), **kwargs)
 
 
+def test_encoding_checks_instructions_built_directly():
+    with pytest.raises(EncodingError, match=r"fence: q=3 is out of range 0\.\.2"):
+        encode_word(Instr("fence", (3,)))
+    with pytest.raises(EncodingError, match=r"fence: signal token 9 is not one of t0\.\.t7"):
+        encode_word(Instr("fence", (0,), signal=(9,)))
+    with pytest.raises(EncodingError, match=r"halt: not an instruction with 1 operands"):
+        encode_word(Instr("halt", (1,)))
+
+
 @pytest.mark.parametrize(
     ("line", "col", "match"),
     [

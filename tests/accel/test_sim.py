@@ -7,7 +7,7 @@ import pytest
 from gemm_programs import gemm_program
 
 from kcomp.errors import UsageError
-from kcomp.targets.accel import AccelConfig, SimError, assemble, simulate
+from kcomp.targets.accel import AccelConfig, Instr, Program, SimError, assemble, simulate
 
 I8 = AccelConfig.from_dict({"dtype": "i8"})
 
@@ -167,6 +167,14 @@ def test_static_errors_name_pc_and_instruction(body, match):
     assert info.value.exit_code == 2
 
 
+def test_instructions_built_without_make_are_checked():
+    program = Program((), (Instr("fence", (3,)), Instr("mma", (0, 0, 0, 0, 16, 0))))
+    with pytest.raises(SimError, match=r"pc 0 `fence q=3`: q=3 is out of range 0\.\.2"):
+        simulate(program, {})
+    with pytest.raises(SimError, match=r"pc 0 `mma acc=0 a=0 b=0 m=0 .*`: m=0 is out of range 1\.\.65535"):
+        simulate(Program((), program.instrs[1:]), {})
+
+
 def test_config_dependent_errors():
     small = AccelConfig.load("small")
     a = np.ones((64, 16), np.float32)
@@ -250,3 +258,9 @@ def test_dram_arrays_must_match_the_program():
         simulate(program, {"A": np.zeros((4, 4))})
     with pytest.raises(UsageError, match=r"DRAM array 'A' must be C-contiguous"):
         simulate(program, {"A": np.zeros((4, 4), np.float32).T})
+    store = assemble(".buffer A f32 4x4\ndma.store acc=0 buf=A off=0 rows=4 cols=4 stride=4 act=none\n")
+    frozen = np.zeros((4, 4), np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(UsageError, match=r"DRAM array 'A' is stored to but read-only"):
+        simulate(store, {"A": frozen})
+    simulate(program, {"A": frozen})  # inputs may be read-only
