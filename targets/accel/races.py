@@ -64,7 +64,11 @@ class Races:
         self.acc_store: deque[Record] = deque()  # dma.store reads
 
     def _sp_written(self, first: int, rows: int, t: int) -> Record | None:
-        for bank in range(first // self.bank_rows, (first + rows - 1) // self.bank_rows + 1):
+        low, high = first // self.bank_rows, (first + rows - 1) // self.bank_rows
+        if low == high:  # the common case, kept cheap: it runs for every mma
+            writes = self.sp_writes[low]
+            return _busy(writes, first, rows, t) if writes else None
+        for bank in range(low, high + 1):
             if self.sp_writes[bank]:
                 hit = _busy(self.sp_writes[bank], first, rows, t)
                 if hit:

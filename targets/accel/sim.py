@@ -213,8 +213,6 @@ class _Engine:
 
         def slot(q: int) -> int:
             """The first cycle queue q may issue its next instruction (issue_per_queue a cycle)."""
-            if per_cycle == 1:
-                return last[q] + 1
             dq = recent[q]
             return max(last[q], dq[0] + 1) if len(dq) == per_cycle else max(last[q], 0)
 
@@ -224,7 +222,8 @@ class _Engine:
             if p == lens[q]:
                 return EXHAUSTED
             e = queues[q][p]
-            t, kind = slot(q), e[1]
+            t = last[q] + 1 if per_cycle == 1 else slot(q)
+            kind = e[1]
             if kind == MMA:
                 t = max(t, mx_free, vec_done)
             elif kind == VEC:
@@ -260,7 +259,7 @@ class _Engine:
                 break
             pc, kind, waits, signals, args, cycles, latency, semantics, foot, op = queues[q][pos[q]]
             pos[q] += 1
-            ready = slot(q)
+            ready = last[q] + 1 if per_cycle == 1 else slot(q)
             last[q] = t
             if per_cycle > 1:
                 recent[q].append(t)
