@@ -106,6 +106,8 @@ def _plan(program: Program, cfg: AccelConfig) -> tuple[list[list[tuple]], int | 
         op, args = ins.op, ins.args
         if halt is not None:
             raise _error(program, pc, f"instruction after halt (pc {halt}) never runs")
+        if (ins.wait or ins.signal) and not _tokens_ok(ins.wait, ins.signal):
+            raise _error(program, pc, f"tokens must be distinct t0..t{NUM_TOKENS - 1}")
         if op == "mma":  # NOTE: the fast path for the bulk of a program; _check has the messages
             acc, a, b, m, k, mode = args
             if (
@@ -131,6 +133,12 @@ def _plan(program: Program, cfg: AccelConfig) -> tuple[list[list[tuple]], int | 
         q = args[0] if kind == FENCE else spec.queue
         queues[q].append((pc, kind, ins.wait, ins.signal, args, cycles, latency, spec.semantics, foot, op))
     return queues, halt
+
+
+def _tokens_ok(*lists: tuple[int, ...]) -> bool:
+    return all(
+        len(set(ts)) == len(ts) and all(type(t) is int and 0 <= t < NUM_TOKENS for t in ts) for ts in lists
+    )
 
 
 def _check(program: Program, cfg: AccelConfig, op: str, a: tuple[int, ...]) -> str | None:

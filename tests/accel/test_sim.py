@@ -173,6 +173,8 @@ def test_instructions_built_without_make_are_checked():
         simulate(program, {})
     with pytest.raises(SimError, match=r"pc 0 `mma acc=0 a=0 b=0 m=0 .*`: m=0 is out of range 1\.\.65535"):
         simulate(Program((), program.instrs[1:]), {})
+    with pytest.raises(SimError, match=r"pc 0 `fence q=load wait=t0,t0`: tokens must be distinct t0\.\.t7"):
+        simulate(Program((), (Instr("fence", (0,), wait=(0, 0)),)), {})
 
 
 def test_config_dependent_errors():
