@@ -76,7 +76,7 @@ def default_schedule(program: Program, nest: LoopNest, target: object) -> Schedu
         gemm = _gemm_like(chain) if width > 1 else None
         if gemm is not None and gemm[0].extent >= 2 * _tile_sizes(gemm[0].extent, gemm[1].extent, width)[0]:
             _gemm(b, pos, chain, names, width, cores)
-        else:
+        elif gemm is None or not _skinny(b, chain, names, width, cores):
             _generic(b, pos, width, cores)
     return Schedule(tuple(b.steps))
 
@@ -161,6 +161,28 @@ def _gemm(b: _Builder, pos: int, chain: list[Loop], names: dict, width: int, cor
         for candidate in (*outer, f"{ni}_o", f"{nj}_o"):
             if b.try_step(Parallel(candidate)):
                 break
+
+
+def _skinny(b: _Builder, chain: list[Loop], names: dict, width: int, cores: int) -> bool:
+    """A GEMM with a handful of rows (a vector times a matrix) is bound by reading B once: each
+    thread streams its own contiguous band of B's rows (`parallel k_o reduce`, private copies of
+    the small C), four rows per pass over C so four streams are in flight."""
+    i, j, k, store = _gemm_like(chain)  # type: ignore[misc]
+    if j.extent < width or store.buffer.size > (1 << 16) or k.extent < 8 * cores:
+        return False
+    ni, nj, nk = names[i.var], names[j.var], names[k.var]
+    outer = [names[lp.var] for lp in chain[:-3]]
+    before = (b.nest, b.steps)
+    threads = cores > 1 and _work(chain[0]) >= PARALLEL_MIN_WORK
+    band = -(-k.extent // cores) if threads else k.extent
+    ok = b.try_step(Split(nk, band)) and b.try_step(Split(f"{nk}_i", 4))
+    ok = ok and b.try_step(Reorder((*outer, f"{nk}_o", ni, f"{nk}_i_o", nj, f"{nk}_i_i")))
+    ok = ok and b.try_step(Unroll(f"{nk}_i_i")) and b.try_step(Vectorize(nj))
+    if ok and threads:
+        ok = b.try_step(Parallel(f"{nk}_o", reduce=True))
+    if not ok:
+        b.nest, b.steps = before
+    return ok
 
 
 def _generic(b: _Builder, pos: int, width: int, cores: int) -> None:
