@@ -139,7 +139,8 @@ def _gemm(b: _Builder, pos: int, chain: list[Loop], names: dict, width: int, cor
     i, j, k, store = _gemm_like(chain)  # type: ignore[misc]
     ni, nj, nk = names[i.var], names[j.var], names[k.var]
     mr, nr = _tile_sizes(i.extent, j.extent, width)
-    kc = min(KC, k.extent)
+    blocks = -(-k.extent // KC)
+    kc = -(-k.extent // blocks)  # equal k-blocks of at most KC: a remainder block would need a guard
     b_input = next(
         ld for ld in loads(store.value) if ld.buffer is not store.buffer and ld.index[-2:] == (k.var, j.var)
     )
