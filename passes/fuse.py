@@ -4,8 +4,8 @@
 
 The inner loop must be the outer loop's whole body.  The fused loop, named `OUTER_INNER`, keeps the
 outer loop's kind (fuse, then `parallel`, gives threads a longer loop to share), so a parallel or
-vector outer loop needs an inner loop with independent iterations, and an unrolled one a fused
-extent within the unroll limit.
+vector outer loop needs an inner loop with independent iterations (and a parallel one must not be
+a reduction axis, `parallel LOOP reduce`), and an unrolled one a fused extent within the unroll limit.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from kcomp.expr import Binary, BinaryOp, Var
 from kcomp.loops import Loop, LoopKind, LoopNest
 from kcomp.passes.annotate import UNROLL_LIMIT
 from kcomp.passes.common import Resolver, replace_stmt, substitute_body
-from kcomp.passes.dependence import carried
+from kcomp.passes.dependence import carried, is_reduction_of
 from kcomp.schedule import Fuse, format_step
 
 _HOW = {LoopKind.PARALLEL: "in parallel", LoopKind.VECTOR: "in SIMD lanes"}
@@ -32,6 +32,11 @@ def fuse(nest: LoopNest, step: Fuse) -> LoopNest:
         raise r.error(
             f"{step.outer} is {outer.kind.value} and the fused loop would run {step.inner}"
             f" {_HOW[outer.kind]} too, but {why}"
+        )
+    if outer.kind is LoopKind.PARALLEL and (sums := is_reduction_of(outer)):
+        raise r.error(
+            f"{step.outer} is a parallel reduction into {', '.join(r.name(b) for b in sums)}; fused with"
+            f" {step.inner} its threads would no longer own private partial results"
         )
     n = inner.extent
     if outer.kind is LoopKind.UNROLLED and outer.extent * n > UNROLL_LIMIT:

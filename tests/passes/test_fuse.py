@@ -78,7 +78,8 @@ def test_fused_loop_keeps_a_vector_kind_when_the_inner_loop_is_independent():
 
 
 # Regression: the fused loop kept the outer loop's vector kind without checking the inner loop, so a
-# reduction ran in SIMD lanes (the compiled C summed wrongly), and an unrolled one slipped past the limit.
+# reduction ran in SIMD lanes (the compiled C summed wrongly); an unrolled one slipped past the limit;
+# a parallel reduction axis fused with an inner loop became a plain parallel loop (threads raced on C).
 @pytest.mark.parametrize(
     ("kernel", "shapes", "schedule", "message"),
     [
@@ -95,8 +96,14 @@ def test_fused_loop_keeps_a_vector_kind_when_the_inner_loop_is_independent():
             "unroll i\nfuse i j",
             r"fuse i j: i is unrolled and the fused loop would have 65 iterations \(unroll limit 64\)",
         ),
+        (
+            MATMUL,
+            {"M": 2, "N": 3, "K": 4},
+            "reorder k j\nparallel k reduce\nfuse k j",
+            r"fuse k j: k is a parallel reduction into C; fused with j its threads would no longer own private",
+        ),
     ],
-    ids=["vector", "unrolled"],
+    ids=["vector", "unrolled", "parallel-reduce"],
 )
 def test_fuse_checks_the_kind_it_keeps(kernel, shapes, schedule, message):
     with pytest.raises(ScheduleError, match=message):
