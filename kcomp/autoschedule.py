@@ -154,12 +154,22 @@ def _gemm(b: _Builder, pos: int, chain: list[Loop], names: dict, width: int, cor
     b.try_step(Vectorize(f"{nj}_i"))
     bname = symbol_names(b.nest)[b_input.buffer]
     threads = cores > 1 and _work(chain[0]) >= PARALLEL_MIN_WORK
-    if b.try_step(Pack(bname, f"{nk}_o", len(b_input.index) - 1, min(nr, j.extent))) and threads:
+    # NOTE: an outer (batch) loop with an iteration per core is the cheapest place for threads: one
+    # parallel region per call instead of two per k-block (the packing and the tiles).
+    batch = (
+        next((n for n, lp in zip(outer, chain, strict=False) if lp.extent >= cores), None)
+        if threads
+        else None
+    )
+    if batch is not None and not b.try_step(Parallel(batch)):
+        batch = None
+    packed = b.try_step(Pack(bname, f"{nk}_o", len(b_input.index) - 1, min(nr, j.extent)))
+    if packed and threads and batch is None:
         b.try_step(Parallel(f"{bname}_pack_0"))  # the copy is memory-bound: both cores
     cname = symbol_names(b.nest)[store.buffer]
     b.try_step(CacheWrite(cname, f"{nj}_o"))
-    if threads:
-        for candidate in (*outer, f"{ni}_o", f"{nj}_o"):
+    if threads and batch is None:
+        for candidate in (f"{ni}_o", f"{nj}_o"):
             if b.try_step(Parallel(candidate)):
                 break
 

@@ -227,7 +227,7 @@ class CpuEmitter:
 
     def loop(self, s: Loop, depth: int, in_parallel: bool) -> list[str]:
         pad = self.INDENT * depth
-        if s.kind is LoopKind.UNROLLED:
+        if s.kind is LoopKind.UNROLLED or (s.extent == 1 and s.kind is not LoopKind.PARALLEL):
             out = []
             for k in range(s.extent):
                 copy = self.unrolled_copy(s, k)
