@@ -152,7 +152,9 @@ def reduction_updates(loop: Loop) -> dict[Buffer, BinaryOp] | None:
     for e in _exprs(loop.body):
         for ld in loads(e):
             if ld.buffer in ops and not any(
-                ld is st.value.lhs for st in walk_stmts(loop.body) if isinstance(st, Store)
+                ld is st.value.lhs
+                for st in walk_stmts(loop.body)
+                if isinstance(st, Store) and st.buffer in ops
             ):
                 return None
     return ops or None

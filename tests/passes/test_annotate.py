@@ -195,3 +195,24 @@ def test_vector_inside_parallel_is_fine():
 
 def test_unroll_limit_is_inclusive():
     assert "unrolled for i in 0..64:" in format_nest(scheduled(MATMUL, {"M": 64, "N": 2, "K": 2}, "unroll i"))
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        "reorder k i\nparallel k reduce",
+        "split k 4\nreorder k_o i\nparallel k_o reduce\nvectorize j",
+        # Regression: a staged copy (a store whose value is a plain load) inside the loop crashed the
+        # reduction check with AttributeError instead of being ignored as private.
+        "reorder k i\ncache_read A at j\nparallel k reduce",
+    ],
+)
+def test_parallel_reduce_preserves_results(schedule):
+    check_schedule(MATMUL, {"M": 3, "N": 4, "K": 9}, schedule)
+
+
+def test_parallel_reduce_errors():
+    with pytest.raises(
+        ScheduleError, match=r"parallel j reduce needs a loop whose only dependence is updates"
+    ):
+        scheduled(ARGMAX, {"M": 4, "N": 9}, "parallel j reduce")
