@@ -2,9 +2,9 @@
 nest, and preserves the kernel's meaning (interpreter and compiled C against the reference).
 
 A schedule is drawn step by step on the nest as it stands: a random step (split, tile, reorder, fuse,
-unroll, vectorize, parallel, cache_write, cache_read, pack, layout) naming the current loops and
-tensors is applied, kept if legal, and redrawn if the pass raises `ScheduleError`, so every schedule
-is legal by construction.  Shapes are small (1..13 per dimension, capped by a work budget so the
+unroll, vectorize [reduce], parallel [reduce], cache_write, cache_read, pack, layout) naming the
+current loops and tensors is applied, kept if legal, and redrawn if the pass raises `ScheduleError`,
+so every schedule is legal by construction.  Shapes are small (1..13 per dimension, capped by a work budget so the
 interpreter stays quick), primes and sizes below the factors included.
 
 The default run draws 20 examples per kernel; `KCOMP_LONG_TESTS=1` draws 500 (a number instead of
@@ -160,7 +160,7 @@ def draw_step(draw: st.DrawFn, nest: LoopNest) -> Step | None:
         case "vectorize":
             return Vectorize(name, draw(st.booleans()))
         case "parallel":
-            return Parallel(name)
+            return Parallel(name, draw(st.booleans()))
         case "cache_write":
             return CacheWrite(names[draw(st.sampled_from(sorted(written, key=names.get)))], name)
         case "cache_read":
