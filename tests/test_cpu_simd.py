@@ -95,3 +95,27 @@ def test_vector_math_over_extreme_inputs(fn):
     ref = k.reference(x)
     result = compare(y, ref, DType.F32)
     assert result.ok, result
+
+
+@pytest.mark.parametrize("spec", ["cpu:avx512", "cpu:avx2", "cpu:scalar"])
+def test_every_isa_level_builds_the_default_schedules(spec):
+    """Cross-compiling: the AVX-512 path (16 lanes, masked moves) must build even where it cannot run."""
+    from kcomp.api import load_module
+    from kcomp.lower import lower
+    from kcomp.passes import apply
+    from kcomp.pipeline import choose_schedule, front
+    from kcomp.targets import get_target
+
+    target = get_target(spec)
+    text = "dim M = 40, N = 70, K = 33\nkernel mm(A: f32[M, K], B: f32[K, N]) -> (C: f32[M, N]) { C[i, j] += A[i, k] * B[k, j] }"
+    for source in (
+        text,
+        "kernel s(X: f32[9, 37]) -> (Y: f32[9, 37]) { m[i] max= X[i, j]\n Y[i, j] = exp(X[i, j] - m[i]) }",
+    ):
+        module = load_module(source)
+        kernel = module.kernel(None)
+        program = front(module, kernel, {})
+        schedule, _ = choose_schedule(module, kernel, program, target)
+        c = target.emit(apply(lower(program), schedule))
+        assert "kc_vf32" in c
+        target.build(c)
