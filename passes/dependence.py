@@ -21,6 +21,7 @@ from __future__ import annotations
 from kcomp.affine import affine, from_affine, interval
 from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Var, free_vars, loads, rewrite, walk
 from kcomp.loops import Alloc, Guard, Loop, Stmt, Store, walk_stmts
+from kcomp.passes.common import body_exprs
 from kcomp.printer import format_expr
 
 
@@ -149,7 +150,7 @@ def reduction_updates(loop: Loop) -> dict[Buffer, BinaryOp] | None:
         if v.lhs.buffer is not s.buffer or ops.get(s.buffer, v.op) is not v.op:
             return None
         ops[s.buffer] = v.op
-    for e in _exprs(loop.body):
+    for e in body_exprs(loop.body):
         for ld in loads(e):
             if ld.buffer in ops and not any(
                 ld is st.value.lhs
@@ -158,13 +159,3 @@ def reduction_updates(loop: Loop) -> dict[Buffer, BinaryOp] | None:
             ):
                 return None
     return ops or None
-
-
-def _exprs(body: tuple[Stmt, ...]) -> list[Expr]:
-    out: list[Expr] = []
-    for s in walk_stmts(body):
-        if isinstance(s, Store):
-            out += [*s.index, s.value]
-        elif isinstance(s, Guard):
-            out.append(s.cond)
-    return out
