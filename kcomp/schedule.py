@@ -11,6 +11,8 @@
     cache_read B at k_o       B's region read inside k_o is copied first into a contiguous buffer
     pack B at k_o block 1 16  the same, dimension 1 blocked by 16: layout [d1 / 16, d0, d1 % 16]
     layout T 1 0              an intermediate tensor is stored with its dimensions permuted
+    double_buffer [T...]      accelerator: two on-chip buffers per tile of T (all operands when none
+                              named), so the next tile's DMA overlaps this tile's compute
 
 A step addresses loops by the names `kcomp compile --emit loops` prints for the nest as it stands
 after the steps before it, and tensors by name.  `str(schedule)` is the canonical text (one step
@@ -139,11 +141,30 @@ class Layout:
         return [self.tensor, *map(str, self.order)]
 
 
-Step = Split | Tile | Reorder | Fuse | Vectorize | Parallel | Unroll | CacheWrite | CacheRead | Pack | Layout
-STEP_TYPES: dict[str, type] = {
-    cls.verb: cls
-    for cls in (Split, Tile, Reorder, Fuse, Vectorize, Parallel, Unroll, CacheWrite, CacheRead, Pack, Layout)
-}
+@dataclass(frozen=True, slots=True)
+class DoubleBuffer:
+    tensors: tuple[str, ...] = ()  # empty: every operand of the tiled contraction
+    verb: ClassVar[str] = "double_buffer"
+
+    def words(self) -> list[str]:
+        return list(self.tensors)
+
+
+Step = (
+    Split
+    | Tile
+    | Reorder
+    | Fuse
+    | Vectorize
+    | Parallel
+    | Unroll
+    | CacheWrite
+    | CacheRead
+    | Pack
+    | Layout
+    | DoubleBuffer
+)
+STEP_TYPES: dict[str, type] = {cls.verb: cls for cls in Step.__args__}
 USAGE = {
     "split": "split LOOP FACTOR [guard|peel]",
     "tile": "tile LOOP... FACTOR... (as many factors as loops)",
@@ -156,6 +177,7 @@ USAGE = {
     "cache_read": "cache_read TENSOR at LOOP",
     "pack": "pack TENSOR at LOOP block DIM FACTOR",
     "layout": "layout TENSOR DIM...",
+    "double_buffer": "double_buffer [TENSOR...]",
 }
 
 
@@ -362,6 +384,8 @@ def _parse_step(words: list[tuple[str, int]], span: Span, raw: str, line: int, c
             if len(args) < 2:
                 raise fail("layout: name the tensor and its dimensions in the new order")
             return Layout(name(0), tuple(number(k) for k in range(1, len(args))))
+        case "double_buffer":
+            return DoubleBuffer(tuple(name(k) for k in range(len(args))))
     known = ", ".join(sorted(STEP_TYPES))
     raise SourceError(f"unknown schedule step {verb!r}; steps are: {known}", span)
 
@@ -378,6 +402,8 @@ def _validated(step: Step, span: Span | None) -> Step:
             problem = "tile: give one positive factor per loop"
         case Reorder(loops=ls) | Tile(loops=ls) if len(set(ls)) != len(ls):
             problem = f"{step.verb}: a loop is named twice"
+        case DoubleBuffer(tensors=ts) if len(set(ts)) != len(ts):
+            problem = "double_buffer: a tensor is named twice"
         case Layout(order=o) if sorted(o) != list(range(len(o))):
             problem = f"layout: {' '.join(map(str, o))} is not a permutation of 0..{len(o) - 1}"
         case Split(tail=t) if t not in ("guard", "peel"):

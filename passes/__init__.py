@@ -14,6 +14,7 @@ from kcomp.loops import LoopNest
 from kcomp.passes.annotate import parallel, unroll, vectorize
 from kcomp.passes.cache_read import cache_read
 from kcomp.passes.cache_write import cache_write
+from kcomp.passes.double_buffer import double_buffer
 from kcomp.passes.fuse import fuse
 from kcomp.passes.layout import layout
 from kcomp.passes.reorder import reorder
@@ -22,6 +23,7 @@ from kcomp.passes.tile import tile
 from kcomp.schedule import (
     CacheRead,
     CacheWrite,
+    DoubleBuffer,
     Fuse,
     Layout,
     Pack,
@@ -47,6 +49,7 @@ PASSES: dict[type, Callable[[LoopNest, Step], LoopNest]] = {
     CacheRead: cache_read,
     Pack: cache_read,
     Layout: layout,
+    DoubleBuffer: double_buffer,
 }
 
 

@@ -16,6 +16,7 @@ from kcomp.schedule import (
     STEP_TYPES,
     CacheRead,
     CacheWrite,
+    DoubleBuffer,
     Fuse,
     Layout,
     Pack,
@@ -45,6 +46,8 @@ EXAMPLES = [
     ("cache_read B at k_o", CacheRead("B", "k_o")),
     ("pack B at k_o block 1 16", Pack("B", "k_o", 1, 16)),
     ("layout T 1 0", Layout("T", (1, 0))),
+    ("double_buffer", DoubleBuffer()),
+    ("double_buffer A B", DoubleBuffer(("A", "B"))),
 ]
 EVERYTHING = Schedule(tuple(step for _, step in EXAMPLES))
 
@@ -148,7 +151,10 @@ def _error(text: str, message: str, col: int, line: int = 1) -> SourceError:
 
 def test_unknown_step_lists_the_known_steps():
     e = _error(
-        "split i 4\n  frob i", r"unknown schedule step 'frob'; steps are: cache_read, cache_write, fuse", 3, 2
+        "split i 4\n  frob i",
+        r"unknown schedule step 'frob'; steps are: cache_read, cache_write, double_buffer, fuse",
+        3,
+        2,
     )
     assert ", ".join(sorted(STEP_TYPES)) in e.message
     assert e.span.length == 4 and e.span.text == "  frob i"
@@ -356,6 +362,7 @@ _steps = st.one_of(
     st.permutations(range(4))
     .flatmap(lambda p: st.integers(1, 4).map(lambda n: tuple(x for x in p if x < n)))
     .flatmap(lambda order: st.builds(Layout, _names, st.just(order))),
+    st.lists(_names, max_size=3, unique=True).map(lambda ts: DoubleBuffer(tuple(ts))),
 )
 
 
@@ -364,3 +371,27 @@ def test_any_schedule_round_trips(s):
     assert parse_schedule(str(s)) == s
     assert Schedule.from_json(json.loads(json.dumps(s.to_json()))) == s
     assert parse_schedule(str(s)).hash == s.hash
+
+
+# -- double_buffer (the accelerator's buffering step) -----------------------------------------------
+def test_double_buffer_round_trips_with_and_without_tensors():
+    s = parse_schedule("tile i j k 64 64 64\ndouble_buffer\ndouble_buffer X W")
+    assert s.steps[1:] == (DoubleBuffer(), DoubleBuffer(("X", "W")))
+    assert str(s).endswith("double_buffer\ndouble_buffer X W\n")
+    assert parse_schedule(str(s)) == s
+    assert s.to_json()[1:] == [
+        {"step": "double_buffer", "tensors": []},
+        {"step": "double_buffer", "tensors": ["X", "W"]},
+    ]
+    assert Schedule.from_json(json.loads(json.dumps(s.to_json()))) == s
+
+
+def test_double_buffer_errors():
+    with pytest.raises(SourceError, match="double_buffer: a tensor is named twice"):
+        parse_schedule("double_buffer A A")
+    with pytest.raises(
+        SourceError, match=r"double_buffer: expected a name, found '3' \(usage: double_buffer"
+    ):
+        parse_schedule("double_buffer 3")
+    with pytest.raises(SourceError, match="tensors must be a list of names"):
+        Schedule.from_json([{"step": "double_buffer", "tensors": [1]}])
