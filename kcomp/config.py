@@ -7,6 +7,10 @@ do.  Knobs:
     KCOMP_CACHE_DIR   root of kcomp's cache (compiled libraries in `<root>/lib`); default
                       `$XDG_CACHE_HOME/kcomp`, else `~/.cache/kcomp`
     KCOMP_THREADS     OpenMP threads a CPU kernel runs with; default `os.cpu_count()`
+    KCOMP_TUNING_DB   the tuning database (`kcomp tune`, `kcomp db`, and the schedule `compile` picks);
+                      default `<cache root>/tuning.db`
+    KCOMP_NO_DB       `1`: compile and run never consult the tuning database (deterministic builds;
+                      `kcomp tune --no-db` is the same for one tuning run)
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from kcomp.errors import UsageError
 class Config:
     cache_dir: Path  # root of the per-user cache; must be owned by the user and not group/other-writable
     threads: int  # OpenMP threads for CPU kernels
+    db_path: Path | None = None  # the tuning database; None: `<cache_dir>/tuning.db`
+    no_db: bool = False  # True: choosing a schedule never reads the tuning database
 
     @property
     def lib_dir(self) -> Path:
@@ -45,7 +51,9 @@ class Config:
             raise UsageError(f"KCOMP_THREADS={threads_text!r}: expected a positive integer") from None
         if threads < 1:
             raise UsageError(f"KCOMP_THREADS={threads_text!r}: expected a positive integer")
-        return cls(cache_dir=cache.absolute(), threads=threads)
+        db = Path(env["KCOMP_TUNING_DB"]).expanduser().absolute() if env.get("KCOMP_TUNING_DB") else None
+        no_db = env.get("KCOMP_NO_DB", "").strip().lower() not in ("", "0", "false", "no")
+        return cls(cache_dir=cache.absolute(), threads=threads, db_path=db, no_db=no_db)
 
 
 @functools.cache
