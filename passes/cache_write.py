@@ -11,6 +11,8 @@ inside must be at one index.  The copy loops take the kinds of the loops that sp
 dimension (unrolled, vectorized), so a register tile stays in registers: schedule `unroll` and
 `vectorize` before `cache_write`.  Copies are guarded where the tile may stick out of the tensor.
 A small local tile whose accesses become constant after unrolling is kept in registers by the emitter.
+Refused inside (or at) a vector loop or a parallel reduction whose iterations would then share the
+tile's elements (`check_kinds`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from __future__ import annotations
 from kcomp.affine import affine, const, interval
 from kcomp.expr import Binary, BinaryOp, Buffer, Expr, Load, Scope, Var, rewrite
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, map_stmts, walk_stmts
-from kcomp.passes.common import Resolver, extents, map_exprs, rename_buffer, replace_stmt
-from kcomp.passes.dependence import accesses
+from kcomp.passes.common import Resolver, enclosing, extents, map_exprs, rename_buffer, replace_stmt
+from kcomp.passes.dependence import accesses, carried, reduction_updates
 from kcomp.passes.region import Region, region
 from kcomp.printer import format_expr
 from kcomp.schedule import CacheWrite, format_step
@@ -48,7 +50,25 @@ def cache_write(nest: LoopNest, step: CacheWrite) -> LoopNest:
     load = copy_loops(reg, buf, local, kinds, outer, to_local=True)
     store = copy_loops(reg, buf, local, kinds, outer, to_local=False)
     new = Loop(loop.var, loop.extent, loop.kind, (Alloc(local, (load, *body, store)),))
-    return replace_stmt(nest, loop, new)
+    out = replace_stmt(nest, loop, new)
+    check_kinds(r, out, new)
+    return out
+
+
+def check_kinds(r: Resolver, nest: LoopNest, at: Loop) -> None:
+    """The copies run in every iteration of `at` and of the loops around it; a parallel or vector
+    loop among them must keep iterations that are independent (parallel: or updates `x = x + v`
+    only, `parallel LOOP reduce`).  A reduction axis run in SIMD lanes or by threads is not, once
+    each iteration copies the tile in and out."""
+    for s in (*enclosing(nest, at), at):
+        if not isinstance(s, Loop) or s.kind not in (LoopKind.PARALLEL, LoopKind.VECTOR):
+            continue
+        why = carried(s)
+        if why is not None and not (s.kind is LoopKind.PARALLEL and reduction_updates(s)):
+            raise r.error(
+                f"loop {r.name(s.var)} is {s.kind.value}, and with the tile copied in and out in each"
+                f" iteration {why}; stage the tile outside it"
+            )
 
 
 def drop_tile_guards(

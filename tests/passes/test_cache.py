@@ -173,3 +173,33 @@ def test_reads_with_different_pads_cannot_be_staged():
         ScheduleError, match=r"cache_read X at i: X is read with different pad values \(-inf, 0.0\)"
     ):
         scheduled(text, {"N": 5}, "cache_read X at i")
+
+
+@pytest.mark.parametrize("schedule", ["parallel i\ncache_write C at j", "vectorize j\ncache_write C at j"])
+def test_cache_write_inside_independent_parallel_or_vector_loops(schedule):
+    check_schedule(MATMUL, MM, schedule)
+
+
+# Regression: copying the tile in and out in every iteration of a reduction axis run by threads
+# (`parallel k reduce`) or in SIMD lanes (`vectorize k reduce`) made the iterations race on it.
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        (
+            "reorder k i\nparallel k reduce\ncache_write C at j",
+            r"cache_write C at j: loop k is parallel, and with the tile copied in and out in each iteration "
+            r"every iteration updates the same C\[.*\] \(a reduction\); stage the tile outside it",
+        ),
+        (
+            "parallel k reduce\ncache_write C at k",
+            r"cache_write C at k: loop k is parallel, and with the tile",
+        ),
+        (
+            "vectorize k reduce\ncache_write C at k",
+            r"cache_write C at k: loop k is vector, and with the tile",
+        ),
+    ],
+)
+def test_cache_write_keeps_parallel_and_vector_loops_legal(schedule, message):
+    with pytest.raises(ScheduleError, match=message):
+        scheduled(MATMUL, MM, schedule)
