@@ -6,7 +6,8 @@ Which schedule a build uses, first match wins (DESIGN.md):
   1. the caller's: `--schedule FILE` or the API's `schedule=` (a Schedule, schedule text, a path,
      "none" for the naive loops, or "default" for the rule-based scheduler's);
   2. a `schedule KERNEL for TARGET { ... }` block in the `.kc` file;
-  3. the best tuning-database record for this workload and hardware (once the tuner exists);
+  3. the best ok record of the tuning database for this workload, target and hardware (`kcomp tune`;
+     none with KCOMP_NO_DB=1; records from other hardware are never used);
   4. the rule-based default scheduler (`kcomp.autoschedule`).
 `Built.schedule_source` says which, and every report prints it.
 """
@@ -85,7 +86,12 @@ def choose_schedule(
     block = module.schedule_for(kernel.name, family) if hasattr(module, "schedule_for") else None
     if block is not None:
         return block.schedule, f"schedule block at {block.span}"
-    return default_schedule(program, lower(program), target), DEFAULT
+    from kcomp.search.db import tuned_schedule  # NOTE: here, not on top: kcomp.search imports this module
+
+    tuned, note = tuned_schedule(program, target)
+    if tuned is not None:
+        return tuned, note
+    return default_schedule(program, lower(program), target), f"{DEFAULT}; {note}" if note else DEFAULT
 
 
 def _explicit(explicit: Any) -> tuple[Schedule | None, str]:

@@ -552,3 +552,46 @@ def _recover(path: Path, out: Path) -> Path | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out if out.is_file() else None
+
+
+# ------------------------------------------------------------------------------------ compile's lookup
+
+
+def tuned_schedule(program: Any, target: Any) -> tuple[Any, str]:
+    """For `pipeline.choose_schedule`: the best ok record for this workload, target and hardware and the
+    report line naming it; (None, "") when there is none; (None, why) when the database cannot be used.
+
+    Cheap when unused: no file (or `Config.no_db`) returns before anything is hashed or opened.  The
+    configuration is the target's own when it has one (tests give targets a private cache), else the
+    process's.  Records from other hardware are never used here."""
+    from kcomp.config import Config, config
+    from kcomp.errors import ScheduleError
+    from kcomp.lower import lower
+    from kcomp.passes import apply
+
+    cfg = getattr(target, "cfg", None)
+    cfg = cfg if isinstance(cfg, Config) else config()
+    path = default_path(cfg)
+    if cfg.no_db or not path.is_file():
+        return None, ""
+    try:
+        with TuningDB.open(path, create=False) as db:
+            trial = db.best(key_for(program, target))
+    except UsageError as e:
+        return None, f"the tuning database is not used: {str(e).splitlines()[0]}"
+    if trial is None:
+        return None, ""
+    try:
+        apply(lower(program), trial.schedule)
+    except ScheduleError as e:
+        return None, f"trial {trial.id} of the tuning database {path} no longer applies ({e})"
+    return trial.schedule, f"tuning database ({path}, trial {trial.id}, {format_time(trial.time_s)})"
+
+
+def format_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
