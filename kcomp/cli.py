@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     from kcomp.bench.cli import add_parser as add_bench
 
     add_bench(sub)
+    from kcomp import db_cli, tune_cli
+
+    tune_cli.add_parser(sub)
+    db_cli.add_parser(sub)
     return parser
 
 

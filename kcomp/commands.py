@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from kcomp import db_cli, tune_cli
 from kcomp.api import CompiledKernel, compile
 from kcomp.cli import parse_inputs, parse_params, parse_shapes
 from kcomp.printer import format_nest, format_program
@@ -144,4 +145,10 @@ def cmd_bench(args) -> int:
     return run(args)
 
 
-COMMANDS = {"compile": cmd_compile, "run": cmd_run, "bench": cmd_bench}
+COMMANDS = {
+    "compile": cmd_compile,
+    "run": cmd_run,
+    "bench": cmd_bench,
+    "tune": tune_cli.run,
+    "db": db_cli.run,
+}

@@ -1,0 +1,309 @@
+"""`kcomp tune FILE [--trials N] [--time-limit S] [--strategy mcts|random] [--resume] [--json] ...`.
+
+Searches the kernel's schedule space, measuring every candidate in isolated worker processes
+(kcomp.search.measure) and recording every trial in the tuning database as soon as it is final, so a
+killed run loses nothing and `--resume` (same `--seed`) replays it without measuring again.  Trial 0
+is the default schedule: every speedup is against it.  `kcomp compile`/`run` then pick the best record
+for this workload, target and hardware.  kcomp/cli.py registers the subcommand with
+`add_parser(subparsers)`; kcomp/commands.py dispatches to `run(args)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from kcomp.cli import parse_shapes
+from kcomp.errors import UsageError
+
+STRATEGIES = ("mcts", "random")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `tune` on the `add_subparsers()` object of kcomp's parser."""
+    p = subparsers.add_parser(
+        "tune",
+        help="search for a faster schedule; every trial goes to the tuning database",
+        description="Autotune one kernel: trial 0 is the default schedule, then the strategy's candidates,"
+        " each built in parallel, checked against the numpy reference and timed one at a time.",
+    )
+    p.add_argument("file", help="a .kc file")
+    p.add_argument("--kernel", help="which kernel of the file (needed when it has several)")
+    p.add_argument(
+        "--shape", action="append", metavar="NAME=VALUE", help="bind a dimension (overrides the file)"
+    )
+    p.add_argument("--target", default="cpu", help="target to tune for: cpu (default), cpu:LEVEL, accel")
+    p.add_argument("--trials", type=int, default=64, metavar="N", help="candidates to evaluate (default 64)")
+    p.add_argument("--time-limit", type=float, metavar="S", help="stop starting trials after S seconds")
+    p.add_argument("--strategy", choices=STRATEGIES, default="mcts", help="search strategy (default mcts)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the search and the inputs (default 0)")
+    p.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, metavar="N", help="parallel build processes"
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--db", metavar="PATH", help="tuning database (default: KCOMP_TUNING_DB or the cache)")
+    where.add_argument("--no-db", action="store_true", help="keep nothing: no database read or written")
+    p.add_argument(
+        "--resume", action="store_true", help="never re-measure a schedule already in the database"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--plot", metavar="FILE.png", help="plot the best time so far against trials")
+    p.add_argument(
+        "--timeout", type=float, default=60.0, metavar="S", help="per-candidate check+timing limit (60)"
+    )
+    p.add_argument(
+        "--repeat-budget",
+        type=float,
+        default=0.1,
+        metavar="SECONDS",
+        help="timing budget per candidate (default 0.1; at least 5 timed calls always run)",
+    )
+    return p
+
+
+def _strategy(name: str) -> Any:
+    if name == "random":
+        from kcomp.search.random_search import RandomSearch
+
+        return RandomSearch()
+    try:
+        from kcomp.search.mcts import MCTS
+    except ModuleNotFoundError as e:
+        if e.name not in ("kcomp.search.mcts",):
+            raise
+        raise UsageError("--strategy mcts: MCTS is not available yet (use --strategy random)") from None
+    return MCTS()
+
+
+def _space_class() -> Any:
+    try:
+        from kcomp.search.space import Space
+    except ModuleNotFoundError as e:
+        if e.name != "kcomp.search.space":
+            raise
+        raise UsageError("kcomp tune: the search space (kcomp.search.space) is not available yet") from None
+    return Space
+
+
+def run(args: argparse.Namespace) -> int:
+    from kcomp.search.db import TuningDB, default_path
+    from kcomp.search.measure import Measurer
+    from kcomp.search.strategy import Budget
+
+    if args.resume and args.no_db:
+        raise UsageError("--resume reads the tuning database: drop --no-db")
+    if args.trials < 0:
+        raise UsageError(f"--trials {args.trials}: expected 0 or more")
+    if not args.repeat_budget > 0 or not args.timeout > 0:
+        raise UsageError("--repeat-budget and --timeout take a positive number of seconds")
+    if args.workers < 1:
+        raise UsageError(f"--workers {args.workers}: expected 1 or more")
+    budget = Budget(trials=args.trials, time_s=args.time_limit)
+    strategy = _strategy(args.strategy)
+    space_class = _space_class()
+    measurer = Measurer(
+        args.file,
+        args.kernel,
+        parse_shapes(args.shape),
+        args.target,
+        workers=args.workers,
+        timeout_s=args.timeout,
+        budget_s=args.repeat_budget,
+        seed=args.seed,
+    )
+    db = None if args.no_db else TuningDB.open(args.db or default_path(), check=True)
+    err = Console(stderr=True)
+    progress = _Progress(err, measurer.program.flops, args.trials)
+    try:
+        with progress:
+            result = strategy.run(
+                space_class(measurer.program, measurer.target),
+                measurer,
+                budget,
+                db,
+                seed=args.seed,
+                progress=progress.update,
+                resume=args.resume,
+            )
+    except KeyboardInterrupt:
+        if db is not None:
+            err.print(f"[yellow]interrupted[/]: finished trials are in {db.path}; rerun with --resume")
+        raise
+    finally:
+        measurer.close()
+        if db is not None:
+            db.close()
+    summary = _summary(args, measurer, result, db.path if db is not None else None)
+    if args.plot:
+        _plot(result, args.plot, measurer.kernel)
+    if args.json:
+        sys.stdout.write(json.dumps(_finite(summary)) + "\n")
+    else:
+        _print_table(Console(), summary, result, measurer.program.flops)
+    return 0 if result.best is not None else 1
+
+
+class _Progress:
+    """Live display on stderr: trials done, best time and GFLOP/s, speedup, failures, ETA.
+    A line per trial instead when stderr is not a terminal (logs, CI)."""
+
+    def __init__(self, console: Console, flops: int, total: int | None):
+        self.console, self.flops, self.total = console, flops, total
+        self.bar: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("tuning"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[status]}"),
+                console=self.console,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("tune", total=self.total, status="measuring the default schedule")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def update(self, session: Any, trial: Any) -> None:
+        best = session.best
+        parts = []
+        if best is not None and best.time_s:
+            parts.append(f"best {_ms(best.time_s)}, {self.flops / best.time_s / 1e9:.3g} GFLOP/s")
+            if session.default is not None and session.default.ok and session.default.time_s:
+                parts.append(f"{session.default.time_s / best.time_s:.2f}x default")
+        parts.append(f"{session.failures} failed")
+        if session.db_hits:
+            parts.append(f"{session.db_hits} from the database")
+        status = ", ".join(parts)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=len(session.trials), status=status)
+            return
+        n = f"{len(session.trials)}/{self.total}" if trial is not session.default else "0 (default)"
+        what = _ms(trial.time_s) if trial.ok else f"{trial.status.value}: {trial.error.splitlines()[0][:80]}"
+        self.console.print(f"trial {n}  {what}  ({status})", highlight=False, soft_wrap=True)
+
+
+def _ms(seconds: float | None) -> str:
+    from kcomp.search.db import format_time
+
+    return format_time(seconds)
+
+
+def _summary(args: argparse.Namespace, measurer: Any, result: Any, db_path: Any) -> dict[str, Any]:
+    best, default = result.best, result.default
+    flops = measurer.program.flops
+    summary: dict[str, Any] = {
+        "kernel": measurer.kernel,
+        "file": args.file,
+        "target": measurer.target.name,
+        "shapes": dict(measurer.program.dims),
+        "strategy": result.strategy,
+        "seed": args.seed,
+        "best_time_s": best.time_s if best else None,
+        "best_schedule": str(best.schedule) if best else None,
+        "best_trial": best.id if best else None,
+        "best_gflops": flops / best.time_s / 1e9 if best and best.time_s else None,
+        "default_time_s": default.time_s if default else None,
+        "default_schedule": str(default.schedule) if default else None,
+        "speedup_vs_default": result.speedup_vs_default,
+        "trials": len(result.trials),
+        "measured": result.measured,
+        "db_hits": result.db_hits,
+        "failures": result.failures,
+        "failures_by_status": dict(
+            Counter(t.status.value for t in (default, *result.trials) if t and not t.ok)
+        ),
+        "wall_s": result.wall_s,
+        "db": str(db_path) if db_path else None,
+        "run_id": result.run_id,
+    }
+    counters = dict(best.counters) if best else {}
+    if "cycles" in counters:  # the accelerator's simulated figures
+        summary["best_cycles"] = counters["cycles"]
+        summary["utilization"] = counters.get("utilization")
+    return summary
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    return obj
+
+
+def _print_table(con: Console, s: dict[str, Any], result: Any, flops: int) -> None:
+    ranked: dict[str, Any] = {}
+    for t in sorted((t for t in (result.default, *result.trials) if t and t.ok), key=lambda t: t.time_s):
+        ranked.setdefault(t.schedule.hash, t)
+    table = Table(title=f"top schedules for {s['kernel']} on {s['target']}")
+    for column in ("#", "trial", "time", "GFLOP/s", "vs default", "schedule"):
+        table.add_column(column, justify="left" if column == "schedule" else "right")
+    default_time = s["default_time_s"]
+    for rank, t in enumerate(list(ranked.values())[:5], 1):
+        speed = f"{default_time / t.time_s:.2f}x" if default_time else "-"
+        label = "; ".join(str(t.schedule).splitlines()) or "(naive loops)"
+        if t is result.default:
+            label = f"[dim](default)[/] {label}"
+        table.add_row(
+            str(rank), str(t.id or "-"), _ms(t.time_s), f"{flops / t.time_s / 1e9:.3g}", speed, label
+        )
+    con.print(table)
+    failed = ", ".join(f"{n} {k}" for k, n in sorted(s["failures_by_status"].items())) or "none"
+    con.print(
+        f"{s['trials']} trials and the default in {s['wall_s']:.1f} s ({s['measured']} measured now,"
+        f" {s['db_hits']} read from the database; failures: {failed})"
+    )
+    if s["best_time_s"] is None:
+        con.print("[red]no candidate passed the check[/]")
+    else:
+        speedup = f", {s['speedup_vs_default']:.2f}x the default" if s["speedup_vs_default"] else ""
+        con.print(f"best: {_ms(s['best_time_s'])}, {s['best_gflops']:.3g} GFLOP/s{speedup}")
+        if s.get("best_cycles") is not None:
+            con.print(f"      {s['best_cycles']} cycles, utilization {s.get('utilization')}")
+    if s["db"]:
+        con.print(
+            f"trials kept in {s['db']}; `kcomp compile`/`run` use the best one on this hardware"
+            " (unless --schedule or a schedule block in the file says otherwise)"
+        )
+
+
+def _plot(result: Any, path: str, kernel: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [n for n, t in enumerate(result.history) if t is not None]
+    ys = [result.history[n] * 1e3 for n in xs]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.step(xs, ys, where="post", label=result.strategy)
+    if result.default is not None and result.default.ok:
+        ax.axhline(result.default.time_s * 1e3, color="gray", linestyle="--", linewidth=1, label="default")
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+    ax.set_xlabel("trial (0: the default schedule)")
+    ax.set_ylabel("best time so far (ms)")
+    ax.set_title(f"kcomp tune {kernel}")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    try:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    except OSError as e:
+        raise UsageError(f"--plot {path}: cannot write it: {e.strerror}") from None
+    finally:
+        plt.close(fig)
