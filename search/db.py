@@ -331,31 +331,39 @@ class TuningDB:
     def import_jsonl(self, fp: IO[str], name: str = "<input>") -> tuple[int, int]:
         """Rows from JSON lines (as `export_jsonl` writes them) appended with new ids; a row already
         present (same key, schedule, status, time and creation time) is skipped.  (imported, skipped)."""
+        # NOTE: every line is checked before the first is written: a bad file imports nothing.
+        trials = [_from_object(line, f"{name}:{n}") for n, line in enumerate(fp, 1) if line.strip()]
         imported = skipped = 0
-        for n, line in enumerate(fp, 1):
-            if not line.strip():
-                continue
-            trial = _from_object(line, f"{name}:{n}")
-            k = trial.key
-            assert k is not None
-            duplicate = self._rows(
-                "SELECT 1 FROM trials WHERE workload = ? AND target = ? AND hardware = ? AND schedule_hash = ?"
-                " AND status = ? AND time_s IS ? AND created = ?",
-                (
-                    k.workload,
-                    k.target,
-                    k.hardware,
-                    trial.schedule.hash,
-                    trial.status.value,
-                    trial.time_s,
-                    trial.created,
-                ),
-            )
-            if duplicate:
-                skipped += 1
-            else:
-                self.record(trial)
-                imported += 1
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            for trial in trials:
+                k = trial.key
+                assert k is not None
+                duplicate = self.conn.execute(
+                    "SELECT 1 FROM trials WHERE workload = ? AND target = ? AND hardware = ?"
+                    " AND schedule_hash = ? AND status = ? AND time_s IS ? AND created = ?",
+                    (
+                        k.workload,
+                        k.target,
+                        k.hardware,
+                        trial.schedule.hash,
+                        trial.status.value,
+                        trial.time_s,
+                        trial.created,
+                    ),
+                ).fetchone()
+                if duplicate:
+                    skipped += 1
+                else:
+                    self.record(trial)
+                    imported += 1
+            self.conn.execute("COMMIT")
+        except BaseException as e:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise _error(self.path, e) from None
+            raise
         return imported, skipped
 
 
@@ -504,8 +512,9 @@ def _from_object(line: str, where: str) -> Trial:
 def salvage(path: Path, fp: IO[str]) -> int:
     """Write as JSON lines the rows SQLite can still read from a damaged file; the number written.
 
-    First a plain scan (it may stop at the first bad page: those rows are kept), then the rows the
-    `sqlite3` shell's `.recover` finds in every readable page (when the shell is installed)."""
+    Rows are read in id order until the first bad page, then one id at a time (rows on readable pages
+    survive a bad one); a file whose header is destroyed is read through a copy with a fresh header;
+    and the `sqlite3` shell's `.recover` adds what it finds, where the shell supports it."""
     seen: set[tuple[Any, ...]] = set()
 
     def emit(rows: Iterator[tuple[Any, ...]]) -> None:
@@ -515,39 +524,92 @@ def salvage(path: Path, fp: IO[str]) -> int:
                 seen.add(ident)
                 fp.write(json.dumps(_row_object(row), sort_keys=True) + "\n")
 
-    emit(_scan(path))
+    emit(_read_rows(path))
     with tempfile.TemporaryDirectory(prefix="kcomp-salvage-") as tmp:
+        if not seen:
+            emit(_read_rows(_with_fresh_header(path, Path(tmp) / "header.db")))
         recovered = _recover(path, Path(tmp) / "recovered.db")
         if recovered is not None:
-            emit(_scan(recovered))
+            emit(_read_rows(recovered))
     return len(seen)
 
 
-def _scan(path: Path) -> Iterator[tuple[Any, ...]]:
-    """Rows in id order until the first error (there may be none)."""
+def _read_rows(path: Path | None) -> Iterator[tuple[Any, ...]]:
+    """Rows in id order until the first error, then the remaining ids one by one."""
+    if path is None:
+        return
     try:
         conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return
-    try:
         columns = [r[1] for r in conn.execute("PRAGMA table_info(trials)")]
-        wanted = ", ".join(c if c in columns else f"'' AS {c}" for c in COLUMNS)
-        yield from conn.execute(f"SELECT {wanted} FROM trials ORDER BY id")
     except sqlite3.Error:
         return
+    wanted = ", ".join(c if c in columns else f"'' AS {c}" for c in COLUMNS)
+    select, last = f"SELECT {wanted} FROM trials", 0
+    try:
+        try:
+            for row in conn.execute(select + " ORDER BY id"):
+                last = row[0]
+                yield row
+            return
+        except sqlite3.Error:
+            pass
+        try:
+            top_row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'trials'").fetchone()
+            top = int(top_row[0]) if top_row else last + 100_000
+        except (sqlite3.Error, TypeError, ValueError):
+            top = last + 100_000
+        for trial_id in range(last + 1, top + 1):
+            try:
+                row = conn.execute(select + " WHERE id = ?", (trial_id,)).fetchone()
+            except sqlite3.Error:
+                continue
+            if row is not None:
+                yield row
     finally:
         conn.close()
 
 
+def _with_fresh_header(path: Path, out: Path) -> Path | None:
+    """A copy of `path` whose first 100 bytes (the file header) come from a new, empty database."""
+    try:
+        data = bytearray(path.read_bytes())
+    except OSError:
+        return None
+    for page_size in (4096, 1024, 2048, 8192, 16384, 32768, 65536, 512):
+        if len(data) < 2 * page_size or len(data) % page_size:
+            continue
+        fresh = out.with_suffix(".fresh")
+        fresh.unlink(missing_ok=True)
+        conn = sqlite3.connect(fresh)
+        conn.execute(f"PRAGMA page_size = {page_size}")
+        conn.execute("CREATE TABLE x (y)")
+        conn.commit()
+        conn.close()
+        header = bytearray(fresh.read_bytes()[:100])
+        header[18:20] = b"\x01\x01"  # rollback journal: no -wal file needed
+        header[28:32] = (len(data) // page_size).to_bytes(4, "big")
+        header[32:40] = bytes(8)  # no freelist
+        out.write_bytes(bytes(header) + bytes(data[100:]))
+        try:
+            conn = sqlite3.connect(f"file:{quote(str(out))}?mode=ro", uri=True)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            conn.close()
+            return out
+        except sqlite3.Error:
+            continue
+    return None
+
+
 def _recover(path: Path, out: Path) -> Path | None:
-    """`sqlite3 PATH .recover` replayed into a fresh scratch database (SQLite's own recovery)."""
+    """`sqlite3 PATH .recover` replayed into a fresh scratch database (SQLite's own recovery; some
+    builds of the shell lack it, then this returns None)."""
     shell = shutil.which("sqlite3")
     if shell is None:
         return None
     try:
-        dump = subprocess.run(
-            [shell, "-readonly", str(path), ".recover"], capture_output=True, text=True, timeout=300
-        )
+        dump = subprocess.run([shell, str(path), ".recover"], capture_output=True, text=True, timeout=300)
+        if "INSERT" not in dump.stdout:
+            return None
         subprocess.run([shell, str(out)], input=dump.stdout, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.SubprocessError):
         return None
