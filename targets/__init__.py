@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kcomp.errors import UsageError
+from kcomp.targets.accel.target import AccelTarget
 from kcomp.targets.base import Measurement, Target
 from kcomp.targets.cpu.target import CpuTarget
 
-TARGETS: dict[str, Callable[[str], Target]] = {"cpu": CpuTarget.from_spec}
+TARGETS: dict[str, Callable[[str], Target]] = {"cpu": CpuTarget.from_spec, "accel": AccelTarget.from_spec}
 
 
 def get_target(spec: str) -> Target:

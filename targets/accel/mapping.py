@@ -1,0 +1,325 @@
+"""How a contraction is laid onto the accelerator: tile sizes, tile order, double buffering.
+
+A `Mapping` is what the accelerator schedule of a contraction says:
+
+    tile i j k TM TN TK      C tiles of TM x TN, reduced in TK-deep steps (TN, TK: multiples of the
+                             matrix unit's width, or the whole extent; TM: any size)
+    reorder j_o i_o k_o      the order of the tile loops: which operand stays resident
+    double_buffer [T...]     two on-chip buffers per tile (of every operand, or the named ones)
+
+`mapping_of` reads it back from a scheduled nest (tile sizes are the loops' extents inside the
+outer tile loops, the order is theirs) and the schedule (double buffering).  `check_fits` says
+which memory overflows and by how much.  Without tiles, `default_mapping` chooses (rule-based):
+the tiles that fit with double buffering whose estimated cycles (`estimate`: the matrix unit's
+preload + streaming against the DRAM channel's bytes) are fewest, the accumulator tile resident
+over k.  `naive_mapping` is the baseline (DIM-sized tiles, one buffer each); `search_space` lists
+the decisions as plain data for the tuner, and `mapping_schedule` writes a mapping as schedule steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from itertools import permutations
+
+from kcomp.errors import ScheduleError
+from kcomp.loops import LoopNest
+from kcomp.schedule import DoubleBuffer, Reorder, Schedule, Step, Tile
+from kcomp.targets.accel.config import AccelConfig
+from kcomp.targets.accel.match import Contraction, match
+
+OPERANDS = ("A", "B", "C")
+ALL = frozenset(OPERANDS)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """Tiles (clamped to the extents), the tile loops' order (roles present, outermost first) and
+    which operands get two buffers."""
+
+    tm: int
+    tn: int
+    tk: int
+    order: tuple[str, ...] = ("i", "j", "k")
+    double_buffer: frozenset[str] = field(default=ALL)
+
+    def describe(self, g: Contraction) -> str:
+        roles = [r for r in ("i", "j", "k") if g.role(r) is not None]
+        names = " ".join(_base(g, r) for r in roles)
+        sizes = " ".join(str(self.tile(r)) for r in roles)
+        return f"tile {names} {sizes}"
+
+    def tile(self, role: str) -> int:
+        return {"i": self.tm, "j": self.tn, "k": self.tk}[role]
+
+
+def _base(g: Contraction, role: str) -> str:
+    """The name a schedule's `tile` step gives the role's loop (the split loop's name)."""
+    axis = g.role(role)
+    assert axis is not None
+    return axis.name[:-2] if axis.tile is not None and axis.name.endswith("_o") else axis.name
+
+
+# -- sizes ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Footprint:
+    """On-chip rows one tile of each operand takes, and how many tiles of C are live at once."""
+
+    a_rows: int
+    b_rows: int
+    c_rows: int
+    live: int  # C tiles open at once (1 when the reduction is the innermost tile loop)
+
+    def buffers(self, m: Mapping) -> dict[str, int]:
+        return {op: 2 if op in m.double_buffer else 1 for op in OPERANDS}
+
+
+def counts(g: Contraction, m: Mapping) -> dict[str, int]:
+    """Tiles per role."""
+    return {r: math.ceil(g.extent(r) / m.tile(r)) for r in ("i", "j", "k")}
+
+
+def footprint(g: Contraction, m: Mapping, cfg: AccelConfig) -> Footprint:
+    dim = cfg.dim
+    tm, tn, tk = (min(m.tile(r), g.extent(r)) for r in ("i", "j", "k"))
+    n = counts(g, m)
+    live = 1
+    if n["k"] > 1 and "k" in m.order:
+        for r in m.order[m.order.index("k") + 1 :]:
+            live *= n[r]
+    return Footprint(tm * math.ceil(tk / dim), tk * math.ceil(tn / dim), tm * math.ceil(tn / dim), live)
+
+
+def _kib(nbytes: int) -> str:
+    kib = nbytes / 1024
+    return f"{kib:g} KiB" if kib == int(kib) or kib >= 10 else f"{kib:.1f} KiB"
+
+
+def check_fits(g: Contraction, m: Mapping, cfg: AccelConfig, reserved_rows: int = 0) -> None:
+    """ScheduleError unless the mapping is legal and its tiles fit the scratchpad and accumulator."""
+    dim = cfg.dim
+    for role in ("j", "k"):
+        size, extent = m.tile(role), g.extent(role)
+        if g.role(role) is not None and size % dim and size < extent:
+            raise ScheduleError(
+                f"{m.describe(g)}: the {_base(g, role)} tile {size} must be a multiple of {dim} (the matrix"
+                f" unit's width) or the whole extent {extent}"
+            )
+    if min(m.tm, m.tn, m.tk) < 1:
+        raise ScheduleError(f"{m.describe(g)}: tile sizes must be positive")
+    f, nbuf = footprint(g, m, cfg), footprint(g, m, cfg).buffers(m)
+    row = dim * cfg.input_bytes
+    need = (f.a_rows * nbuf["A"] + f.b_rows * nbuf["B"] + reserved_rows) * row
+    if need > cfg.sp_rows * row:
+        doubled = [op for op in "AB" if nbuf[op] == 2]
+        parts = f"A {_kib(f.a_rows * row)} + B {_kib(f.b_rows * row)}"
+        if len(doubled) == 2:
+            parts += ", x2 for double buffering"
+        elif doubled:
+            parts += f", {doubled[0]} x2 for double buffering"
+        if reserved_rows:
+            parts += f", + {_kib(reserved_rows * row)} of epilogue operands"
+        raise ScheduleError(
+            f"{m.describe(g)} needs {_kib(need)} of scratchpad ({parts}); this accelerator has"
+            f" {_kib(cfg.sp_rows * row)} ({_kib(need - cfg.sp_rows * row)} too much): use smaller tiles"
+        )
+    acc_row = dim * 4
+    need = f.c_rows * f.live * nbuf["C"] * acc_row
+    if need > cfg.acc_rows * acc_row:
+        parts = f"C {_kib(f.c_rows * acc_row)}"
+        if f.live > 1:
+            parts += f" x{f.live} tiles live across the reduction (order {' '.join(m.order)})"
+        if nbuf["C"] == 2:
+            parts += ", x2 for double buffering"
+        raise ScheduleError(
+            f"{m.describe(g)} needs {_kib(need)} of accumulator ({parts}); this accelerator has"
+            f" {_kib(cfg.acc_rows * acc_row)} ({_kib(need - cfg.acc_rows * acc_row)} too much): use smaller"
+            " tiles" + (" or put the reduction innermost" if f.live > 1 else "")
+        )
+
+
+def fits(g: Contraction, m: Mapping, cfg: AccelConfig, reserved_rows: int = 0) -> bool:
+    try:
+        check_fits(g, m, cfg, reserved_rows)
+    except ScheduleError:
+        return False
+    return True
+
+
+# -- reading a mapping from a schedule ----------------------------------------------------------------
+def mapping_of(g: Contraction, doubled: frozenset[str] | None) -> Mapping | None:
+    """The mapping a scheduled nest spells for `g`: tiles from its split axes (an unsplit axis is one
+    whole tile), the order of the outer loops; None when nothing is tiled (the default applies).
+    `doubled`: the operands the schedule double-buffers; None: unknown (every one that fits)."""
+    roles = [r for r in ("i", "j", "k") if g.role(r) is not None]
+    if all(g.role(r).tile is None for r in roles):  # type: ignore[union-attr]
+        return None
+    tiles = {r: (g.role(r).tile or g.extent(r)) if g.role(r) is not None else 1 for r in ("i", "j", "k")}  # type: ignore[union-attr]
+    order = tuple(sorted(roles, key=lambda r: g.role(r).position))  # type: ignore[union-attr]
+    return Mapping(tiles["i"], tiles["j"], tiles["k"], order, ALL if doubled is None else doubled)
+
+
+def doubled_operands(g: Contraction, schedule: Schedule | None) -> frozenset[str] | None:
+    """The operands (A, B, C) the schedule's double_buffer steps name for `g`; None without a schedule."""
+    if schedule is None:
+        return None
+    out: set[str] = set()
+    by_tensor = {name: op for op, name in g.tensors.items()}
+    for step in schedule.steps:
+        if isinstance(step, DoubleBuffer):
+            out |= {by_tensor[t] for t in step.tensors if t in by_tensor} if step.tensors else ALL
+    return frozenset(out)
+
+
+def fit_buffers(g: Contraction, m: Mapping, cfg: AccelConfig, reserved_rows: int = 0) -> Mapping:
+    """`m` with double buffering dropped from the operands (C, then B, then A) that do not fit twice."""
+    for op in ("C", "B", "A"):
+        if fits(g, m, cfg, reserved_rows):
+            return m
+        if op in m.double_buffer:
+            m = replace(m, double_buffer=m.double_buffer - {op})
+    return m
+
+
+# -- choosing -----------------------------------------------------------------------------------
+def estimate(g: Contraction, m: Mapping, cfg: AccelConfig) -> float:
+    """Estimated cycles: matrix-unit work (a preload of dim cycles per mma, then one row a cycle)
+    against the DRAM channel's bytes, overlapped when double-buffered."""
+    dim, n = cfg.dim, counts(g, m)
+    batches = math.prod(a.extent for a in g.batch)
+    slices = math.prod(a.extent for a in g.slices)
+    M, N, K = g.extent("i"), g.extent("j"), g.extent("k")
+    rows = sum(dim + min(m.tm, M - i0) for i0 in range(0, M, m.tm))
+    panels = sum(math.ceil(min(m.tn, N - j0) / dim) for j0 in range(0, N, m.tn))
+    chunks = sum(math.ceil(min(m.tk, K - k0) / dim) for k0 in range(0, K, m.tk))
+    compute = batches * slices * rows * panels * chunks
+    inner = [r for r in reversed(m.order) if n[r] > 1]
+    innermost = inner[0] if inner and slices == 1 else None
+    ib = cfg.input_bytes
+    a_bytes = M * K * ib * (1 if innermost == "j" else n["j"])
+    b_bytes = K * N * ib * (1 if innermost == "i" else n["i"])
+    c_bytes = M * N * 4 * (2 if g.init is not None else 1)
+    dma = batches * (slices * (a_bytes + b_bytes) + c_bytes) / cfg.dma_bytes_per_cycle
+    tiles = batches * n["i"] * n["j"]
+    first = (min(m.tm, M) * min(m.tk, K) + min(m.tk, K) * min(m.tn, N)) * ib / cfg.dma_bytes_per_cycle
+    store = min(m.tm, M) * min(m.tn, N) * 4 / cfg.dma_bytes_per_cycle
+    if {"A", "B"} <= m.double_buffer:
+        # NOTE: with two buffers the loader runs one step ahead; a C tile's store takes the channel
+        # when a tile closes, delaying the step after next: the compute stalls unless a step's
+        # matrix work covers the store plus that step's loads and their latency.
+        steps = batches * slices * n["i"] * n["j"] * n["k"]
+        per_step = (dma - batches * c_bytes / cfg.dma_bytes_per_cycle) / steps
+        total = max(compute, dma) + tiles * max(0.0, store + per_step + cfg.dma_latency - compute / steps)
+    else:
+        total = compute + dma
+    total += first + cfg.dma_latency
+    if "C" not in m.double_buffer:
+        total += tiles * (store + cfg.dma_latency + dim)
+    return total
+
+
+def _candidates(extent: int, dim: int, any_size: bool) -> list[int]:
+    """Tile sizes to try: dim times powers of two below the extent, and the extent itself."""
+    out = {extent}
+    size = dim
+    while size < extent:
+        out.add(size)
+        size *= 2
+    if any_size:
+        out |= {s for s in (dim // 2, dim // 4) if 0 < s < extent}
+    return sorted(out)
+
+
+def default_mapping(g: Contraction, cfg: AccelConfig, reserved_rows: int = 0) -> Mapping:
+    """The rule-based choice: among tiles that fit (double-buffered where they can be), the fewest
+    estimated cycles with the accumulator tile resident over k (k the innermost tile loop); ties go to
+    fewer, larger tiles."""
+    best: tuple[float, int, Mapping] | None = None
+    for tm in _candidates(g.extent("i"), cfg.dim, True):
+        for tn in _candidates(g.extent("j"), cfg.dim, False):
+            for tk in _candidates(g.extent("k"), cfg.dim, False):
+                for order in (("i", "j", "k"), ("j", "i", "k")):
+                    m = Mapping(tm, tn, tk, _present(g, order))
+                    m = fit_buffers(g, m, cfg, reserved_rows)
+                    if not fits(g, m, cfg, reserved_rows):
+                        continue
+                    n = counts(g, m)
+                    key = (estimate(g, m, cfg), n["i"] * n["j"] * n["k"], m)
+                    if best is None or key[:2] < best[:2]:
+                        best = key
+    if best is None:
+        return naive_mapping(g, cfg)  # nothing fits: the smallest tiles say why in check_fits
+    return best[2]
+
+
+def naive_mapping(g: Contraction, cfg: AccelConfig) -> Mapping:
+    """The baseline: dim x dim x dim tiles (clamped), one buffer each, C resident over k."""
+    sizes = (min(cfg.dim, g.extent(r)) for r in ("i", "j", "k"))
+    return Mapping(*sizes, order=_present(g, ("i", "j", "k")), double_buffer=frozenset())
+
+
+def _present(g: Contraction, order: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(r for r in order if g.role(r) is not None)
+
+
+# -- schedules and the search space ---------------------------------------------------------------
+def group_steps(g: Contraction, m: Mapping) -> list[Step]:
+    """The schedule steps that spell mapping `m` for group `g` of an unscheduled nest."""
+    roles = _present(g, ("i", "j", "k"))
+    names = tuple(_base(g, r) for r in roles)
+    steps: list[Step] = [Tile(names, tuple(min(m.tile(r), g.extent(r)) for r in roles))]
+    if m.order != roles:
+        steps.append(Reorder(tuple(f"{_base(g, r)}_o" for r in m.order)))
+    if m.double_buffer == ALL:
+        steps.append(DoubleBuffer())
+    elif m.double_buffer:
+        steps.append(DoubleBuffer(tuple(g.tensors[op] for op in OPERANDS if op in m.double_buffer)))
+    return steps
+
+
+def mapping_schedule(nest: LoopNest, choose) -> Schedule:  # type: ignore[no-untyped-def]
+    """A schedule for every group of the unscheduled `nest`: `choose(group) -> Mapping`.  Groups are
+    scheduled in order; each tile renames the loops of the nests after it, so names are read anew."""
+    from kcomp.passes import apply
+
+    steps: list[Step] = []
+    count = len(match(nest).groups)
+    current = nest
+    for n in range(count):
+        g = match(current).groups[n]
+        more = group_steps(g, choose(g))
+        current = apply(current, Schedule(tuple(more)))
+        steps += more
+    return Schedule(tuple(steps))
+
+
+def search_space(nest_or_program, cfg: AccelConfig) -> list[dict]:  # type: ignore[no-untyped-def]
+    """The mapping decisions of each contraction group, as plain data: tile size candidates per loop
+    (those that fit at least single-buffered), tile-loop orders, double buffering on/off, and the
+    default's choice.  A choice becomes a schedule with `choice_schedule`."""
+    from kcomp.lower import lower
+    from kcomp.program import Program
+
+    nest = lower(nest_or_program) if isinstance(nest_or_program, Program) else nest_or_program
+    out = []
+    for g in match(nest).groups:
+        roles = _present(g, ("i", "j", "k"))
+        tiles = {_base(g, r): _candidates(g.extent(r), cfg.dim, r == "i") for r in roles}
+        default = default_mapping(g, cfg)
+        out.append(
+            {
+                "statement": g.text,
+                "tensors": g.tensors,
+                "loops": [_base(g, r) for r in roles],
+                "extents": [g.extent(r) for r in roles],
+                "tiles": tiles,
+                "orders": [list(f"{_base(g, r)}_o" for r in p) for p in permutations(roles)],
+                "double_buffer": [True, False],
+                "default": {
+                    "tiles": [default.tile(r) for r in roles],
+                    "order": [f"{_base(g, r)}_o" for r in default.order],
+                    "double_buffer": sorted(default.double_buffer),
+                },
+            }
+        )
+    return out
