@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     tune_cli.add_parser(sub)
     db_cli.add_parser(sub)
+    from kcomp.sim_cli import add_sim_parsers
+
+    add_sim_parsers(sub)
     return parser
 
 

@@ -172,13 +172,14 @@ def doubled_operands(g: Contraction, schedule: Schedule | None) -> frozenset[str
 
 
 def fit_buffers(g: Contraction, m: Mapping, cfg: AccelConfig, reserved_rows: int = 0) -> Mapping:
-    """`m` with double buffering dropped from the operands (C, then B, then A) that do not fit twice."""
-    for op in ("C", "B", "A"):
-        if fits(g, m, cfg, reserved_rows):
-            return m
-        if op in m.double_buffer:
-            m = replace(m, double_buffer=m.double_buffer - {op})
-    return m
+    """`m` double-buffering as many of its operands as fit twice (A and B, whose loads overlap the
+    matrix unit, before C, whose stores do)."""
+    for keep in ("ABC", "AB", "AC", "BC", "A", "B", "C"):
+        if set(keep) <= m.double_buffer and fits(
+            g, candidate := replace(m, double_buffer=frozenset(keep)), cfg, reserved_rows
+        ):
+            return candidate
+    return replace(m, double_buffer=frozenset())
 
 
 # -- choosing -----------------------------------------------------------------------------------
@@ -202,20 +203,21 @@ def estimate(g: Contraction, m: Mapping, cfg: AccelConfig) -> float:
     dma = batches * (slices * (a_bytes + b_bytes) + c_bytes) / cfg.dma_bytes_per_cycle
     tiles = batches * n["i"] * n["j"]
     first = (min(m.tm, M) * min(m.tk, K) + min(m.tk, K) * min(m.tn, N)) * ib / cfg.dma_bytes_per_cycle
-    store = min(m.tm, M) * min(m.tn, N) * 4 / cfg.dma_bytes_per_cycle
+    store, lat = min(m.tm, M) * min(m.tn, N) * 4 / cfg.dma_bytes_per_cycle, cfg.dma_latency
+    steps = batches * slices * n["i"] * n["j"] * n["k"]
     if {"A", "B"} <= m.double_buffer:
         # NOTE: with two buffers the loader runs one step ahead; a C tile's store takes the channel
         # when a tile closes, delaying the step after next: the compute stalls unless a step's
         # matrix work covers the store plus that step's loads and their latency.
-        steps = batches * slices * n["i"] * n["j"] * n["k"]
         per_step = (dma - batches * c_bytes / cfg.dma_bytes_per_cycle) / steps
-        total = max(compute, dma) + tiles * max(0.0, store + per_step + cfg.dma_latency - compute / steps)
+        total = max(compute, dma) + tiles * max(0.0, store + per_step + lat - compute / steps)
     else:
         total = compute + dma
-    total += first + cfg.dma_latency
-    if "C" not in m.double_buffer:
-        total += tiles * (store + cfg.dma_latency + dim)
-    return total
+    # A C slot serves again once its tile's matrix work, the drain, the store and (for an initial
+    # value loaded by DMA) the next tile's load are done: with one or two slots this can bound it.
+    slots = footprint(g, m, cfg).live * (2 if "C" in m.double_buffer else 1)
+    recycle = compute / tiles + dim + store + lat + (store + lat if g.init is not None else 0)
+    return max(total, tiles * recycle / slots) + first + lat
 
 
 def _candidates(extent: int, dim: int, any_size: bool) -> list[int]:

@@ -141,6 +141,7 @@ class _Nest:
     guards: list[Expr]
     store: Store
     text: str
+    names: dict
     axes: list[Axis] = field(default_factory=list)
     of: dict[Var, tuple[Axis, int]] = field(default_factory=dict)  # loop var -> (axis, scale)
 
@@ -207,7 +208,7 @@ def _perfect(s: Stmt, names: dict) -> _Nest:
             )
         s = s.body[0]
     text = f"{format_expr(Load(s.buffer, s.index), names)} = {format_expr(s.value, names)}"
-    return _Nest(loops, guards, s, text)
+    return _Nest(loops, guards, s, text, names)
 
 
 def _find_axes(n: _Nest, names: dict) -> None:
@@ -385,7 +386,8 @@ def _contraction(n: _Nest, init: _Nest | None) -> Contraction:
         raise cannot(n.text, "an index runs backwards (a negative DRAM stride)")
     batch = tuple(a for a in out_axes if a not in (i, j))
     slices = tuple(a for a in red_axes if a is not k)
-    g = Contraction(n.text, C, A, B, i, j, k, batch, slices, tuple(dims))
+    text = f"{format_expr(Load(n.store.buffer, n.store.index), n.names)} += {format_expr(value.rhs, n.names)}"
+    g = Contraction(text, C, A, B, i, j, k, batch, slices, tuple(dims))
     for a in (*batch, *slices):
         if a.tile is not None:
             raise cannot(
