@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 from kcomp.errors import ScheduleError
 from kcomp.targets.accel.config import AccelConfig
-from kcomp.targets.accel.isa import Instr, make
+from kcomp.targets.accel.errors import EncodingError
+from kcomp.targets.accel.isa import OPS, Instr, make
 from kcomp.targets.accel.mapping import Mapping, counts, footprint
 from kcomp.targets.accel.match import Access, Contraction, VectorOp
 
@@ -102,83 +103,126 @@ def emit_section(
     c_slots = [n * f.c_rows for n in range(slots_c)]
     n_a, n_b = steps[-1].a_no + 1, steps[-1].b_no + 1
     n_c = steps[-1].c_no + 1
-    load_init = g.init is not None
-    store_act = "relu" if g.relu_store else "none"
+    act = 1 if g.relu_store else 0  # dma.store's act: none, relu
     epilogue = g.epilogue[:-1] if g.relu_store else g.epilogue
     rows_of: dict[tuple, int] = {}
-    out: list[Instr] = []
+    ids = (buf[g.A.buffer.name], buf[g.B.buffer.name], buf[g.C.buffer.name])
+    bj = g.B.stride(g.j)
+    out = _Stream()
 
-    prologue: list[Instr] = []
+    prologue: list[_Item] = []
     at = top
     for key, (op, rows) in operands.items():
         rows_of[key] = at
         if op.param is not None:
-            prologue.append(make("dma.load", sp=at, buf=buf[op.param], off=0, rows=1, cols=dim, stride=0))
+            prologue.append(out.add("dma.load", at, buf[op.param], 0, 1, dim, 0))
         else:
             assert op.vector is not None
-            prologue += _vector_loads(op.vector, at, g.extent("j"), dim, buf)
+            prologue += _vector_loads(out, op.vector, at, g.extent("j"), dim, buf)
         at += rows
 
     for n, s in enumerate(steps):
         nxt = steps[n + 1] if n + 1 < len(steps) else None
         a_slot, b_slot = a_slots[s.a_no % nbuf["A"]], b_slots[s.b_no % nbuf["B"]]
         c_slot = c_slots[s.c_no % slots_c]
-        loads: list[Instr] = prologue if n == 0 else []
-        if s.opens and load_init:
-            assert g.init is not None
-            init = _tile_loads(g.init, g, s, c_slot, tm, dim, buf)
-            loads += _first(init, wait=ACC_LOADABLE if s.c_no >= slots_c else None)
+        loads: list[_Item] = prologue if n == 0 else []
         if s.new_a:
-            panels = [
-                make("dma.load", sp=a_slot + kb // dim * tm, buf=buf[g.A.buffer.name], off=s.a_off + kb,
-                     rows=s.rows, cols=min(dim, s.depth - kb), stride=_stride(g.A, g.i, s.rows))
-                for kb in range(0, s.depth, dim)
-            ]  # fmt: skip
-            loads += _first(panels, wait=A_FREE if s.a_no >= nbuf["A"] else None)
+            stride = _stride(g.A, g.i, s.rows)
+            first = len(loads)
+            for kb in range(0, s.depth, dim):
+                loads.append(out.add("dma.load", a_slot + kb // dim * tm, ids[0], s.a_off + kb, s.rows,
+                                     min(dim, s.depth - kb), stride))  # fmt: skip
+            if s.a_no >= nbuf["A"]:
+                _wait(loads[first], A_FREE)
         if s.new_b:
-            panels = [
-                make("dma.load", sp=b_slot + nb // dim * tk, buf=buf[g.B.buffer.name],
-                     off=s.b_off + nb * g.B.stride(g.j), rows=s.depth, cols=min(dim, s.cols - nb),
-                     stride=_stride(g.B, g.k, s.depth))
-                for nb in range(0, s.cols, dim)
-            ]  # fmt: skip
-            loads += _first(panels, wait=B_FREE if s.b_no >= nbuf["B"] else None)
+            stride = _stride(g.B, g.k, s.depth)
+            first = len(loads)
+            for nb in range(0, s.cols, dim):
+                loads.append(out.add("dma.load", b_slot + nb // dim * tk, ids[1], s.b_off + nb * bj, s.depth,
+                                     min(dim, s.cols - nb), stride))  # fmt: skip
+            if s.b_no >= nbuf["B"]:
+                _wait(loads[first], B_FREE)
+        if s.opens and g.init is not None:
+            init = g.init
+            off, stride, step = _offset(init, g, s), _stride(init, g.i, s.rows), init.stride(g.j)
+            first = len(loads)
+            for nb in range(0, s.cols, dim):
+                loads.append(out.add("dma.load.acc", c_slot + nb // dim * tm, buf[init.buffer.name], off + nb * step,
+                                     s.rows, min(dim, s.cols - nb), stride))  # fmt: skip
+            if s.c_no >= slots_c:
+                _wait(loads[first], ACC_LOADABLE)
         if loads and n == 0 and after_section:
-            loads[0] = _with(loads[0], wait=(SECTION,))
+            _wait(loads[0], SECTION)  # NOTE: the first load; the prologue's when there is one
         if loads:
-            loads[-1] = _with(loads[-1], signal=(DATA,))
-        overwrite = s.opens and not load_init
-        computes = [
-            make("mma", acc=c_slot + nb // dim * tm, a=a_slot + kb // dim * tm, b=b_slot + nb // dim * tk + kb,
-                 m=s.rows, k=min(dim, s.depth - kb), mode="overwrite" if overwrite and kb == 0 else "accumulate")
+            _signal(loads[-1], DATA)
+        overwrite = s.opens and g.init is None
+        mmas = [
+            out.add("mma", c_slot + nb // dim * tm, a_slot + kb // dim * tm, b_slot + nb // dim * tk + kb, s.rows,
+                    min(dim, s.depth - kb), 0 if overwrite and kb == 0 else 1)
             for nb in range(0, s.cols, dim)
             for kb in range(0, s.depth, dim)
         ]  # fmt: skip
-        waits = ((DATA,) if loads else ()) + ((ACC_FREE,) if overwrite and s.c_no >= slots_c else ())
-        computes[0] = _with(computes[0], wait=waits)
-        frees = ()
+        if loads:
+            _wait(mmas[0], DATA)
+        if overwrite and s.c_no >= slots_c:
+            _wait(mmas[0], ACC_FREE)
         if (nxt is None or nxt.a_no != s.a_no) and s.a_no + nbuf["A"] < n_a:
-            frees += (A_FREE,)
+            _signal(mmas[-1], A_FREE)
         if (nxt is None or nxt.b_no != s.b_no) and s.b_no + nbuf["B"] < n_b:
-            frees += (B_FREE,)
-        computes[-1] = _with(computes[-1], signal=frees)
-        stores: list[Instr] = []
-        if s.closes:
-            for op in epilogue:
-                computes += _vector(op, s, c_slot, tm, dim, rows_of)
-            computes[-1] = _with(computes[-1], signal=(ACC_READY,))
-            stores = [
-                make("dma.store", acc=c_slot + nb // dim * tm, buf=buf[g.C.buffer.name], off=s.c_off + nb,
-                     rows=s.rows, cols=min(dim, s.cols - nb), stride=_stride(g.C, g.i, s.rows), act=store_act)
-                for nb in range(0, s.cols, dim)
-            ]  # fmt: skip
-            stores[0] = _with(stores[0], wait=(ACC_READY,))
-            if s.c_no + slots_c < n_c:
-                stores[-1] = _with(stores[-1], signal=(ACC_LOADABLE if load_init else ACC_FREE,))
-            if nxt is None and before_section:
-                stores[-1] = _with(stores[-1], signal=(SECTION,))
-        out += loads + computes + stores
-    return out
+            _signal(mmas[-1], B_FREE)
+        if not s.closes:
+            continue
+        last = mmas[-1]
+        for op in epilogue:
+            last = _vector(out, op, s, c_slot, tm, dim, rows_of) or last
+        _signal(last, ACC_READY)
+        stride = _stride(g.C, g.i, s.rows)
+        stores = [
+            out.add("dma.store", c_slot + nb // dim * tm, ids[2], s.c_off + nb, s.rows, min(dim, s.cols - nb),
+                    stride, act)
+            for nb in range(0, s.cols, dim)
+        ]  # fmt: skip
+        _wait(stores[0], ACC_READY)
+        if s.c_no + slots_c < n_c:
+            _signal(stores[-1], ACC_LOADABLE if g.init is not None else ACC_FREE)
+        if nxt is None and before_section:
+            _signal(stores[-1], SECTION)
+    return out.instrs()
+
+
+_Item = list  # [mnemonic, raw operands, waits, signals]
+
+
+class _Stream:
+    """Instructions under construction, in program order (each queue keeps its own order within
+    it); tokens are added to an item after it is made, and `instrs` checks every field and freezes."""
+
+    def __init__(self) -> None:
+        self.items: list[_Item] = []
+
+    def add(self, op: str, *args: int) -> _Item:
+        item = [op, args, (), ()]
+        self.items.append(item)
+        return item
+
+    def instrs(self) -> list[Instr]:
+        out = []
+        for op, args, wait, signal in self.items:
+            for f, v in zip(OPS[op].fields, args, strict=True):
+                if not f.lo <= v <= f.hi:
+                    raise EncodingError(
+                        f"{op}: {f.name}={v} is out of range {f.lo}..{f.hi} ({f.bits}-bit field)"
+                    )
+            out.append(Instr(op, args, tuple(sorted(wait)), tuple(sorted(signal))))
+        return out
+
+
+def _wait(item: _Item, token: int) -> None:
+    item[2] += (token,)
+
+
+def _signal(item: _Item, token: int) -> None:
+    item[3] += (token,)
 
 
 def _steps(g: Contraction, m: Mapping) -> list[_Step]:
@@ -239,50 +283,36 @@ def _offset(access: Access, g: Contraction, s: _Step) -> int:
     return access.at(s.vals) + access.stride(g.i) * s.i0 + access.stride(g.j) * s.j0
 
 
-def _tile_loads(
-    src: Access, g: Contraction, s: _Step, base: int, tm: int, dim: int, buf: dict
-) -> list[Instr]:
-    """A C-shaped tile (rows x cols) of `src` into accumulator rows base.., panel by panel."""
-    off = _offset(src, g, s)
-    return [
-        make("dma.load.acc", acc=base + nb // dim * tm, buf=buf[src.buffer.name], off=off + nb * src.stride(g.j),
-             rows=s.rows, cols=min(dim, s.cols - nb), stride=_stride(src, g.i, s.rows))
-        for nb in range(0, s.cols, dim)
-    ]  # fmt: skip
-
-
-def _vector_loads(v: Access, at: int, n: int, dim: int, buf: dict) -> list[Instr]:
+def _vector_loads(out: _Stream, v: Access, at: int, n: int, dim: int, buf: dict) -> list[_Item]:
     """Row vector v[0..n) into scratchpad rows at.. (dim elements a row, the last one partial)."""
-    out = []
+    items, b = [], buf[v.buffer.name]
     if n // dim:
-        out.append(
-            make("dma.load", sp=at, buf=buf[v.buffer.name], off=v.const, rows=n // dim, cols=dim, stride=dim)
-        )
+        items.append(out.add("dma.load", at, b, v.const, n // dim, dim, dim))
     if n % dim:
-        out.append(
-            make("dma.load", sp=at + n // dim, buf=buf[v.buffer.name], off=v.const + n // dim * dim, rows=1,
-                 cols=n % dim, stride=0)
-        )  # fmt: skip
-    return out
+        items.append(out.add("dma.load", at + n // dim, b, v.const + n // dim * dim, 1, n % dim, 0))
+    return items
 
 
-def _vector(op: VectorOp, s: _Step, slot: int, tm: int, dim: int, rows_of: dict) -> list[Instr]:
-    """One epilogue op on each panel of the C tile in accumulator rows slot.."""
-    out = []
+def _vector(
+    out: _Stream, op: VectorOp, s: _Step, slot: int, tm: int, dim: int, rows_of: dict
+) -> _Item | None:
+    """One epilogue op on each panel of the C tile in accumulator rows slot..; the last item."""
+    item = None
     for nb in range(0, s.cols, dim):
         row = slot + nb // dim * tm
         if op.op == "exp":
-            out.append(make("vexp", dst=row, src=row, rows=s.rows))
+            ins = make("vexp", dst=row, src=row, rows=s.rows)
         elif op.imm is not None and op.op in _SCALAR:
-            out.append(make(_SCALAR[op.op], dst=row, src=row, rows=s.rows, imm=op.imm))
+            ins = make(_SCALAR[op.op], dst=row, src=row, rows=s.rows, imm=op.imm)
         else:
             if op.param is not None:
                 b = rows_of[("param", op.param)]
             else:
                 assert op.vector is not None
                 b = rows_of[("vector", op.vector.buffer.name, op.vector.const)] + (s.j0 + nb) // dim
-            out.append(make(_BINARY[op.op], dst=row, src=row, rows=s.rows, b=b, bmem="sp", bstep=0))
-    return out
+            ins = make(_BINARY[op.op], dst=row, src=row, rows=s.rows, b=b, bmem="sp", bstep=0)
+        item = out.add(ins.op, *ins.args)
+    return item
 
 
 def _stride(access: Access, axis, rows: int) -> int:  # type: ignore[no-untyped-def]
@@ -292,16 +322,6 @@ def _stride(access: Access, axis, rows: int) -> int:  # type: ignore[no-untyped-
             f"{access.buffer.name}'s rows are {stride} elements apart; a DMA stride has 24 bits (at most {MAX_STRIDE})"
         )
     return stride if rows > 1 else 0
-
-
-def _first(instrs: list[Instr], *, wait: int | None) -> list[Instr]:
-    if instrs and wait is not None:
-        instrs[0] = _with(instrs[0], wait=(wait,))
-    return instrs
-
-
-def _with(ins: Instr, *, wait: tuple[int, ...] = (), signal: tuple[int, ...] = ()) -> Instr:
-    return Instr(ins.op, ins.args, tuple(sorted({*ins.wait, *wait})), tuple(sorted({*ins.signal, *signal})))
 
 
 def _place(cfg: AccelConfig, a: list[int], b: list[int], top: int) -> tuple[list[int], list[int]]:
