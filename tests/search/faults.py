@@ -1,0 +1,59 @@
+"""Worker functions for tests/search/test_measure.py that misbehave on purpose, picked by the
+candidate's schedule text.  They run inside spawned workers, so they live in an importable module."""
+
+from __future__ import annotations
+
+import ctypes
+import time
+
+from kcomp.search.measure import Job, build_candidate, time_candidate
+
+SEGFAULT = "split i 2\n"
+HANG = "split i 4\n"
+WRONG = "split j 2\n"
+BUILD_ERROR = "split j 4\n"
+
+
+def build(job: Job) -> dict:
+    """`build_candidate`, with gcc replaced by `false` for the BUILD_ERROR schedule."""
+    if job.schedule != BUILD_ERROR:
+        return build_candidate(job)
+    from kcomp.targets.cpu import build as cpu_build
+
+    saved, cpu_build.GCC = cpu_build.GCC, "false"
+    try:
+        return build_candidate(job)
+    finally:
+        cpu_build.GCC = saved
+
+
+def run(job: Job) -> dict:
+    """`time_candidate`, except: SEGFAULT dereferences NULL, HANG never returns, WRONG's reference is off."""
+    if job.schedule == SEGFAULT:
+        ctypes.string_at(0)
+    if job.schedule == HANG:
+        time.sleep(3600)
+    if job.schedule == WRONG:
+        import kcomp.api
+
+        reference = kcomp.api.evaluate
+
+        def off_by_one(program, arrays, params):
+            return {name: value + 1 for name, value in reference(program, arrays, params).items()}
+
+        kcomp.api.evaluate = off_by_one
+        try:
+            return time_candidate(job)
+        finally:
+            kcomp.api.evaluate = reference
+    return time_candidate(job)
+
+
+def boom(x: int) -> int:
+    if x == 1:
+        ctypes.string_at(0)
+    if x == 2:
+        time.sleep(3600)
+    if x == 3:
+        raise ValueError("three")
+    return x * 10
