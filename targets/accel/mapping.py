@@ -205,19 +205,23 @@ def estimate(g: Contraction, m: Mapping, cfg: AccelConfig) -> float:
     first = (min(m.tm, M) * min(m.tk, K) + min(m.tk, K) * min(m.tn, N)) * ib / cfg.dma_bytes_per_cycle
     store, lat = min(m.tm, M) * min(m.tn, N) * 4 / cfg.dma_bytes_per_cycle, cfg.dma_latency
     steps = batches * slices * n["i"] * n["j"] * n["k"]
+    per_step = (dma - batches * c_bytes / cfg.dma_bytes_per_cycle) / steps  # operand loads of a step
     if {"A", "B"} <= m.double_buffer:
         # NOTE: with two buffers the loader runs one step ahead; a C tile's store takes the channel
         # when a tile closes, delaying the step after next: the compute stalls unless a step's
         # matrix work covers the store plus that step's loads and their latency.
-        per_step = (dma - batches * c_bytes / cfg.dma_bytes_per_cycle) / steps
         total = max(compute, dma) + tiles * max(0.0, store + per_step + lat - compute / steps)
     else:
         total = compute + dma
     # A C slot serves again once its tile's matrix work, the drain, the store and (for an initial
-    # value loaded by DMA) the next tile's load are done: with one or two slots this can bound it.
-    slots = footprint(g, m, cfg).live * (2 if "C" in m.double_buffer else 1)
+    # value loaded by DMA) the next tile's load are done; with one slot the next tile's operand
+    # loads also queue behind the store.
     recycle = compute / tiles + dim + store + lat + (store + lat if g.init is not None else 0)
-    return max(total, tiles * recycle / slots) + first + lat
+    if "C" in m.double_buffer:
+        recycle /= 2
+    else:
+        recycle += per_step + lat
+    return max(total, tiles * recycle) + first + lat
 
 
 def _candidates(extent: int, dim: int, any_size: bool) -> list[int]:
