@@ -100,6 +100,10 @@ def _when(created: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
 
 
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _list(args: argparse.Namespace) -> int:
     from kcomp.search.db import format_time
 
@@ -109,12 +113,8 @@ def _list(args: argparse.Namespace) -> int:
         for t in trials:
             sys.stdout.write(json.dumps(_object(t)) + "\n")
         return 0
-    table = Table(title=f"{len(trials)} most recent trials in {_path(args)}")
-    for column in ("id", "created", "kernel", "target", "status", "time", "strategy", "schedule"):
-        table.add_column(column)
-    for t in trials:
-        schedule = "; ".join(str(t.schedule).splitlines()) or "(naive loops)"
-        table.add_row(
+    rows = [
+        (
             str(t.id),
             _when(t.created),
             _kernel_name(t),
@@ -122,8 +122,16 @@ def _list(args: argparse.Namespace) -> int:
             t.status.value,
             format_time(t.time_s),
             t.strategy,
-            schedule[:80] + ("..." if len(schedule) > 80 else ""),
+            _shorten("; ".join(str(t.schedule).splitlines()) or "(naive loops)", 60),
         )
+        for t in trials
+    ]
+    table = Table(title=f"{len(trials)} most recent trials in {_path(args)}")
+    for n, column in enumerate(("id", "created", "kernel", "target", "status", "time", "strategy")):
+        table.add_column(column, no_wrap=True, min_width=max([len(column), *(len(r[n]) for r in rows)]))
+    table.add_column("schedule")
+    for row in rows:
+        table.add_row(*row)
     Console().print(table)
     return 0
 
