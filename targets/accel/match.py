@@ -85,8 +85,9 @@ UNRELATED = (
     " epilogue on C; this statement is not part of one"
 )
 REDUCTION = (
-    "a reduction that is not a product of two tensors; the vector unit reduces one accumulator row"
-    " (dim elements) at a time, so row reductions (sums, maxima, norms, softmax) do not map"
+    "a reduction that is not C[..] += A[..] * B[..] (a product of exactly two tensor reads); the vector"
+    " unit reduces one accumulator row (dim elements) at a time, so row reductions (sums, maxima, norms,"
+    " softmax) do not map"
 )
 
 
