@@ -198,10 +198,10 @@ def _write(path: str, data: str | bytes) -> None:
 def run_asm(args: argparse.Namespace) -> int:
     from kcomp.targets.accel import assemble, encode
 
-    program = assemble(_read(args.file, binary=False), args.file)
     out = args.output or str(Path(args.file).with_suffix(".bin"))
-    if out == args.file:
+    if Path(out).resolve() == Path(args.file).resolve():
         raise UsageError(f"-o {out}: the output would overwrite the input")
+    program = assemble(_read(args.file, binary=False), args.file)
     data = encode(program)
     _write(out, data)
     print(
