@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
-from kcomp.bench import examples, gemm, report
+from kcomp.bench import accel, examples, gemm, report
 from kcomp.errors import UsageError
 
 
@@ -44,6 +44,15 @@ SUITES: dict[str, Suite] = {
         examples.parse_case,
         "every example under the schedule kcomp picks vs its naive loops; cases are example names",
         examples.print_report,
+    ),
+    "accel": Suite(
+        accel.run_suite,
+        accel.CASES,
+        accel.QUICK_CASES,
+        accel.parse_case,
+        "simulated accelerator cycles: best mapping vs naive mapping vs the ideal bound; cases gemm_MxNxK,"
+        " conv2d, gemm_bias_relu",
+        accel.print_report,
     ),
 }
 

@@ -1,0 +1,231 @@
+"""The accel suite: simulated cycles on the accelerator, best mapping vs naive mapping vs the ideal bound.
+
+    kcomp bench accel [--quick | --cases gemm_512x512x512,conv2d] [--json]
+
+Each row maps one kernel twice on the default configuration, checks both against the numpy
+reference, and simulates them: the *best* mapping (DESIGN.md's precedence: the example's
+`schedule ... for accel` block, else the rule-based default mapping) and the *naive* one (dim-sized
+tiles, one buffer each, as `--schedule none`).  Cycles are deterministic, so one run is the figure.
+`times_s` holds the simulated time at the nominal 1 GHz clock (`kcomp`, `naive`); `extra` has
+`cycles`, `naive_cycles`, `ideal_cycles` (the larger of MACs / dim² and the compulsory DRAM bytes /
+bandwidth), `utilization` (useful MACs per cycle over dim², 0..1) and the simulator's speed in
+simulated instructions per second.  A kernel that cannot be mapped is a row whose `extra` says why.
+
+Cases: `gemm_MxNxK` (examples/matmul.kc at those shapes), `gemm_bias_relu` (the example at its own
+shapes), `conv2d`: examples/conv2d.kc is NCHW with padding, which the accelerator cannot map (the
+row says why), so the row measures the same 3x3 convolution in NHWC without padding, an implicit
+GEMM whose (r, s) offsets are K-slices.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from kcomp.errors import KcompError, UsageError
+
+Progress = Callable[[str], None]
+CASES = ("gemm_256x256x256", "gemm_512x512x512", "gemm_1024x1024x1024", "conv2d", "gemm_bias_relu")
+QUICK_CASES = ("gemm_128x128x128", "gemm_256x256x256", "conv2d_small")
+_GEMM = re.compile(r"(?:gemm_)?(\d+)x(\d+)x(\d+)$")
+
+MATMUL = """
+dim M = 1024, N = 1024, K = 1024
+kernel matmul(A: f32[M, K], B: f32[K, N]) -> (C: f32[M, N]) {
+    C[i, j] += A[i, k] * B[k, j]
+}
+"""
+CONV_NHWC = """
+# examples/conv2d.kc's 3x3 convolution in NHWC without padding: an implicit GEMM on the accelerator.
+dim N = {n}, H = {h}, W = {w}, C = {c}, K = {k}
+kernel conv2d_nhwc(X: f32[N, H, W, C], F: f32[3, 3, C, K]) -> (Y: f32[N, H - 2, W - 2, K]) {{
+    Y[n, h, w, k] += X[n, h + r, w + s, c] * F[r, s, c, k]
+}}
+"""
+CONV_SHAPES = {
+    "conv2d": {"n": 1, "h": 34, "w": 34, "c": 64, "k": 64},
+    "conv2d_small": {"n": 1, "h": 10, "w": 18, "c": 32, "k": 32},
+}
+
+
+def parse_case(text: str) -> str:
+    name = text.strip()
+    if name in CONV_SHAPES or name == "gemm_bias_relu" or _GEMM.match(name):
+        return name if not _GEMM.match(name) or name.startswith("gemm_") else f"gemm_{name}"
+    raise UsageError(f"--cases {text}: expected gemm_MxNxK, conv2d, conv2d_small or gemm_bias_relu")
+
+
+def _examples() -> Path | None:
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (base / "examples" / "matmul.kc").is_file():
+            return base / "examples"
+    return None
+
+
+def _kernel(case: str) -> tuple[str, dict[str, int], str]:
+    """Source (a path or text), shape overrides, and a note for the row."""
+    examples = _examples()
+    if m := _GEMM.match(case):
+        shapes = dict(zip("MNK", map(int, m.groups()), strict=True))
+        return (str(examples / "matmul.kc") if examples else MATMUL), shapes, ""
+    if case == "gemm_bias_relu":
+        if examples is None:
+            raise UsageError("the gemm_bias_relu case needs the examples/ folder of a kcomp checkout")
+        return str(examples / "gemm_bias_relu.kc"), {}, ""
+    return CONV_NHWC.format(**CONV_SHAPES[case]), {}, _conv_note(examples)
+
+
+def _conv_note(examples: Path | None) -> str:
+    from kcomp.api import load_module
+    from kcomp.targets.accel.driver import compile_kernel
+    from kcomp.targets.accel.target import AccelTarget
+
+    why = "NCHW with padding 1"
+    if examples is not None:
+        module = load_module(str(examples / "conv2d.kc"))
+        try:
+            compile_kernel(module, module.kernel(None), {}, AccelTarget())
+        except KcompError as e:
+            why = str(e)
+    return f"examples/conv2d.kc does not map ({why}); this row is the same 3x3 convolution in NHWC without padding"
+
+
+def run_suite(
+    cases: Iterable[str] | None = None,
+    *,
+    budget_s: float = 0.25,
+    progress: Progress | None = None,
+    config: str | None = None,
+) -> dict[str, Any]:
+    """Map, check and simulate each case on `config` (default: the packaged default).  `budget_s` is
+    unused: simulated cycles are deterministic, one run each."""
+    from kcomp.bench import machine as host_machine
+    from kcomp.targets.accel import AccelConfig
+    from kcomp.targets.accel.target import AccelTarget
+
+    say = progress or (lambda _msg: None)
+    target = AccelTarget(AccelConfig.load(config), f"accel:{config}" if config else "accel")
+    info = {**host_machine.describe_host(), "accelerator": target.cfg.to_dict(), "clock_hz": 1e9}
+    rows = []
+    for case in cases if cases is not None else CASES:
+        say(f"accel {case}")
+        rows.append(_row(case, target))
+    return {"suite": "accel", "machine": info, "rows": rows}
+
+
+def _row(case: str, target) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    from kcomp.api import load_module
+    from kcomp.targets.accel.driver import compile_kernel, run_checked
+    from kcomp.targets.accel.match import match
+    from kcomp.targets.accel.result import ideal_cycles
+
+    row: dict[str, Any] = {"case": case, "params": {}, "flops": None, "times_s": {}, "extra": {}}
+    extra = row["extra"]
+    try:
+        source, shapes, note = _kernel(case)
+    except KcompError as e:
+        extra["kcomp_error"] = str(e)
+        return row
+    if note:
+        extra["note"] = note
+    module = load_module(source)
+    kernel = module.kernel(None)
+    cfg = target.cfg
+    for system, schedule in (("kcomp", None), ("naive", "none")):
+        try:
+            start = time.perf_counter()
+            c = compile_kernel(module, kernel, shapes, target, schedule)
+            compile_s = time.perf_counter() - start
+            run = run_checked(c, seed=0)
+        except KcompError as e:  # a failed system is a recorded result, never a crashed suite
+            extra[f"{system}_error"] = str(e)
+            continue
+        r = run.result
+        if system == "kcomp":
+            groups = match(c.nest).groups
+            macs = sum(
+                math.prod(g.extent(x) for x in "ijk") * math.prod(a.extent for a in (*g.batch, *g.slices))
+                for g in groups
+            )
+            compulsory = sum(t.size * t.dtype.numpy.itemsize for t in (*c.program.inputs, *c.program.outputs))
+            row["params"] = dict(c.program.dims)
+            row["flops"] = 2 * macs
+            extra.update(
+                ideal_cycles=ideal_cycles(macs, compulsory, cfg),
+                utilization=macs / cfg.dim**2 / r.cycles,
+                schedule_source=c.schedule_source,
+                schedule=str(c.schedule),
+                mapping=c.mappings,
+            )
+        prefix = "" if system == "kcomp" else "naive_"
+        extra.update(
+            {
+                f"{prefix}cycles": r.cycles,
+                f"{prefix}ok": run.ok,
+                f"{prefix}instructions": r.instructions,
+                f"{prefix}compile_s": round(compile_s, 3),
+                f"{prefix}sim_s": round(r.wall_s, 3),
+            }
+        )
+        if not run.ok:
+            extra[f"{system}_error"] = f"wrong result (max rel err {run.max_rel_err:.3g}): not reported"
+            continue
+        row["times_s"][system] = r.cycles / 1e9
+    runs = [p for p in ("", "naive_") if f"{p}sim_s" in extra]
+    seconds = sum(extra[f"{p}sim_s"] for p in runs)
+    if seconds > 0:  # the simulator's speed over both runs: simulated instructions per wall second
+        extra["sim_instr_per_s"] = round(sum(extra[f"{p}instructions"] for p in runs) / seconds)
+    if "cycles" in extra and "naive_cycles" in extra:
+        extra["naive_utilization"] = extra["utilization"] * extra["cycles"] / extra["naive_cycles"]
+        extra["speedup_vs_naive"] = extra["naive_cycles"] / extra["cycles"]
+        extra["cycles_vs_ideal"] = extra["cycles"] / extra["ideal_cycles"]
+    return row
+
+
+def print_report(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from kcomp.bench.report import failures
+
+    con = Console()
+    if not con.is_terminal:
+        con.width = max(con.width, 160)
+    acc = result["machine"]["accelerator"]
+    t = Table(
+        title="kcomp bench accel: simulated cycles, best mapping vs naive vs ideal",
+        caption=f"accelerator {acc['name']}: {acc['dim']}x{acc['dim']} {acc['dtype']}, scratchpad"
+        f" {acc['scratchpad_kib']} KiB, accumulator {acc['accumulator_kib']} KiB, DMA"
+        f" {acc['dma_bytes_per_cycle']} B/cycle; simulator on {result['machine'].get('cpu', '?')}",
+        caption_justify="left",
+    )
+    for col in ("case", "cycles", "naive", "ideal", "util", "x ideal", "vs naive", "sim instr/s", "schedule"):
+        t.add_column(col, justify="left" if col in ("case", "schedule") else "right")
+    for row in result["rows"]:
+        e = row["extra"]
+
+        def num(key: str, fmt: str = "{:,}") -> str:
+            return fmt.format(e[key]) if key in e else "-"  # noqa: B023
+
+        t.add_row(
+            row["case"],
+            num("cycles"),
+            num("naive_cycles"),
+            num("ideal_cycles"),
+            num("utilization", "{:.1%}"),
+            num("cycles_vs_ideal", "{:.2f}x"),
+            num("speedup_vs_naive", "{:.1f}x"),
+            num("sim_instr_per_s", "{:,.0f}"),
+            escape(" ; ".join(e.get("schedule", "-").splitlines())),
+        )
+    con.print(t)
+    for row in result["rows"]:
+        if "note" in row["extra"]:
+            con.print(f"note {row['case']}: {escape(row['extra']['note'])}", highlight=False)
+    for line in failures(result):
+        con.print(f"[red]failed[/] {escape(line)}", highlight=False)
