@@ -1,0 +1,370 @@
+"""Monte Carlo Tree Search over a `Space`, rewarded by measured speedups (docs/search.md, "MCTS").
+
+    MCTS().run(space, measurer, budget, db, seed=0) -> TuneResult
+
+One round: `simulations` descents per candidate wanted, then one batch of measurements.
+
+    select     from the root, PUCT: Q/best + c * P * sqrt(N) / (1 + n) over the children admitted by
+               progressive widening (ceil(c_w * N^alpha) of them, highest prior first), P the space's
+               prior scaled by profile guidance
+    expand     the first state not in the table; nodes are keyed by `State.key()`, so two decision
+               paths that make the same code share one node (a transposition table)
+    roll out   complete the state `rollouts` times by prior-weighted random decisions; the cost model
+               (analytical estimate x learned correction) predicts each leaf's time; the best
+               prediction, as a speedup over the default, is backed up along the path
+    measure    the batch: the unmeasured leaves with the fastest predictions (a share drawn from the
+               wider pool to keep the model honest); each trial's reward is backed up with weight
+               `measured_weight` along its path, grafted into the tree, and trains the model
+
+Reward: speedup over the default schedule (trial 0), shaped by the trial's counters (penalties for
+stall cycles on the accelerator and unstable timings); failures score 0 and the search goes on.
+Q is normalised by the best value seen, so UCT sees [0, 1].  Profile guidance reads the best
+trial: memory-bound (analytical traffic over compute, or accelerator DMA stalls) favours tiling,
+staging and cache actions (and, on the accelerator, double buffering and larger tiles);
+compute-bound favours vectorize, unroll and parallel.  Everything random draws from one
+`random.Random(seed)`, and every collection is walked in a fixed order: a seed gives one run.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kcomp.search.cost_model import Analytic, Estimate, LearnedModel
+from kcomp.search.space import Action, State
+from kcomp.search.strategy import Session
+
+MEMORY_KINDS = {"split": 1.5, "order": 1.2, "stage": 1.5, "cache_write": 1.5}
+COMPUTE_KINDS = {"vectorize": 1.5, "unroll": 1.5, "parallel": 1.3}
+DMA_KINDS = {"double_buffer": 2.0, "tile": 1.5}
+
+
+@dataclass
+class _Node:
+    state: State
+    n: float = 0.0
+    w: float = 0.0
+    best: float = 0.0  # the best value backed up through this node
+
+    def q(self, mix: float) -> float:
+        """The node's value: mean and best mixed (a search wants the best leaf, not the average)."""
+        return (1.0 - mix) * self.w / self.n + mix * self.best if self.n else 0.0
+
+    children: dict[str, str] = field(default_factory=dict)  # action label -> child key
+    admitted: list[Action] = field(default_factory=list)  # legal actions admitted by widening
+    tried: set[str] = field(default_factory=set)  # labels checked for legality
+
+
+@dataclass
+class _Leaf:
+    state: State
+    path: list[str]  # tree keys from the root down to the node the rollout started from
+    trajectory: list[tuple[State, Action]]  # the rollout's states below that node
+    predicted_s: float
+    est: Estimate
+
+
+@dataclass
+class Guidance:
+    """Prior multipliers per action kind read from the measurements, and whether to favour larger tiles."""
+
+    kinds: dict[str, float] = field(default_factory=dict)
+    larger_tiles: bool = False
+
+    def weight(self, action: Action) -> float:
+        if not action.steps:
+            return 1.0
+        w = self.kinds.get(action.kind, 1.0)
+        if self.larger_tiles and action.size > 1:
+            w *= 1.0 + math.log2(action.size) / 8
+        return w
+
+
+def flatten(counters: Any, prefix: str = "") -> dict[str, float]:
+    """Numeric counters with nested dicts flattened to dotted names."""
+    out: dict[str, float] = {}
+    for k, v in dict(counters or {}).items():
+        if isinstance(v, dict):
+            out |= flatten(v, f"{prefix}{k}.")
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            out[f"{prefix}{k}"] = float(v)
+    return out
+
+
+def stall_fraction(counters: dict[str, float]) -> float:
+    """Accelerator: the share of cycles the compute waited on data (DMA bandwidth, load tokens)."""
+    cycles = counters.get("cycles", 0.0)
+    if cycles <= 0:
+        return 0.0
+    waits = sum(
+        v for k, v in counters.items() if k.startswith("stalls.") and ("dma" in k or k.endswith("compute"))
+    )
+    return min(1.0, waits / cycles)
+
+
+def penalty(counters: Any) -> float:
+    """The share of a trial's reward its counters take away (at most 0.3): accelerator stall cycles, or
+    CPU timings whose spread (max - min over min) says the figure is unstable."""
+    c = flatten(counters)
+    p = 0.5 * stall_fraction(c)
+    if c.get("min_s", 0.0) > 0 and "max_s" in c:
+        p += 0.05 * min(1.0, (c["max_s"] - c["min_s"]) / c["min_s"])
+    return min(0.3, p)
+
+
+def guidance(trial: Any, est: Estimate | None) -> Guidance:
+    c = flatten(getattr(trial, "counters", {}))
+    if stall_fraction(c) > 0.1:
+        return Guidance(dict(DMA_KINDS), larger_tiles=True)
+    if est is not None and est.memory_bound:
+        return Guidance(dict(MEMORY_KINDS))
+    if est is not None:
+        return Guidance(dict(COMPUTE_KINDS))
+    return Guidance()
+
+
+class MCTS:
+    name = "mcts"
+
+    def __init__(
+        self,
+        *,
+        batch_size: int = 8,
+        simulations: int = 6,
+        rollouts: int = 2,
+        c_puct: float = 1.5,
+        widen: tuple[float, float] = (2.0, 0.5),
+        measured_weight: float = 4.0,
+        explore: float = 0.25,
+        max_mix: float = 0.5,
+        mutate: float = 0.3,
+        cost: Callable[[Any, Any], Estimate] | None = None,
+    ):
+        self.batch_size, self.simulations, self.rollouts = batch_size, simulations, rollouts
+        self.c_puct, self.widen, self.measured_weight, self.explore = c_puct, widen, measured_weight, explore
+        self.max_mix, self.mutate = max_mix, mutate
+        self.cost = cost  # (nest, schedule) -> Estimate; default: cost_model.Analytic for the target
+
+    def run(
+        self,
+        space: Any,
+        measurer: Any,
+        budget: Any,
+        db: Any,
+        *,
+        seed: int = 0,
+        progress: Callable[..., None] | None = None,
+        resume: bool = False,
+    ) -> Any:
+        session = Session(
+            measurer, db, budget, strategy=self.name, seed=seed, progress=progress, resume=resume
+        )
+        default = session.start()
+        search = _Search(self, space, random.Random(seed))
+        search.calibrate(default)
+        while not session.done:
+            want = min(self.batch_size, session.remaining or self.batch_size)
+            leaves = search.propose(want, session)
+            if not leaves:
+                break  # the space is exhausted
+            trials = session.evaluate([leaf.state.schedule() for leaf in leaves])
+            for leaf, trial in zip(leaves, trials, strict=True):
+                if trial is not None:
+                    search.observe(leaf, trial, session.speedup(trial))
+        return session.result()
+
+
+class _Search:
+    def __init__(self, cfg: MCTS, space: Any, rng: random.Random):
+        self.cfg, self.space, self.rng = cfg, space, rng
+        self.cost = cfg.cost or Analytic(space.target)
+        self.model = LearnedModel()
+        self.root = space.root()
+        self.nodes: dict[str, _Node] = {self.root.key(): _Node(self.root)}
+        self.pool: dict[str, _Leaf] = {}  # rollout leaves by key, not yet measured
+        self.measured: set[str] = set()
+        self.estimates: dict[str, Estimate] = {}
+        self.best_value = 1e-9
+        self.best_time: float | None = None
+        self.default_time: float | None = None
+        self.guide = Guidance()
+
+    # ---------------------------------------------------------------- the cost model
+
+    def estimate(self, state: State) -> Estimate:
+        key = state.key()
+        if key not in self.estimates:
+            self.estimates[key] = self.cost(state.nest, state.schedule())
+        return self.estimates[key]
+
+    def value_of(self, seconds: float) -> float:
+        """A predicted or measured time as a speedup over the default."""
+        return (self.default_time or seconds) / seconds
+
+    def calibrate(self, default: Any) -> None:
+        """Trial 0 (the default schedule) sets the time scale of every prediction."""
+        if default is None or not default.ok or not default.time_s:
+            return
+        from kcomp.passes import apply
+
+        est = self.cost(apply(self.space.naive, default.schedule), default.schedule)
+        self.model.add(est, default.time_s)
+        self.default_time = self.best_time = default.time_s
+        self.best_value = 1.0
+        self.guide = guidance(default, est)
+
+    # ---------------------------------------------------------------- one round
+
+    def propose(self, want: int, session: Any) -> list[_Leaf]:
+        """Run the simulations of a round and pick `want` unmeasured leaves to measure."""
+        runs = self.cfg.simulations * want
+        for attempt in range(runs * 4):
+            if attempt >= runs and self._fresh(session) >= want:
+                break
+            if not self.simulate():
+                break
+        fresh = [leaf for leaf in self.pool.values() if not session.has_seen(leaf.state.schedule())]
+        for leaf in fresh:
+            leaf.predicted_s = self.model.predict(leaf.est)  # the model may have learned since
+        fresh.sort(key=lambda leaf: leaf.predicted_s)
+        greedy = want - int(self.cfg.explore * want)
+        picks, rest = fresh[:greedy], fresh[greedy : greedy + 4 * want]
+        while len(picks) < want and rest:
+            picks.append(rest.pop(self.rng.randrange(len(rest))))
+        for leaf in picks:
+            self.pool.pop(leaf.state.key(), None)
+        return picks
+
+    def _fresh(self, session: Any) -> int:
+        return sum(1 for leaf in self.pool.values() if not session.has_seen(leaf.state.schedule()))
+
+    def simulate(self) -> bool:
+        """One descent, expansion, rollout and backup; False when the tree has nothing left to explore."""
+        node, path = self.nodes[self.root.key()], [self.root.key()]
+        while not node.state.is_terminal():
+            action = self.select(node)
+            if action is None:  # a dead end (no legal action): worth nothing
+                self.backup(path, 0.0, 1.0)
+                return len(path) > 1
+            child = node.state.apply(action)
+            key = child.key()
+            node.children[action.label] = key
+            fresh = key not in self.nodes
+            if fresh:
+                self.nodes[key] = _Node(child)
+            node = self.nodes[key]
+            path.append(key)
+            if fresh:
+                break
+        best: float | None = None
+        for r in range(self.cfg.rollouts):
+            leaf = self.rollout(node.state, path, self.cfg.mutate * r / max(1, self.cfg.rollouts - 1))
+            if leaf is not None and (best is None or leaf.predicted_s < best):
+                best = leaf.predicted_s
+        self.backup(path, 0.0 if best is None else self.value_of(best), 1.0)
+        return True
+
+    def select(self, node: _Node) -> Action | None:
+        self.admit(node)
+        if not node.admitted:
+            return None
+        total = sum(a.prior * self.guide.weight(a) for a in node.admitted) or 1.0
+        parent_q = node.q(self.cfg.max_mix) / self.best_value if node.n else 0.5
+        sqrt_n = math.sqrt(max(node.n, 1.0))
+        best, best_score = None, -math.inf
+        for a in node.admitted:
+            child = self.nodes.get(node.children.get(a.label, ""))
+            if child is not None and child.n:
+                q = min(1.0, child.q(self.cfg.max_mix) / self.best_value)
+            else:
+                q = max(0.0, parent_q - 0.1)
+            visits = child.n if child is not None else 0.0
+            score = q + self.cfg.c_puct * (a.prior * self.guide.weight(a) / total) * sqrt_n / (1.0 + visits)
+            if score > best_score:
+                best, best_score = a, score
+        return best
+
+    def admit(self, node: _Node) -> None:
+        """Progressive widening: admit legal actions, highest guided prior first, up to ceil(c * N^alpha)."""
+        c, alpha = self.cfg.widen
+        limit = max(1, math.ceil(c * (node.n + 1) ** alpha))
+        if len(node.admitted) >= limit:
+            return
+        pending = [a for a in node.state.candidates() if a.label not in node.tried]
+        pending.sort(key=lambda a: -a.prior * self.guide.weight(a))
+        for a in pending:
+            if len(node.admitted) >= limit:
+                break
+            node.tried.add(a.label)
+            if node.state.is_legal(a):
+                node.admitted.append(a)
+
+    def rollout(self, state: State, path: list[str], mutate: float) -> _Leaf | None:
+        """Decisions down to a terminal state, predicted by the cost model: the highest guided prior
+        (the default's choice, mostly), or with probability `mutate` a prior-weighted random one."""
+        trajectory: list[tuple[State, Action]] = []
+        while not state.is_terminal():
+            options = list(state.candidates())
+            while options:
+                weights = [a.prior * self.guide.weight(a) for a in options]
+                pick = self._draw(weights) if self.rng.random() < mutate else weights.index(max(weights))
+                a = options.pop(pick)
+                if state.is_legal(a):
+                    trajectory.append((state, a))
+                    state = state.apply(a)
+                    break
+            else:
+                return None  # a dead end: no legal action
+        key = state.key()
+        est = self.estimate(state)
+        seconds = self.model.predict(est)
+        if key not in self.measured and key not in self.pool:
+            self.pool[key] = _Leaf(state, list(path), trajectory, seconds, est)
+        return self.pool.get(key) or _Leaf(state, list(path), trajectory, seconds, est)
+
+    def _draw(self, weights: list[float]) -> int:
+        x = self.rng.random() * sum(weights)
+        for n, w in enumerate(weights):
+            x -= w
+            if x <= 0:
+                return n
+        return len(weights) - 1
+
+    def backup(self, path: list[str], value: float, weight: float) -> None:
+        for key in path:
+            node = self.nodes[key]
+            node.n += weight
+            node.w += weight * value
+            node.best = max(node.best, value)
+        self.best_value = max(self.best_value, value)
+
+    # ---------------------------------------------------------------- measurements
+
+    def observe(self, leaf: _Leaf, trial: Any, speedup: float) -> None:
+        """A measured leaf: train the model, graft its rollout into the tree, back up its reward."""
+        key = leaf.state.key()
+        self.measured.add(key)
+        if trial.ok and trial.time_s:
+            self.model.add(leaf.est, trial.time_s)
+            if self.best_time is None or trial.time_s < self.best_time:
+                self.best_time = trial.time_s
+                self.guide = guidance(trial, leaf.est)
+        reward = speedup * (1.0 - penalty(trial.counters)) if trial.ok else 0.0
+        path = list(leaf.path)
+        for state, action in leaf.trajectory:
+            node = self.nodes[path[-1]]
+            child = state.apply(action)
+            child_key = child.key()
+            node.tried.add(action.label)
+            if all(a.label != action.label for a in node.admitted):
+                node.admitted.append(action)
+            node.children[action.label] = child_key
+            self.nodes.setdefault(child_key, _Node(child))
+            path.append(child_key)
+        self.backup(path, reward, self.cfg.measured_weight)
+
+
+__all__ = ["MCTS", "Guidance", "guidance", "penalty"]
