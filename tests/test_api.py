@@ -466,7 +466,7 @@ def test_several_kernels_without_name():
 
 
 def test_unknown_target():
-    with pytest.raises(UsageError, match=r"unknown target 'gpu9'; known targets: cpu"):
+    with pytest.raises(UsageError, match=r"unknown target 'gpu9'; known targets: accel, cpu"):
         compile(EXAMPLES / "matmul.kc", target="gpu9", shapes={"M": 2, "N": 2, "K": 2})
 
 

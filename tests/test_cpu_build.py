@@ -151,5 +151,5 @@ def test_registry() -> None:
     assert isinstance(get_target("cpu"), CpuTarget) and "cpu" in TARGETS
     t = get_target("cpu")
     assert t.name == "cpu" and t.cores >= 1 and t.vector_bits in (0, 128, 256, 512)
-    with pytest.raises(UsageError, match="unknown target 'tpu'; known targets: cpu"):
+    with pytest.raises(UsageError, match="unknown target 'tpu'; known targets: accel, cpu"):
         get_target("tpu")

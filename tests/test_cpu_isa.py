@@ -91,7 +91,7 @@ def test_spec_errors() -> None:
         get_target("cpu:")
     with pytest.raises(UsageError, match=r"'gpu:avx2' is not a cpu target; expected cpu or cpu:LEVEL"):
         isa.parse_cpu_spec("gpu:avx2")
-    with pytest.raises(UsageError, match=r"unknown target 'tpu:avx2'; known targets: cpu"):
+    with pytest.raises(UsageError, match=r"unknown target 'tpu:avx2'; known targets: accel, cpu"):
         get_target("tpu:avx2")
     with pytest.raises(UsageError, match=rf"unknown cpu ISA level 'avx3'; {valid}"):
         CpuTarget(isa="avx3")
