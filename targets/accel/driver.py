@@ -6,8 +6,9 @@
 
 The schedule follows DESIGN.md's precedence (`kcomp.pipeline.choose_schedule`), with the
 accelerator's own rule-based mapping standing in for the default scheduler and the naive mapping
-for `--schedule none`; `Compiled.schedule_source` says which.  A `.kc` block written for the file's
-shapes that does not fit overridden shapes falls back to the default mapping, and says why.
+for `--schedule none`; `Compiled.schedule_source` says which.  A `.kc` block that does not fit
+overridden shapes, or whose tiles do not fit this configuration's memories, falls back to the
+default mapping, and says why.
 `kcomp sim` and `kcomp bench accel` both go through here.
 """
 
@@ -74,22 +75,36 @@ def compile_kernel(
     elif source == NAIVE:
         chosen, source = target.naive_schedule(naive), ACCEL_NAIVE
     assert chosen is not None
+    block = source.startswith("schedule block")
     try:
         nest = apply(naive, chosen)
         artifact = target.compile(nest, chosen)
     except ScheduleError as e:
-        if not (source.startswith("schedule block") and shapes):
+        # NOTE: a block is written for the file's shapes (pipeline.build falls back the same way for
+        # the CPU) and for some accelerator: on other shapes, or when its tiles do not fit this
+        # configuration's memories (a mapping error, not a pass error), the default mapping is used.
+        if not block or not (shapes or _compiles(naive, chosen)):
             raise ScheduleError(f"{e} [schedule: {source}]") from None
-        # NOTE: a block is written for the file's shapes (pipeline.build does the same for the CPU).
+        where = "these shapes" if shapes else f"the {target.cfg.name} accelerator"
         chosen = target.default_schedule(naive)
         nest = apply(naive, chosen)
         artifact = target.compile(nest, chosen)
-        source = f"{ACCEL_DEFAULT}; the {source} does not fit these shapes ({e})"
+        source = f"{ACCEL_DEFAULT}; the {source} does not fit {where} ({e})"
     lines = [
         describe_mapping(g, m, plain.text)
         for (g, m), plain in zip(mappings(nest, target.cfg, chosen), match(naive).groups, strict=True)
     ]
     return Compiled(program, nest, chosen, source, artifact, target, lines, param_defaults(kernel))
+
+
+def _compiles(naive: LoopNest, schedule: Schedule) -> bool:
+    """Whether the schedule's steps apply (its error, then, was the backend's: a mapping that does
+    not fit, which depends on the configuration)."""
+    try:
+        apply(naive, schedule)
+    except ScheduleError:
+        return False
+    return True
 
 
 def arguments(

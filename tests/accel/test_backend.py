@@ -264,20 +264,34 @@ def test_double_buffer_pass_checks_and_changes_nothing():
         sim(str(EXAMPLES / "batched_matmul.kc"), shapes=MAPPED["batched_matmul"], schedule="split b 2")
 
 
-def test_a_block_that_does_not_fit_other_shapes_falls_back(tmp_path):
+def test_a_block_that_does_not_fit_falls_back(tmp_path):
+    """A block is written for the file's shapes and some accelerator: other shapes, or tiles too big
+    for this configuration's memories, fall back to the default mapping (and say why); a step that
+    does not apply at the file's own shapes is an error."""
+    kernel = "kernel matmul(A: f32[M, K], B: f32[K, N]) -> (C: f32[M, N]) { C[i, j] += A[i, k] * B[k, j] }\n"
     path = tmp_path / "mm.kc"
     path.write_text(
-        "dim M = 64, N = 64, K = 64\n"
-        "kernel matmul(A: f32[M, K], B: f32[K, N]) -> (C: f32[M, N]) { C[i, j] += A[i, k] * B[k, j] }\n"
-        "schedule matmul for accel { tile i j k 64 64 64; double_buffer }\n"
+        f"dim M = 128, N = 128, K = 128\n{kernel}schedule matmul for accel {{ tile i j k 64 64 128; double_buffer }}\n"
     )
     c, run = sim(str(path))
     assert c.schedule_source.startswith("schedule block at") and run.ok
     c, run = sim(str(path), shapes={"M": 32})
     assert c.schedule_source.startswith(ACCEL_DEFAULT) and "does not fit these shapes" in c.schedule_source
     assert run.ok
+    c, run = sim(str(path), "accel:small")
+    assert c.schedule_source.startswith(f"{ACCEL_DEFAULT}; the schedule block at")
+    assert (
+        "does not fit the small accelerator (tile i j k 64 64 128 needs 128 KiB of scratchpad"
+        in c.schedule_source
+    )
+    assert run.ok
     c, _ = sim(str(path), schedule="none")
     assert c.schedule_source == ACCEL_NAIVE and str(c.schedule) == "tile i j k 16 16 16\n"
+    path.write_text(
+        f"dim M = 128, N = 128, K = 128\n{kernel}schedule matmul for accel {{ tile i j q 64 64 128 }}\n"
+    )
+    with pytest.raises(ScheduleError, match=r"no loop named 'q'.*\[schedule: schedule block at"):
+        sim(str(path), "accel:small")
 
 
 # -- the default mapping and the done-when figures ------------------------------------------------
