@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from kcomp.config import Config
 from kcomp.targets.cpu.target import CpuTarget
+
+# Tests never read the user's tuning database: a record there would change which schedule a test
+# compiles (tests/search gives each of its tests a private database instead).
+os.environ.setdefault("KCOMP_NO_DB", "1")
 
 
 @pytest.fixture(scope="module")
