@@ -75,15 +75,24 @@ def front(module: S.Module, kernel: S.Kernel, shapes: dict[str, int]) -> Program
 
 
 def choose_schedule(
-    module: S.Module, kernel: S.Kernel, program: Program, target: Any, explicit: Any = None
+    module: S.Module,
+    kernel: S.Kernel,
+    program: Program,
+    target: Any,
+    explicit: Any = None,
+    *,
+    use_block: bool = True,
 ) -> tuple[Schedule | None, str]:
-    """The schedule by the precedence above and where it came from; None means the naive loops."""
+    """The schedule by the precedence above and where it came from; None means the naive loops.
+    `use_block=False` skips the file's block (it did not fit these shapes)."""
     if isinstance(explicit, str) and explicit.strip() == "default":
         return default_schedule(program, lower(program), target), DEFAULT
     if explicit is not None:
         return _explicit(explicit)
     family = getattr(target, "name", "cpu").split(":")[0]
-    block = module.schedule_for(kernel.name, family) if hasattr(module, "schedule_for") else None
+    block = (
+        module.schedule_for(kernel.name, family) if use_block and hasattr(module, "schedule_for") else None
+    )
     if block is not None:
         return block.schedule, f"schedule block at {block.span}"
     from kcomp.search.db import tuned_schedule  # NOTE: here, not on top: kcomp.search imports this module
@@ -139,10 +148,10 @@ def build(
             if not (source_of_schedule.startswith("schedule block") and shapes):
                 raise ScheduleError(f"{e} [schedule: {source_of_schedule}]") from None
             # NOTE: a block is written for the file's shapes; at other shapes (--shape, or bound from
-            # arguments) a step may not fit.  Use the default and say why, rather than refuse.
-            chosen = default_schedule(program, nest, target)
-            nest = apply(nest, chosen)
-            source_of_schedule = f"{DEFAULT}; the {source_of_schedule} does not fit these shapes ({e})"
+            # arguments) a step may not fit.  Go on down the precedence (database, default) and say why.
+            chosen, fallback = choose_schedule(module, kernel, program, target, use_block=False)
+            nest = apply(nest, chosen) if chosen is not None else nest
+            source_of_schedule = f"{fallback}; the {source_of_schedule} does not fit these shapes ({e})"
     source = target.emit(nest)
     artifact = target.build(source)
     return Built(program, nest, source, artifact, source_of_schedule, chosen or NONE)
