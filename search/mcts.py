@@ -75,7 +75,7 @@ class Guidance:
     larger_tiles: bool = False
 
     def weight(self, action: Action) -> float:
-        if not action.steps:
+        if not action.steps and not action.choice:
             return 1.0
         w = self.kinds.get(action.kind, 1.0)
         if self.larger_tiles and action.size > 1:
@@ -191,6 +191,7 @@ class _Search:
         self.best_time: float | None = None
         self.default_time: float | None = None
         self.guide = Guidance()
+        self.mutate = cfg.mutate
 
     # ---------------------------------------------------------------- the cost model
 
@@ -224,6 +225,8 @@ class _Search:
         for attempt in range(runs * 4):
             if attempt >= runs and self._fresh(session) >= want:
                 break
+            # NOTE: short of fresh leaves (a small space, or a tree stuck on one path), roll out wilder
+            self.mutate = self.cfg.mutate if attempt < runs else min(1.0, 0.5 + (attempt - runs) / (2 * runs))
             if not self.simulate():
                 break
         fresh = [leaf for leaf in self.pool.values() if not session.has_seen(leaf.state.schedule())]
@@ -261,7 +264,7 @@ class _Search:
                 break
         best: float | None = None
         for r in range(self.cfg.rollouts):
-            leaf = self.rollout(node.state, path, self.cfg.mutate * r / max(1, self.cfg.rollouts - 1))
+            leaf = self.rollout(node.state, path, self.mutate * r / max(1, self.cfg.rollouts - 1))
             if leaf is not None and (best is None or leaf.predicted_s < best):
                 best = leaf.predicted_s
         self.backup(path, 0.0 if best is None else self.value_of(best), 1.0)
