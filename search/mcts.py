@@ -165,9 +165,13 @@ class MCTS:
         default = session.start()
         search = _Search(self, space, random.Random(seed))
         search.calibrate(default)
+        # NOTE: the best records of other hardware (the CPU model changes between machines) are
+        # starting points, measured here first: they train the cost model, not trusted as answers.
+        seeds = db.best_other_hardware(session.key, limit=self.batch_size) if db is not None else []
+        first = search.outside([t.schedule for t in seeds])
         while not session.done:
             want = min(self.batch_size, session.remaining or self.batch_size)
-            leaves = search.propose(want, session)
+            leaves, first = (first, []) if first else (search.propose(want, session), [])
             if not leaves:
                 break  # the space is exhausted
             trials = session.evaluate([leaf.state.schedule() for leaf in leaves])
@@ -346,6 +350,21 @@ class _Search:
 
     # ---------------------------------------------------------------- measurements
 
+    def outside(self, schedules: list[Any]) -> list[_Leaf]:
+        """Leaves for schedules from elsewhere (database records) that apply here, at the root."""
+        from kcomp.errors import ScheduleError
+        from kcomp.passes import apply
+
+        out = []
+        for schedule in schedules:
+            try:
+                nest = apply(self.space.naive, schedule)
+            except ScheduleError:
+                continue
+            state = _Record(nest, schedule)
+            out.append(_Leaf(state, [self.root.key()], [], 0.0, self.cost(nest, schedule)))  # type: ignore[arg-type]
+        return out
+
     def observe(self, leaf: _Leaf, trial: Any, speedup: float) -> None:
         """A measured leaf: train the model, graft its rollout into the tree, back up its reward."""
         key = leaf.state.key()
@@ -368,6 +387,22 @@ class _Search:
             self.nodes.setdefault(child_key, _Node(child))
             path.append(child_key)
         self.backup(path, reward, self.cfg.measured_weight)
+
+
+@dataclass
+class _Record:
+    """A schedule from outside the tree, standing in for a terminal State in a leaf."""
+
+    nest: Any
+    saved: Any
+
+    def schedule(self) -> Any:
+        return self.saved
+
+    def key(self) -> str:
+        from kcomp.printer import structural_hash
+
+        return structural_hash(self.nest)
 
 
 __all__ = ["MCTS", "Guidance", "guidance", "penalty"]

@@ -98,6 +98,25 @@ def test_failures_are_recorded_and_the_search_goes_on():
     assert result.best is result.default
 
 
+def test_records_of_other_hardware_are_measured_first():
+    class OtherHardware:
+        def best_other_hardware(self, key, limit):
+            return [SimpleNamespace(schedule=parse_schedule(text)) for text in (seeded, "split q 2")]
+
+        def known(self, key, schedule_hash):
+            return None
+
+        def record(self, trial):
+            return trial
+
+    seeded = "reorder i k j\nvectorize j\nparallel i"
+    measurer = FakeMeasurer(TOY)
+    space = Space(measurer.program, measurer.target)
+    result = MCTS(batch_size=4).run(space, measurer, Budget(trials=6), OtherHardware(), seed=0)
+    assert measurer.measured[1] == seeded + "\n"  # right after the default; the illegal one is dropped
+    assert len(result.trials) == 6
+
+
 def test_the_accelerator_space_is_tuned_by_simulated_cycles():
     pytest.importorskip("kcomp.targets.accel.mapping")
     from kcomp.targets import get_target
