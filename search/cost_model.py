@@ -331,6 +331,8 @@ class LearnedModel:
         self._fit()
 
     def _fit(self) -> None:
+        """The median residual as the bias (one wild timing, say a cold first call, moves it little),
+        and the ridge fit on the residuals around it, clipped to a factor of e^2 either way."""
         y = np.array(self.y)
         self.bias = float(np.median(y))
         if len(self.y) < 3:
@@ -339,9 +341,8 @@ class LearnedModel:
         x = np.array(self.x)
         self.mean, self.std = x.mean(axis=0), x.std(axis=0) + 1e-6
         z = (x - self.mean) / self.std
-        r = y - y.mean()
+        r = np.clip(y - self.bias, -2.0, 2.0)
         self.w = np.linalg.solve(z.T @ z + self.ridge * np.eye(z.shape[1]), z.T @ r)
-        self.bias = float(y.mean())
 
     def predict(self, est: Estimate) -> float:
         """Predicted seconds."""
