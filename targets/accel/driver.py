@@ -69,32 +69,47 @@ def compile_kernel(
     """The kernel mapped onto `target`; ScheduleError (the kernel or the mapping cannot run)."""
     program = front(module, kernel, shapes)
     naive = lower(program)
-    chosen, source = choose_schedule(module, kernel, program, target, schedule)
-    if source == DEFAULT:
-        chosen, source = target.default_schedule(naive), ACCEL_DEFAULT
-    elif source == NAIVE:
-        chosen, source = target.naive_schedule(naive), ACCEL_NAIVE
-    assert chosen is not None
-    block = source.startswith("schedule block")
+    chosen, source = _choose(module, kernel, program, target, naive, schedule)
     try:
         nest = apply(naive, chosen)
         artifact = target.compile(nest, chosen)
     except ScheduleError as e:
         # NOTE: a block is written for the file's shapes (pipeline.build falls back the same way for
         # the CPU) and for some accelerator: on other shapes, or when its tiles do not fit this
-        # configuration's memories (a mapping error, not a pass error), the default mapping is used.
-        if not block or not (shapes or _compiles(naive, chosen)):
+        # configuration's memories (a mapping error, not a pass error), go on down the precedence.
+        if not source.startswith("schedule block") or not (shapes or _compiles(naive, chosen)):
             raise ScheduleError(f"{e} [schedule: {source}]") from None
         where = "these shapes" if shapes else f"the {target.cfg.name} accelerator"
-        chosen = target.default_schedule(naive)
+        chosen, fallback = _choose(module, kernel, program, target, naive, None, use_block=False)
         nest = apply(naive, chosen)
         artifact = target.compile(nest, chosen)
-        source = f"{ACCEL_DEFAULT}; the {source} does not fit {where} ({e})"
+        source = f"{fallback}; the {source} does not fit {where} ({e})"
     lines = [
         describe_mapping(g, m, plain.text)
         for (g, m), plain in zip(mappings(nest, target.cfg, chosen), match(naive).groups, strict=True)
     ]
     return Compiled(program, nest, chosen, source, artifact, target, lines, param_defaults(kernel))
+
+
+def _choose(
+    module: S.Module,
+    kernel: S.Kernel,
+    program: Program,
+    target: AccelTarget,
+    naive: LoopNest,
+    explicit: Any,
+    *,
+    use_block: bool = True,
+) -> tuple[Schedule, str]:
+    """`pipeline.choose_schedule`, with the accelerator's default and naive mappings standing in for
+    the CPU's default scheduler and the naive loops."""
+    chosen, source = choose_schedule(module, kernel, program, target, explicit, use_block=use_block)
+    if source.startswith(DEFAULT):
+        return target.default_schedule(naive), ACCEL_DEFAULT + source[len(DEFAULT) :]
+    if source == NAIVE:
+        return target.naive_schedule(naive), ACCEL_NAIVE
+    assert chosen is not None
+    return chosen, source
 
 
 def _compiles(naive: LoopNest, schedule: Schedule) -> bool:
