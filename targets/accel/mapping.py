@@ -301,17 +301,19 @@ def mapping_schedule(nest: LoopNest, choose) -> Schedule:  # type: ignore[no-unt
 
 def search_space(nest_or_program, cfg: AccelConfig) -> list[dict]:  # type: ignore[no-untyped-def]
     """The mapping decisions of each contraction group, as plain data: tile size candidates per loop
-    (those that fit at least single-buffered), tile-loop orders, double buffering on/off, and the
-    default's choice.  A choice becomes a schedule with `choice_schedule`."""
+    (dim x 2^n and the whole extent; a combination that does not fit is a ScheduleError when it is
+    compiled), tile-loop orders, double buffering on/off, and the default's choice.  A choice becomes
+    a schedule with `mapping_schedule(nest, choose)`."""
     from kcomp.lower import lower
     from kcomp.program import Program
+    from kcomp.targets.accel.codegen import reserved_rows
 
     nest = lower(nest_or_program) if isinstance(nest_or_program, Program) else nest_or_program
     out = []
     for g in match(nest).groups:
         roles = _present(g, ("i", "j", "k"))
         tiles = {_base(g, r): _candidates(g.extent(r), cfg.dim, r == "i") for r in roles}
-        default = default_mapping(g, cfg)
+        default = default_mapping(g, cfg, reserved_rows(g, cfg))
         out.append(
             {
                 "statement": g.text,

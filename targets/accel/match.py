@@ -32,8 +32,6 @@ from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Param, Unary
 from kcomp.loops import Alloc, Guard, Loop, LoopNest, Stmt, Store
 from kcomp.printer import format_expr, format_stmt, symbol_names
 
-ROLES = ("i", "j", "k")
-
 
 @dataclass(eq=False)
 class Axis:
