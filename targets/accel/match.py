@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from kcomp.affine import affine
 from kcomp.dtypes import DType
 from kcomp.errors import ScheduleError
-from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Param, Unary, UnaryOp, Var, loads
+from kcomp.expr import Binary, BinaryOp, Buffer, Cast, Const, Expr, Load, Param, Unary, UnaryOp, Var, loads
 from kcomp.loops import Alloc, Guard, Loop, LoopNest, Stmt, Store
 from kcomp.printer import format_expr, format_stmt, symbol_names
 
@@ -344,9 +344,17 @@ def _is_contraction(value: Expr, own: Load) -> bool:
         and _is_own(value.lhs, own)
         and isinstance(value.rhs, Binary)
         and value.rhs.op is BinaryOp.MUL
-        and isinstance(value.rhs.lhs, Load)
-        and isinstance(value.rhs.rhs, Load)
+        and _factor(value.rhs.lhs, own) is not None
+        and _factor(value.rhs.rhs, own) is not None
     )
+
+
+def _factor(e: Expr, own: Load) -> Load | None:
+    """A product operand: a tensor read, or one widened to the result's type (`i32(A[i, k])`: the
+    matrix unit multiplies i8 inputs into i32 accumulators)."""
+    if isinstance(e, Cast) and e.dtype is own.buffer.dtype:
+        e = e.x
+    return e if isinstance(e, Load) else None
 
 
 def _reads_itself(value: Expr, n: _Nest) -> bool:
@@ -358,8 +366,9 @@ def _contraction(n: _Nest, init: _Nest | None) -> Contraction:
     assert isinstance(value, Binary) and isinstance(value.rhs, Binary)
     dims = _target_dims(n)
     C = _access(n, n.store.buffer, n.store.index)
-    x, y = value.rhs.lhs, value.rhs.rhs
-    assert isinstance(x, Load) and isinstance(y, Load)
+    own = Load(n.store.buffer, n.store.index)
+    x, y = _factor(value.rhs.lhs, own), _factor(value.rhs.rhs, own)
+    assert x is not None and y is not None
     if x.buffer is n.store.buffer or y.buffer is n.store.buffer:
         raise cannot(n.text, "an operand of the product is the tensor being written")
     ops = [_access(n, ld.buffer, ld.index, ld.pad is not None) for ld in (x, y)]

@@ -384,3 +384,18 @@ def test_parameters_are_rows_of_copies_in_dram():
     assert buffers["alpha"].shape == (16,) and run.ok
     assert [b.name for b in c.artifact.program.buffers] == ["A", "B", "v", "C", "alpha"]
     assert np.isfinite(run.max_rel_err)
+
+
+def test_int8_kernels_on_an_int8_accelerator(tmp_path):
+    """i8 inputs widened to i32 (`i32(A[i, k])`) multiply into i32 accumulators: exact results."""
+    config = tmp_path / "int8.toml"
+    config.write_text('name = "int8"\ndtype = "i8"\ndim = 8\n')
+    source = """
+dim M = 40, N = 24, K = 36
+kernel qgemm(A: i8[M, K], B: i8[K, N]) -> (C: i32[M, N]) { C[i, j] += i32(A[i, k]) * i32(B[k, j]) }
+"""
+    c, run = sim(source, f"accel:{config}", schedule="tile i j k 16 16 16\ndouble_buffer")
+    assert run.ok and run.max_abs_err == 0
+    assert {b.dtype for b in c.artifact.program.buffers} == {"i8", "i32"}
+    with pytest.raises(ScheduleError, match="A is i8, and the default accelerator multiplies f32 inputs"):
+        sim(source)
