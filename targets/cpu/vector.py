@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kcomp.affine import const, simplify
+from kcomp.affine import affine, const, simplify
 from kcomp.dtypes import DType
 from kcomp.expr import (
     COMPARISONS,
@@ -397,11 +397,15 @@ class VectorLoop:
             + [f"({x.index(i)}) >= 0 && ({x.index(i)}) < {n}" for i, n in zip(rest, buf.shape, strict=False)]
         )
         pad = self.vec(V(emit_pad(e.pad, buf.dtype), False, buf.dtype), buf.dtype).text
-        slow = self.lanewise(e).text
+        start_form = affine(simplify(substitute(last, {self.v: self.base})))
+        # NOTE: loop variables are never negative, so an affine start with no negative term is not
+        # either: the lane-by-lane path for a start left of the buffer is then dead code.
+        never_negative = start_form is not None and all(c >= 0 for c in start_form.values())
+        left = "" if never_negative else f"({first} < 0) ? {self.lanewise(e).text} : "
         ptr = f"&{self.em.names(buf)}[{at}]"
         text = (
             f"({{ int64_t {first} = {start}; int64_t {nv} = {buf.shape[-1]} - {first}; {limit}"
-            f"({first} < 0) ? {slow} : ({inside}) ? ({nv} >= {self.w} ? kc_load_{s}({ptr}) : kc_loadn_{s}({ptr}, {nv}))"
+            f"{left}({inside}) ? ({nv} >= {self.w} ? kc_load_{s}({ptr}) : kc_loadn_{s}({ptr}, {nv}))"
             f" : {pad}; }})"
         )
         return V(text, True, buf.dtype)
