@@ -196,6 +196,8 @@ class _Search:
         self.default_time: float | None = None
         self.guide = Guidance()
         self.mutate = cfg.mutate
+        self.heavy = [p for p, w in enumerate(space.work) if w * 10 >= max(space.work, default=0)]
+        self.kinds: set[tuple] = {tuple(space.default_steps[p] for p in self.heavy)}  # measured kinds
 
     # ---------------------------------------------------------------- the cost model
 
@@ -237,13 +239,25 @@ class _Search:
         for leaf in fresh:
             leaf.predicted_s = self.model.predict(leaf.est)  # the model may have learned since
         fresh.sort(key=lambda leaf: leaf.predicted_s)
+        # NOTE: one leaf per kind first: leaves that differ only in light nests (a reduction's
+        # initialisation) from a measured one, or from a better-predicted pick, tell little.
+        kinds, first, again = set(self.kinds), [], []
+        for leaf in fresh:
+            (again if self.kind(leaf) in kinds else first).append(leaf)
+            kinds.add(self.kind(leaf))
+        ranked = first + again
         greedy = want - int(self.cfg.explore * want)
-        picks, rest = fresh[:greedy], fresh[greedy : greedy + 4 * want]
+        picks, rest = ranked[:greedy], ranked[greedy : greedy + 4 * want]
         while len(picks) < want and rest:
             picks.append(rest.pop(self.rng.randrange(len(rest))))
         for leaf in picks:
             self.pool.pop(leaf.state.key(), None)
         return picks
+
+    def kind(self, leaf: _Leaf) -> tuple:
+        """The steps of the nests that carry the work (a tenth of the heaviest's or more)."""
+        by_nest = getattr(leaf.state, "by_nest", None)
+        return (str(leaf.state.schedule()),) if by_nest is None else tuple(by_nest[p] for p in self.heavy)
 
     def _fresh(self, session: Any) -> int:
         return sum(1 for leaf in self.pool.values() if not session.has_seen(leaf.state.schedule()))
@@ -369,6 +383,7 @@ class _Search:
         """A measured leaf: train the model, graft its rollout into the tree, back up its reward."""
         key = leaf.state.key()
         self.measured.add(key)
+        self.kinds.add(self.kind(leaf))
         if trial.ok and trial.time_s:
             self.model.add(leaf.est, trial.time_s)
             if self.best_time is None or trial.time_s < self.best_time:

@@ -19,10 +19,10 @@ order of the default scheduler's GEMM recipe (each sees the loops the previous m
 Accelerator, per contraction group (`targets/accel/mapping.py`'s `search_space`): recipe, a tile size
 per loop, the tile loops' order, double buffering (which emits tile, reorder, double_buffer).
 
-Every action is legal (candidates raising `ScheduleError` are dropped).  The default scheduler's
-schedule is reachable: its steps for a nest are one `recipe` action, and its decisions get the highest
-priors in the searched slots.  `key()` hashes the canonical nest (plus steps it does not show, and
-the next slot while decisions remain), so different paths to the same code share statistics.
+Every action is legal (candidates raising `ScheduleError` are dropped).  The default's steps for a
+nest are one `recipe` action, and its decisions get the highest priors in searched slots.  `key()`
+hashes the canonical nest (plus steps it does not show, and the next slot while decisions remain):
+different paths to the same code share statistics.
 """
 
 from __future__ import annotations
@@ -92,10 +92,8 @@ class Plan:
     def levels(self) -> list[list[Var]]:
         """The tiled band's levels, outermost first: cache blocks, tiles (and unsplit loops), register tile."""
         g0 = [s2[0] for s2 in self.split2 if s2]
-        g1 = [
-            s2[1] if s2 else s[0] if s else v
-            for v, s, s2 in zip(self.band0, self.split, self.split2, strict=True)
-        ]
+        rows = zip(self.band0, self.split, self.split2, strict=True)
+        g1 = [s2[1] if s2 else s[0] if s else v for v, s, s2 in rows]
         g2 = [s[1] for s in self.split if s]
         return [g for g in (g0, g1, g2) if g]
 
@@ -197,12 +195,13 @@ class Space:
         if self.family == "accel":
             self.phases = ACCEL_PHASES
             self.nest_order = tuple(range(len(self.accel_groups(self.naive))))
+            self.work = [1] * len(self.nest_order)
             self.default_steps = [self.default.steps] + [()] * (len(self.nest_order) - 1)
             return
         self.phases = CPU_PHASES
-        work = [_work(t) for t in top_nests(self.naive.body)]
-        self.nest_order = tuple(sorted(range(len(work)), key=lambda p: -work[p]))
-        self.default_steps = _by_nest(self.naive, self.default, len(work))
+        self.work = [_work(t) for t in top_nests(self.naive.body)]  # iterations of each nest
+        self.nest_order = tuple(sorted(range(len(self.work)), key=lambda p: -self.work[p]))
+        self.default_steps = _by_nest(self.naive, self.default, len(self.work))
 
     def root(self) -> State:
         empty = tuple(() for _ in self.default_steps)
@@ -234,13 +233,7 @@ class Space:
 
 def top_nests(body: tuple[Stmt, ...]) -> list[Loop]:
     """The outermost loops (one per statement), through allocations and guards."""
-    out: list[Loop] = []
-    for s in body:
-        if isinstance(s, Loop):
-            out.append(s)
-        elif isinstance(s, Alloc | Guard):
-            out += top_nests(s.body)
-    return out
+    return [lp for _, lp in _inner(body, ())]
 
 
 def band(top: Loop) -> list[Loop]:
@@ -284,8 +277,7 @@ def _by_nest(naive: LoopNest, schedule: Schedule, count: int) -> list[tuple[Step
 
 
 def _store(loops: list[Loop]) -> Store | None:
-    stores = [s for s in walk_stmts(loops[-1].body) if isinstance(s, Store)]
-    return stores[-1] if stores else None
+    return next((s for s in reversed(list(walk_stmts(loops[-1].body))) if isinstance(s, Store)), None)
 
 
 def _reduction(var: Var, store: Store | None) -> bool:
@@ -313,19 +305,17 @@ def _transition(state: State, action: Action) -> State | None:
         new = [s.buffer.size for s in walk_stmts(nest.body) if isinstance(s, Alloc) and s.buffer not in old]
         if max(new, default=0) > (STAGE_LIMIT if action.kind == "stage" else TILE_LIMIT):
             return None
-    by_nest = list(state.by_nest)
-    by_nest[state.pos] = by_nest[state.pos] + action.steps
-    plan, (n, phase, sub) = state.plan, state.cursor
+    plan, (n, phase, sub), pos = state.plan, state.cursor, state.pos
+    by_nest = (*state.by_nest[:pos], state.by_nest[pos] + action.steps, *state.by_nest[pos + 1 :])
     if state.phase in ("split", "split2") and action.steps:
         old_vars = {lp.var for lp in band(top_nests(state.nest.body)[state.pos])}
         new = [lp.var for lp in band(top_nests(nest.body)[state.pos]) if lp.var not in old_vars]
-        records = list(getattr(plan, state.phase))
-        records[sub] = (new[0], new[1])
-        plan = replace(plan, **{state.phase: tuple(records)})
+        records = getattr(plan, state.phase)
+        plan = replace(plan, **{state.phase: (*records[:sub], (new[0], new[1]), *records[sub + 1 :])})
     plan = replace(plan, pending=plan.pending + action.choice)
     done = action.label.startswith(DEFAULT_RECIPE) or action.kind == "double_buffer"
     cursor = (n + 1, 0, 0) if done else (n, phase, sub + 1)
-    return State(space, nest, tuple(by_nest), state.order + action.steps, cursor, plan)
+    return State(space, nest, by_nest, state.order + action.steps, cursor, plan)
 
 
 def _fits(state: State, chosen: tuple[Any, ...]) -> bool:
@@ -356,8 +346,7 @@ def _enter(state: State) -> State:
         top = top_nests(state.nest.body)[state.pos]
         written = {s.buffer for s in walk_stmts((top,)) if isinstance(s, Store)}
         inputs = [ld.buffer for e in body_exprs((top,)) for ld in loads(e) if ld.buffer not in written]
-        loops = tuple(lp.var for lp in band(top))
-        none = (None,) * len(loops)
+        loops, none = tuple(lp.var for lp in band(top)), (None,) * len(band(top))
         plan = Plan(loops, none, none, tuple(dict.fromkeys(inputs)))
     return _settle(replace(state, cursor=(state.cursor[0], 0, 0), plan=plan, memo={}))
 
@@ -401,11 +390,11 @@ def _candidates(state: State) -> list[Action]:
     return slot[phase](state, loops, space.names(state.nest), _Maker(set(space.default_steps[pos])))
 
 
+@dataclass
 class _Maker:
-    """Builds actions, boosting the default scheduler's choices for this nest."""
+    """Builds actions, boosting the default scheduler's choices for this nest (`hint`)."""
 
-    def __init__(self, hint: set[Step]):
-        self.hint = hint
+    hint: set[Step]
 
     def __call__(self, label: str, steps: tuple[Step, ...], score: float, kind: str, size: int = 0) -> Action:
         boost = DEFAULT_BOOST * len(steps) if steps and all(s in self.hint for s in steps) else 1.0
@@ -584,22 +573,19 @@ def _parallel_candidates(state: State, loops: list[Loop], names: dict, make: _Ma
             out.append(make(f"parallel {name} reduce", (S.Parallel(name, True),), 0.5 * score, "parallel"))
     a, b = loops[0], loops[1] if len(loops) > 1 else None
     if b is not None and a.extent < 4 * cores and a.body == (b,) and a.kind is b.kind is LoopKind.SERIAL:
-        fused = f"{names[a.var]}_{names[b.var]}"
-        steps = (S.Fuse(names[a.var], names[b.var]), S.Parallel(fused))
-        out.append(make(f"fuse {names[a.var]} {names[b.var]}; parallel {fused}", steps, 1.0, "parallel"))
+        steps = (S.Fuse(names[a.var], names[b.var]), S.Parallel(f"{names[a.var]}_{names[b.var]}"))
+        out.append(make("; ".join(map(format_step, steps)), steps, 1.0, "parallel"))
     return out
 
 
 def _accel_candidates(state: State) -> list[Action]:
     """A tile size per loop, then the tile loops' order, then double buffering, which emits the
     group's steps (`tile`, `reorder` when the order changes, `double_buffer`)."""
-    g, pending, k = state.plan.group, state.plan.pending, state.cursor[2]
-    assert g is not None
+    g, pending, k = state.plan.group or {}, state.plan.pending, state.cursor[2]
     default, loops = g["default"], tuple(g["loops"])
     if state.phase == "tile":
-        loop = loops[k]
-        boost = {t: DEFAULT_BOOST if t == default["tiles"][k] else 1.0 for t in g["tiles"][loop]}
-        return [Action(f"tile {loop} {t}", (), b, "tile", t, (t,)) for t, b in boost.items()]
+        boost = {t: DEFAULT_BOOST if t == default["tiles"][k] else 1.0 for t in g["tiles"][loops[k]]}
+        return [Action(f"tile {loops[k]} {t}", (), b, "tile", t, (t,)) for t, b in boost.items()]
     if state.phase == "order":
         boost = {tuple(o): DEFAULT_BOOST if o == default["order"] else 1.0 for o in g["orders"]}
         return [Action(f"order {' '.join(o)}", (), b, "order", 0, (o,)) for o, b in boost.items()]
