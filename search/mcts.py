@@ -6,15 +6,17 @@ One round: `simulations` descents per candidate wanted, then one batch of measur
 
     select     from the root, PUCT: Q/best + c * P * sqrt(N) / (1 + n) over the children admitted by
                progressive widening (ceil(c_w * N^alpha) of them, highest prior first), P the space's
-               prior scaled by profile guidance
+               prior scaled by profile guidance, Q a node's mean and best value mixed
     expand     the first state not in the table; nodes are keyed by `State.key()`, so two decision
                paths that make the same code share one node (a transposition table)
-    roll out   complete the state `rollouts` times by prior-weighted random decisions; the cost model
-               (analytical estimate x learned correction) predicts each leaf's time; the best
-               prediction, as a speedup over the default, is backed up along the path
-    measure    the batch: the unmeasured leaves with the fastest predictions (a share drawn from the
-               wider pool to keep the model honest); each trial's reward is backed up with weight
-               `measured_weight` along its path, grafted into the tree, and trains the model
+    roll out   complete the state `rollouts` times: the highest guided prior in every slot, then with
+               a share of the decisions drawn by prior; the cost model (analytical estimate x learned
+               correction) predicts each leaf's time; the best prediction, as a speedup over the
+               default, is backed up along the path
+    measure    the batch: the unmeasured leaves with the fastest predictions, one per kind first (a
+               share drawn from the next ones to keep the model honest); each trial's reward is backed
+               up with weight `measured_weight` along its path, grafted into the tree, and trains the
+               model
 
 Reward: speedup over the default schedule (trial 0), shaped by the trial's counters (penalties for
 stall cycles on the accelerator and unstable timings); failures score 0 and the search goes on.
