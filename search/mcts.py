@@ -35,9 +35,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kcomp.loops import LoopNest
+from kcomp.schedule import Schedule
 from kcomp.search.cost_model import Analytic, Estimate, LearnedModel
-from kcomp.search.space import Action, State
-from kcomp.search.strategy import Session
+from kcomp.search.db import TuningDB
+from kcomp.search.measure import Measurer, Trial
+from kcomp.search.space import Action, Space, State
+from kcomp.search.strategy import Budget, Session, TuneResult
 
 MEMORY_KINDS = {"split": 1.5, "order": 1.2, "stage": 1.5, "cache_write": 1.5}
 COMPUTE_KINDS = {"vectorize": 1.5, "unroll": 1.5, "parallel": 1.3}
@@ -50,14 +54,13 @@ class _Node:
     n: float = 0.0
     w: float = 0.0
     best: float = 0.0  # the best value backed up through this node
+    children: dict[str, str] = field(default_factory=dict)  # action label -> child key
+    admitted: list[Action] = field(default_factory=list)  # legal actions admitted by widening
+    tried: set[str] = field(default_factory=set)  # labels checked for legality
 
     def q(self, mix: float) -> float:
         """The node's value: mean and best mixed (a search wants the best leaf, not the average)."""
         return (1.0 - mix) * self.w / self.n + mix * self.best if self.n else 0.0
-
-    children: dict[str, str] = field(default_factory=dict)  # action label -> child key
-    admitted: list[Action] = field(default_factory=list)  # legal actions admitted by widening
-    tried: set[str] = field(default_factory=set)  # labels checked for legality
 
 
 @dataclass
@@ -143,7 +146,7 @@ class MCTS:
         explore: float = 0.25,
         max_mix: float = 0.5,
         mutate: float = 0.3,
-        cost: Callable[[Any, Any], Estimate] | None = None,
+        cost: Callable[[LoopNest, Schedule], Estimate] | None = None,
     ):
         self.batch_size, self.simulations, self.rollouts = batch_size, simulations, rollouts
         self.c_puct, self.widen, self.measured_weight, self.explore = c_puct, widen, measured_weight, explore
@@ -152,15 +155,15 @@ class MCTS:
 
     def run(
         self,
-        space: Any,
-        measurer: Any,
-        budget: Any,
-        db: Any,
+        space: Space,
+        measurer: Measurer,
+        budget: Budget,
+        db: TuningDB | None,
         *,
         seed: int = 0,
-        progress: Callable[..., None] | None = None,
+        progress: Callable[[Session, Trial], None] | None = None,
         resume: bool = False,
-    ) -> Any:
+    ) -> TuneResult:
         session = Session(
             measurer, db, budget, strategy=self.name, seed=seed, progress=progress, resume=resume
         )
@@ -184,7 +187,7 @@ class MCTS:
 
 
 class _Search:
-    def __init__(self, cfg: MCTS, space: Any, rng: random.Random):
+    def __init__(self, cfg: MCTS, space: Space, rng: random.Random):
         self.cfg, self.space, self.rng = cfg, space, rng
         self.cost = cfg.cost or Analytic(space.target)
         self.model = LearnedModel()
@@ -213,7 +216,7 @@ class _Search:
         """A predicted or measured time as a speedup over the default."""
         return (self.default_time or seconds) / seconds
 
-    def calibrate(self, default: Any) -> None:
+    def calibrate(self, default: Trial | None) -> None:
         """Trial 0 (the default schedule) sets the time scale of every prediction."""
         if default is None or not default.ok or not default.time_s:
             return
@@ -227,7 +230,7 @@ class _Search:
 
     # ---------------------------------------------------------------- one round
 
-    def propose(self, want: int, session: Any) -> list[_Leaf]:
+    def propose(self, want: int, session: Session) -> list[_Leaf]:
         """Run the simulations of a round and pick `want` unmeasured leaves to measure."""
         runs = self.cfg.simulations * want
         for attempt in range(runs * 4):
@@ -261,7 +264,7 @@ class _Search:
         by_nest = getattr(leaf.state, "by_nest", None)
         return (str(leaf.state.schedule()),) if by_nest is None else tuple(by_nest[p] for p in self.heavy)
 
-    def _fresh(self, session: Any) -> int:
+    def _fresh(self, session: Session) -> int:
         return sum(1 for leaf in self.pool.values() if not session.has_seen(leaf.state.schedule()))
 
     def simulate(self) -> bool:
@@ -366,7 +369,7 @@ class _Search:
 
     # ---------------------------------------------------------------- measurements
 
-    def outside(self, schedules: list[Any]) -> list[_Leaf]:
+    def outside(self, schedules: list[Schedule]) -> list[_Leaf]:
         """Leaves for schedules from elsewhere (database records) that apply here, at the root."""
         from kcomp.errors import ScheduleError
         from kcomp.passes import apply
@@ -381,7 +384,7 @@ class _Search:
             out.append(_Leaf(state, [self.root.key()], [], 0.0, self.cost(nest, schedule)))  # type: ignore[arg-type]
         return out
 
-    def observe(self, leaf: _Leaf, trial: Any, speedup: float) -> None:
+    def observe(self, leaf: _Leaf, trial: Trial, speedup: float) -> None:
         """A measured leaf: train the model, graft its rollout into the tree, back up its reward."""
         key = leaf.state.key()
         self.measured.add(key)
@@ -410,10 +413,10 @@ class _Search:
 class _Record:
     """A schedule from outside the tree, standing in for a terminal State in a leaf."""
 
-    nest: Any
-    saved: Any
+    nest: LoopNest
+    saved: Schedule
 
-    def schedule(self) -> Any:
+    def schedule(self) -> Schedule:
         return self.saved
 
     def key(self) -> str:
