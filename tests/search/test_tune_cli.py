@@ -86,6 +86,7 @@ def test_a_run_killed_with_sigkill_resumes_keeping_every_finished_trial(matmul_f
     deadline = time.monotonic() + 90
     while len(db_rows(db)) < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     before = db_rows(db)

@@ -8,7 +8,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fake_space
 
+import kcomp.search.space as real_space
+
+# the cost model shares the real space's helpers; only the Space itself is replaced
+fake_space.top_nests = real_space.top_nests
 sys.modules["kcomp.search.space"] = fake_space
+
+if __name__ == "__main__":
+    import time
+
+    from kcomp.search import db
+
+    _record = db.TuningDB.record
+
+    def slow_record(self, *args, **kwargs):
+        """Each recorded trial takes a moment, so a test can kill the run half-way on any machine."""
+        out = _record(self, *args, **kwargs)
+        time.sleep(0.3)
+        return out
+
+    db.TuningDB.record = slow_record
 
 if __name__ == "__main__":
     from kcomp.cli import main
