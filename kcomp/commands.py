@@ -44,14 +44,22 @@ def cmd_compile(args) -> int:
         return 0
     out = Path(args.output or Path("out") / k.name)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{k.name}.c").write_text(built.source)
-    (out / f"{k.name}.h").write_text(emit_header(built.nest))
-    lib = out / f"lib{k.name}.so"
-    shutil.copyfile(built.artifact.path, lib)
+    if k.target.name.split(":")[0] == "accel":
+        # the accelerator's artifact is a program: its assembly text and its binary encoding
+        from kcomp.targets.accel import encode
+
+        files = [out / f"{k.name}.s", out / f"{k.name}.bin"]
+        files[0].write_text(built.source)
+        files[1].write_bytes(encode(built.artifact.program))
+    else:
+        files = [out / f"{k.name}.c", out / f"{k.name}.h", out / f"lib{k.name}.so"]
+        files[0].write_text(built.source)
+        files[1].write_text(emit_header(built.nest))
+        shutil.copyfile(built.artifact.path, files[2])
     report = _report(k, built)
     (out / "report.txt").write_text(report + "\n")
     print(report)
-    print(f"wrote {out / (k.name + '.c')}, {out / (k.name + '.h')}, {lib}")
+    print(f"wrote {', '.join(map(str, files))}")
     return 0
 
 

@@ -558,3 +558,10 @@ def test_illegal_schedule_step_is_reported_without_traceback(tmp_path, capsys):
 def test_missing_schedule_file(capsys):
     assert main(["run", MATMUL, *TINY, "--schedule", "nonexistent.sched"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_compile_for_the_accelerator_writes_assembly_and_binary(tmp_path, capsys):
+    out = tmp_path / "acc"
+    assert main(["compile", MATMUL, *TINY, "--target", "accel", "-o", str(out)]) == 0
+    assert (out / "matmul.s").read_text().strip() and (out / "matmul.bin").stat().st_size > 0
+    assert "report.txt" in {p.name for p in out.iterdir()}
