@@ -202,7 +202,8 @@ def _best(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from kcomp.search.db import DatabaseCorrupt, salvage
+    from kcomp.search.db import DatabaseCorrupt
+    from kcomp.search.db_salvage import salvage
 
     path, text = _path(args), io.StringIO()
     damaged = None

@@ -16,7 +16,7 @@ Schema (`meta` holds `schema_version`; `MIGRATIONS[n]` takes a file from version
     trials(id, workload, workload_text, target, hardware, kcomp_version, schedule, schedule_hash,
            status, time_s, counters JSON, error, created, strategy, run_id)
 Concurrency: WAL journal, a busy timeout and one statement per write, so processes writing one file
-at once wait for each other instead of failing.  A damaged file is a `UsageError` naming it; `salvage`
+at once wait for each other instead of failing.  A damaged file is a `UsageError` naming it; `db_salvage.salvage`
 reads what SQLite can still recover (`kcomp db export` does it).
 """
 
@@ -24,12 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import sqlite3
-import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -322,7 +318,7 @@ class TuningDB:
             cursor = self.conn.execute(_SELECT + " ORDER BY id")
             n = 0
             for row in cursor:
-                fp.write(json.dumps(_row_object(row), sort_keys=True) + "\n")
+                fp.write(json.dumps(row_object(row), sort_keys=True) + "\n")
                 n += 1
         except sqlite3.Error as e:
             raise _error(self.path, e) from None
@@ -421,7 +417,7 @@ def _migrate(conn: sqlite3.Connection, path: Path, upto: int = SCHEMA_VERSION) -
 # ------------------------------------------------------------------------------------ rows
 
 
-def _row_object(row: tuple[Any, ...]) -> dict[str, Any]:
+def row_object(row: tuple[Any, ...]) -> dict[str, Any]:
     obj = dict(zip(COLUMNS, row, strict=True))
     try:
         obj["counters"] = json.loads(obj["counters"] or "{}")
@@ -432,7 +428,7 @@ def _row_object(row: tuple[Any, ...]) -> dict[str, Any]:
 
 def _trial(row: tuple[Any, ...]) -> Trial | None:
     """A row as a Trial; None when its schedule or status is no longer understood."""
-    obj = _row_object(row)
+    obj = row_object(row)
     try:
         schedule = parse_schedule(obj["schedule"], f"<trial {obj['id']}>")
         status = Status(obj["status"])
@@ -507,116 +503,6 @@ def _from_object(line: str, where: str) -> Trial:
 
 
 # ------------------------------------------------------------------------------------ damaged files
-
-
-def salvage(path: Path, fp: IO[str]) -> int:
-    """Write as JSON lines the rows SQLite can still read from a damaged file; the number written.
-
-    Rows are read in id order until the first bad page, then one id at a time (rows on readable pages
-    survive a bad one); a file whose header is destroyed is read through a copy with a fresh header;
-    and the `sqlite3` shell's `.recover` adds what it finds, where the shell supports it."""
-    seen: set[tuple[Any, ...]] = set()
-
-    def emit(rows: Iterator[tuple[Any, ...]]) -> None:
-        for row in rows:
-            ident = tuple(row[1:])
-            if len(row) == len(COLUMNS) and ident not in seen:
-                seen.add(ident)
-                fp.write(json.dumps(_row_object(row), sort_keys=True) + "\n")
-
-    emit(_read_rows(path))
-    with tempfile.TemporaryDirectory(prefix="kcomp-salvage-") as tmp:
-        if not seen:
-            emit(_read_rows(_with_fresh_header(path, Path(tmp) / "header.db")))
-        recovered = _recover(path, Path(tmp) / "recovered.db")
-        if recovered is not None:
-            emit(_read_rows(recovered))
-    return len(seen)
-
-
-def _read_rows(path: Path | None) -> Iterator[tuple[Any, ...]]:
-    """Rows in id order until the first error, then the remaining ids one by one."""
-    if path is None:
-        return
-    try:
-        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
-        columns = [r[1] for r in conn.execute("PRAGMA table_info(trials)")]
-    except sqlite3.Error:
-        return
-    wanted = ", ".join(c if c in columns else f"'' AS {c}" for c in COLUMNS)
-    select, last = f"SELECT {wanted} FROM trials", 0
-    try:
-        try:
-            for row in conn.execute(select + " ORDER BY id"):
-                last = row[0]
-                yield row
-            return
-        except sqlite3.Error:
-            pass
-        try:
-            top_row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'trials'").fetchone()
-            top = int(top_row[0]) if top_row else last + 100_000
-        except (sqlite3.Error, TypeError, ValueError):
-            top = last + 100_000
-        for trial_id in range(last + 1, top + 1):
-            try:
-                row = conn.execute(select + " WHERE id = ?", (trial_id,)).fetchone()
-            except sqlite3.Error:
-                continue
-            if row is not None:
-                yield row
-    finally:
-        conn.close()
-
-
-def _with_fresh_header(path: Path, out: Path) -> Path | None:
-    """A copy of `path` whose first 100 bytes (the file header) come from a new, empty database."""
-    try:
-        data = bytearray(path.read_bytes())
-    except OSError:
-        return None
-    for page_size in (4096, 1024, 2048, 8192, 16384, 32768, 65536, 512):
-        if len(data) < 2 * page_size or len(data) % page_size:
-            continue
-        fresh = out.with_suffix(".fresh")
-        fresh.unlink(missing_ok=True)
-        conn = sqlite3.connect(fresh)
-        conn.execute(f"PRAGMA page_size = {page_size}")
-        conn.execute("CREATE TABLE x (y)")
-        conn.commit()
-        conn.close()
-        header = bytearray(fresh.read_bytes()[:100])
-        header[18:20] = b"\x01\x01"  # rollback journal: no -wal file needed
-        header[28:32] = (len(data) // page_size).to_bytes(4, "big")
-        header[32:40] = bytes(8)  # no freelist
-        out.write_bytes(bytes(header) + bytes(data[100:]))
-        try:
-            conn = sqlite3.connect(f"file:{quote(str(out))}?mode=ro", uri=True)
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            conn.close()
-            return out
-        except sqlite3.Error:
-            continue
-    return None
-
-
-def _recover(path: Path, out: Path) -> Path | None:
-    """`sqlite3 PATH .recover` replayed into a fresh scratch database (SQLite's own recovery; some
-    builds of the shell lack it, then this returns None)."""
-    shell = shutil.which("sqlite3")
-    if shell is None:
-        return None
-    try:
-        dump = subprocess.run([shell, str(path), ".recover"], capture_output=True, text=True, timeout=300)
-        if "INSERT" not in dump.stdout:
-            return None
-        subprocess.run([shell, str(out)], input=dump.stdout, capture_output=True, text=True, timeout=300)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out if out.is_file() else None
-
-
-# ------------------------------------------------------------------------------------ compile's lookup
 
 
 def tuned_schedule(program: Any, target: Any) -> tuple[Any, str]:
