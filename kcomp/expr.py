@@ -228,3 +228,18 @@ def free_vars(e: Expr) -> set[Var]:
 
 def loads(e: Expr) -> list[Load]:
     return [n for n in walk(e) if isinstance(n, Load)]
+
+
+def conjuncts(e: Expr) -> list[Expr]:
+    """The parts of a chain of `and`s (guards are built as conjunctions and split again by passes)."""
+    if isinstance(e, Binary) and e.op is BinaryOp.AND:
+        return conjuncts(e.lhs) + conjuncts(e.rhs)
+    return [e]
+
+
+def all_of(conds: list[Expr]) -> Expr:
+    """`c0 and c1 and ...` (at least one condition)."""
+    out = conds[0]
+    for c in conds[1:]:
+        out = Binary(BinaryOp.AND, out, c)
+    return out

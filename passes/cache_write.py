@@ -18,7 +18,7 @@ tile's elements (`check_kinds`).
 from __future__ import annotations
 
 from kcomp.affine import affine, const, interval
-from kcomp.expr import Binary, BinaryOp, Buffer, Expr, Load, Scope, Var, rewrite
+from kcomp.expr import Binary, BinaryOp, Buffer, Expr, Load, Scope, Var, all_of, conjuncts, rewrite
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, map_stmts, walk_stmts
 from kcomp.passes.common import Resolver, enclosing, extents, map_exprs, rename_buffer, replace_stmt
 from kcomp.passes.dependence import accesses, carried, reduction_updates
@@ -124,19 +124,6 @@ def _implied_by_bounds(cond: Expr, index: tuple[Expr, ...], shape: tuple[int, ..
         ):
             return True
     return False
-
-
-def conjuncts(e: Expr) -> list[Expr]:
-    if isinstance(e, Binary) and e.op is BinaryOp.AND:
-        return conjuncts(e.lhs) + conjuncts(e.rhs)
-    return [e]
-
-
-def all_of(conds: list[Expr]) -> Expr:
-    out = conds[0]
-    for c in conds[1:]:
-        out = Binary(BinaryOp.AND, out, c)
-    return out
 
 
 def clamp_loads(e: Expr, ranges: dict[Var, int]) -> Expr:

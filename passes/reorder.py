@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kcomp.expr import Binary, BinaryOp, Expr
+from kcomp.expr import Expr, all_of
 from kcomp.loops import Guard, Loop, LoopNest, Stmt
 from kcomp.passes.common import Resolver, replace_stmt
 from kcomp.passes.dependence import accesses
@@ -74,10 +74,7 @@ def check_permutable(r: Resolver, body: tuple[Stmt, ...]) -> None:
 def rebuild(chain: list[Loop], conds: list[Expr], body: tuple[Stmt, ...]) -> Loop:
     """Nest `chain` (outermost first) around `body`, the guard conditions just inside the innermost."""
     if conds:
-        cond = conds[0]
-        for c in conds[1:]:
-            cond = Binary(BinaryOp.AND, cond, c)
-        body = (Guard(cond, body),)
+        body = (Guard(all_of(conds), body),)
     for loop in reversed(chain):
         body = (replace(loop, body=body),)
     out = body[0]

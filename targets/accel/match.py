@@ -28,7 +28,21 @@ from dataclasses import dataclass, field
 from kcomp.affine import affine
 from kcomp.dtypes import DType
 from kcomp.errors import ScheduleError
-from kcomp.expr import Binary, BinaryOp, Buffer, Cast, Const, Expr, Load, Param, Unary, UnaryOp, Var, loads
+from kcomp.expr import (
+    Binary,
+    BinaryOp,
+    Buffer,
+    Cast,
+    Const,
+    Expr,
+    Load,
+    Param,
+    Unary,
+    UnaryOp,
+    Var,
+    conjuncts,
+    loads,
+)
 from kcomp.loops import Alloc, Guard, Loop, LoopNest, Stmt, Store
 from kcomp.printer import format_expr, format_stmt, symbol_names
 
@@ -263,19 +277,13 @@ def _fix_scales(n: _Nest, ext: dict[Var, int]) -> None:
 def _extents(n: _Nest, names: dict) -> None:
     """A guard `o * T + i < E` bounds an axis to E; any other guard is not a tiling remainder."""
     for cond in n.guards:
-        for part in _conjuncts(cond):
+        for part in conjuncts(cond):
             form = affine(part.rhs) if isinstance(part, Binary) and part.op is BinaryOp.LT else None
             lhs = affine(part.lhs) if form is not None else None
             axis = _axis_of_form(n, lhs) if lhs is not None and set(form) <= {None} else None
             if axis is None:
                 raise cannot(n.text, f"guard {format_expr(part, names)} is not the remainder of a split loop")
             axis.extent = min(axis.extent, form.get(None, 0))
-
-
-def _conjuncts(e: Expr) -> list[Expr]:
-    if isinstance(e, Binary) and e.op is BinaryOp.AND:
-        return _conjuncts(e.lhs) + _conjuncts(e.rhs)
-    return [e]
 
 
 def _axis_of_form(n: _Nest, form: dict) -> Axis | None:

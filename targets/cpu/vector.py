@@ -37,6 +37,7 @@ from kcomp.expr import (
     Unary,
     UnaryOp,
     Var,
+    conjuncts,
     free_vars,
     substitute,
     walk,
@@ -214,7 +215,7 @@ class VectorLoop:
     def guard(self, s: Guard, depth: int) -> list[str]:
         pad = self.em.INDENT * depth
         uniform, bounds = [], []
-        for c in _conjuncts(s.cond):
+        for c in conjuncts(s.cond):
             if self.v not in free_vars(c):
                 uniform.append(c)
                 continue
@@ -538,12 +539,6 @@ def _common(a: DType, b: DType) -> DType:
     if DType.F32 in (a, b):
         return DType.F32
     return DType.I32
-
-
-def _conjuncts(e: Expr) -> list[Expr]:
-    if isinstance(e, Binary) and e.op is BinaryOp.AND:
-        return _conjuncts(e.lhs) + _conjuncts(e.rhs)
-    return [e]
 
 
 def _may_fault(e: Expr) -> bool:
