@@ -54,3 +54,16 @@ def test_reduce_refuses_max_and_loops_that_are_not_reductions():
         )
     with pytest.raises(ScheduleError, match=r"parallel i reduce needs"):
         compile(GEMV, schedule="parallel i reduce")
+
+
+def test_reduction_into_a_register_tile_keeps_the_tile_in_memory():
+    """Found by `kcomp tune`: a cache_write tile promoted to registers was named in the reduction
+    clause, which gcc rejected; a reduced tile must stay an array."""
+    sched = (
+        "split i 3\nsplit j 16\nsplit k 16\nreorder i_o j_o k_o k_i i_i j_i\nunroll i_i\n"
+        "vectorize j_i\ncache_write C at j_o\nparallel k_i reduce"
+    )
+    k = compile(GEMV.replace("N = 70", "N = 64"), schedule=sched)
+    assert "reduction(+: C_local" in k.source
+    for seed in range(2):
+        assert k.check(seed=seed).ok

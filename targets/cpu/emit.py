@@ -254,7 +254,9 @@ class CpuEmitter:
         if s.kind is LoopKind.PARALLEL and in_parallel:
             return "/* parallel: inside a parallel loop already, runs serially */"
         if s.kind is LoopKind.PARALLEL and (ops := reduction_updates(s)):
-            # `parallel k reduce`: OpenMP gives each thread a private, identity-initialised copy
+            # `parallel k reduce`: OpenMP gives each thread a private, identity-initialised copy,
+            # which needs an array: a reduced register tile stays in memory
+            self.touch(*ops)
             sections = " ".join(
                 f"reduction({'+' if op is BinaryOp.ADD else '*'}: {self.names(b)}[0:{b.size}])"
                 for b, op in ops.items()
