@@ -96,6 +96,8 @@ class AccelConfig:
             text = file.read_text()
         except OSError as e:
             raise UsageError(f"{path}: cannot read accelerator config: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{path}: cannot read accelerator config: not a UTF-8 text file") from None
         return cls.from_toml(text, source=str(path))
 
     @classmethod
