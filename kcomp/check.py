@@ -13,7 +13,7 @@ import difflib
 import math
 
 from kcomp import syntax as S
-from kcomp.dims import DimEnv
+from kcomp.dims import MAX_EXTENT, DimEnv
 from kcomp.dtypes import DType
 from kcomp.errors import SourceError
 from kcomp.expr import Buffer, Param
@@ -112,6 +112,10 @@ class _KernelChecker:
         for e, n in zip(d.shape, shape, strict=True):
             if n <= 0:
                 raise SourceError(f"dimension of '{d.name}' evaluates to {n}; it must be positive", e.span)
+            if n > MAX_EXTENT:
+                raise SourceError(
+                    f"dimension of '{d.name}' evaluates to {n}; it must be at most {MAX_EXTENT}", e.span
+                )
         (self.outputs if output else self.inputs)[d.name] = Buffer(d.name, dtype, shape)
 
     def tensor(self, name: str) -> Buffer | None:
@@ -157,6 +161,10 @@ class _KernelChecker:
             extent = self.dims.eval(bound)
             if extent <= 0:
                 raise SourceError(f"range of '{name.id}' is {extent}; it must be positive", bound.span)
+            if extent > MAX_EXTENT:
+                raise SourceError(
+                    f"range of '{name.id}' is {extent}; it must be at most {MAX_EXTENT}", bound.span
+                )
             scope.set_range(name.id, extent, name.span, "where clause")
             scope.declared.add(name.id)
         checker = ExprChecker(scope)

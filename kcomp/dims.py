@@ -10,6 +10,8 @@ from __future__ import annotations
 from kcomp import syntax as S
 from kcomp.errors import SourceError, UsageError
 
+MAX_EXTENT = 2**31 - 1  # index variables are i32 values, so no dimension or range may exceed this
+
 
 def kernel_dims(module: S.Module, kernel: S.Kernel) -> list[str]:
     """Dimension names a kernel's tensor shapes use, in order of first appearance."""
@@ -81,6 +83,8 @@ class DimEnv:
                 )
             if not isinstance(value, int) or value <= 0:
                 raise UsageError(f"dimension {name}={value}: a dimension must be a positive integer")
+            if value > MAX_EXTENT:
+                raise UsageError(f"dimension {name}={value}: a dimension must be at most {MAX_EXTENT}")
         self.names = known
         self._cache: dict[str, int] = {}
         self.used: set[str] = set()  # names the kernel asked for: the binding its Program records
@@ -105,6 +109,10 @@ class DimEnv:
         v = self.eval(bind.value, (*stack, name))
         if v <= 0:
             raise SourceError(f"dimension '{name}' evaluates to {v}; dimensions must be positive", bind.span)
+        if v > MAX_EXTENT:
+            raise SourceError(
+                f"dimension '{name}' evaluates to {v}; dimensions must be at most {MAX_EXTENT}", bind.span
+            )
         self._cache[name] = v
         return v
 
