@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except MemoryError as e:  # arrays larger than the machine: the input asks too much, not a bug
+        print(f"error: out of memory ({e}); try smaller shapes (--shape NAME=VALUE)", file=sys.stderr)
+        return 2
     except Exception as e:  # a bug in kcomp, not in the user's input
         if os.environ.get("KCOMP_DEBUG"):
             raise
