@@ -23,6 +23,7 @@ from kcomp.errors import UsageError
 
 INPUT_DTYPES = {"f32": ("f32", 4), "i8": ("i32", 1)}  # input dtype -> (accumulator dtype, input bytes)
 MAX_DIM = 128  # `cols` and `k` operands are 8-bit fields
+MAX_INT = 2**31 - 1  # every integer key (a counter, size or cycle count the simulator holds)
 MAX_ROWS = 1 << 16  # row addresses are 16-bit fields
 PACKAGED = ("default", "small")
 
@@ -152,6 +153,8 @@ def _check(cfg: AccelConfig) -> None:
         value = getattr(cfg, f.name)
         if isinstance(value, int) and value <= 0:
             raise UsageError(f"key {f.name!r} must be positive, got {value}")
+        if isinstance(value, int) and value > MAX_INT:
+            raise UsageError(f"key {f.name!r} must be at most {MAX_INT}, got {value}")
     if cfg.dtype not in INPUT_DTYPES:
         raise UsageError(f"key 'dtype' must be one of {', '.join(INPUT_DTYPES)}, got {cfg.dtype!r}")
     if cfg.dim > MAX_DIM:
