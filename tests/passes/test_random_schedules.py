@@ -1,7 +1,8 @@
 """Properties of random legal schedules: each one round-trips through its text, replays to the same
 nest, and preserves the kernel's meaning (interpreter and compiled C against the reference).
 
-A schedule is drawn step by step on the nest as it stands: a random step (split, tile, reorder, fuse,
+A schedule is drawn step by step on the nest as it stands (`kcomp.fuzz.steps.draw_step`, which
+`kcomp fuzz` uses too): a random step (split, tile, reorder, fuse,
 unroll, vectorize [reduce], parallel [reduce], cache_write, cache_read, pack, layout) naming the
 current loops and tensors is applied, kept if legal, and redrawn if the pass raises `ScheduleError`,
 so every schedule is legal by construction.  Shapes are small (1..13 per dimension, capped by a work budget so the
@@ -22,26 +23,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from kcomp.errors import ScheduleError
-from kcomp.loops import Alloc, Guard, Loop, LoopNest, walk_stmts
+from kcomp.fuzz.steps import draw_step
+from kcomp.loops import LoopNest
 from kcomp.passes import apply, apply_step
-from kcomp.passes.dependence import accesses
-from kcomp.printer import canonical, symbol_names
-from kcomp.schedule import (
-    CacheRead,
-    CacheWrite,
-    Fuse,
-    Layout,
-    Pack,
-    Parallel,
-    Reorder,
-    Schedule,
-    Split,
-    Step,
-    Tile,
-    Unroll,
-    Vectorize,
-    parse_schedule,
-)
+from kcomp.printer import canonical
+from kcomp.schedule import Schedule, Step, parse_schedule
 
 _LONG = os.environ.get("KCOMP_LONG_TESTS", "")
 EXAMPLES = (500 if _LONG == "1" else int(_LONG)) if _LONG.isdigit() and _LONG != "0" else 20
@@ -102,75 +88,29 @@ def shapes(draw: st.DrawFn, kernel: Kernel) -> dict[str, int]:
     return out
 
 
-def band(loop: Loop) -> list[Loop]:
-    """`loop` and the loops perfectly nested inside it (guards in between allowed), outermost first."""
-    chain = [loop]
-    while True:
-        body = chain[-1].body
-        while len(body) == 1 and isinstance(body[0], Guard):
-            body = body[0].body
-        if len(body) != 1 or not isinstance(body[0], Loop):
-            return chain
-        chain.append(body[0])
+class HypothesisChooser:
+    """kcomp.fuzz.steps' `Chooser` over hypothesis draws (so failing examples shrink)."""
 
+    def __init__(self, draw: st.DrawFn):
+        self.draw = draw
 
-KINDS = (
-    "split",
-    "tile",
-    "reorder",
-    "fuse",
-    "unroll",
-    "vectorize",
-    "parallel",
-    "cache_write",
-    "cache_read",
-    "pack",
-)
+    def choice(self, items):
+        return self.draw(st.sampled_from(list(items)))
 
+    def integer(self, lo: int, hi: int) -> int:
+        return self.draw(st.integers(lo, hi))
 
-def draw_step(draw: st.DrawFn, nest: LoopNest) -> Step | None:
-    """A random step naming loops and tensors of `nest` (None: the drawn kind does not apply here)."""
-    names = symbol_names(nest)
-    loop = draw(st.sampled_from([s for s in walk_stmts(nest.body) if isinstance(s, Loop)]))
-    name = names[loop.var]
-    written, read = accesses(nest.body)
-    temps = [s.buffer for s in walk_stmts(nest.body) if isinstance(s, Alloc)]
-    match draw(st.sampled_from((*KINDS, "layout") if temps else KINDS)):
-        case "split":
-            return Split(name, draw(st.integers(1, loop.extent)), draw(st.sampled_from(("guard", "peel"))))
-        case "tile":
-            chain = band(loop)[:3]
-            if len(chain) < 2:
-                return None
-            chain = chain[: draw(st.integers(2, len(chain)))]
-            factors = tuple(draw(st.integers(1, lp.extent)) for lp in chain)
-            return Tile(tuple(names[lp.var] for lp in chain), factors)
-        case "reorder":
-            chain = band(loop)
-            if len(chain) < 2:
-                return None
-            picked = draw(st.lists(st.sampled_from(chain), min_size=2, max_size=len(chain), unique=True))
-            return Reorder(tuple(names[lp.var] for lp in draw(st.permutations(picked))))
-        case "fuse":
-            if len(loop.body) != 1 or not isinstance(loop.body[0], Loop):
-                return None
-            return Fuse(name, names[loop.body[0].var])
-        case "unroll":
-            return Unroll(name) if loop.extent <= 8 else None
-        case "vectorize":
-            return Vectorize(name, draw(st.booleans()))
-        case "parallel":
-            return Parallel(name, draw(st.booleans()))
-        case "cache_write":
-            return CacheWrite(names[draw(st.sampled_from(sorted(written, key=names.get)))], name)
-        case "cache_read":
-            return CacheRead(names[draw(st.sampled_from(sorted(read, key=names.get)))], name)
-        case "pack":
-            buf = draw(st.sampled_from(sorted(read, key=names.get)))
-            return Pack(names[buf], name, draw(st.integers(0, len(buf.shape) - 1)), draw(st.integers(1, 16)))
-        case _:
-            buf = draw(st.sampled_from(temps))
-            return Layout(names[buf], tuple(draw(st.permutations(range(len(buf.shape))))))
+    def flag(self) -> bool:
+        return self.draw(st.booleans())
+
+    def permutation(self, items):
+        return list(self.draw(st.permutations(list(items))))
+
+    def subset(self, items, min_size: int):
+        items = list(items)
+        return self.draw(
+            st.lists(st.sampled_from(items), min_size=min_size, max_size=len(items), unique=True)
+        )
 
 
 @dataclass(frozen=True)
@@ -191,7 +131,7 @@ def legal_schedules(draw: st.DrawFn, kernel: Kernel) -> Case:
     steps: list[Step] = []
     for _ in range(draw(st.integers(1, MAX_STEPS))):
         for _ in range(TRIES):
-            step = draw_step(draw, nest)
+            step = draw_step(HypothesisChooser(draw), nest)
             if step is None:
                 continue
             try:

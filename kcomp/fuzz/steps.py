@@ -1,0 +1,174 @@
+"""Random schedule steps drawn on a loop nest as it stands, for fuzzing and property tests.
+
+    step = draw_step(RandomChooser(random.Random(0)), nest)     # or None: the drawn kind does not apply
+
+A step (split [guard|peel], tile, reorder, fuse, unroll, vectorize [reduce], parallel [reduce],
+cache_write, cache_read, pack, layout) names the current loops and tensors of `nest`; whether it is
+legal is for the pass to say (`apply_step` raises `ScheduleError`).  The draws go through a
+`Chooser`, so the same code serves `random.Random` (kcomp fuzz) and hypothesis (whose `draw`
+shrinks): tests/passes/test_random_schedules.py wraps `draw` in a chooser of its own.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
+
+from kcomp.errors import ScheduleError
+from kcomp.loops import Alloc, Guard, Loop, LoopNest, walk_stmts
+from kcomp.passes import apply_step
+from kcomp.passes.dependence import accesses
+from kcomp.printer import symbol_names
+from kcomp.schedule import (
+    CacheRead,
+    CacheWrite,
+    Fuse,
+    Layout,
+    Pack,
+    Parallel,
+    Reorder,
+    Split,
+    Step,
+    Tile,
+    Unroll,
+    Vectorize,
+)
+
+T = TypeVar("T")
+
+KINDS = (
+    "split",
+    "tile",
+    "reorder",
+    "fuse",
+    "unroll",
+    "vectorize",
+    "parallel",
+    "cache_write",
+    "cache_read",
+    "pack",
+)
+
+
+class Chooser(Protocol):
+    def choice(self, items: Sequence[T]) -> T: ...
+    def integer(self, lo: int, hi: int) -> int: ...  # lo..hi inclusive
+    def flag(self) -> bool: ...
+    def permutation(self, items: Sequence[T]) -> list[T]: ...
+    def subset(self, items: Sequence[T], min_size: int) -> list[T]: ...  # distinct, in drawn order
+
+
+class RandomChooser:
+    """A `Chooser` over `random.Random`."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+
+    def choice(self, items: Sequence[T]) -> T:
+        return self.rng.choice(list(items))
+
+    def integer(self, lo: int, hi: int) -> int:
+        return self.rng.randint(lo, hi)
+
+    def flag(self) -> bool:
+        return self.rng.random() < 0.5
+
+    def permutation(self, items: Sequence[T]) -> list[T]:
+        return self.rng.sample(list(items), len(items))
+
+    def subset(self, items: Sequence[T], min_size: int) -> list[T]:
+        return self.rng.sample(list(items), self.rng.randint(min_size, len(items)))
+
+
+def band(loop: Loop) -> list[Loop]:
+    """`loop` and the loops perfectly nested inside it (guards in between allowed), outermost first."""
+    chain = [loop]
+    while True:
+        body = chain[-1].body
+        while len(body) == 1 and isinstance(body[0], Guard):
+            body = body[0].body
+        if len(body) != 1 or not isinstance(body[0], Loop):
+            return chain
+        chain.append(body[0])
+
+
+def draw_step(choose: Chooser, nest: LoopNest) -> Step | None:
+    """A random step naming loops and tensors of `nest` (None: the drawn kind does not apply here)."""
+    names = symbol_names(nest)
+    loops = [s for s in walk_stmts(nest.body) if isinstance(s, Loop)]
+    if not loops:
+        return None
+    loop = choose.choice(loops)
+    name = names[loop.var]
+    written, read = accesses(nest.body)
+    temps = [s.buffer for s in walk_stmts(nest.body) if isinstance(s, Alloc)]
+    match choose.choice((*KINDS, "layout") if temps else KINDS):
+        case "split":
+            return Split(name, choose.integer(1, loop.extent), choose.choice(("guard", "peel")))
+        case "tile":
+            chain = band(loop)[:3]
+            if len(chain) < 2:
+                return None
+            chain = chain[: choose.integer(2, len(chain))]
+            factors = tuple(choose.integer(1, lp.extent) for lp in chain)
+            return Tile(tuple(names[lp.var] for lp in chain), factors)
+        case "reorder":
+            chain = band(loop)
+            if len(chain) < 2:
+                return None
+            picked = choose.subset(chain, 2)
+            return Reorder(tuple(names[lp.var] for lp in choose.permutation(picked)))
+        case "fuse":
+            if len(loop.body) != 1 or not isinstance(loop.body[0], Loop):
+                return None
+            return Fuse(name, names[loop.body[0].var])
+        case "unroll":
+            return Unroll(name) if loop.extent <= 8 else None
+        case "vectorize":
+            return Vectorize(name, choose.flag())
+        case "parallel":
+            return Parallel(name, choose.flag())
+        case "cache_write":
+            if not written:
+                return None
+            return CacheWrite(names[choose.choice(sorted(written, key=names.get))], name)
+        case "cache_read":
+            if not read:
+                return None
+            return CacheRead(names[choose.choice(sorted(read, key=names.get))], name)
+        case "pack":
+            if not read:
+                return None
+            buf = choose.choice(sorted(read, key=names.get))
+            if not buf.shape:
+                return None
+            return Pack(names[buf], name, choose.integer(0, len(buf.shape) - 1), choose.integer(1, 16))
+        case _:
+            buf = choose.choice(temps)
+            return Layout(names[buf], tuple(choose.permutation(range(len(buf.shape)))))
+
+
+def draw_steps(
+    choose: Chooser, nest: LoopNest, count: int, tries: int = 8
+) -> tuple[LoopNest, list[Step], Exception | None]:
+    """Up to `count` legal steps, each redrawn up to `tries` times while the pass refuses it.
+
+    Returns the nest after them, the steps, and the exception a pass raised that was not a
+    `ScheduleError` (a kcomp bug: drawing stops there and that step ends the list, so replaying the
+    steps reproduces it), else None."""
+    steps: list[Step] = []
+    for _ in range(count):
+        for _ in range(tries):
+            step = draw_step(choose, nest)
+            if step is None:
+                continue
+            try:
+                nest = apply_step(nest, step)
+            except ScheduleError:
+                continue
+            except Exception as e:  # any other error of a pass, a KcompError too, is a bug
+                return nest, [*steps, step], e
+            steps.append(step)
+            break
+    return nest, steps, None
