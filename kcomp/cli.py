@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--bench", action="store_true", help="time it (median of repeats) and report GFLOP/s")
     r.add_argument("--seed", type=int, default=None, help="seed of the random inputs")
     r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.add_argument(
+        "--sanitize",
+        action="store_true",
+        help="cpu: build a standalone executable with AddressSanitizer + UBSan, run it, check its outputs",
+    )
 
     from kcomp.bench.cli import add_parser as add_bench
 

@@ -91,8 +91,9 @@ def cmd_run(args) -> int:
         "shapes": dict(k.built.program.dims),
         "ok": True,
     }
-    if args.check:
-        c = k.check(inputs=given, params=params)
+    sanitize = getattr(args, "sanitize", False)
+    if sanitize or args.check:
+        c = _sanitized(k, given, params) if sanitize else k.check(inputs=given, params=params)
         result.update(
             ok=c.ok,
             max_abs_err=c.max_abs_err,
@@ -117,6 +118,16 @@ def cmd_run(args) -> int:
     else:
         _print_run(result)
     return 0 if result["ok"] else 1
+
+
+def _sanitized(k: CompiledKernel, given: dict, params: dict):  # type: ignore[no-untyped-def]
+    """`--sanitize`: the kernel as an ASan/UBSan executable (targets/cpu/sanitize.py), checked."""
+    from kcomp.errors import UsageError
+    from kcomp.targets.cpu.sanitize import run_sanitized
+
+    if k.target.name.split(":")[0] != "cpu":
+        raise UsageError(f"--sanitize builds CPU kernels only, not target {k.target.name}")
+    return run_sanitized(k, inputs=given, params=params).check
 
 
 def _finite(obj):
