@@ -136,7 +136,42 @@ def duplicate_line(text: str, rng: random.Random) -> str:
     return "".join(lines)
 
 
+SWAPS = (  # families of tokens that mostly keep a program parseable, so its meaning changes instead
+    ("+", "-", "*", "/", "//", "%"),
+    ("=", "+=", "*=", "max=", "min=", "argmax=", "argmin="),
+    ("<", "<=", ">", ">=", "==", "!="),
+    ("f32", "f64", "f16", "i32", "i8", "bf16"),
+    ("exp", "log", "sqrt", "rsqrt", "tanh", "erf", "sigmoid", "relu", "abs", "max", "min", "pow", "select"),
+    ("split", "tile", "reorder", "fuse", "vectorize", "parallel", "unroll", "cache_write", "cache_read"),
+    ("guard", "peel", "reduce", "at", "block"),
+    ("overwrite", "accumulate", "none", "relu", "sp", "acc", "load", "compute", "store"),
+    ("0", "1", "2", "3", "7", "8", "15", "16", "17", "32", "64"),
+)
+FIELD_EDGES = ("255", "256", "4095", "4096", "65535", "65536", "16777215", "4294967295")  # asm / config
+
+
+def swap_family(text: str, rng: random.Random) -> str:
+    """An operator, type, function, step or small number becomes another of its family."""
+    tokens = tokenize(text)
+    family = {t: fam for fam in SWAPS for t in fam}
+    spots = [i for i, t in enumerate(tokens) if t in family]
+    if spots:
+        i = rng.choice(spots)
+        tokens[i] = rng.choice(family[tokens[i]])
+    return "".join(tokens)
+
+
+def field_edge(text: str, rng: random.Random) -> str:
+    """A number becomes the edge of a bit field (kept out of programs: their sizes would only be slow)."""
+    tokens = tokenize(text)
+    if spots := [i for i, t in enumerate(tokens) if _NUMBER.match(t)]:
+        tokens[rng.choice(spots)] = rng.choice(FIELD_EDGES)
+    return "".join(tokens)
+
+
 MUTATORS: dict[str, Callable[[str, random.Random], str]] = {
+    "family": swap_family,
+    "edge": field_edge,
     "drop": drop_token,
     "swap": swap_tokens,
     "duplicate": duplicate_token,
@@ -146,21 +181,60 @@ MUTATORS: dict[str, Callable[[str, random.Random], str]] = {
     "junk": insert_junk,
     "line": duplicate_line,
 }
-WEIGHTS = {
-    "drop": 3,
-    "swap": 2,
-    "duplicate": 2,
-    "number": 4,
-    "identifier": 3,
-    "truncate": 1,
-    "junk": 1,
-    "line": 1,
+WEIGHTS = {  # per kind: token soup mostly meets the parser, swaps within a family reach further
+    "kc": {
+        "family": 6,
+        "drop": 3,
+        "swap": 2,
+        "duplicate": 2,
+        "number": 3,
+        "identifier": 3,
+        "truncate": 1,
+        "junk": 1,
+        "line": 1,
+    },
+    "schedule": {
+        "family": 4,
+        "drop": 3,
+        "swap": 3,
+        "duplicate": 2,
+        "number": 4,
+        "identifier": 4,
+        "truncate": 1,
+        "junk": 1,
+        "line": 3,
+    },
+    "config": {
+        "edge": 3,
+        "family": 4,
+        "drop": 1,
+        "swap": 1,
+        "duplicate": 1,
+        "number": 8,
+        "identifier": 2,
+        "truncate": 1,
+        "junk": 1,
+        "line": 2,
+    },
+    "asm": {
+        "edge": 3,
+        "family": 5,
+        "drop": 2,
+        "swap": 2,
+        "duplicate": 1,
+        "number": 5,
+        "identifier": 3,
+        "truncate": 1,
+        "junk": 1,
+        "line": 3,
+    },
 }
 
 
-def mutate(text: str, rng: random.Random) -> tuple[bytes, list[str]]:
+def mutate(text: str, rng: random.Random, kind: str = "kc") -> tuple[bytes, list[str]]:
     """One to three mutations of `text`; the bytes to write and the mutators' names."""
-    names = rng.choices(list(WEIGHTS), weights=list(WEIGHTS.values()), k=rng.choice((1, 1, 1, 2, 3)))
+    weights = WEIGHTS[kind]
+    names = rng.choices(list(weights), weights=list(weights.values()), k=rng.choice((1, 1, 1, 2, 3)))
     for name in names:
         text = MUTATORS[name](text, rng)
     data = text.encode("utf-8", "surrogatepass")
@@ -290,7 +364,7 @@ def make_mutant(bases: Bases, kind: str, index: int, seed: int) -> Mutant:
     rng = random.Random(f"kcomp-mutate:{seed}:{kind}:{index}")
     if kind == "kc":
         base = rng.choice(sorted(bases.kc))
-        data, ops = mutate(bases.kc[base], rng)
+        data, ops = mutate(bases.kc[base], rng, kind)
         if base in ACCEL_EXAMPLES and rng.random() < 0.3:
             return Mutant(
                 kind, index, base, ops, {"k.kc": data}, [["sim", "k.kc", "--accel", "small", "--seed", "1"]]
@@ -300,7 +374,7 @@ def make_mutant(bases: Bases, kind: str, index: int, seed: int) -> Mutant:
         where = rng.choice(("file", "file", "block", "accel"))
         if where == "accel":
             base = rng.choice(sorted(bases.accel_schedules))
-            data, ops = mutate(bases.accel_schedules[base], rng)
+            data, ops = mutate(bases.accel_schedules[base], rng, kind)
             files = {"k.kc": bases.kc[base].encode(), "s.txt": data}
             return Mutant(
                 kind,
@@ -313,7 +387,7 @@ def make_mutant(bases: Bases, kind: str, index: int, seed: int) -> Mutant:
         base = rng.choice(sorted(bases.cpu_schedules))
         schedule = bases.cpu_schedules[base]
         if where == "file":
-            data, ops = mutate(schedule, rng)
+            data, ops = mutate(schedule, rng, kind)
             files = {"k.kc": bases.kc[base].encode(), "s.txt": data}
             return Mutant(
                 kind,
@@ -325,19 +399,19 @@ def make_mutant(bases: Bases, kind: str, index: int, seed: int) -> Mutant:
             )
         block = "\n".join(line for line in schedule.splitlines() if not line.startswith("#"))
         kc = re.sub(r"(?ms)^schedule .*?^\}\n?", "", bases.kc[base])
-        data, ops = mutate(f"schedule {base} for cpu {{\n{block}\n}}\n", rng)
+        data, ops = mutate(f"schedule {base} for cpu {{\n{block}\n}}\n", rng, kind)
         files = {"k.kc": kc.encode() + b"\n" + data}
         return Mutant(kind, index, f"block:{base}", ops, files, [["run", "k.kc", "--check", "--seed", "1"]])
     if kind == "config":
         base = rng.choice(sorted(bases.configs))
-        data, ops = mutate(bases.configs[base], rng)
+        data, ops = mutate(bases.configs[base], rng, kind)
         program = rng.choice(("matmul", "gemm_bias_relu"))
         files = {"k.kc": bases.kc[program].encode(), "c.toml": data}
         return Mutant(kind, index, base, ops, files, [["sim", "k.kc", "--accel", "c.toml", "--seed", "1"]])
     if kind == "asm":
         base = rng.choice(sorted(bases.asm))
         if rng.random() < 0.7:
-            data, ops = mutate(bases.asm[base], rng)
+            data, ops = mutate(bases.asm[base], rng, kind)
             commands = [
                 ["asm", "p.s", "-o", "p.bin"],
                 ["disasm", "p.bin", "-o", "q.s"],
