@@ -423,6 +423,12 @@ class Buffer:
             raise EncodingError(f"buffer {self.name}: dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if not self.shape or any(not isinstance(d, int) or d <= 0 for d in self.shape):
             raise EncodingError(f"buffer {self.name}: shape {self.shape} must be positive integers")
+        # NOTE: the program file holds a u8 rank, u32 dimensions and a u16 name length
+        if len(self.shape) > 0xFF or max(self.shape) > 0xFFFFFFFF or len(self.name) > 0xFFFF:
+            raise EncodingError(
+                f"buffer {self.name[:40]}: shape {self.shape} does not fit the program file"
+                " (at most 255 dimensions of at most 4294967295 elements)"
+            )
 
     @property
     def size(self) -> int:
