@@ -57,6 +57,7 @@ class _Node:
     children: dict[str, str] = field(default_factory=dict)  # action label -> child key
     admitted: list[Action] = field(default_factory=list)  # legal actions admitted by widening
     tried: set[str] = field(default_factory=set)  # labels checked for legality
+    closed: bool = False  # nothing below is left to measure: selection passes it by
 
     def q(self, mix: float) -> float:
         """The node's value: mean and best mixed (a search wants the best leaf, not the average)."""
@@ -203,6 +204,7 @@ class _Search:
         self.mutate = cfg.mutate
         self.heavy = [p for p, w in enumerate(space.work) if w * 10 >= max(space.work, default=0)]
         self.kinds: set[tuple] = {tuple(space.default_steps[p] for p in self.heavy)}  # measured kinds
+        self.session: Session | None = None
 
     # ---------------------------------------------------------------- the cost model
 
@@ -232,6 +234,7 @@ class _Search:
 
     def propose(self, want: int, session: Session) -> list[_Leaf]:
         """Run the simulations of a round and pick `want` unmeasured leaves to measure."""
+        self.session = session
         runs = self.cfg.simulations * want
         for attempt in range(runs * 4):
             if attempt >= runs and self._fresh(session) >= want:
@@ -272,9 +275,9 @@ class _Search:
         node, path = self.nodes[self.root.key()], [self.root.key()]
         while not node.state.is_terminal():
             action = self.select(node)
-            if action is None:  # a dead end (no legal action): worth nothing
-                self.backup(path, 0.0, 1.0)
-                return len(path) > 1
+            if action is None:  # a dead end (no legal action), or everything below measured
+                self.close(path)
+                return len(path) > 1 and not self.nodes[self.root.key()].closed
             child = node.state.apply(action)
             key = child.key()
             node.children[action.label] = key
@@ -285,6 +288,11 @@ class _Search:
             path.append(key)
             if fresh:
                 break
+        if node.state.is_terminal() and self.seen(node.state):
+            # NOTE: a finite tree runs out: a measured leaf closes, and so does a node whose
+            # children all have, so descents go where something is left (a small accelerator space)
+            self.close(path)
+            return not self.nodes[self.root.key()].closed
         best: float | None = None
         for r in range(self.cfg.rollouts):
             leaf = self.rollout(node.state, path, self.mutate * r / max(1, self.cfg.rollouts - 1))
@@ -293,15 +301,40 @@ class _Search:
         self.backup(path, 0.0 if best is None else self.value_of(best), 1.0)
         return True
 
+    def seen(self, state: State) -> bool:
+        """Whether a terminal state's schedule was measured (or answered) in this session."""
+        return state.key() in self.measured or (
+            self.session is not None and self.session.has_seen(state.schedule())
+        )
+
+    def close(self, path: list[str]) -> None:
+        """Close the last node of `path`, then each ancestor all of whose legal actions lead to
+        closed nodes."""
+        self.nodes[path[-1]].closed = True
+        for key in reversed(path[:-1]):
+            node = self.nodes[key]
+            if len(node.tried) < len(node.state.candidates()):
+                return
+            if any(not self._child_closed(node, a) for a in node.admitted):
+                return
+            node.closed = True
+
+    def _child_closed(self, node: _Node, action: Action) -> bool:
+        child = self.nodes.get(node.children.get(action.label, ""))
+        return child is not None and child.closed
+
     def select(self, node: _Node) -> Action | None:
         self.admit(node)
-        if not node.admitted:
+        if node.admitted and all(self._child_closed(node, a) for a in node.admitted):
+            self.admit(node, force=True)  # widen past the limit rather than descend into nothing
+        open_ = [a for a in node.admitted if not self._child_closed(node, a)]
+        if not open_:
             return None
         total = sum(a.prior * self.guide.weight(a) for a in node.admitted) or 1.0
         parent_q = node.q(self.cfg.max_mix) / self.best_value if node.n else 0.5
         sqrt_n = math.sqrt(max(node.n, 1.0))
         best, best_score = None, -math.inf
-        for a in node.admitted:
+        for a in open_:
             child = self.nodes.get(node.children.get(a.label, ""))
             if child is not None and child.n:
                 q = min(1.0, child.q(self.cfg.max_mix) / self.best_value)
@@ -313,10 +346,13 @@ class _Search:
                 best, best_score = a, score
         return best
 
-    def admit(self, node: _Node) -> None:
-        """Progressive widening: admit legal actions, highest guided prior first, up to ceil(c * N^alpha)."""
+    def admit(self, node: _Node, force: bool = False) -> None:
+        """Progressive widening: admit legal actions, highest guided prior first, up to ceil(c * N^alpha)
+        (`force`: one more than admitted now, whatever the limit)."""
         c, alpha = self.cfg.widen
         limit = max(1, math.ceil(c * (node.n + 1) ** alpha))
+        if force:
+            limit = len(node.admitted) + 1
         if len(node.admitted) >= limit:
             return
         pending = [a for a in node.state.candidates() if a.label not in node.tried]

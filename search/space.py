@@ -298,7 +298,9 @@ def _transition(state: State, action: Action) -> State | None:
             mappings(nest, space.target.cfg, Schedule(state.order + action.steps))
     except ScheduleError:
         return None
-    if action.choice and not _fits(state, (*state.plan.pending, *action.choice)):
+    from kcomp.search.accel_space import accel_fits
+
+    if action.choice and not accel_fits(state, (*state.plan.pending, *action.choice)):
         return None
     if action.kind in ("stage", "cache_write"):
         old = {s.buffer for s in walk_stmts(state.nest.body) if isinstance(s, Alloc)}
@@ -316,24 +318,6 @@ def _transition(state: State, action: Action) -> State | None:
     done = action.label.startswith(DEFAULT_RECIPE) or action.kind == "double_buffer"
     cursor = (n + 1, 0, 0) if done else (n, phase, sub + 1)
     return State(space, nest, by_nest, state.order + action.steps, cursor, plan)
-
-
-def _fits(state: State, chosen: tuple[Any, ...]) -> bool:
-    """Accelerator: whether the tiles (and order) chosen so far, the other tiles at their smallest,
-    fit single-buffered (larger tiles only need more memory: a choice passing this can be completed)."""
-    from kcomp.targets.accel.codegen import reserved_rows
-    from kcomp.targets.accel.mapping import Mapping, fits
-    from kcomp.targets.accel.match import match
-
-    g, entry, cfg = match(state.nest).groups[state.pos], state.plan.group, state.space.target.cfg
-    assert entry is not None
-    tiles = [c for c in chosen if isinstance(c, int)]
-    sizes = [*tiles, *(min(entry["tiles"][n]) for n in entry["loops"][len(tiles) :])]
-    roles = dict(zip([r for r in "ijk" if g.role(r) is not None], sizes, strict=True))
-    by_name = dict(zip((f"{n}_o" for n in entry["loops"]), roles, strict=True))
-    order = [by_name[o] for o in chosen[-1]] if isinstance(chosen[-1], tuple) else list(roles)
-    m = Mapping(roles.get("i", 1), roles.get("j", 1), roles.get("k", 1), tuple(order), frozenset())
-    return fits(g, m, cfg, reserved_rows(g, cfg))
 
 
 def _enter(state: State) -> State:
@@ -375,6 +359,8 @@ def _settle(state: State) -> State:
 
 
 def _candidates(state: State) -> list[Action]:
+    from kcomp.search.accel_space import accel_candidates
+
     space, pos, phase = state.space, state.pos, state.phase
     if phase == "recipe":
         steps = space.default_steps[pos]
@@ -382,7 +368,7 @@ def _candidates(state: State) -> list[Action]:
         default = Action(f"{DEFAULT_RECIPE} ({text})", steps, 0.6, "recipe")
         return [default, Action(f"search nest {pos}", (), 0.4, "recipe")]
     if space.family == "accel":
-        return _accel_candidates(state)
+        return accel_candidates(state)
     slot = {"split": _split_candidates, "split2": _split_candidates, "order": _order_candidates}
     slot |= {"unroll": _unroll_candidates, "vectorize": _vectorize_candidates, "stage": _stage_candidates}
     slot |= {"cache_write": _cache_write_candidates, "parallel": _parallel_candidates}
@@ -576,25 +562,6 @@ def _parallel_candidates(state: State, loops: list[Loop], names: dict, make: _Ma
         steps = (S.Fuse(names[a.var], names[b.var]), S.Parallel(f"{names[a.var]}_{names[b.var]}"))
         out.append(make("; ".join(map(format_step, steps)), steps, 1.0, "parallel"))
     return out
-
-
-def _accel_candidates(state: State) -> list[Action]:
-    """A tile size per loop, then the tile loops' order, then double buffering, which emits the
-    group's steps (`tile`, `reorder` when the order changes, `double_buffer`)."""
-    g, pending, k = state.plan.group or {}, state.plan.pending, state.cursor[2]
-    default, loops = g["default"], tuple(g["loops"])
-    if state.phase == "tile":
-        boost = {t: DEFAULT_BOOST if t == default["tiles"][k] else 1.0 for t in g["tiles"][loops[k]]}
-        return [Action(f"tile {loops[k]} {t}", (), b, "tile", t, (t,)) for t, b in boost.items()]
-    if state.phase == "order":
-        boost = {tuple(o): DEFAULT_BOOST if o == default["order"] else 1.0 for o in g["orders"]}
-        return [Action(f"order {' '.join(o)}", (), b, "order", 0, (o,)) for o, b in boost.items()]
-    tiles, natural = tuple(pending[: len(loops)]), tuple(f"{n}_o" for n in loops)
-    order = pending[len(loops)] if len(pending) > len(loops) else natural
-    steps: tuple[Step, ...] = (S.Tile(loops, tiles), *((S.Reorder(order),) if order != natural else ()))
-    text, on = "; ".join(map(format_step, steps)), DEFAULT_BOOST if default["double_buffer"] else 1.0
-    double = Action(f"{text}; double_buffer", (*steps, S.DoubleBuffer()), on, "double_buffer", 1)
-    return [double, Action(f"{text} (single buffers)", steps, DEFAULT_BOOST / on, "double_buffer", 0)]
 
 
 __all__ = ["Action", "Space", "State", "split_factors"]

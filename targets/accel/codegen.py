@@ -18,6 +18,11 @@ Tokens (counting semaphores; every signal has exactly one consumer, so a section
     t1 A_FREE      compute -> load   the mma that last reads an A slot retired
     t2 ACC_READY   compute -> store  a C tile is final (its last mma or epilogue op signals)
     t3 ACC_FREE    store -> compute  a C slot is stored; its next tile starts with an overwriting mma
+
+Without vector epilogue ops, and when a C slot's consecutive tiles have the same panels, t2/t3 (and
+t5) count *panels* instead of tiles: a panel's store starts when its last mma retires and the next
+tile's first mma on that panel waits only for that panel's store, so a single-buffered C tile's
+store overlaps the matrix work on its other panels instead of stalling the unit for the whole store.
     t4 B_FREE      compute -> load   the mma that last reads a B slot retired
     t5 ACC_LOADABLE store -> load    a C slot is stored; its next tile's initial value is a DMA
     t6 SECTION     store -> load     the previous section's results are in DRAM
@@ -103,12 +108,17 @@ def emit_section(
     c_slots = [n * f.c_rows for n in range(slots_c)]
     n_a, n_b = steps[-1].a_no + 1, steps[-1].b_no + 1
     n_c = steps[-1].c_no + 1
+    cols_of = {s.c_no: s.cols for s in steps}
     act = 1 if g.relu_store else 0  # dma.store's act: none, relu
     epilogue = g.epilogue[:-1] if g.relu_store else g.epilogue
     rows_of: dict[tuple, int] = {}
     ids = (buf[g.A.buffer.name], buf[g.B.buffer.name], buf[g.C.buffer.name])
     bj = g.B.stride(g.j)
     out = _Stream()
+
+    def panelled(c_no: int) -> bool:
+        """Whether C tile `c_no` hands its slot to the next tile panel by panel (module docstring)."""
+        return not epilogue and cols_of[c_no] == cols_of.get(c_no + slots_c)
 
     prologue: list[_Item] = []
     at = top
@@ -150,7 +160,8 @@ def emit_section(
                 loads.append(out.add("dma.load.acc", c_slot + nb // dim * tm, buf[init.buffer.name], off + nb * step,
                                      s.rows, min(dim, s.cols - nb), stride))  # fmt: skip
             if s.c_no >= slots_c:
-                _wait(loads[first], ACC_LOADABLE)
+                for item in loads[first:] if panelled(s.c_no - slots_c) else loads[first : first + 1]:
+                    _wait(item, ACC_LOADABLE)
         if loads and n == 0 and after_section:
             _wait(loads[0], SECTION)  # NOTE: the first load; the prologue's when there is one
         if loads:
@@ -162,29 +173,40 @@ def emit_section(
             for nb in range(0, s.cols, dim)
             for kb in range(0, s.depth, dim)
         ]  # fmt: skip
+        chunks = -(-s.depth // dim)
+        panels = [mmas[p : p + chunks] for p in range(0, len(mmas), chunks)]
         if loads:
             _wait(mmas[0], DATA)
         if overwrite and s.c_no >= slots_c:
-            _wait(mmas[0], ACC_FREE)
+            for panel in panels if panelled(s.c_no - slots_c) else panels[:1]:
+                _wait(panel[0], ACC_FREE)
         if (nxt is None or nxt.a_no != s.a_no) and s.a_no + nbuf["A"] < n_a:
             _signal(mmas[-1], A_FREE)
         if (nxt is None or nxt.b_no != s.b_no) and s.b_no + nbuf["B"] < n_b:
             _signal(mmas[-1], B_FREE)
         if not s.closes:
             continue
-        last = mmas[-1]
-        for op in epilogue:
-            last = _vector(out, op, s, c_slot, tm, dim, rows_of) or last
-        _signal(last, ACC_READY)
+        by_panel = not epilogue
+        if by_panel:
+            for panel in panels:
+                _signal(panel[-1], ACC_READY)
+        else:
+            last = mmas[-1]
+            for op in epilogue:
+                last = _vector(out, op, s, c_slot, tm, dim, rows_of) or last
+            _signal(last, ACC_READY)
         stride = _stride(g.C, g.i, s.rows)
         stores = [
             out.add("dma.store", c_slot + nb // dim * tm, ids[2], s.c_off + nb, s.rows, min(dim, s.cols - nb),
                     stride, act)
             for nb in range(0, s.cols, dim)
         ]  # fmt: skip
-        _wait(stores[0], ACC_READY)
+        for item in stores if by_panel else stores[:1]:
+            _wait(item, ACC_READY)
         if s.c_no + slots_c < n_c:
-            _signal(stores[-1], ACC_LOADABLE if g.init is not None else ACC_FREE)
+            freed = ACC_LOADABLE if g.init is not None else ACC_FREE
+            for item in stores if panelled(s.c_no) else stores[-1:]:
+                _signal(item, freed)
         if nxt is None and before_section:
             _signal(stores[-1], SECTION)
     return out.instrs()

@@ -219,6 +219,11 @@ def estimate(g: Contraction, m: Mapping, cfg: AccelConfig) -> float:
     recycle = compute / tiles + dim + store + lat + (store + lat if g.init is not None else 0)
     if "C" in m.double_buffer:
         recycle /= 2
+    elif len(g.epilogue) == (1 if g.relu_store else 0):
+        # no vector ops: the slot is handed over panel by panel (codegen), so only the last panel's
+        # store (and initial load) is exposed
+        c_panels = math.ceil(min(m.tn, N) / dim)
+        recycle = compute / tiles + dim + (store + lat) / c_panels + lat * (g.init is not None)
     else:
         recycle += per_step + lat
     return max(total, tiles * recycle) + first + lat
