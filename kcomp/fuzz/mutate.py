@@ -438,7 +438,8 @@ def run_case(
     `keep`, as bytes) and `same` (whether the two files of `same` are identical, None if not compared)."""
     from kcomp.cli import main
 
-    os.environ.setdefault("KCOMP_THREADS", "1")
+    threads = os.environ.get("KCOMP_THREADS")
+    os.environ["KCOMP_THREADS"] = threads or "1"  # NOTE: restored below; mutants need no thread pool
     home = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="kcomp-mutant-") as tmp:
         for name, data in files.items():
@@ -460,6 +461,8 @@ def run_case(
                 equal = Path(tmp, same[0]).read_bytes() == Path(tmp, same[1]).read_bytes()
         finally:
             os.chdir(home)
+            if threads is None:
+                del os.environ["KCOMP_THREADS"]
     return {"rc": rc, "out": out.getvalue(), "err": err.getvalue(), "files": kept, "same": equal}
 
 
