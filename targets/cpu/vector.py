@@ -18,6 +18,7 @@ A loop this module cannot handle raises `Unvectorizable`; the emitter then write
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -404,9 +405,13 @@ class VectorLoop:
         never_negative = start_form is not None and all(c >= 0 for c in start_form.values())
         left = "" if never_negative else f"({first} < 0) ? {self.lanewise(e).text} : "
         ptr = f"&{self.em.names(buf)}[{at}]"
+        partial = f"kc_loadn_{s}({ptr}, {nv})"  # NOTE: fills the lanes past the buffer with zeros
+        if e.pad != 0 or math.copysign(1.0, e.pad) < 0:  # ... so any other pad is blended in
+            mask = f"kc_lanes_below({nv})"
+            partial = f"(kc_v{s})(((kc_vi32){partial} & {mask}) | ((kc_vi32){pad} & ~{mask}))"
         text = (
             f"({{ int64_t {first} = {start}; int64_t {nv} = {buf.shape[-1]} - {first}; {limit}"
-            f"{left}({inside}) ? ({nv} >= {self.w} ? kc_load_{s}({ptr}) : kc_loadn_{s}({ptr}, {nv}))"
+            f"{left}({inside}) ? ({nv} >= {self.w} ? kc_load_{s}({ptr}) : {partial})"
             f" : {pad}; }})"
         )
         return V(text, True, buf.dtype)
