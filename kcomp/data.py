@@ -13,6 +13,7 @@ Zeros and constants hide bugs (a wrong index into a zero tensor reads a right an
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -54,6 +55,11 @@ def random_params(
 
 
 def _random(b: Buffer, rng: np.random.Generator, bound: int | None, positive: bool) -> np.ndarray:
+    # NOTE: numpy's generators return a scalar, not an array, for a rank-0 shape
+    return np.asarray(_values(b, rng, bound, positive))
+
+
+def _values(b: Buffer, rng: np.random.Generator, bound: int | None, positive: bool) -> Any:
     shape = b.shape
     if b.dtype is DType.BOOL:
         return rng.random(shape) < 0.5
