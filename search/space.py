@@ -280,6 +280,11 @@ def _store(loops: list[Loop]) -> Store | None:
     return next((s for s in reversed(list(walk_stmts(loops[-1].body))) if isinstance(s, Store)), None)
 
 
+def _innermost(store: Store | None, var: Var) -> bool:
+    """Whether `var` indexes the last dimension of the store (a rank-0 store has none)."""
+    return store is not None and bool(store.index) and var in free_vars(store.index[-1])
+
+
 def _reduction(var: Var, store: Store | None) -> bool:
     return store is not None and not any(var in free_vars(e) for e in store.index)
 
@@ -417,7 +422,7 @@ def _split_candidates(state: State, loops: list[Loop], names: dict, make: _Maker
     if loop is None:
         return []
     name, n, store = names[var], loop.extent, _store(loops)
-    contiguous = not level2 and store is not None and var in free_vars(store.index[-1])
+    contiguous = not level2 and _innermost(store, var)
     scored = []
     factors = split_factors(n, lanes) if not level2 else [f for f in split_factors(n, 1) if f <= 64]
     factors += [
@@ -442,7 +447,7 @@ def _perms(group: list[Var], store: Store | None, inner: bool, last: bool) -> li
     out = []
     for order in dict.fromkeys(orders):
         score = 1.5 if list(order) == group else 1.0
-        if last and store is not None and order[-1] in free_vars(store.index[-1]):
+        if last and _innermost(store, order[-1]):
             score *= 3.0
         if (inner or not last) and _reduction(order[0], store):
             score *= 2.0
