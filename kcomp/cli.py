@@ -102,10 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     from kcomp.bench.cli import add_parser as add_bench
 
     add_bench(sub)
-    from kcomp import db_cli, tune_cli
+    from kcomp import db_cli, fuzz_cli, tune_cli
 
     tune_cli.add_parser(sub)
     db_cli.add_parser(sub)
+    fuzz_cli.add_parser(sub)
     from kcomp.sim_cli import add_sim_parsers
 
     add_sim_parsers(sub)

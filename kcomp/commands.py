@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from kcomp import db_cli, sim_cli, tune_cli
+from kcomp import db_cli, fuzz_cli, sim_cli, tune_cli
 from kcomp.api import CompiledKernel, compile
 from kcomp.cli import parse_inputs, parse_params, parse_shapes
 from kcomp.printer import format_nest, format_program
@@ -170,5 +170,6 @@ COMMANDS = {
     "bench": cmd_bench,
     "tune": tune_cli.run,
     "db": db_cli.run,
+    "fuzz": fuzz_cli.run,
     **sim_cli.COMMANDS,
 }
