@@ -21,6 +21,8 @@ def layout(nest: LoopNest, step: Layout) -> LoopNest:
     alloc = next((s for s in walk_stmts(nest.body) if isinstance(s, Alloc) and s.buffer is buf), None)
     if alloc is None:
         raise r.error(f"{step.tensor} is an argument of the kernel; only intermediate tensors change layout")
+    if not buf.shape:  # NOTE: and `layout T` with no dimensions has no text form to replay
+        raise r.error(f"{step.tensor} has no dimensions to reorder")
     if len(step.order) != len(buf.shape):
         raise r.error(f"{step.tensor} has {len(buf.shape)} dimensions, the order names {len(step.order)}")
     new = replace(buf, shape=tuple(buf.shape[d] for d in step.order))

@@ -7,13 +7,14 @@ import random
 
 import pytest
 
+from kcomp.errors import ScheduleError
 from kcomp.fuzz.run import program_for
 from kcomp.fuzz.schedules import draw_schedules, walk
 from kcomp.lower import lower
 from kcomp.parse import parse
 from kcomp.passes import apply
 from kcomp.pipeline import front
-from kcomp.schedule import parse_schedule
+from kcomp.schedule import Layout, Schedule, parse_schedule
 from kcomp.search.space import Space
 from kcomp.targets import get_target
 
@@ -52,3 +53,10 @@ def test_accel_unsupported_and_walks():
     drawn = draw_schedules(matmul, "accel", seed=1, count=2, index=2)
     assert [label for label, _ in drawn["schedules"]] == ["walk", "walk"]
     assert draw_schedules(RANK0, "accel", seed=1, count=2, index=2)["unsupported"].count("cannot map")
+
+
+def test_layout_of_rank0_temp_is_illegal():
+    # found by kcomp fuzz: `layout` of a rank-0 temp applied, but its text `layout t` does not parse
+    source = "kernel f(A: f32[4]) -> (y: f32[4]) {\n    t[] += A[i]\n    y[i] = A[i] / t[]\n}\n"
+    with pytest.raises(ScheduleError, match="t has no dimensions to reorder"):
+        apply(lower(program(source)), Schedule((Layout("t", ()),)))
