@@ -1,4 +1,5 @@
-"""`kcomp bench SUITE [--json] [--quick | --cases ...] [--repeat-budget SECONDS]`.
+"""`kcomp bench SUITE [--json] [--quick | --cases ...] [--repeat-budget SECONDS]` (and, for the search
+suite, `[--budgets 32,64,128] [--seeds N] [--with-tvm] [--plot FILE.png]`).
 
 kcomp/cli.py registers the subcommand with `add_parser(subparsers)` and dispatches to `run(args)`.
 A suite is one entry in `SUITES`: how to run it, its full and quick cases, and how to read a case
@@ -15,7 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
-from kcomp.bench import accel, examples, gemm, report
+from kcomp.bench import accel, examples, gemm, report, search
 from kcomp.errors import UsageError
 
 
@@ -27,6 +28,8 @@ class Suite:
     parse_case: Callable[[str], Any]  # one --cases item -> a case; UsageError when malformed
     help: str
     printer: Callable[[dict[str, Any]], None] = report.print_report  # the human table
+    options: Callable[[argparse.Namespace], dict[str, Any]] = lambda _args: {}  # suite-only flags
+    main: str = "kcomp"  # the system whose missing time in a row means kcomp failed it
 
 
 SUITES: dict[str, Suite] = {
@@ -54,6 +57,17 @@ SUITES: dict[str, Suite] = {
         " conv2d, gemm_bias_relu",
         accel.print_report,
     ),
+    "search": Suite(
+        search.run_suite,
+        search.CASES,
+        search.QUICK_CASES,
+        search.parse_case,
+        "MCTS vs random search (vs TVM MetaSchedule with --with-tvm) at equal trial budgets; cases matmul,"
+        " gemm_bias_relu, softmax, conv2d, accel_gemm",
+        search.print_report,
+        search.options,
+        "mcts",
+    ),
 }
 
 
@@ -78,6 +92,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="timing budget per system and case (default 0.25; at least 5 timed calls always run)",
     )
+    tuning = p.add_argument_group("search suite")
+    tuning.add_argument("--budgets", metavar="N,...", help="trial budgets (default 32,64,128; --quick: 4,8)")
+    tuning.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds per strategy (default 1)")
+    tuning.add_argument(
+        "--with-tvm", action="store_true", help="add TVM MetaSchedule as a peer (optional extra)"
+    )
+    tuning.add_argument("--plot", metavar="FILE.png", help="best time so far against trials, per workload")
     return p
 
 
@@ -97,9 +118,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--repeat-budget {args.repeat_budget}: expected a positive number of seconds")
     cases = select_cases(suite, args)
     err = Console(stderr=True)
-    result = suite.run(cases, budget_s=args.repeat_budget, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+    if args.suite != "search" and (args.budgets or args.with_tvm or args.plot or args.seeds != 1):
+        raise UsageError("--budgets, --seeds, --with-tvm and --plot belong to `kcomp bench search`")
+    options = suite.options(args)
+    say = lambda msg: err.print(f"[dim]{msg}[/]")  # noqa: E731
+    result = suite.run(cases, budget_s=args.repeat_budget, progress=say, **options)
+    if args.plot:
+        search.plot(result, args.plot)
     if args.json:
         sys.stdout.write(report.to_json(result) + "\n")
     else:
         suite.printer(result)
-    return 1 if any("kcomp" not in row["times_s"] for row in result["rows"]) else 0
+    return 1 if any(suite.main not in row["times_s"] for row in result["rows"]) else 0
