@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
             report["mutants"] = _mutants(args.mutants, args.seed, args.timeout)
     failed = any(report[k] for k in FAILURES) or report["generator_errors"] > 0
     if "mutants" in report:
-        failed |= any(report["mutants"].get(k, 0) for k in MUTANT_BUGS)
+        mutants = report["mutants"]
+        failed |= bool(mutants.get("bugs", sum(mutants.get(k, 0) for k in MUTANT_BUGS)))
     if args.json:
         print(json.dumps(report))
     else:
