@@ -20,12 +20,27 @@ from kcomp.search.strategy import Budget, Session, Space, State, TuneResult
 
 
 def random_walk(state: State, rng: random.Random) -> Schedule:
-    """The schedule at the end of a uniformly random walk from `state` (a dead end ends the walk)."""
+    """The schedule at the end of a uniformly random walk from `state` (a dead end ends the walk).
+
+    Each step draws among the legal actions uniformly.  Where the state offers the cheap way in
+    (`candidates()` and `is_legal`), the draw is by rejection: a random candidate, dropped and
+    redrawn while illegal, which is the same distribution as a draw from `actions()` without
+    checking every candidate's legality (each check applies the passes)."""
     while not state.is_terminal():
-        actions = list(state.actions())
-        if not actions:
+        if hasattr(state, "candidates") and hasattr(state, "is_legal"):
+            options = list(state.candidates())
+            pick = None
+            while options:
+                a = options.pop(rng.randrange(len(options)))
+                if state.is_legal(a):
+                    pick = a
+                    break
+        else:
+            actions = list(state.actions())
+            pick = rng.choice(actions) if actions else None
+        if pick is None:
             break
-        state = state.apply(rng.choice(actions))
+        state = state.apply(pick)
     return state.schedule()
 
 
