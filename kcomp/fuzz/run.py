@@ -36,7 +36,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kcomp.fuzz.generate import GenProgram, generate
+from kcomp.fuzz.generate import generate
+from kcomp.fuzz.program import GenProgram
 
 OUTCOMES = ("ok", "mismatch", "crash", "compile_error", "timeout", "unsupported")
 FAILURES = ("mismatch", "crash", "compile_error", "timeout")

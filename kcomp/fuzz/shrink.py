@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from kcomp.fuzz.generate import Expr, GenProgram, names, rebuild, same_type_children, subexprs
+from kcomp.fuzz.program import Expr, GenProgram, names, rebuild, same_type_children, subexprs
 from kcomp.fuzz.run import Case, Result
 
 
