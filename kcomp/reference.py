@@ -300,8 +300,10 @@ def _run_boxes(
             shape = value.shape[:n_index] + ctx.grid.shape[n_index:]
             value = np.broadcast_to(value.astype(dtype, copy=False), shape)
             axes = tuple(range(n_index, len(vars_)))
-            part = _COMBINE[stmt.op].reduce(value, axis=axes) if axes else value
-            acc[sl] = _COMBINE[stmt.op](acc[sl], part)
+            # NOTE: dtype= keeps integer reductions in the compute type, wrapping (numpy would
+            # widen i32 sums and products to i64, which then overflow a rank-0 accumulator)
+            part = _COMBINE[stmt.op].reduce(value, axis=axes, dtype=dtype) if axes else value
+            acc[sl] = _COMBINE[stmt.op](acc[sl], part, dtype=dtype)
 
 
 def _arg_update(
