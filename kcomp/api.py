@@ -188,10 +188,11 @@ class CompiledKernel:
         inputs: dict[str, np.ndarray] | None = None,
         params: dict[str, float | int] | None = None,
         budget_s: float = 0.1,
+        cutoff_s: float | None = None,
     ) -> Measurement:
         """Median time of repeated runs after warm-up (the target's `profile`), timing for about
-        `budget_s` seconds (at least five calls)."""
+        `budget_s` seconds (at least five calls, or one when it took over `cutoff_s`)."""
         built, arrays, outputs, params = self._prepare(seed, inputs, params)
         return self.target.profile(
-            built.artifact, built.arguments(arrays, outputs, params), budget_s=budget_s
+            built.artifact, built.arguments(arrays, outputs, params), budget_s=budget_s, cutoff_s=cutoff_s
         )

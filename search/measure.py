@@ -265,6 +265,7 @@ class Job:
     schedule: str  # schedule text (parsed in the worker, never evaluated)
     seed: int
     budget_s: float
+    cutoff_s: float | None = None  # one call over this is the figure (targets/base.py `bench`)
 
 
 @functools.lru_cache(maxsize=8)
@@ -310,7 +311,7 @@ def time_candidate(job: Job) -> dict[str, Any]:
                 f"output differs from the reference: max abs err {check.max_abs_err:.3g},"
                 f" max rel err {check.max_rel_err:.3g}",
             )
-        m = kernel.benchmark(seed=job.seed, budget_s=job.budget_s)
+        m = kernel.benchmark(seed=job.seed, budget_s=job.budget_s, cutoff_s=job.cutoff_s)
     except (ScheduleError, SourceError) as e:
         return _failed(Status.ILLEGAL, e)
     except BuildError as e:
@@ -385,6 +386,7 @@ class Measurer:
             raise UsageError("timeouts and the timing budget must be positive numbers of seconds")
         self.workers, self.timeout_s, self.build_timeout_s = workers, timeout_s, build_timeout_s
         self.budget_s, self.seed = budget_s, seed
+        self.cutoff_s: float | None = None  # set by the session from its best time so far
         self.build_fn, self.time_fn = build_fn, time_fn
         self._builder, self._timer = builder, timer
 
@@ -410,6 +412,7 @@ class Measurer:
             str(schedule),
             self.seed,
             self.budget_s,
+            self.cutoff_s,
         )
 
     def measure(

@@ -37,6 +37,8 @@ from kcomp.schedule import Schedule
 from kcomp.search.db import Key, TuningDB, key_for
 from kcomp.search.measure import Measurer, Trial
 
+CUTOFF = 5.0  # a first call this many times slower than the best so far is the candidate's figure
+
 
 @runtime_checkable
 class State(Protocol):
@@ -227,6 +229,9 @@ class Session:
             self.failures += 1
         elif self.best is None or (trial.time_s or 0) < (self.best.time_s or 0):
             self.best = trial
+            # NOTE: a candidate whose first call takes CUTOFF times the best is timed by that call alone
+            if trial.time_s and hasattr(self.measurer, "cutoff_s"):
+                self.measurer.cutoff_s = CUTOFF * trial.time_s
         self.history.append(self.best.time_s if self.best is not None else None)
         if self.progress is not None:
             self.progress(self, trial)

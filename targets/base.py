@@ -53,9 +53,11 @@ class Target(abc.ABC):
     def run(self, artifact: Any, args: Sequence[Arg]) -> None:
         """Call the kernel with arguments in ABI order; outputs are written in place."""
 
-    def profile(self, artifact: Any, args: Sequence[Arg], *, budget_s: float = 0.1) -> Measurement:
-        """Median time of `run` (targets with a cheaper call path override this)."""
-        return bench(lambda: self.run(artifact, args), budget_s=budget_s)
+    def profile(
+        self, artifact: Any, args: Sequence[Arg], *, budget_s: float = 0.1, cutoff_s: float | None = None
+    ) -> Measurement:
+        """Median time of `run` (targets with a cheaper call path override this); `cutoff_s`: see `bench`."""
+        return bench(lambda: self.run(artifact, args), budget_s=budget_s, cutoff_s=cutoff_s)
 
     def describe(self) -> str:
         """One line for reports naming the target and its hardware."""
@@ -72,13 +74,21 @@ def bench(
     warmup_s: float = 0.02,
     min_repeats: int = 5,
     max_repeats: int = 1000,
+    cutoff_s: float | None = None,
 ) -> Measurement:
     """Time `fn`: warm up for about `warmup_s`, then repeat within about `budget_s`; the median call.
 
-    At least one warm-up call and `min_repeats` timed calls always run, however slow `fn` is.
+    At least one warm-up call and `min_repeats` timed calls always run, however slow `fn` is, unless
+    the first call already takes over `cutoff_s`: then that call is the figure (`cut_short`).  A
+    tuner passes a multiple of its best time, so a hopeless candidate costs one call, not five.
     """
     start = time.perf_counter()
     fn()  # first call: page faults, lazy binding, OpenMP thread start-up
+    first = time.perf_counter() - start
+    if cutoff_s is not None and first > cutoff_s:
+        return Measurement(
+            time_s=first, counters={"repeats": 1, "min_s": first, "max_s": first, "cut_short": 1}
+        )
     warm_calls = 1
     while time.perf_counter() - start < warmup_s and warm_calls < max_repeats:
         fn()

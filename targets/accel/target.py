@@ -103,7 +103,9 @@ class AccelTarget(Target):
     def run(self, artifact: Artifact, args: Sequence[Arg]) -> None:
         self.simulate(artifact, args)
 
-    def profile(self, artifact: Artifact, args: Sequence[Arg], *, budget_s: float = 0.1) -> Measurement:
+    def profile(
+        self, artifact: Artifact, args: Sequence[Arg], *, budget_s: float = 0.1, cutoff_s: float | None = None
+    ) -> Measurement:
         """One simulation (cycles are deterministic): time at the nominal clock, and its counters."""
         r = self.simulate(artifact, args)
         return Measurement(r.cycles / CLOCK_HZ, counters(r))

@@ -71,11 +71,13 @@ class CpuTarget(Target):
         kernel.set_threads(self.threads)
         call()
 
-    def profile(self, artifact: Library, args: Sequence[Arg], *, budget_s: float = 0.1) -> Measurement:
+    def profile(
+        self, artifact: Library, args: Sequence[Arg], *, budget_s: float = 0.1, cutoff_s: float | None = None
+    ) -> Measurement:
         """Median seconds per call; arguments are checked once, outside the timed calls."""
         _isa.check_runnable(self.isa, self.arch)
         kernel = runtime.load(artifact)
         call = kernel.bind(args)
         kernel.set_threads(self.threads)
-        m = bench(call, budget_s=budget_s)
+        m = bench(call, budget_s=budget_s, cutoff_s=cutoff_s)
         return Measurement(m.time_s, {**m.counters, "threads": self.threads})
