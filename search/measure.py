@@ -20,13 +20,16 @@ for the Measurer's lifetime and replaced when one dies or is killed.  Jobs and r
 from __future__ import annotations
 
 import abc
+import ctypes
 import functools
 import importlib
 import json
 import multiprocessing
+import os
 import pickle
 import queue
 import signal
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -135,11 +138,20 @@ class Executor(abc.ABC):
 class LocalExecutor(Executor):
     """`workers` spawned processes on this machine; a job that kills or hangs its worker fails alone."""
 
-    def __init__(self, workers: int = 1, *, preload: Sequence[str] = ("kcomp.api",), start_timeout_s=120.0):
+    def __init__(
+        self,
+        workers: int = 1,
+        *,
+        preload: Sequence[str] = ("kcomp.api",),
+        start_timeout_s: float = 120.0,
+        env: Mapping[str, str] | None = None,
+    ):
         if workers < 1:
             raise UsageError(f"workers: expected a positive number, not {workers}")
         ctx = multiprocessing.get_context("spawn")
-        self._workers = [_Worker(ctx, tuple(preload), start_timeout_s) for _ in range(workers)]
+        self._workers = [
+            _Worker(ctx, tuple(preload), start_timeout_s, dict(env or {})) for _ in range(workers)
+        ]
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         for w in self._workers:
             self._idle.put(w)
@@ -165,11 +177,17 @@ class LocalExecutor(Executor):
         self._threads.shutdown(wait=True, cancel_futures=True)
 
 
+_ENV_LOCK = threading.Lock()
+# The timing worker's numpy runs the reference single-threaded: OpenBLAS's threads keep spinning for
+# a while after a call, and a candidate timed right after its check must not share the cores with them.
+TIMER_ENV = {"OPENBLAS_NUM_THREADS": "1"}
+
+
 class _Worker:
     """One spawned process serving jobs over a pipe, restarted after it dies or is killed."""
 
-    def __init__(self, ctx: Any, preload: tuple[str, ...], start_timeout_s: float):
-        self.ctx, self.preload, self.start_timeout_s = ctx, preload, start_timeout_s
+    def __init__(self, ctx: Any, preload: tuple[str, ...], start_timeout_s: float, env: dict[str, str]):
+        self.ctx, self.preload, self.start_timeout_s, self.env = ctx, preload, start_timeout_s, env
         self.proc: Any = None
         self.conn: Any = None
         self.lock = threading.Lock()
@@ -177,7 +195,17 @@ class _Worker:
     def start(self) -> None:
         parent, child = self.ctx.Pipe()
         proc = self.ctx.Process(target=_serve, args=(child, self.preload), daemon=True, name="kcomp-worker")
-        proc.start()
+        with _ENV_LOCK:  # NOTE: a spawned process inherits the environment as it is at start()
+            saved = {k: os.environ.get(k) for k in self.env}
+            os.environ.update(self.env)
+            try:
+                proc.start()
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
         child.close()  # NOTE: the parent must not hold the child's end, or a dead worker never reads as EOF
         self.proc, self.conn = proc, parent
         if not parent.poll(self.start_timeout_s):
@@ -231,9 +259,23 @@ class _Worker:
         return f"exit code {code}"
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this worker when the driver dies.  A worker inside a long kernel call never
+    reads the closed pipe, so a driver killed with SIGKILL would leave it running (and its threads
+    would skew every timing after it); elsewhere the pipe's EOF is the only signal."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+
+
 def _serve(conn: Any, preload: tuple[str, ...]) -> None:
     """A worker's loop: (fn, args) in, (True, result) or (False, traceback text) out, until EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # NOTE: Ctrl-C is the driver's; it kills the workers
+    _die_with_parent()
     for name in preload:
         importlib.import_module(name)
     conn.send("ready")
@@ -399,7 +441,7 @@ class Measurer:
     @property
     def timer(self) -> Executor:
         if self._timer is None:
-            self._timer = LocalExecutor(1)
+            self._timer = LocalExecutor(1, env=TIMER_ENV)
         return self._timer
 
     def job(self, schedule: Schedule) -> Job:

@@ -43,6 +43,7 @@ BUDGETS = (32, 64, 128)
 QUICK_BUDGETS = (4, 8)
 STRATEGIES = ("mcts", "random")
 WITHIN = 1.10  # "within 10% of the run's best"
+TIMEOUT_S = 10.0  # per candidate's check and timing: every default here takes well under a second
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,14 @@ def _tune_kcomp(
 
     try:
         with Measurer(
-            path, None, shapes, w.target, workers=workers or os.cpu_count() or 1, budget_s=budget_s, seed=seed
+            path,
+            None,
+            shapes,
+            w.target,
+            workers=workers or os.cpu_count() or 1,
+            budget_s=budget_s,
+            seed=seed,
+            timeout_s=TIMEOUT_S,
         ) as measurer:
             result = _strategy(strategy).run(
                 Space(measurer.program, measurer.target), measurer, Budget(trials=trials), None,

@@ -57,3 +57,12 @@ def boom(x: int) -> int:
     if x == 3:
         raise ValueError("three")
     return x * 10
+
+
+def sleep_and_report(path: str, seconds: float) -> None:
+    """Write this worker's pid to `path`, then sleep (a worker busy in a long call)."""
+    import os
+
+    with open(path, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(seconds)

@@ -89,3 +89,52 @@ def test_measurer_refuses_unbound_dimensions_and_bad_settings(tmp_path):
     with pytest.raises(UsageError, match="--workers 0: expected a positive number"):
         Measurer(src, shapes={"N": 8}, workers=0)
     assert Measurer(src, shapes={"N": 8}).default_schedule is not None
+
+
+DRIVER = """
+import sys, time
+sys.path.insert(0, {here!r})
+import faults
+from kcomp.search.measure import LocalExecutor
+
+if __name__ == "__main__":
+    ex = LocalExecutor(1)
+    ex.submit(faults.sleep_and_report, {pidfile!r}, 120.0)
+    time.sleep(120)
+"""
+
+
+def test_a_worker_dies_with_its_killed_driver(tmp_path):
+    """A driver killed with SIGKILL must not leave a worker running (it would skew later timings)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the parent-death signal is Linux's")
+    pidfile = tmp_path / "worker.pid"
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER.format(here=str(Path(__file__).parent), pidfile=str(pidfile)))
+    driver = subprocess.Popen([sys.executable, str(script)])
+    try:
+        deadline = time.monotonic() + 60
+        while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        worker = int(pidfile.read_text())
+        os.kill(worker, 0)  # alive while its driver is
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    for _ in range(100):
+        try:
+            state = Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        if state == "Z":  # dead, not yet reaped by init
+            return
+        time.sleep(0.05)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail("the worker outlived its driver")
