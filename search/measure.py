@@ -20,6 +20,7 @@ for the Measurer's lifetime and replaced when one dies or is killed.  Jobs and r
 from __future__ import annotations
 
 import abc
+import contextlib
 import ctypes
 import functools
 import importlib
@@ -32,7 +33,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -177,6 +178,22 @@ class LocalExecutor(Executor):
         self._threads.shutdown(wait=True, cancel_futures=True)
 
 
+@contextlib.contextmanager
+def scoped_env(values: Mapping[str, str]) -> Iterator[None]:
+    """`os.environ` with `values` set, restored afterwards: how a spawned worker gets its own
+    environment (it inherits the parent's as it is when the process starts)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 _ENV_LOCK = threading.Lock()
 # The timing worker's numpy runs the reference single-threaded: OpenBLAS's threads keep spinning for
 # a while after a call, and a candidate timed right after its check must not share the cores with them.
@@ -195,17 +212,8 @@ class _Worker:
     def start(self) -> None:
         parent, child = self.ctx.Pipe()
         proc = self.ctx.Process(target=_serve, args=(child, self.preload), daemon=True, name="kcomp-worker")
-        with _ENV_LOCK:  # NOTE: a spawned process inherits the environment as it is at start()
-            saved = {k: os.environ.get(k) for k in self.env}
-            os.environ.update(self.env)
-            try:
-                proc.start()
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
+        with _ENV_LOCK, scoped_env(self.env):  # NOTE: a spawned process inherits the environment at start()
+            proc.start()
         child.close()  # NOTE: the parent must not hold the child's end, or a dead worker never reads as EOF
         self.proc, self.conn = proc, parent
         if not parent.poll(self.start_timeout_s):

@@ -26,7 +26,6 @@ All but ok and unsupported are kcomp bugs.  Each failure is shrunk (`kcomp.fuzz.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import tempfile
 import time
@@ -141,18 +140,13 @@ def case_seed(seed: int, index: int, n: int) -> int:
 @contextlib.contextmanager
 def worker_env(cache_dir: str | None) -> Iterator[None]:
     """Environment the spawned workers inherit: no tuning database, a private library cache."""
-    saved = {k: os.environ.get(k) for k in ("KCOMP_NO_DB", "KCOMP_CACHE_DIR")}
-    with tempfile.TemporaryDirectory(prefix="kcomp-fuzz-") as tmp:
-        os.environ["KCOMP_NO_DB"] = "1"
-        os.environ["KCOMP_CACHE_DIR"] = cache_dir or tmp
-        try:
-            yield
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    from kcomp.search.measure import scoped_env
+
+    with (
+        tempfile.TemporaryDirectory(prefix="kcomp-fuzz-") as tmp,
+        scoped_env({"KCOMP_NO_DB": "1", "KCOMP_CACHE_DIR": cache_dir or tmp}),
+    ):
+        yield
 
 
 @dataclass
