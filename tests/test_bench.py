@@ -12,6 +12,9 @@ import io
 import json
 import math
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 from rich.console import Console
@@ -35,6 +38,7 @@ MACHINE_KEYS = {
     "copy_gbps",
     "threads",
     "load_avg_1m",
+    "other_cpu_cores",
 }
 
 
@@ -207,13 +211,34 @@ def test_roofline_is_the_lower_roof():
 
 
 def test_load_warning_only_when_cores_were_shared():
-    quiet = {"cores": 2, "load_avg_1m": {"start": 0.2, "end": 0.9}}
-    busy = {"cores": 2, "load_avg_1m": {"start": 0.2, "end": 5.25}}
+    quiet = {"cores": 2, "other_cpu_cores": 0.01, "load_avg_1m": {"start": 0.2, "end": 1.9}}
+    busy = {"cores": 2, "other_cpu_cores": 0.8, "load_avg_1m": {"start": 0.2, "end": 1.9}}
+    old_busy = {"cores": 2, "load_avg_1m": {"start": 1.5, "end": 5.25}}
+    old_quiet = {"cores": 2, "load_avg_1m": {"start": 0.2, "end": 5.25}}  # the end counts our threads
     assert report.load_warning(quiet) is None and report.load_warning({"cores": 2}) is None
+    assert report.load_warning(old_quiet) is None
     assert report.load_warning(busy) == (
-        "load average reached 5.2 on 2 cores: other processes shared the CPU,"
+        "other processes kept 0.80 of 2 cores busy on average during the run,"
         " so these figures (roofs included) are unreliable"
     )
+    assert "load average was 1.5 on 2 cores" in report.load_warning(old_busy)
+
+
+def test_other_cpu_counts_other_processes_not_ours():
+    """A busy child we wait for is ours; a busy process we do not wait for is someone else's."""
+    spin = [sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 0.6: pass"]
+    watch = machine.OtherCpu()
+    subprocess.run(spin, check=True)
+    ours = watch.stop()
+    if ours is None:
+        pytest.skip("no /proc/stat here")
+    assert ours < 0.5
+    watch = machine.OtherCpu()
+    other = subprocess.Popen(spin)
+    time.sleep(0.6)
+    busy = watch.stop()
+    other.wait()
+    assert busy > 0.5
 
 
 def test_json_is_strict():

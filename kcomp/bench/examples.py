@@ -62,6 +62,7 @@ def run_suite(
     dimensions per example (tests use small ones)."""
     say = progress or (lambda _msg: None)
     names = list(cases) if cases is not None else list(all_cases())
+    others = host_machine.OtherCpu()
     info: dict[str, Any] = {
         **host_machine.describe_host(),
         "load_avg_1m": {"start": host_machine.load_average()},
@@ -73,6 +74,7 @@ def run_suite(
         say(f"example {name}")
         rows.append(_row(name, (shapes or {}).get(name, {}), budget_s))
     info["load_avg_1m"]["end"] = host_machine.load_average()
+    info["other_cpu_cores"] = others.stop()
     return {"suite": "examples", "machine": info, "rows": rows}
 
 

@@ -101,6 +101,7 @@ def run_suite(
     ]
     say("measuring roofs (FMA peak, copy bandwidth)")
     load_before = host_machine.load_average()
+    others = host_machine.OtherCpu()
     info: dict[str, Any] = {
         **host_machine.describe_host(),
         **host_machine.measure_roofs(fma_call_s=fma_call_s, copy_bytes=copy_bytes, budget_s=roof_budget_s),
@@ -117,6 +118,7 @@ def run_suite(
         _time_torch(shapes, rows, budget_s, info, threads, say)
     info["threads"] = threads
     info["load_avg_1m"] = {"start": load_before, "end": host_machine.load_average()}
+    info["other_cpu_cores"] = others.stop()
     return {"suite": "gemm", "machine": info, "rows": rows}
 
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +171,46 @@ def load_average() -> float | None:
         return os.getloadavg()[0]
     except OSError:
         return None
+
+
+class OtherCpu:
+    """How many cores other processes kept busy while a benchmark ran, on average.
+
+    The load average cannot tell: a benchmark's own threads raise it, so a quiet 2-thread run
+    looked as loaded as one that shared the cores.  The machine's busy CPU time (/proc/stat)
+    minus this process's and its waited-for children's (getrusage) is what everyone else used.
+    A child still running at `stop()` is not yet in getrusage and would count as "other", so
+    callers stop the watch after their workers have exited.
+    """
+
+    def __init__(self) -> None:
+        self._start = _cpu_snapshot()
+
+    def stop(self) -> float | None:
+        """Average cores busy with other processes since construction (None off Linux)."""
+        end = _cpu_snapshot()
+        if self._start is None or end is None or end[0] <= self._start[0]:
+            return None
+        wall, busy, own = (b - a for a, b in zip(self._start, end, strict=True))
+        return round(max(0.0, (busy - own) / wall), 3)
+
+
+def _cpu_snapshot() -> tuple[float, float, float] | None:
+    """(monotonic seconds, busy CPU seconds of the machine, CPU seconds of this process tree)."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    if len(ticks) < 8:
+        return None
+    idle = ticks[3] + ticks[4]  # idle + iowait; guest time is already inside user
+    busy = (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
+    own = sum(
+        r.ru_utime + r.ru_stime
+        for r in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
+    return time.monotonic(), busy, own
 
 
 def describe_host() -> dict[str, Any]:

@@ -120,14 +120,27 @@ def failures(result: dict[str, Any]) -> list[str]:
 
 
 def load_warning(m: dict[str, Any]) -> str | None:
-    """A sentence when other processes competed for the cores during the run (load > cores / 2)."""
-    loads = [x for x in (m.get("load_avg_1m") or {}).values() if x is not None]
+    """A sentence when other processes competed for the cores during the run.
+
+    `other_cpu_cores` (cores other processes kept busy, on average; machine.OtherCpu) decides
+    when present: more than a quarter of a core means the timings shared the CPU.  Older
+    results only have the load average, which counts the benchmark's own threads too, so there
+    only the load before the run started is judged (above half the cores)."""
     cores = m.get("cores") or 1
-    if not loads or max(loads) <= cores / 2:
+    others = m.get("other_cpu_cores")
+    if others is not None:
+        if others <= 0.25:
+            return None
+        return (
+            f"other processes kept {others:.2f} of {cores} cores busy on average during the run,"
+            " so these figures (roofs included) are unreliable"
+        )
+    start = (m.get("load_avg_1m") or {}).get("start")
+    if start is None or start <= cores / 2:
         return None
     return (
-        f"load average reached {max(loads):.1f} on {cores} cores: other processes shared the CPU,"
-        " so these figures (roofs included) are unreliable"
+        f"load average was {start:.1f} on {cores} cores when the run started: other processes"
+        " shared the CPU, so these figures (roofs included) are unreliable"
     )
 
 

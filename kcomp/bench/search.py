@@ -22,7 +22,7 @@ seeds); `extra`:
 - `best_schedule` per kcomp strategy, in the rows of the largest budget.
 
 Accelerator times are simulated (cycles at the nominal 1 GHz), so that row is free of noise; CPU
-rows are medians of real runs, and `machine.load_avg_1m` says whether the CPU was shared.
+rows are medians of real runs, and `machine.other_cpu_cores` says whether the CPU was shared.
 """
 
 from __future__ import annotations
@@ -133,6 +133,7 @@ def run_suite(
         raise UsageError(f"--seeds {seeds}: expected 1 or more")
     say = progress or (lambda _msg: None)
     cases = list(cases if cases is not None else CASES)
+    others = host_machine.OtherCpu()
     info: dict[str, Any] = {**host_machine.describe_host(), **host_machine.measure_roofs()}
     info["load_avg_1m"] = {"start": host_machine.load_average()}
     tvm_reason = _tvm_reason() if with_tvm else "not requested (--with-tvm)"
@@ -151,6 +152,7 @@ def run_suite(
         rows += _rows(case, w, runs, budgets, seeds, tvm_reason)
         plots[case] = runs
     info["load_avg_1m"]["end"] = host_machine.load_average()
+    info["other_cpu_cores"] = others.stop()
     return {"suite": "search", "machine": info, "rows": rows, "curves": _curves(plots)}
 
 
