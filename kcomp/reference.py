@@ -13,16 +13,23 @@ box by box, splitting index axes first and reduced axes after (partial reduction
 
 Reads see the tensors as they were before the statement (a statement never observes its own writes), and
 a temp read before any statement writes it is an error.
+
+numpy's BLAS runs single-threaded here.  The reference is computed in the processes that then time
+kernels (`kcomp run --check --bench`, `kcomp bench`), and OpenBLAS's worker threads keep spinning for
+a while after a multi-threaded call: a conv2d timed right after its check ran at 40% of its speed,
+its OpenMP threads sharing the two cores with idle BLAS threads.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from kcomp import semantics
 from kcomp.errors import UsageError
@@ -63,9 +70,16 @@ def evaluate_all(
         if p.name not in params:
             raise UsageError(f"program {program.name}: missing parameter '{p.name}'")
         values[p.name] = semantics.as_compute(semantics.cast(np.asarray(params[p.name]), p.dtype), p.dtype)
-    for stmt in program.statements:
-        state[stmt.target] = run_statement(stmt, state, values)
+    with _blas().limit(limits=1, user_api="blas"):
+        for stmt in program.statements:
+            state[stmt.target] = run_statement(stmt, state, values)
     return {b.name: x for b, x in state.items()}
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """numpy's BLAS, found once (numpy is loaded by now; finding it costs about a millisecond)."""
+    return ThreadpoolController()
 
 
 @dataclass(frozen=True, slots=True)

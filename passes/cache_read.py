@@ -47,7 +47,7 @@ def cache_read(nest: LoopNest, step: CacheRead | Pack) -> LoopNest:
     def remap(idx: tuple[Expr, ...]) -> tuple[Expr, ...]:
         return _packed_index(reg.offset(idx, inner), block, inner)
 
-    body = rename_buffer(loop.body, buf, staged, remap)
+    body = rename_buffer(loop.body, buf, staged, remap, in_bounds=True)  # the region is the reads' hull
     outer = {v: n for v, n in extents(nest).items() if v not in inner}
     fill = _fill(reg, buf, staged, block, outer, _pad(r, buf, loop))
     return replace_stmt(nest, loop, Loop(loop.var, loop.extent, loop.kind, (Alloc(staged, (fill, *body)),)))

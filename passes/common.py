@@ -109,13 +109,24 @@ def substitute_body(body: tuple[Stmt, ...], mapping: dict[Var, Expr]) -> tuple[S
     return map_exprs(body, lambda e: substitute(e, mapping))
 
 
-def rename_buffer(body: tuple[Stmt, ...], old: Buffer, new: Buffer, index=None) -> tuple[Stmt, ...]:
-    """Accesses of `old` become accesses of `new`; `index` (tuple -> tuple) maps the indices."""
+def rename_buffer(
+    body: tuple[Stmt, ...], old: Buffer, new: Buffer, index=None, *, in_bounds: bool = False
+) -> tuple[Stmt, ...]:
+    """Accesses of `old` become accesses of `new`; `index` (tuple -> tuple) maps the indices.
+
+    `in_bounds`: every renamed read lies inside `new` (a staged copy of the whole region read, its
+    halo already filled with the pad value), so the reads lose their `pad=` and with it the bounds
+    test the code generator would otherwise put on every load of the innermost loop."""
     remap = index or (lambda idx: idx)
 
     def on_expr(e: Expr) -> Expr:
         return rewrite(
-            e, lambda n: Load(new, remap(n.index), n.pad) if isinstance(n, Load) and n.buffer is old else None
+            e,
+            lambda n: (
+                Load(new, remap(n.index), None if in_bounds else n.pad)
+                if isinstance(n, Load) and n.buffer is old
+                else None
+            ),
         )
 
     def visit(s: Stmt) -> Stmt | None:

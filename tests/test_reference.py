@@ -65,6 +65,24 @@ def test_matmul_matches_numpy(rng):
     assert compare(out, a @ b, F32, 29).ok
 
 
+def test_blas_is_single_threaded_while_evaluating(rng, monkeypatch):
+    """Multi-threaded BLAS leaves worker threads spinning after the call, which stole a core from the
+    kernel timed right after its check; the limit holds only for the evaluation."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    before = blas_threads()
+    seen: list[list[int]] = []
+    real = np.einsum
+    monkeypatch.setattr(np, "einsum", lambda *a, **k: seen.append(blas_threads()) or real(*a, **k))
+    a, b = rand(rng, 8, 8), rand(rng, 8, 8)
+    evaluate(matmul_program(8, 8, 8), {"A": a, "B": b})
+    assert seen and all(threads == [1] * len(threads) for threads in seen) and seen[0]
+    assert blas_threads() == before
+
+
 def test_matmul_1024_is_fast(rng):
     """The reference checks every tuning candidate, so a big matmul must go through BLAS."""
     a, b = rand(rng, 1024, 1024), rand(rng, 1024, 1024)
