@@ -10,7 +10,14 @@ Rules, per top-level loop nest (one per statement, plus initialisations):
      width, MR*NR/W accumulators fit in the registers), block k by KC, pack B's KC x N panel so the
      micro-kernel reads it contiguously, keep the MR x NR tile of C in registers (cache_write), unroll
      the rows, vectorize the columns, parallelize the row tiles.
-  2. Every other nest: the loop that indexes the stored tensor contiguously moves innermost and is
+  2. Stencil contractions shaped like a direct convolution (`Y[.., m, .., w] += X[.., w + s ..] *
+     F[.., m, ..]`: the contiguous output loop w offset by a reduction in the input X, a loop m of
+     the output that indexes the weights F but not X) get a register tile of MR rows of m times one
+     vector of w: the row's weight broadcast, the window of X one unaligned vector load.  X's window
+     for one outer iteration is staged with its halo (cache_read: the padding is done once in the
+     copy, so the compute loop loads without bounds tests), the tile of Y stays in registers, and
+     the fused outer loops (image x row) are shared by the threads.
+  3. Every other nest: the loop that indexes the stored tensor contiguously moves innermost and is
      vectorized (a reduction innermost gets `vectorize ... reduce` when no such loop exists); the
      outermost independent loop runs in parallel when the nest has enough work to pay for threads.
 """
@@ -18,14 +25,16 @@ Rules, per top-level loop nest (one per statement, plus initialisations):
 from __future__ import annotations
 
 from kcomp.errors import ScheduleError
-from kcomp.expr import free_vars, loads
+from kcomp.expr import Load, Var, free_vars, loads
 from kcomp.loops import Alloc, Guard, Loop, LoopNest, Stmt, Store, walk_stmts
 from kcomp.passes import apply_step
 from kcomp.passes.common import body_exprs
 from kcomp.printer import symbol_names
 from kcomp.program import Program
 from kcomp.schedule import (
+    CacheRead,
     CacheWrite,
+    Fuse,
     Pack,
     Parallel,
     Reorder,
@@ -76,7 +85,9 @@ def default_schedule(program: Program, nest: LoopNest, target: object) -> Schedu
         gemm = _gemm_like(chain) if width > 1 else None
         if gemm is not None and gemm[0].extent >= 2 * _tile_sizes(gemm[0].extent, gemm[1].extent, width)[0]:
             _gemm(b, pos, chain, names, width, cores)
-        elif gemm is None or not _skinny(b, chain, names, width, cores):
+        elif gemm is not None and _skinny(b, chain, names, width, cores):
+            pass
+        elif gemm is not None or not _conv(b, chain, names, width, cores):
             _generic(b, pos, width, cores)
     return Schedule(tuple(b.steps))
 
@@ -193,6 +204,74 @@ def _skinny(b: _Builder, chain: list[Loop], names: dict, width: int, cores: int)
     if not ok:
         b.nest, b.steps = before
     return ok
+
+
+def _conv_like(chain: list[Loop]) -> tuple[list[Loop], Loop, Loop, list[Loop], Load] | None:
+    """(outer loops, m, w, reduction loops, X) for rule 2, in chain order; None if it does not apply."""
+    inner = chain[-1].body
+    if len(chain) < 4 or len(inner) != 1 or not isinstance(inner[0], Store):
+        return None
+    s = inner[0]
+    ins = [ld for ld in loads(s.value) if ld.buffer is not s.buffer]
+    if s.buffer.dtype.value != "f32" or len(ins) != 2 or any(ld.buffer.dtype.value != "f32" for ld in ins):
+        return None
+    by_var = {lp.var: lp for lp in chain}
+    out_vars = [e for e in s.index if isinstance(e, Var)]
+    if len(out_vars) != len(s.index) or s.index[-1] not in by_var:
+        return None
+    w = by_var[s.index[-1]]
+    x = next((ld for ld in ins if w.var in free_vars(ld.index[-1])), None)
+    f = next((ld for ld in ins if ld is not x), None)
+    if x is None or f is None or any(w.var in free_vars(e) for e in f.index):
+        return None
+    reductions = [lp for lp in chain if lp.var not in out_vars]
+    stencil = any(
+        len(free_vars(e) & {lp.var for lp in reductions}) and len(free_vars(e) & set(out_vars))
+        for e in x.index
+    )
+    x_vars = set().union(*(free_vars(e) for e in x.index))
+    f_vars = set().union(*(free_vars(e) for e in f.index))
+    m = next((by_var[v] for v in out_vars if v in f_vars and v not in x_vars and v in by_var), None)
+    if not stencil or not reductions or m is None:
+        return None
+    outer = [lp for lp in chain if lp.var in out_vars and lp is not m and lp is not w]
+    return outer, m, w, reductions, x
+
+
+def _conv(b: _Builder, chain: list[Loop], names: dict, width: int, cores: int) -> bool:
+    found = _conv_like(chain) if width > 1 else None
+    if found is None:
+        return False
+    outer, m, w, reductions, x = found
+    store = chain[-1].body[0]
+    if w.extent < width:
+        return False
+    budget = 24 if width >= 16 else 12  # accumulators, as in _tile_sizes (one vector per row here)
+    mr = max(d for d in range(1, min(budget, 16, m.extent) + 1) if m.extent % d == 0)
+    nm, nw = names[m.var], names[w.var]
+    before = (b.nest, b.steps)
+    ok = b.try_step(Split(nm, mr)) and b.try_step(Split(nw, width))
+    order = (*(names[lp.var] for lp in outer), f"{nm}_o", f"{nw}_o")
+    order += (*(names[lp.var] for lp in reductions), f"{nm}_i", f"{nw}_i")
+    ok = ok and b.try_step(Reorder(order)) and b.try_step(Vectorize(f"{nw}_i"))
+    if not ok:
+        b.nest, b.steps = before
+        return False
+    b.try_step(Unroll(f"{nm}_i"))
+    if outer:
+        xname = symbol_names(b.nest)[x.buffer]
+        at = names[outer[-1].var]
+        if b.try_step(CacheRead(xname, at)):
+            b.try_step(Vectorize(f"{xname}_local_{len(x.index) - 1}"))
+    b.try_step(CacheWrite(symbol_names(b.nest)[store.buffer], f"{nw}_o"))
+    if cores > 1 and _work(chain[0]) >= PARALLEL_MIN_WORK and outer:
+        fused = names[outer[0].var]
+        for lp in outer[1:]:
+            if not b.try_step(Fuse(fused, names[lp.var])):
+                break
+            fused = f"{fused}_{names[lp.var]}"
+        b.try_step(Parallel(fused))
+    return True
 
 
 def _generic(b: _Builder, pos: int, width: int, cores: int) -> None:

@@ -9,7 +9,7 @@ import pytest
 from kcomp import compile
 from kcomp.pipeline import DEFAULT
 from kcomp.printer import canonical
-from kcomp.schedule import CacheWrite, Pack, Parallel, Unroll, Vectorize, parse_schedule
+from kcomp.schedule import CacheRead, CacheWrite, Pack, Parallel, Split, Unroll, Vectorize, parse_schedule
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.kc"))
 MATMUL = "dim M = 64, N = 48, K = 40\nkernel mm(A: f32[M, K], B: f32[K, N]) -> (C: f32[M, N]) { C[i, j] += A[i, k] * B[k, j] }"
@@ -41,6 +41,27 @@ def test_row_reduction_uses_the_reduce_strategy():
     k = compile("kernel r(X: f32[300, 77]) -> (s: f32[300]) { s[i] += X[i, j] }")
     assert any(isinstance(s, Vectorize) and s.reduce for s in k.built.schedule.steps)
     assert k.check().ok
+
+
+CONV = (
+    "dim N = 2, C = 3, K = 12, H = 9, W = 21\n"
+    "kernel conv(X: f32[N, C, H, W], F: f32[K, C, 3, 3]) -> (Y: f32[N, K, H, W]) {\n"
+    "    Y[n, k, h, w] += X[n, c, h + r - 1, w + s - 1] * F[k, c, r, s]\n}"
+)
+
+
+@pytest.mark.parametrize("shapes", [{}, {"K": 7, "W": 16, "H": 3}, {"N": 1, "K": 64, "W": 56, "H": 4}])
+@pytest.mark.parametrize("target", ["cpu", "cpu:avx2"])
+def test_convolution_gets_a_register_tile_over_a_staged_window(shapes, target):
+    """Rows of output channels x one vector of columns, X's window staged with its halo so the
+    compute loop has no bounds tests; right on widths that are not a multiple of the vector."""
+    k = compile(CONV, shapes=shapes or None, target=target)
+    steps = k.built.schedule.steps
+    kinds = {type(s) for s in steps}
+    assert {Split, Unroll, Vectorize, CacheRead, CacheWrite} <= kinds
+    assert CacheRead("X", "h") in steps
+    for seed in range(2):
+        assert k.check(seed=seed).ok
 
 
 def test_small_kernels_stay_single_threaded():
