@@ -189,10 +189,19 @@ ORDERS = list(itertools.permutations(("i_o", "j_o", "k_o")))
 
 @pytest.mark.parametrize(
     ("order", "buffering"),
-    zip(
-        ORDERS,
-        ["", "double_buffer", "double_buffer A", "double_buffer B C", "double_buffer C", "double_buffer A B"],
-        strict=True,
+    list(
+        zip(
+            ORDERS,
+            [
+                "",
+                "double_buffer",
+                "double_buffer A",
+                "double_buffer B C",
+                "double_buffer C",
+                "double_buffer A B",
+            ],
+            strict=True,
+        )
     ),
 )
 def test_every_tile_order_and_buffering_matches_the_reference(order, buffering):
