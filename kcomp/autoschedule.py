@@ -85,9 +85,10 @@ def default_schedule(program: Program, nest: LoopNest, target: object) -> Schedu
         gemm = _gemm_like(chain) if width > 1 else None
         if gemm is not None and gemm[0].extent >= 2 * _tile_sizes(gemm[0].extent, gemm[1].extent, width)[0]:
             _gemm(b, pos, chain, names, width, cores)
-        elif gemm is not None and _skinny(b, chain, names, width, cores):
-            pass
-        elif gemm is not None or not _conv(b, chain, names, width, cores):
+        elif gemm is not None:
+            if not _skinny(b, chain, names, width, cores):
+                _generic(b, pos, width, cores)
+        elif not _conv(b, chain, names, width, cores):
             _generic(b, pos, width, cores)
     return Schedule(tuple(b.steps))
 
@@ -225,10 +226,8 @@ def _conv_like(chain: list[Loop]) -> tuple[list[Loop], Loop, Loop, list[Loop], L
     if x is None or f is None or any(w.var in free_vars(e) for e in f.index):
         return None
     reductions = [lp for lp in chain if lp.var not in out_vars]
-    stencil = any(
-        len(free_vars(e) & {lp.var for lp in reductions}) and len(free_vars(e) & set(out_vars))
-        for e in x.index
-    )
+    reduced = {lp.var for lp in reductions}
+    stencil = any(free_vars(e) & reduced and free_vars(e) & set(out_vars) for e in x.index)
     x_vars = set().union(*(free_vars(e) for e in x.index))
     f_vars = set().union(*(free_vars(e) for e in f.index))
     m = next((by_var[v] for v in out_vars if v in f_vars and v not in x_vars and v in by_var), None)
