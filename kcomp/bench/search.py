@@ -6,7 +6,7 @@
 Each strategy tunes each workload once per seed, starting from no schedule (the rule-based default is
 trial 0, never a hand-written block) and an empty database (none at all: no records of other
 hardware seed the search), up to the largest budget; the smaller budgets are read off that run's
-best-so-far curve, so the default run stays around half an hour here.  A trial is one measured
+best-so-far curve: one run to 128 trials, not three.  A trial is one measured
 candidate, failures included.
 
 One row per workload and budget: `params` {workload, trials, seeds}; `times_s` the best time each
