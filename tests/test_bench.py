@@ -14,7 +14,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from rich.console import Console
@@ -224,21 +223,24 @@ def test_load_warning_only_when_cores_were_shared():
     assert "load average was 1.5 on 2 cores" in report.load_warning(old_busy)
 
 
-def test_other_cpu_counts_other_processes_not_ours():
-    """A busy child we wait for is ours; a busy process we do not wait for is someone else's."""
-    spin = [sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 0.6: pass"]
-    watch = machine.OtherCpu()
-    subprocess.run(spin, check=True)
-    ours = watch.stop()
-    if ours is None:
+def test_other_cpu_is_machine_busy_time_minus_ours(monkeypatch):
+    snaps = iter([(10.0, 100.0, 5.0), (12.0, 104.0, 7.0)])  # (wall, machine busy, ours) in seconds
+    monkeypatch.setattr(machine, "_cpu_snapshot", lambda: next(snaps))
+    assert machine.OtherCpu().stop() == 1.0  # 4 s busy - 2 s ours over 2 s of wall time
+    snaps = iter([(10.0, 100.0, 5.0), None])
+    assert machine.OtherCpu().stop() is None  # no /proc/stat
+
+
+def test_a_child_we_waited_for_counts_as_ours():
+    """Its CPU time (a fixed 0.4 s of it, whatever else the machine runs) is in our share."""
+    spin = [sys.executable, "-c", "import time\nwhile time.process_time() < 0.4: pass"]
+    before = machine._cpu_snapshot()
+    if before is None:
         pytest.skip("no /proc/stat here")
-    assert ours < 0.5
-    watch = machine.OtherCpu()
-    other = subprocess.Popen(spin)
-    time.sleep(0.6)
-    busy = watch.stop()
-    other.wait()
-    assert busy > 0.5
+    subprocess.run(spin, check=True)
+    after = machine._cpu_snapshot()
+    assert after[2] - before[2] >= 0.4
+    assert after[1] - before[1] >= 0.3  # the machine saw it busy too (tick granularity)
 
 
 def test_json_is_strict():
