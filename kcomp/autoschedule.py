@@ -132,6 +132,12 @@ def _gemm_like(chain: list[Loop]) -> tuple[Loop, Loop, Loop, Store] | None:
     return i, j, k, s
 
 
+def _accumulators(width: int) -> int:
+    """Vector registers a register tile may hold: 12 of the 16 AVX2 ones, 24 of the 32 AVX-512 ones
+    (the rest hold broadcasts and the loaded row)."""
+    return 24 if width >= 16 else 12
+
+
 def _tile_sizes(m: int, n: int, width: int) -> tuple[int, int]:
     """MR rows x NR columns of the register tile.  NR is two vectors; MR uses the accumulator budget
     (12 of the 16 AVX2 registers, 24 of the 32 AVX-512 ones: the rest hold a broadcast of A and
@@ -141,7 +147,7 @@ def _tile_sizes(m: int, n: int, width: int) -> tuple[int, int]:
     nr = 2 * width
     if n < nr:
         nr = max(width, -(-n // width) * width)
-    budget = 24 if width >= 16 else 12
+    budget = _accumulators(width)
     mr = max(1, min(budget // (nr // width), 12))
     return min(mr, m), nr
 
@@ -245,7 +251,7 @@ def _conv(b: _Builder, chain: list[Loop], names: dict, width: int, cores: int) -
     store = chain[-1].body[0]
     if w.extent < width:
         return False
-    budget = 24 if width >= 16 else 12  # accumulators, as in _tile_sizes (one vector per row here)
+    budget = _accumulators(width)  # one vector per row here
     mr = max(d for d in range(1, min(budget, 16, m.extent) + 1) if m.extent % d == 0)
     nm, nw = names[m.var], names[w.var]
     before = (b.nest, b.steps)
