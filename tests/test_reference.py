@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -383,3 +384,22 @@ def test_errors():
     accumulates = prog([x], [y], [st(y, (i,), Reduce.ADD, ld(x, i), accumulate=True)])
     with pytest.raises(ValueError, match="accumulates onto contents no statement wrote"):
         evaluate(accumulates, {"X": np.ones(3, np.float32)})
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_erf_needs_no_scipy_and_matches_math_erf(dtype):
+    """The reference's erf is numpy alone: arrays (rank 0 included) in, arrays of the same dtype out,
+    within a few ulps of `math.erf` from 0 to the range where erf rounds to 1, signs and NaN kept."""
+    from kcomp.semantics import UNARY
+
+    xs = np.concatenate([np.linspace(-7, 7, 40001), [0.0, -0.0, 1e-30, 0.5, 1.5, 6.0, np.inf, -np.inf]])
+    xs = xs.astype(dtype)
+    got = UNARY[UnaryOp.ERF](xs)
+    want = np.array([math.erf(float(v)) for v in xs])
+    assert got.dtype == dtype and got.shape == xs.shape
+    tol = 2e-15 if dtype == np.float64 else 1.2e-7
+    assert np.all(np.abs(got - want) <= tol * np.maximum(np.abs(want), 1e-30))
+    assert np.signbit(got[xs == 0]).tolist() == np.signbit(xs[xs == 0]).tolist()
+    assert np.isnan(UNARY[UnaryOp.ERF](np.array([np.nan], dtype))).all()
+    rank0 = UNARY[UnaryOp.ERF](np.array(0.25, dtype))
+    assert isinstance(rank0, np.ndarray) and rank0.shape == () and rank0.dtype == dtype
