@@ -2,9 +2,10 @@
 
 from kcomp.api import CheckResult, CompiledKernel, compile
 from kcomp.errors import BuildError, CheckFailed, KcompError, ScheduleError, SourceError, UsageError
+from kcomp.version import __version__
 
-__version__ = "0.1.0"
 __all__ = [
+    "__version__",
     "BuildError",
     "CheckFailed",
     "CheckResult",

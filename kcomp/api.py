@@ -10,7 +10,6 @@ is compiled once and kept.  Compilation is the pipeline of `kcomp.pipeline`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +18,15 @@ import numpy as np
 from kcomp import syntax as S
 from kcomp.arguments import as_array, check_arrays, check_params, infer_shapes, is_torch, split_arguments
 from kcomp.check import param_defaults
-from kcomp.compare import Comparison, compare_outputs
+from kcomp.compare import CheckResult, compare_outputs
 from kcomp.data import random_inputs, random_params
 from kcomp.dims import free_dims
 from kcomp.errors import UsageError
 from kcomp.parse import parse, read_source
 from kcomp.pipeline import Built, build
 from kcomp.reference import evaluate
-from kcomp.targets import get_target
+from kcomp.targets import DEFAULT, get_target
 from kcomp.targets.base import Measurement
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """A run compared with the reference on the same inputs, by the numeric policy."""
-
-    ok: bool
-    max_abs_err: float
-    max_rel_err: float
-    outputs: dict[str, Comparison]
 
 
 def load_module(source_or_path: str | Path) -> S.Module:
@@ -53,7 +42,7 @@ def load_module(source_or_path: str | Path) -> S.Module:
 def compile(
     source_or_path: str | Path,
     kernel: str | None = None,
-    target: str = "cpu",
+    target: str = DEFAULT,
     shapes: dict[str, int] | None = None,
     schedule: Any = None,
 ) -> CompiledKernel:
@@ -169,18 +158,23 @@ class CompiledKernel:
         seed: int | None = None,
         inputs: dict[str, np.ndarray] | None = None,
         params: dict[str, float | int] | None = None,
+        *,
+        sanitize: bool = False,
     ) -> CheckResult:
-        """Run on fresh random inputs (or the given ones) and compare with the reference."""
+        """Run on fresh random inputs (or the given ones) and compare with the reference; `report` is
+        what the target's run returned (the simulator's report on the accelerator).  `sanitize`: run
+        the target's sanitizer build instead (`run_sanitized`; a UsageError where it has none)."""
         built, arrays, outputs, params = self._prepare(seed, inputs, params)
-        self.target.run(built.artifact, built.arguments(arrays, outputs, params))
+        args = built.arguments(arrays, outputs, params)
+        if sanitize:
+            run_sanitized = getattr(self.target, "run_sanitized", None)
+            if run_sanitized is None:
+                raise UsageError(f"target {self.target.name} has no sanitizer build (--sanitize)")
+            report = run_sanitized(built, args)
+        else:
+            report = self.target.run(built.artifact, args)
         expected = evaluate(built.program, arrays, params)
-        comparisons = compare_outputs(built.program, outputs, expected)
-        return CheckResult(
-            ok=all(c.ok for c in comparisons.values()),
-            max_abs_err=max((c.max_abs_err for c in comparisons.values()), default=0.0),
-            max_rel_err=max((c.max_rel_err for c in comparisons.values()), default=0.0),
-            outputs=comparisons,
-        )
+        return CheckResult.of(compare_outputs(built.program, outputs, expected), report)
 
     def benchmark(
         self,

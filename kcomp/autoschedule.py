@@ -27,8 +27,8 @@ from __future__ import annotations
 from kcomp.errors import ScheduleError
 from kcomp.expr import Load, Var, free_vars, loads
 from kcomp.loops import Alloc, Guard, Loop, LoopNest, Stmt, Store, walk_stmts
+from kcomp.loops.common import body_exprs
 from kcomp.passes import apply_step
-from kcomp.passes.common import body_exprs
 from kcomp.printer import symbol_names
 from kcomp.program import Program
 from kcomp.schedule import (

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -137,3 +138,25 @@ def compare_outputs(
             continue
         result[b.name] = compare(actual[b.name], expected[b.name], b.dtype, reduction_length(program, b))
     return result
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """A run compared with the reference on the same inputs, by the numeric policy; `report` is what
+    the target's `run` returned (a simulator's report, say), or None."""
+
+    ok: bool
+    max_abs_err: float
+    max_rel_err: float
+    outputs: dict[str, Comparison]
+    report: Any = None
+
+    @classmethod
+    def of(cls, comparisons: dict[str, Comparison], report: Any = None) -> CheckResult:
+        return cls(
+            ok=all(c.ok for c in comparisons.values()),
+            max_abs_err=max((c.max_abs_err for c in comparisons.values()), default=0.0),
+            max_rel_err=max((c.max_rel_err for c in comparisons.values()), default=0.0),
+            outputs=comparisons,
+            report=report,
+        )

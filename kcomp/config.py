@@ -11,6 +11,10 @@ do.  Knobs:
                       default `<cache root>/tuning.db`
     KCOMP_NO_DB       `1`: compile and run never consult the tuning database (deterministic builds;
                       `kcomp tune --no-db` is the same for one tuning run)
+    KCOMP_TARGETS     more targets, without editing kcomp: `family=module:Class,...` (the class's
+                      `from_spec` builds it; kcomp.targets imports the module when the target is used)
+    KCOMP_VERIFY      `1`: check the loop IR's invariants after every pass step (`kcomp.loops.verify`),
+                      so a pass that breaks one is caught at its step; the test suite sets it
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ class Config:
     threads: int  # OpenMP threads for CPU kernels
     db_path: Path | None = None  # the tuning database; None: `<cache_dir>/tuning.db`
     no_db: bool = False  # True: choosing a schedule never reads the tuning database
+    targets: tuple[tuple[str, str], ...] = ()  # (family, "module:Class") registered from KCOMP_TARGETS
+    verify: bool = False  # True: verify the loop IR after every pass step
 
     @property
     def lib_dir(self) -> Path:
@@ -52,8 +58,30 @@ class Config:
         if threads < 1:
             raise UsageError(f"KCOMP_THREADS={threads_text!r}: expected a positive integer")
         db = Path(env["KCOMP_TUNING_DB"]).expanduser().absolute() if env.get("KCOMP_TUNING_DB") else None
-        no_db = env.get("KCOMP_NO_DB", "").strip().lower() not in ("", "0", "false", "no")
-        return cls(cache_dir=cache.absolute(), threads=threads, db_path=db, no_db=no_db)
+        return cls(
+            cache_dir=cache.absolute(),
+            threads=threads,
+            db_path=db,
+            no_db=_flag(env.get("KCOMP_NO_DB", "")),
+            targets=_targets(env.get("KCOMP_TARGETS", "")),
+            verify=_flag(env.get("KCOMP_VERIFY", "")),
+        )
+
+
+def _flag(text: str) -> bool:
+    return text.strip().lower() not in ("", "0", "false", "no")
+
+
+def _targets(text: str) -> tuple[tuple[str, str], ...]:
+    """`family=module:Class,...` as pairs; a malformed entry is a UsageError naming it."""
+    out = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        family, _, where = item.partition("=")
+        module, _, attr = where.partition(":")
+        if not family.strip() or not module.strip() or not attr.strip():
+            raise UsageError(f"KCOMP_TARGETS: {item!r}: expected family=module:Class")
+        out.append((family.strip().lower(), f"{module.strip()}:{attr.strip()}"))
+    return tuple(out)
 
 
 @functools.cache

@@ -54,6 +54,12 @@ class ScheduleError(KcompError):
     """An illegal schedule step; the message names the step and the reason."""
 
 
+class Unsupported(ScheduleError):
+    """The target cannot run this kernel under any schedule (an accelerator that maps contractions
+    only, say): outside what it does, not a schedule's or the program's fault.  The fuzzer counts
+    these as `unsupported`, not as failures."""
+
+
 class BuildError(KcompError):
     """The target toolchain rejected generated code: a kcomp bug, reported with the compiler output."""
 

@@ -1,15 +1,24 @@
-"""The compiler pipeline as one flat list of named stages; each stage's output can be dumped (`--emit`).
+"""The compiler pipeline: the one road from a kernel and a schedule to an artifact, for every command
+and every target.  A flat list of named stages, each one's output printable (`--emit STAGE`):
 
-    parse -> check (Program) -> lower (LoopNest) -> schedule -> emit (source) -> build (artifact)
+    front    parse -> check                   Program (tensor IR)                      --emit ir
+    lower    Program -> naive LoopNest        (once: the schedule is chosen on it too)
+    choose   the schedule, and where from     Schedule                                 --emit schedule
+    apply    the schedule's passes            scheduled LoopNest                       --emit loops
+    emit     target.emit(nest, schedule)      source text (C, assembly, ...)           --emit source
+    build    target.build(source)             artifact (a library, a program, ...)
 
-Which schedule a build uses, first match wins (DESIGN.md):
+Which schedule, first match wins (DESIGN.md):
   1. the caller's: `--schedule FILE` or the API's `schedule=` (a Schedule, schedule text, a path,
-     "none" for the naive loops, or "default" for the rule-based scheduler's);
-  2. a `schedule KERNEL for TARGET { ... }` block in the `.kc` file;
+     "none" for the target's naive schedule, or "default" for its rule-based one);
+  2. a `schedule KERNEL for FAMILY { ... }` block in the `.kc` file;
   3. the best ok record of the tuning database for this workload, target and hardware (`kcomp tune`;
      none with KCOMP_NO_DB=1; records from other hardware are never used);
-  4. the rule-based default scheduler (`kcomp.autoschedule`).
-`Built.schedule_source` says which, and every report prints it.
+  4. the target's rule-based default (`target.default_schedule`).
+`Built.schedule_source` says which, and every report prints it.  A block is written for the file's
+shapes and for some machine: when it does not fit other shapes, or the target refuses it (an
+accelerator's tiles that overflow a smaller configuration's memories), the pipeline goes on down the
+precedence and says why.
 """
 
 from __future__ import annotations
@@ -22,33 +31,46 @@ from typing import Any
 import numpy as np
 
 from kcomp import syntax as S
-from kcomp.autoschedule import default_schedule
 from kcomp.check import check
+from kcomp.db.lookup import tuned_schedule
 from kcomp.dtypes import LOWERED
 from kcomp.errors import ScheduleError, SourceError, Span, UsageError
 from kcomp.loops import LoopNest
 from kcomp.lower import lower
 from kcomp.passes import apply
+from kcomp.printer import format_nest, format_program
 from kcomp.program import Program
-from kcomp.schedule import NONE, STEP_TYPES, Schedule, parse_schedule
+from kcomp.schedule import STEP_TYPES, Schedule, parse_schedule
+from kcomp.targets.base import Target
 
-NAIVE = "none (naive loops)"
-DEFAULT = "default (rule-based scheduler)"
+STAGES = ("ir", "schedule", "loops", "source")
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """A schedule and where it came from (`source`, for reports); `block`: a `.kc` schedule block."""
+
+    schedule: Schedule
+    source: str
+    block: bool = False
 
 
 @dataclass(frozen=True)
 class Built:
     program: Program
-    nest: LoopNest
-    source: str
-    artifact: Any
+    naive: LoopNest  # the lowered, unscheduled nest
+    nest: LoopNest  # after the schedule
+    schedule: Schedule
     schedule_source: str
-    schedule: Schedule = NONE
+    source: str  # the target's source text
+    artifact: Any
+    target: Target
+    notes: tuple[str, ...] = ()  # the target's lines about how the schedule landed (accelerator mappings)
 
     def arguments(
         self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], params: dict[str, float | int]
     ) -> list[Any]:
-        """Values in the C ABI's order: inputs, outputs, scalar parameters (docs/abi.md)."""
+        """Values in the ABI's order: inputs, outputs, scalar parameters (docs/abi.md)."""
         n = self.nest
         return (
             [inputs[b.name] for b in n.inputs]
@@ -56,8 +78,19 @@ class Built:
             + [params[p.name] for p in n.params]
         )
 
-
-STAGES = ("ir", "schedule", "loops", "c")
+    def stage(self, name: str) -> str:
+        """The text of one stage (`STAGES`; the target's source language name means `source`)."""
+        if name == self.target.capabilities.source:
+            name = "source"
+        texts = {
+            "ir": lambda: format_program(self.program),
+            "schedule": lambda: f"# schedule: {self.schedule_source}\n{self.schedule}".rstrip("\n"),
+            "loops": lambda: format_nest(self.nest),
+            "source": lambda: self.source.rstrip("\n"),
+        }
+        if name not in texts:
+            raise UsageError(f"--emit {name}: stages are {', '.join(STAGES)}")
+        return texts[name]()
 
 
 def front(module: S.Module, kernel: S.Kernel, shapes: dict[str, int]) -> Program:
@@ -78,42 +111,38 @@ def choose_schedule(
     module: S.Module,
     kernel: S.Kernel,
     program: Program,
-    target: Any,
+    naive: LoopNest,
+    target: Target,
     explicit: Any = None,
     *,
     use_block: bool = True,
-) -> tuple[Schedule | None, str]:
-    """The schedule by the precedence above and where it came from; None means the naive loops.
-    `use_block=False` skips the file's block (it did not fit these shapes)."""
+) -> Chosen:
+    """The schedule by the precedence above.  `use_block=False` skips the file's block (it did not fit)."""
     if isinstance(explicit, str) and explicit.strip() == "default":
-        return default_schedule(program, lower(program), target), DEFAULT
+        return Chosen(target.default_schedule(program, naive), target.default_label)
+    if isinstance(explicit, str) and explicit.strip() == "none":
+        return Chosen(target.naive_schedule(naive), target.naive_label)
     if explicit is not None:
         return _explicit(explicit)
-    family = getattr(target, "name", "cpu").split(":")[0]
-    block = (
-        module.schedule_for(kernel.name, family) if use_block and hasattr(module, "schedule_for") else None
-    )
+    block = module.schedule_for(kernel.name, target.family) if use_block else None
     if block is not None:
-        return block.schedule, f"schedule block at {block.span}"
-    from kcomp.search.db import tuned_schedule  # NOTE: here, not on top: kcomp.search imports this module
-
-    tuned, note = tuned_schedule(program, target)
+        return Chosen(block.schedule, f"schedule block at {block.span}", block=True)
+    tuned, note = tuned_schedule(program, naive, target)
     if tuned is not None:
-        return tuned, note
-    return default_schedule(program, lower(program), target), f"{DEFAULT}; {note}" if note else DEFAULT
+        return Chosen(tuned, note)
+    label = f"{target.default_label}; {note}" if note else target.default_label
+    return Chosen(target.default_schedule(program, naive), label)
 
 
-def _explicit(explicit: Any) -> tuple[Schedule | None, str]:
-    """The caller's schedule: a Schedule, "none", a file (text, or JSON by its .json suffix), or text."""
+def _explicit(explicit: Any) -> Chosen:
+    """The caller's schedule: a Schedule, a file (text, or JSON by its .json suffix), or text."""
     if isinstance(explicit, Schedule):
-        return explicit, "given by the caller"
+        return Chosen(explicit, "given by the caller")
     if not isinstance(explicit, str | Path):
         raise UsageError(
             f"schedule= takes a Schedule, schedule text, a file path or 'none', not {type(explicit).__name__}"
         )
     text = str(explicit).strip()
-    if text == "none":
-        return None, NAIVE
     path = Path(text)
     if "\n" not in text and path.is_file():
         try:
@@ -125,33 +154,43 @@ def _explicit(explicit: Any) -> tuple[Schedule | None, str]:
                 data = json.loads(content)
             except json.JSONDecodeError as e:
                 raise SourceError(f"not valid JSON: {e.msg}", Span(text, e.lineno, e.colno)) from None
-            return Schedule.from_json(data), f"file {text}"
-        return parse_schedule(content, text), f"file {text}"
+            return Chosen(Schedule.from_json(data), f"file {text}")
+        return Chosen(parse_schedule(content, text), f"file {text}")
     first = text.split(None, 1)[0] if text else ""
     if isinstance(explicit, Path) or ("\n" not in text and first not in STEP_TYPES):
         raise UsageError(
             f"--schedule {text}: no such file (give a schedule file, or 'none' for the naive loops)"
         )
-    return parse_schedule(text, "<schedule>"), "given by the caller"
+    return Chosen(parse_schedule(text, "<schedule>"), "given by the caller")
+
+
+def schedule_nest(naive: LoopNest, schedule: Schedule, target: Target) -> tuple[LoopNest, str]:
+    """The stages `apply` and `emit`: the scheduled nest and the target's source text."""
+    nest = apply(naive, schedule)
+    return nest, target.emit(nest, schedule)
 
 
 def build(
-    module: S.Module, kernel: S.Kernel, shapes: dict[str, int], target: Any, schedule: Any = None
+    module: S.Module, kernel: S.Kernel, shapes: dict[str, int], target: Target, schedule: Any = None
 ) -> Built:
+    """Every stage, in order, for `kernel` at `shapes` on `target` (module docstring)."""
     program = front(module, kernel, shapes)
-    chosen, source_of_schedule = choose_schedule(module, kernel, program, target, schedule)
-    nest = lower(program)
-    if chosen is not None:
+    naive = lower(program)
+    chosen = choose_schedule(module, kernel, program, naive, target, schedule)
+    try:
+        nest, source = schedule_nest(naive, chosen.schedule, target)
+    except ScheduleError as e:
+        if not chosen.block:
+            raise ScheduleError(f"{e} [schedule: {chosen.source}]") from None
         try:
-            nest = apply(nest, chosen)
-        except ScheduleError as e:
-            if not (source_of_schedule.startswith("schedule block") and shapes):
-                raise ScheduleError(f"{e} [schedule: {source_of_schedule}]") from None
-            # NOTE: a block is written for the file's shapes; at other shapes (--shape, or bound from
-            # arguments) a step may not fit.  Go on down the precedence (database, default) and say why.
-            chosen, fallback = choose_schedule(module, kernel, program, target, use_block=False)
-            nest = apply(nest, chosen) if chosen is not None else nest
-            source_of_schedule = f"{fallback}; the {source_of_schedule} does not fit these shapes ({e})"
-    source = target.emit(nest)
+            apply(naive, chosen.schedule)
+        except ScheduleError:
+            if not shapes:  # the block's own shapes: its steps must apply there
+                raise ScheduleError(f"{e} [schedule: {chosen.source}]") from None
+        where = "these shapes" if shapes else f"target {target.name}"
+        fallback = choose_schedule(module, kernel, program, naive, target, use_block=False)
+        nest, source = schedule_nest(naive, fallback.schedule, target)
+        chosen = Chosen(fallback.schedule, f"{fallback.source}; the {chosen.source} does not fit {where} ({e})")
     artifact = target.build(source)
-    return Built(program, nest, source, artifact, source_of_schedule, chosen or NONE)
+    notes = target.notes(naive, nest, chosen.schedule)
+    return Built(program, naive, nest, chosen.schedule, chosen.source, source, artifact, target, notes)

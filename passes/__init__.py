@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from kcomp.config import config
 from kcomp.loops import LoopNest
+from kcomp.loops.verify import VerifyError, verify
 from kcomp.passes.annotate import parallel, unroll, vectorize
 from kcomp.passes.cache_read import cache_read
 from kcomp.passes.cache_write import cache_write
@@ -35,6 +37,7 @@ from kcomp.schedule import (
     Tile,
     Unroll,
     Vectorize,
+    format_step,
 )
 
 PASSES: dict[type, Callable[[LoopNest, Step], LoopNest]] = {
@@ -54,7 +57,15 @@ PASSES: dict[type, Callable[[LoopNest, Step], LoopNest]] = {
 
 
 def apply_step(nest: LoopNest, step: Step) -> LoopNest:
-    return PASSES[type(step)](nest, step)
+    """`nest` after one step; with `Config.verify` (KCOMP_VERIFY=1, which the tests set) the result's
+    invariants are checked here, so a pass that breaks one is caught at its step."""
+    out = PASSES[type(step)](nest, step)
+    if config().verify:
+        try:
+            verify(out)
+        except VerifyError as e:
+            raise VerifyError(f"after step '{format_step(step)}': {e}") from None
+    return out
 
 
 def apply(nest: LoopNest, schedule: Schedule) -> LoopNest:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from kcomp.expr import Binary, BinaryOp, Load, free_vars, loads
 from kcomp.loops import Loop, LoopKind, LoopNest, Store, walk_stmts
-from kcomp.passes.common import Resolver, enclosing, set_kind
-from kcomp.passes.dependence import carried, reduction_updates
+from kcomp.loops.common import Resolver, enclosing, set_kind
+from kcomp.loops.dependence import carried, reduction_updates
 from kcomp.schedule import Parallel, Unroll, Vectorize, format_step
 
 UNROLL_LIMIT = 64

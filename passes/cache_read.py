@@ -19,8 +19,8 @@ from __future__ import annotations
 from kcomp.affine import affine, const, from_affine, interval, simplify
 from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Scope, Select, Var, loads
 from kcomp.loops import Alloc, Loop, LoopKind, LoopNest, Stmt, Store, walk_stmts
-from kcomp.passes.common import Resolver, body_exprs, extents, rename_buffer, replace_stmt
-from kcomp.passes.dependence import accesses
+from kcomp.loops.common import Resolver, body_exprs, extents, rename_buffer, replace_stmt
+from kcomp.loops.dependence import accesses
 from kcomp.passes.region import Region, region
 from kcomp.schedule import CacheRead, Pack, format_step
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 from kcomp.affine import affine, const, interval
 from kcomp.expr import Binary, BinaryOp, Buffer, Expr, Load, Scope, Var, all_of, conjuncts, rewrite
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, map_stmts, walk_stmts
-from kcomp.passes.common import Resolver, enclosing, extents, map_exprs, rename_buffer, replace_stmt
-from kcomp.passes.dependence import accesses, carried, reduction_updates
+from kcomp.loops.common import Resolver, enclosing, extents, map_exprs, rename_buffer, replace_stmt
+from kcomp.loops.dependence import accesses, carried, reduction_updates
 from kcomp.passes.region import Region, region
 from kcomp.printer import format_expr
 from kcomp.schedule import CacheWrite, format_step

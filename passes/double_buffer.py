@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from kcomp.affine import affine
 from kcomp.loops import LoopNest, Store, walk_stmts
-from kcomp.passes.common import Resolver, extents
+from kcomp.loops.common import Resolver, extents
 from kcomp.schedule import DoubleBuffer, format_step
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 from kcomp.affine import const
 from kcomp.expr import Binary, BinaryOp, Var
 from kcomp.loops import Loop, LoopKind, LoopNest
+from kcomp.loops.common import Resolver, replace_stmt, substitute_body
+from kcomp.loops.dependence import carried, is_reduction_of
 from kcomp.passes.annotate import UNROLL_LIMIT
-from kcomp.passes.common import Resolver, replace_stmt, substitute_body
-from kcomp.passes.dependence import carried, is_reduction_of
 from kcomp.schedule import Fuse, format_step
 
 _HOW = {LoopKind.PARALLEL: "in parallel", LoopKind.VECTOR: "in SIMD lanes"}

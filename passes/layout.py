@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from kcomp.loops import Alloc, LoopNest, map_stmts, walk_stmts
-from kcomp.passes.common import Resolver, rename_buffer
+from kcomp.loops.common import Resolver, rename_buffer
 from kcomp.schedule import Layout, format_step
 
 

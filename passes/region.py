@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from kcomp.affine import affine, const, from_affine, interval, simplify
 from kcomp.expr import Binary, BinaryOp, Expr, Var
-from kcomp.passes.common import Resolver
+from kcomp.loops.common import Resolver
 from kcomp.printer import format_expr
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from kcomp.expr import Expr, all_of
-from kcomp.loops import Guard, Loop, LoopNest, Stmt
-from kcomp.passes.common import Resolver, replace_stmt
-from kcomp.passes.dependence import accesses
+from kcomp.loops import Guard, Loop, LoopNest, Stmt, walk_stmts
+from kcomp.loops.common import Resolver, replace_stmt
+from kcomp.loops.dependence import accesses
 from kcomp.printer import format_expr
 from kcomp.schedule import Reorder, format_step
 
@@ -56,7 +56,6 @@ def band(r: Resolver, names: tuple[str, ...]) -> tuple[list[Loop], list[Expr], t
 
 
 def _contains(outer: Loop, inner: Loop) -> bool:
-    from kcomp.loops import walk_stmts
 
     return any(s is inner for s in walk_stmts(outer.body))
 

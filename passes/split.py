@@ -16,7 +16,7 @@ from __future__ import annotations
 from kcomp.affine import const
 from kcomp.expr import Binary, BinaryOp, Var
 from kcomp.loops import Guard, Loop, LoopKind, LoopNest
-from kcomp.passes.common import Resolver, clone, replace_stmt, substitute_body
+from kcomp.loops.common import Resolver, clone, replace_stmt, substitute_body
 from kcomp.schedule import Split, format_step
 
 

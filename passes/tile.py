@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from kcomp.errors import ScheduleError
 from kcomp.loops import LoopNest
-from kcomp.passes.common import Resolver
+from kcomp.loops.common import Resolver
 from kcomp.passes.reorder import reorder
 from kcomp.passes.split import split
 from kcomp.printer import symbol_names

@@ -1,36 +1,15 @@
-"""Autotuning: search spaces, strategies, isolated measurement and the tuning database (docs/search.md).
+"""Autotuning: search spaces, strategies and isolated measurement (docs/search.md).
 
-measure.py        Measurer, Candidate, Trial, Status, Executor / LocalExecutor
-db.py             TuningDB (SQLite), Key, key_for
+rules.py          what a target contributes to the space: `Rules`, `Action`, `Units`
+space.py          the search space of one kernel: Space (walks the target's rules), State
+loop_rules.py     the loop-transformation rules (split, order, unroll, vectorize, stage, ...)
+cost_model.py     the roofline estimate of a loop nest and the learned correction MCTS ranks by
 strategy.py       Space / State protocols, Strategy, Budget, Session, TuneResult
 random_search.py  RandomSearch, the baseline
-space.py          the search space of one kernel: Space (the decisions), State, Action
 mcts.py           MCTS, the default strategy
-cost_model.py     the analytical estimate and the learned correction MCTS ranks candidates by
+measure.py        Measurer, Candidate, Executor / LocalExecutor: building and timing in workers
+
+The tuning database the search writes is in the core (kcomp.db): `kcomp compile` reads it.  This
+package's modules are imported by name (nothing is re-exported here), so a target can use the
+space's building blocks without loading the strategies.
 """
-
-from kcomp.search.db import Key, TuningDB, key_for
-from kcomp.search.mcts import MCTS
-from kcomp.search.measure import Candidate, Executor, LocalExecutor, Measurer, Status, Trial
-from kcomp.search.random_search import RandomSearch
-from kcomp.search.strategy import Budget, Session, Space, State, Strategy, TuneResult
-
-__all__ = [
-    "MCTS",
-    "Budget",
-    "Candidate",
-    "Executor",
-    "Key",
-    "LocalExecutor",
-    "Measurer",
-    "RandomSearch",
-    "Session",
-    "Space",
-    "State",
-    "Status",
-    "Strategy",
-    "Trial",
-    "TuneResult",
-    "TuningDB",
-    "key_for",
-]

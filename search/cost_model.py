@@ -14,7 +14,9 @@ scheduled loop nest, and a learned correction fitted on the trials measured so f
                  measured trials: numpy only, pulled towards the analytical estimate when few)
 
 The analytical figures are also what profile guidance reads: a schedule whose traffic terms
-dominate its compute term is memory-bound.
+dominate its compute term is memory-bound.  A target's `estimate(nest, schedule)` is what MCTS asks:
+loop-nest targets use `estimate` here with their `Machine`; others (the accelerator) fill an
+`Estimate` from their own model.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 from kcomp.affine import affine, interval
 from kcomp.expr import Binary, BinaryOp, Buffer, Cast, Expr, Load, Scope, Select, Unary, UnaryOp, Var, walk
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store
-from kcomp.search.space import top_nests
+from kcomp.search.loop_rules import top_nests
 
 LINE = 64  # bytes per cache line
 SLOW_UNARY = frozenset({UnaryOp.EXP, UnaryOp.LOG, UnaryOp.TANH, UnaryOp.ERF, UnaryOp.SIGMOID})
@@ -281,39 +283,6 @@ def _traffic(loop: Loop, accesses: list[_Access], capacity: int, seen: dict, tri
     return sum(_traffic(c, accesses, capacity, seen, trips * loop.extent) for c in children)
 
 
-class Analytic:
-    """The analytical estimate for a target, `(nest, schedule) -> Estimate`: the roofline above on the
-    CPU; on the accelerator, the backend's own cycle estimate of each contraction group's mapping at
-    the nominal clock (the schedule says which operands are double-buffered; the nest cannot)."""
-
-    def __init__(self, target: object):
-        self.target = target
-        self.accel = str(getattr(target, "name", "")).split(":")[0] == "accel"
-        self.machine = Machine.of(target)
-
-    def __call__(self, nest: LoopNest, schedule: object = None) -> Estimate:
-        if not self.accel:
-            return estimate(nest, self.machine)
-        from kcomp.targets.accel.backend import mappings
-        from kcomp.targets.accel.mapping import estimate as cycles
-        from kcomp.targets.accel.target import CLOCK_HZ
-
-        cfg, out = self.target.cfg, Estimate()  # type: ignore[attr-defined]
-        for g, m in mappings(nest, cfg, schedule):  # type: ignore[arg-type]
-            macs = (
-                math.prod(a.extent for a in (*g.batch, *g.slices))
-                * g.extent("i")
-                * g.extent("j")
-                * g.extent("k")
-            )
-            out.compute += macs / cfg.dim**2 / CLOCK_HZ
-            out.time += cycles(g, m, cfg) / CLOCK_HZ
-            out.flops += 2 * macs
-        out.dram = max(0.0, out.time - out.compute)  # what the matrix unit waits for
-        out.vector = 1.0
-        return out
-
-
 class LearnedModel:
     """`log(time) = log(analytical) + bias + w . standardised features`, ridge-fitted on measured trials."""
 
@@ -353,4 +322,4 @@ class LearnedModel:
         return math.exp(log_t)
 
 
-__all__ = ["Analytic", "Estimate", "LearnedModel", "Machine", "estimate"]
+__all__ = ["Estimate", "LearnedModel", "Machine", "estimate"]

@@ -35,12 +35,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kcomp.db.records import Trial
+from kcomp.db.store import TuningDB
+from kcomp.errors import ScheduleError
 from kcomp.loops import LoopNest
+from kcomp.passes import apply
+from kcomp.printer import structural_hash
 from kcomp.schedule import Schedule
-from kcomp.search.cost_model import Analytic, Estimate, LearnedModel
-from kcomp.search.db import TuningDB
-from kcomp.search.measure import Measurer, Trial
-from kcomp.search.space import Action, Space, State
+from kcomp.search.cost_model import Estimate, LearnedModel
+from kcomp.search.measure import Measurer
+from kcomp.search.rules import Action
+from kcomp.search.space import Space, State
 from kcomp.search.strategy import Budget, Session, TuneResult
 
 MEMORY_KINDS = {"split": 1.5, "order": 1.2, "stage": 1.5, "cache_write": 1.5}
@@ -152,7 +157,7 @@ class MCTS:
         self.batch_size, self.simulations, self.rollouts = batch_size, simulations, rollouts
         self.c_puct, self.widen, self.measured_weight, self.explore = c_puct, widen, measured_weight, explore
         self.max_mix, self.mutate = max_mix, mutate
-        self.cost = cost  # (nest, schedule) -> Estimate; default: cost_model.Analytic for the target
+        self.cost = cost  # (nest, schedule) -> Estimate; default: the target's estimate
 
     def run(
         self,
@@ -190,7 +195,7 @@ class MCTS:
 class _Search:
     def __init__(self, cfg: MCTS, space: Space, rng: random.Random):
         self.cfg, self.space, self.rng = cfg, space, rng
-        self.cost = cfg.cost or Analytic(space.target)
+        self.cost = cfg.cost or space.target.estimate
         self.model = LearnedModel()
         self.root = space.root()
         self.nodes: dict[str, _Node] = {self.root.key(): _Node(self.root)}
@@ -222,7 +227,6 @@ class _Search:
         """Trial 0 (the default schedule) sets the time scale of every prediction."""
         if default is None or not default.ok or not default.time_s:
             return
-        from kcomp.passes import apply
 
         est = self.cost(apply(self.space.naive, default.schedule), default.schedule)
         self.model.add(est, default.time_s)
@@ -407,8 +411,6 @@ class _Search:
 
     def outside(self, schedules: list[Schedule]) -> list[_Leaf]:
         """Leaves for schedules from elsewhere (database records) that apply here, at the root."""
-        from kcomp.errors import ScheduleError
-        from kcomp.passes import apply
 
         out = []
         for schedule in schedules:
@@ -456,7 +458,6 @@ class _Record:
         return self.saved
 
     def key(self) -> str:
-        from kcomp.printer import structural_hash
 
         return structural_hash(self.nest)
 

@@ -35,52 +35,19 @@ import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from kcomp.api import CompiledKernel
+from kcomp.db.records import Status, Trial
+from kcomp.dims import free_dims
 from kcomp.errors import BuildError, KcompError, ScheduleError, SourceError, UsageError
+from kcomp.lower import lower
+from kcomp.parse import parse, read_source
+from kcomp.pipeline import front
 from kcomp.schedule import Schedule, parse_schedule
-
-if TYPE_CHECKING:
-    from kcomp.search.db import Key
-
-
-class Status(StrEnum):
-    OK = "ok"  # checked against the reference and timed
-    WRONG = "wrong"  # ran, but the output differs from the reference (not timed)
-    BUILD_ERROR = "build_error"  # the target's toolchain rejected the code
-    CRASH = "crash"  # the worker died (segfault, abort) or the run raised
-    TIMEOUT = "timeout"  # the build or the timing took longer than allowed; the worker was killed
-    ILLEGAL = "illegal"  # a schedule step does not apply (ScheduleError)
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    schedule: Schedule
-
-
-@dataclass(frozen=True, slots=True)
-class Trial:
-    """One evaluated schedule.  The fields after `error` are provenance the tuning database fills in."""
-
-    schedule: Schedule
-    status: Status
-    time_s: float | None = None  # median seconds per call; None unless status is ok
-    counters: Mapping[str, Any] = field(default_factory=dict)  # the target's (cycles, repeats, threads..)
-    error: str = ""
-    id: int | None = None  # row id in the tuning database
-    key: Key | None = None  # workload x target x hardware
-    strategy: str = ""
-    run_id: str = ""
-    created: float = 0.0  # unix time the row was written
-    version: str = ""  # kcomp version that measured it
-
-    @property
-    def ok(self) -> bool:
-        return self.status == Status.OK
-
+from kcomp.targets import DEFAULT, get_target
 
 # --------------------------------------------------------------------------------------------- executors
 
@@ -304,6 +271,12 @@ def _serve(conn: Any, preload: tuple[str, ...]) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class Candidate:
+    schedule: Schedule
+
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """Everything a worker needs to compile one candidate: plain text and numbers."""
 
@@ -320,14 +293,10 @@ class Job:
 
 @functools.lru_cache(maxsize=8)
 def _module(source: str, file: str) -> Any:
-    from kcomp.parse import parse
-
     return parse(source, file)
 
 
-def _compile(job: Job) -> Any:
-    from kcomp.api import CompiledKernel
-
+def _compile(job: Job) -> CompiledKernel:
     module = _module(job.source, job.file)
     schedule = parse_schedule(job.schedule, "<candidate>")
     return CompiledKernel(module, module.kernel(job.kernel), job.target, dict(job.shapes), schedule)
@@ -393,7 +362,7 @@ class Measurer:
         source_or_path: str | Path,
         kernel: str | None = None,
         shapes: Mapping[str, int] | None = None,
-        target_spec: str = "cpu",
+        target_spec: str = DEFAULT,
         *,
         workers: int = 1,
         timeout_s: float = 60.0,
@@ -405,13 +374,6 @@ class Measurer:
         build_fn: Callable[[Job], dict[str, Any]] = build_candidate,
         time_fn: Callable[[Job], dict[str, Any]] = time_candidate,
     ):
-        from kcomp.autoschedule import default_schedule
-        from kcomp.dims import free_dims
-        from kcomp.lower import lower
-        from kcomp.parse import read_source
-        from kcomp.pipeline import front
-        from kcomp.targets import get_target
-
         if isinstance(source_or_path, Path) or ("\n" not in source_or_path and "{" not in source_or_path):
             self.file = str(source_or_path)
             self.source = read_source(self.file)
@@ -429,7 +391,7 @@ class Measurer:
         self.target_spec = target_spec
         self.target = get_target(target_spec)
         self.program = front(module, kern, self.shapes)
-        self.default_schedule = default_schedule(self.program, lower(self.program), self.target)
+        self.default_schedule = self.target.default_schedule(self.program, lower(self.program))
         if workers < 1:
             raise UsageError(f"--workers {workers}: expected a positive number")
         if not timeout_s > 0 or not build_timeout_s > 0 or not budget_s > 0:

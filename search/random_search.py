@@ -13,9 +13,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from kcomp.db.records import Trial
+from kcomp.db.store import TuningDB
 from kcomp.schedule import Schedule
-from kcomp.search.db import TuningDB
-from kcomp.search.measure import Measurer, Trial
+from kcomp.search.measure import Measurer
 from kcomp.search.strategy import Budget, Session, Space, State, TuneResult
 
 

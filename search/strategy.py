@@ -32,10 +32,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
+from kcomp.db.records import Key, Trial, key_for
+from kcomp.db.store import TuningDB
 from kcomp.errors import UsageError
 from kcomp.schedule import Schedule
-from kcomp.search.db import Key, TuningDB, key_for
-from kcomp.search.measure import Measurer, Trial
+from kcomp.search.measure import Measurer
 
 CUTOFF = 5.0  # a first call this many times slower than the best so far is the candidate's figure
 

@@ -1,30 +1,60 @@
 """Code generation targets behind one interface (`kcomp.targets.base.Target`), found by name.
 
 A target spec is `family` or `family:variant`, case-insensitive: "cpu" (this host), "cpu:avx2" (an
-ISA level, targets/cpu/isa.py).  `TARGETS` maps each family to a factory that takes the whole
-normalised spec; adding a target is a package under targets/ and one entry here.
+ISA level), "accel", "accel:small", "accel:FILE.toml".  `TARGETS` maps each family to the class that
+parses the rest (`from_spec`), as `module:Class` text: a target's package is imported only when the
+target is used.  Adding a target is a package under targets/ and one entry here; a target kept
+outside kcomp (a plugin, a test's) registers through `KCOMP_TARGETS=family=module:Class`, which
+spawned workers inherit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from functools import cache
 
+from kcomp.config import config
 from kcomp.errors import UsageError
-from kcomp.targets.accel.target import AccelTarget
 from kcomp.targets.base import Measurement, Target
-from kcomp.targets.cpu.target import CpuTarget
 
-TARGETS: dict[str, Callable[[str], Target]] = {"cpu": CpuTarget.from_spec, "accel": AccelTarget.from_spec}
+DEFAULT = "cpu"  # what commands and the API compile for unless told otherwise
+SIMULATED = "accel"  # what `kcomp sim` simulates unless told otherwise
+TARGETS: dict[str, str] = {
+    "cpu": "kcomp.targets.cpu.target:CpuTarget",
+    "accel": "kcomp.targets.accel.target:AccelTarget",
+}
+
+
+def families() -> dict[str, str]:
+    """Every registered family and where its class is: kcomp's own, then `KCOMP_TARGETS`'."""
+    return {**TARGETS, **dict(config().targets)}
+
+
+@cache
+def target_class(family: str) -> type[Target]:
+    """The class registered for `family` (imported now); UsageError for an unknown family."""
+    where = families().get(family)
+    if where is None:
+        raise UsageError(f"unknown target {family!r}; known targets: {', '.join(sorted(families()))}")
+    module, _, attr = where.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise UsageError(f"target {family!r}: cannot load {where}: {e}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Target)):
+        raise UsageError(f"target {family!r}: {where} is not a kcomp.targets.base.Target")
+    return cls
 
 
 def get_target(spec: str) -> Target:
-    """The target named by `spec` (e.g. "cpu", "cpu:avx2"); an unknown family lists the known ones."""
-    normalised = spec.strip().lower()
-    family = normalised.partition(":")[0].strip()
-    factory = TARGETS.get(family)
-    if factory is None:
-        raise UsageError(f"unknown target {spec!r}; known targets: {', '.join(sorted(TARGETS))}")
-    return factory(normalised)
+    """The target named by `spec` (e.g. "cpu", "cpu:avx2", "accel:small"); an unknown family lists
+    the known ones.  The family is case-insensitive; the variant goes to the target as written (it
+    may be a file name)."""
+    family, sep, variant = spec.strip().partition(":")
+    family = family.strip().lower()
+    if family not in families():
+        raise UsageError(f"unknown target {spec!r}; known targets: {', '.join(sorted(families()))}")
+    return target_class(family).from_spec(f"{family}:{variant.strip()}" if sep else family)
 
 
-__all__ = ["TARGETS", "Measurement", "Target", "get_target"]
+__all__ = ["DEFAULT", "SIMULATED", "TARGETS", "Measurement", "Target", "families", "get_target", "target_class"]

@@ -1,9 +1,20 @@
 """The interface every target implements, and the timing recipe they share.
 
-A target turns a `LoopNest` into something that runs: `emit` (source text), `build` (an artifact: a
-shared library, a cubin, an accelerator program), `run` (arguments in ABI order, outputs written in
-place) and `profile` (a `Measurement`).  Capability fields tell passes and the search what the
-hardware offers (vector width, cores) without importing a target's internals.
+A target owns its half of the pipeline (`kcomp.pipeline` walks it, never testing a family name):
+
+    spec        `from_spec("cpu:avx2")`: parse and normalise its spec (`name` is the normalised one)
+    schedule    `default_schedule(program, nest)`, `naive_schedule(nest)` (what `--schedule none` means)
+    code        `emit(nest, schedule) -> source`, `build(source) -> artifact`, `artifacts(built, dir)`
+    running     `run(artifact, args)`, `profile(artifact, args) -> Measurement`
+    search      `search_rules()` (its decisions in the tuner's space), `estimate(nest, schedule)` (the
+                analytical cost model), `fingerprint()` (the hardware a tuning record is valid for)
+    reports     `describe()`, `notes(naive, nest, schedule)`, `capabilities`
+
+Only `from_spec`, `emit`, `build` and `run` are abstract: the defaults are those of a loop-nest target
+(the rule-based loop scheduler, the loop-transformation search rules, the roofline cost model of a
+machine with `vector_bits` and `cores`, a fingerprint hashed from `describe()`, the source written
+to a file), so a new target starts small.  It is registered in `kcomp.targets.TARGETS` (or, without
+editing kcomp, by `KCOMP_TARGETS`), and nothing else names it.
 
 `bench` is the one timing recipe (Triton's `do_bench` shape): warm up, estimate one call, choose the
 repeat count from a time budget, time each call, report the median.  The median, not the mean or the
@@ -13,15 +24,28 @@ minimum, because one preempted call must not move the figure and the minimum is 
 from __future__ import annotations
 
 import abc
+import hashlib
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from kcomp.autoschedule import default_schedule
+from kcomp.config import Config, config
+from kcomp.dtypes import LOWERED, DType
 from kcomp.loops import LoopNest
+from kcomp.program import Program
+from kcomp.schedule import NONE, Schedule, Step
+from kcomp.search.cost_model import Estimate, Machine, estimate
+from kcomp.search.loop_rules import LoopRules
+from kcomp.search.rules import Rules
+
+if TYPE_CHECKING:
+    from kcomp.pipeline import Built
 
 Arg = np.ndarray | float | int | bool
 
@@ -34,24 +58,70 @@ class Measurement:
     counters: dict[str, Any] = field(default_factory=dict)
 
 
-class Target(abc.ABC):
-    """A code generation target.  Subclasses set the capability fields in `__init__`."""
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a target takes, for the parts of kcomp that must not guess from its name.
 
-    name: str = ""
+    `steps`: the schedule steps it honours (None: every step; a fuzzer draws random steps only then);
+    `source`: the name of its source language (`--emit` accepts it beside `source`); `suffix`: the
+    source file's suffix; `simulated`: times are simulated cycles at a nominal clock (deterministic:
+    the tuner does not re-time them)."""
+
+    dtypes: frozenset[DType] = LOWERED
+    steps: frozenset[type[Step]] | None = None
+    source: str = "source"
+    suffix: str = ".txt"
+    simulated: bool = False
+
+
+class Target(abc.ABC):
+    """A code generation target.  Subclasses set `family` and `capabilities` on the class, and `name`,
+    `vector_bits`, `cores` and `settings` in `__init__` (see the module docstring)."""
+
+    family: ClassVar[str] = ""  # the registry key: the part of a spec before ':'
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    default_label: ClassVar[str] = "default (rule-based scheduler)"
+    naive_label: ClassVar[str] = "none (naive loops)"
+    name: str = ""  # the normalised spec: `get_target(name)` gives this target back
     vector_bits: int = 0  # widest native vector register, in bits
     cores: int = 1  # hardware threads kernels may use
+    settings: Config | None = None  # kcomp's caches and database for this target (None: the process's)
 
+    @classmethod
     @abc.abstractmethod
-    def emit(self, nest: LoopNest) -> str:
-        """The source text of `nest` (one exported entry point, ABI in docs/abi.md)."""
+    def from_spec(cls, spec: str) -> Target:
+        """The target a normalised spec names (`family` or `family:variant`); `UsageError` if malformed."""
+
+    # -- scheduling -------------------------------------------------------------------------------
+    def default_schedule(self, program: Program, nest: LoopNest) -> Schedule:
+        """What the kernel gets when nobody wrote or tuned a schedule (`nest`: the naive loops)."""
+        return default_schedule(program, nest, self)
+
+    def naive_schedule(self, nest: LoopNest) -> Schedule:
+        """What `--schedule none` means here: the naive loops, unless the target needs some steps."""
+        return NONE
+
+    # -- code -------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def emit(self, nest: LoopNest, schedule: Schedule = NONE) -> str:
+        """The source text of the scheduled `nest` (steps the nest does not show, such as
+        `double_buffer`, are read from `schedule`); `ScheduleError` when it cannot be run here."""
 
     @abc.abstractmethod
     def build(self, source: str) -> Any:
         """An artifact that `run` accepts; raises `BuildError` when the toolchain rejects `source`."""
 
+    def artifacts(self, built: Built, out: Path) -> list[Path]:
+        """Write what `kcomp compile -o DIR` leaves for a user; the paths written."""
+        path = out / f"{built.program.name}{self.capabilities.suffix}"
+        path.write_text(built.source)
+        return [path]
+
+    # -- running ----------------------------------------------------------------------------------
     @abc.abstractmethod
-    def run(self, artifact: Any, args: Sequence[Arg]) -> None:
-        """Call the kernel with arguments in ABI order; outputs are written in place."""
+    def run(self, artifact: Any, args: Sequence[Arg]) -> Any:
+        """Call the kernel with arguments in ABI order; outputs are written in place.  Returns the
+        target's report of the run (a simulator's, say) or None."""
 
     def profile(
         self, artifact: Any, args: Sequence[Arg], *, budget_s: float = 0.1, cutoff_s: float | None = None
@@ -59,9 +129,31 @@ class Target(abc.ABC):
         """Median time of `run` (targets with a cheaper call path override this); `cutoff_s`: see `bench`."""
         return bench(lambda: self.run(artifact, args), budget_s=budget_s, cutoff_s=cutoff_s)
 
+    # -- search -----------------------------------------------------------------------------------
+    def search_rules(self) -> Rules:
+        """The decisions this target offers the tuner (kcomp.search.rules): loop transformations."""
+        return LoopRules(max(1, self.vector_bits // 32), max(1, self.cores))
+
+    def estimate(self, nest: LoopNest, schedule: Schedule = NONE) -> Estimate:
+        """The analytical cost of a scheduled nest (MCTS ranks candidates by it): the roofline model."""
+        return estimate(nest, Machine.of(self))
+
+    def fingerprint(self) -> str:
+        """The hardware a measurement on this target is valid for (the tuning database's key)."""
+        return "sha256:" + hashlib.sha256(self.describe().encode()).hexdigest()
+
+    # -- reports ----------------------------------------------------------------------------------
     def describe(self) -> str:
         """One line for reports naming the target and its hardware."""
         return self.name
+
+    def notes(self, naive: LoopNest, nest: LoopNest, schedule: Schedule) -> tuple[str, ...]:
+        """Lines a report adds about how the schedule landed on this target (none by default)."""
+        return ()
+
+    def config(self) -> Config:
+        """kcomp's configuration for this target: its own `settings`, else the process's."""
+        return self.settings or config()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} vector_bits={self.vector_bits} cores={self.cores}>"
@@ -93,8 +185,8 @@ def bench(
     while time.perf_counter() - start < warmup_s and warm_calls < max_repeats:
         fn()
         warm_calls += 1
-    estimate = (time.perf_counter() - start) / warm_calls
-    repeats = int(min(max_repeats, max(min_repeats, budget_s / max(estimate, 1e-9))))
+    estimate_s = (time.perf_counter() - start) / warm_calls
+    repeats = int(min(max_repeats, max(min_repeats, budget_s / max(estimate_s, 1e-9))))
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

@@ -13,6 +13,9 @@ from kcomp.targets.cpu.target import CpuTarget
 # Tests never read the user's tuning database: a record there would change which schedule a test
 # compiles (tests/search gives each of its tests a private database instead).
 os.environ.setdefault("KCOMP_NO_DB", "1")
+# Every pass step in every test is followed by the loop-IR verifier (kcomp.loops.verify): a pass that
+# breaks an invariant fails at its step, whichever test reached it.  Spawned workers inherit it.
+os.environ.setdefault("KCOMP_VERIFY", "1")
 
 
 @pytest.fixture(scope="module")

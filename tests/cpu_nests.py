@@ -40,3 +40,11 @@ def binary_nest(op: BinaryOp, dtype: DType, n: int) -> tuple[LoopNest, Buffer, B
     a, bb, out = Buffer("a", dtype, (n,)), Buffer("b", dtype, (n,)), Buffer("out", dtype, (n,))
     nest = map1(f"bin_{op.name}", (a, bb), out, lambda i: b(op, Load(a, (i,)), Load(bb, (i,))))
     return nest, a, bb, out
+
+
+def cpu_target(isa: str, cores: int) -> CpuTarget:
+    """A CPU target of ISA level `isa` as if it had `cores` cores (what the search space and the
+    default scheduler read), whatever this machine has."""
+    target = CpuTarget(isa=isa)
+    target.cores = cores
+    return target

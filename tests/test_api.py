@@ -13,8 +13,11 @@ import kcomp.api
 from kcomp.api import CheckResult, CompiledKernel, compile
 from kcomp.compare import Comparison
 from kcomp.errors import KcompError, UsageError
-from kcomp.pipeline import DEFAULT, Built
+from kcomp.pipeline import Built
 from kcomp.targets import Measurement
+from kcomp.targets.base import Target
+
+DEFAULT = Target.default_label  # the CPU's default-scheduler label
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

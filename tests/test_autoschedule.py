@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from kcomp import compile
-from kcomp.pipeline import DEFAULT
 from kcomp.printer import canonical
 from kcomp.schedule import CacheRead, CacheWrite, Pack, Parallel, Split, Unroll, Vectorize, parse_schedule
+from kcomp.targets.base import Target
+
+DEFAULT = Target.default_label  # the CPU's default-scheduler label
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.kc"))
 MATMUL = "dim M = 64, N = 48, K = 40\nkernel mm(A: f32[M, K], B: f32[K, N]) -> (C: f32[M, N]) { C[i, j] += A[i, k] * B[k, j] }"

@@ -20,7 +20,8 @@ from rich.console import Console
 
 import kcomp.api
 from kcomp.api import CheckResult
-from kcomp.bench import cli, gemm, machine, peers, report
+from kcomp.bench import gemm, machine, peers, report
+from kcomp.cli import bench as cli
 from kcomp.errors import UsageError
 
 SHAPES = [(64, 48, 32), (1, 40, 24)]
@@ -56,7 +57,7 @@ def suite() -> dict:
 
 def parse_bench(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="kcomp")
-    cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    cli.add_parsers(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(["bench", *argv])
 
 

@@ -17,7 +17,10 @@ import kcomp.api
 from kcomp.api import compile
 from kcomp.cli import main
 from kcomp.compare import Comparison, compare_outputs
-from kcomp.pipeline import DEFAULT, NAIVE
+from kcomp.targets.base import Target
+
+DEFAULT = Target.default_label  # the CPU's default-scheduler label
+NAIVE = Target.naive_label
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -17,10 +17,10 @@ from kcomp.compare import compare_outputs
 from kcomp.data import random_inputs, random_params
 from kcomp.errors import SourceError
 from kcomp.interp import run as interpret
+from kcomp.loops.verify import verify
 from kcomp.lower import lower
 from kcomp.reference import evaluate
 from kcomp.syntax import Num
-from kcomp.verify import verify
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.kc"))
 IDS = [p.stem for p in EXAMPLES]

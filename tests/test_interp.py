@@ -14,10 +14,10 @@ from kcomp.dtypes import DType
 from kcomp.errors import UsageError
 from kcomp.expr import Binary, BinaryOp, Buffer, Cast, Const, Load, Param, Select, Unary, UnaryOp, Var
 from kcomp.interp import run
+from kcomp.loops.verify import verify
 from kcomp.lower import lower
 from kcomp.program import Program, Reduce, Statement
 from kcomp.reference import evaluate
-from kcomp.verify import verify
 
 F32, I32, I8 = DType.F32, DType.I32, DType.I8
 RNG = np.random.default_rng(2024)

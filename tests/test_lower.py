@@ -7,9 +7,9 @@ import pytest
 from kcomp.dtypes import DType
 from kcomp.expr import Binary, BinaryOp, Buffer, Const, Load, Param, Scope, Var
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Store, loops, walk_stmts
+from kcomp.loops.verify import VerifyError, verify
 from kcomp.lower import identity, lower
 from kcomp.program import Program, Reduce, Statement
-from kcomp.verify import VerifyError, verify
 
 F32, I32 = DType.F32, DType.I32
 

@@ -19,14 +19,18 @@ GEMM whose (r, s) offsets are K-slices.
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from kcomp.api import compile
+from kcomp.bench import machine as host_machine
+from kcomp.bench.report import failures
 from kcomp.errors import KcompError, UsageError
+from kcomp.targets import SIMULATED, Target, get_target
+from kcomp.targets.accel.machine.result import CLOCK_HZ
 
 Progress = Callable[[str], None]
 CASES = ("gemm_256x256x256", "gemm_512x512x512", "gemm_1024x1024x1024", "conv2d", "gemm_bias_relu")
@@ -66,7 +70,7 @@ def _examples() -> Path | None:
     return None
 
 
-def _kernel(case: str) -> tuple[str, dict[str, int], str]:
+def _kernel(case: str, target: Target) -> tuple[str, dict[str, int], str]:
     """Source (a path or text), shape overrides, and a note for the row."""
     examples = _examples()
     if m := _GEMM.match(case):
@@ -76,19 +80,14 @@ def _kernel(case: str) -> tuple[str, dict[str, int], str]:
         if examples is None:
             raise UsageError("the gemm_bias_relu case needs the examples/ folder of a kcomp checkout")
         return str(examples / "gemm_bias_relu.kc"), {}, ""
-    return CONV_NHWC.format(**CONV_SHAPES[case]), {}, _conv_note(examples)
+    return CONV_NHWC.format(**CONV_SHAPES[case]), {}, _conv_note(examples, target)
 
 
-def _conv_note(examples: Path | None) -> str:
-    from kcomp.api import load_module
-    from kcomp.targets.accel.driver import compile_kernel
-    from kcomp.targets.accel.target import AccelTarget
-
+def _conv_note(examples: Path | None, target: Target) -> str:
     why = "NCHW with padding 1"
     if examples is not None:
-        module = load_module(str(examples / "conv2d.kc"))
         try:
-            compile_kernel(module, module.kernel(None), {}, AccelTarget())
+            compile(examples / "conv2d.kc", target=target.name)
         except KcompError as e:
             why = str(e)
     return f"examples/conv2d.kc does not map ({why}); this row is the same 3x3 convolution in NHWC without padding"
@@ -103,13 +102,9 @@ def run_suite(
 ) -> dict[str, Any]:
     """Map, check and simulate each case on `config` (default: the packaged default).  `budget_s` is
     unused: simulated cycles are deterministic, one run each."""
-    from kcomp.bench import machine as host_machine
-    from kcomp.targets.accel import AccelConfig
-    from kcomp.targets.accel.target import AccelTarget
-
     say = progress or (lambda _msg: None)
-    target = AccelTarget(AccelConfig.load(config), f"accel:{config}" if config else "accel")
-    info = {**host_machine.describe_host(), "accelerator": target.cfg.to_dict(), "clock_hz": 1e9}
+    target = get_target(f"{SIMULATED}:{config}" if config else SIMULATED)
+    info = {**host_machine.describe_host(), "accelerator": target.cfg.to_dict(), "clock_hz": CLOCK_HZ}
     rows = []
     for case in cases if cases is not None else CASES:
         say(f"accel {case}")
@@ -117,64 +112,51 @@ def run_suite(
     return {"suite": "accel", "machine": info, "rows": rows}
 
 
-def _row(case: str, target) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    from kcomp.api import load_module
-    from kcomp.targets.accel.driver import compile_kernel, run_checked
-    from kcomp.targets.accel.match import match
-    from kcomp.targets.accel.result import ideal_cycles
-
+def _row(case: str, target: Target) -> dict[str, Any]:
     row: dict[str, Any] = {"case": case, "params": {}, "flops": None, "times_s": {}, "extra": {}}
     extra = row["extra"]
     try:
-        source, shapes, note = _kernel(case)
+        source, shapes, note = _kernel(case, target)
     except KcompError as e:
         extra["kcomp_error"] = str(e)
         return row
     if note:
         extra["note"] = note
-    module = load_module(source)
-    kernel = module.kernel(None)
-    cfg = target.cfg
     for system, schedule in (("kcomp", None), ("naive", "none")):
         try:
             start = time.perf_counter()
-            c = compile_kernel(module, kernel, shapes, target, schedule)
+            k = compile(source, target=target.name, shapes=shapes, schedule=schedule)
+            built = k.built
             compile_s = time.perf_counter() - start
-            run = run_checked(c, seed=0)
+            check = k.check(seed=0)
         except KcompError as e:  # a failed system is a recorded result, never a crashed suite
             extra[f"{system}_error"] = str(e)
             continue
-        r = run.result
+        r = check.report
         if system == "kcomp":
-            groups = match(c.nest).groups
-            macs = sum(
-                math.prod(g.extent(x) for x in "ijk") * math.prod(a.extent for a in (*g.batch, *g.slices))
-                for g in groups
-            )
-            compulsory = sum(t.size * t.dtype.numpy.itemsize for t in (*c.program.inputs, *c.program.outputs))
-            row["params"] = dict(c.program.dims)
-            row["flops"] = 2 * macs
+            row["params"] = dict(built.program.dims)
+            row["flops"] = 2 * r.macs
             extra.update(
-                ideal_cycles=ideal_cycles(macs, compulsory, cfg),
-                utilization=macs / cfg.dim**2 / r.cycles,
-                schedule_source=c.schedule_source,
-                schedule=str(c.schedule),
-                mapping=c.mappings,
+                ideal_cycles=r.ideal_cycles,
+                utilization=r.utilization["matrix"],
+                schedule_source=built.schedule_source,
+                schedule=str(built.schedule),
+                mapping=list(built.notes),
             )
         prefix = "" if system == "kcomp" else "naive_"
         extra.update(
             {
                 f"{prefix}cycles": r.cycles,
-                f"{prefix}ok": run.ok,
+                f"{prefix}ok": check.ok,
                 f"{prefix}instructions": r.instructions,
                 f"{prefix}compile_s": round(compile_s, 3),
                 f"{prefix}sim_s": round(r.wall_s, 3),
             }
         )
-        if not run.ok:
-            extra[f"{system}_error"] = f"wrong result (max rel err {run.max_rel_err:.3g}): not reported"
+        if not check.ok:
+            extra[f"{system}_error"] = f"wrong result (max rel err {check.max_rel_err:.3g}): not reported"
             continue
-        row["times_s"][system] = r.cycles / 1e9
+        row["times_s"][system] = r.cycles / CLOCK_HZ
     runs = [p for p in ("", "naive_") if f"{p}sim_s" in extra]
     seconds = sum(extra[f"{p}sim_s"] for p in runs)
     if seconds > 0:  # the simulator's speed over both runs: simulated instructions per wall second
@@ -191,7 +173,6 @@ def print_report(result: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from kcomp.bench.report import failures
 
     con = Console()
     if not con.is_terminal:

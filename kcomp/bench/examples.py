@@ -19,6 +19,7 @@ from typing import Any
 
 import kcomp
 from kcomp.bench import machine as host_machine
+from kcomp.bench.report import failures, load_warning, machine_line
 from kcomp.errors import UsageError
 
 Progress = Callable[[str], None]
@@ -109,7 +110,6 @@ def print_report(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from kcomp.bench.report import failures, load_warning, machine_line
 
     con = Console()
     if not con.is_terminal:

@@ -19,6 +19,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kcomp.targets.base import bench
+
 DROPPED_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 NUMPY_TIMEOUT_S = 1800
 
@@ -78,7 +80,6 @@ def numpy_child(request: dict[str, Any]) -> dict[str, Any]:
     env_set = {var: var in os.environ for var in DROPPED_ENV}  # NOTE: before anything loads OpenBLAS
     import numpy as np
 
-    from kcomp.targets.base import bench
 
     rng = np.random.default_rng(0)
     times: list[float | None] = []
@@ -134,8 +135,6 @@ def time_torch(shape: Shape, *, budget_s: float, threads: int) -> float:
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        from kcomp.targets.base import bench
-
         return bench(lambda: torch.mm(a, b, out=c), budget_s=budget_s).time_s
     finally:
         torch.set_num_threads(before)

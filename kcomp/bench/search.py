@@ -35,8 +35,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kcomp.api import load_module
 from kcomp.bench import machine as host_machine
+from kcomp.bench import metaschedule
+from kcomp.bench.examples import examples_dir
+from kcomp.bench.report import load_warning, machine_line
 from kcomp.errors import KcompError, UsageError
+from kcomp.pipeline import front
+from kcomp.search.mcts import MCTS
+from kcomp.search.measure import Measurer
+from kcomp.search.random_search import RandomSearch
+from kcomp.search.space import Space
+from kcomp.search.strategy import Budget
 
 Progress = Callable[[str], None]
 BUDGETS = (32, 64, 128)
@@ -157,15 +167,10 @@ def run_suite(
 
 
 def _tvm_reason() -> str | None:
-    try:
-        from kcomp.bench import metaschedule
-    except ImportError as e:
-        return f"the MetaSchedule peer is not available: {e}"
     return metaschedule.available()
 
 
 def _program(w: Workload) -> tuple[str, dict[str, int]]:
-    from kcomp.bench.examples import examples_dir
 
     return str(examples_dir() / f"{w.example}.kc"), dict(w.shapes)
 
@@ -175,9 +180,6 @@ def _tune_kcomp(
 ) -> Run:
     import os
 
-    from kcomp.search.measure import Measurer
-    from kcomp.search.space import Space
-    from kcomp.search.strategy import Budget
 
     path, shapes = _program(w)
     start = time.monotonic()
@@ -219,16 +221,13 @@ def _tune_kcomp(
 
 def _strategy(name: str) -> Any:
     if name == "mcts":
-        from kcomp.search.mcts import MCTS
 
         return MCTS()
-    from kcomp.search.random_search import RandomSearch
 
     return RandomSearch()
 
 
 def _tune_tvm(w: Workload, trials: int, seed: int, say: Progress) -> Run:
-    from kcomp.bench import metaschedule
 
     _path, shapes = _program(w)
     if not shapes:
@@ -244,8 +243,6 @@ def _tune_tvm(w: Workload, trials: int, seed: int, say: Progress) -> Run:
 
 
 def _file_dims(w: Workload) -> dict[str, int]:
-    from kcomp.api import load_module
-    from kcomp.pipeline import front
 
     path, shapes = _program(w)
     module = load_module(path)
@@ -314,8 +311,6 @@ def _utilization(counters: dict[str, Any]) -> float | None:
 
 
 def _flops(w: Workload) -> int | None:
-    from kcomp.api import load_module
-    from kcomp.pipeline import front
 
     path, shapes = _program(w)
     try:
@@ -374,7 +369,6 @@ def print_report(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from kcomp.bench.report import load_warning, machine_line
 
     con = Console()
     if not con.is_terminal:

@@ -24,6 +24,8 @@ and `valid` is a kcomp bug.  Mutants are deterministic per (seed, index).
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.metadata
 import io
 import os
 import random
@@ -35,6 +37,8 @@ from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from kcomp.search.measure import LocalExecutor, WorkerTimeout
 
 KINDS = ("kc", "schedule", "config", "asm")
 CLASSES = ("diagnosed", "valid", "wrong", "traceback", "hang", "other")
@@ -427,6 +431,17 @@ def make_mutant(bases: Bases, kind: str, index: int, seed: int) -> Mutant:
 # ------------------------------------------------------------------------------------ running, classifying
 
 
+@functools.cache
+def kcomp_command() -> Callable[[list[str]], int]:
+    """The installed `kcomp` command's entry point, the program users run.  The mutants drive the
+    command line as a black box (in long-lived workers rather than a process per command, for
+    speed), so this package depends on the command, never on the modules behind it."""
+    found = importlib.metadata.entry_points(group="console_scripts", name="kcomp")
+    if not found:
+        raise RuntimeError("the kcomp command is not installed (pip install -e . makes it)")
+    return next(iter(found)).load()
+
+
 def run_case(
     files: dict[str, bytes],
     commands: list[list[str]],
@@ -436,7 +451,6 @@ def run_case(
     """In a worker: write `files` to a fresh folder, run each kcomp command there (stopping at the first
     non-zero exit) with stdout and stderr captured.  Returns rc, out, err, `files` (those named in
     `keep`, as bytes) and `same` (whether the two files of `same` are identical, None if not compared)."""
-    from kcomp.cli import main
 
     threads = os.environ.get("KCOMP_THREADS")
     os.environ["KCOMP_THREADS"] = threads or "1"  # NOTE: restored below; mutants need no thread pool
@@ -450,7 +464,7 @@ def run_case(
             for argv in commands:
                 with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                     try:
-                        rc = main(list(argv))
+                        rc = kcomp_command()(list(argv))
                     except SystemExit as e:  # argparse: exit 2 after printing the usage error
                         rc = e.code if isinstance(e.code, int) else 1
                 if rc != 0:
@@ -482,7 +496,6 @@ def classify(rc: int | None, out: str, err: str, *, timed_out: bool = False, sam
 
 
 def _outcome(future: Any) -> dict[str, Any]:
-    from kcomp.search.measure import WorkerTimeout
 
     try:
         r = future.result()
@@ -524,7 +537,6 @@ def campaign(
     Returns {"n", "seed", "wall_s", "diagnosed", "valid", "wrong", "traceback", "hang", "other",
     "bugs", "by_kind": {kind: {class: count}}, "failures": [{"kind", "index", "base", "class", ...}]};
     with `out_dir`, every failure's files, commands and output are saved in `out_dir/CLASS/KIND-INDEX/`."""
-    from kcomp.search.measure import LocalExecutor
 
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
@@ -533,7 +545,7 @@ def campaign(
     counts = dict.fromkeys(CLASSES, 0)
     by_kind = {k: dict.fromkeys(CLASSES, 0) for k in kinds}
     failures: list[dict[str, Any]] = []
-    with LocalExecutor(workers, preload=("kcomp.cli", "kcomp.commands")) as executor:
+    with LocalExecutor(workers, preload=("kcomp.cli",)) as executor:
         bases = collect_bases(executor, max(timeout_s, 120.0))
         mutants = [make_mutant(bases, kinds[i % len(kinds)], i, seed) for i in range(n)]
         futures = {

@@ -18,8 +18,8 @@ segfault or a hang is classified, never fatal.  Outcomes:
     compile_error  a KcompError (a ScheduleError on replay, a BuildError from gcc, ...) for a
                    program and schedule that are valid by construction
     timeout        no result within the timeout; the worker was killed
-    unsupported    the accelerator cannot map the kernel ("cannot map ..."): outside what the target
-                   runs, so neither a pass nor a failure (the simulated accelerator maps contractions)
+    unsupported    the target cannot run the kernel at all (it raised `Unsupported`, as the simulated
+                   accelerator does for what is not a contraction): neither a pass nor a failure
 All but ok and unsupported are kcomp bugs.  Each failure is shrunk (`kcomp.fuzz.shrink`) and saved.
 """
 
@@ -29,103 +29,17 @@ import contextlib
 import random
 import tempfile
 import time
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kcomp.fuzz.case import FAILURES, OUTCOMES, Case, Result, classify, run_case
 from kcomp.fuzz.generate import generate
 from kcomp.fuzz.program import GenProgram
-
-OUTCOMES = ("ok", "mismatch", "crash", "compile_error", "timeout", "unsupported")
-FAILURES = ("mismatch", "crash", "compile_error", "timeout")
-
-
-@dataclass(frozen=True, slots=True)
-class Case:
-    """One program on one target with one schedule ("none", "default" or schedule text)."""
-
-    source: str
-    target: str
-    schedule: str
-    label: str = ""
-    seed: int = 0  # of the random inputs
-    program: int = 0  # index in the campaign
-
-
-@dataclass
-class Result:
-    case: Case
-    outcome: str
-    error: str = ""
-    schedule_used: str = ""  # the schedule that was applied, as text (what "default" resolved to)
-
-    def signature(self) -> str:
-        """What must stay the same while shrinking: the outcome and, for errors, the exception type."""
-        head = self.error.split(":", 1)[0].strip() if self.outcome in ("crash", "compile_error") else ""
-        return f"{self.outcome}:{head}"
-
-
-def run_case(case: Case) -> dict[str, Any]:
-    """In a worker: compile `case` and check it against the reference on seeded random inputs."""
-    from kcomp.api import compile as compile_kernel
-    from kcomp.errors import KcompError
-    from kcomp.fuzz.schedules import cannot_map
-    from kcomp.schedule import parse_schedule
-
-    accel = case.target.split(":")[0] == "accel"
-    try:
-        schedule: Any = case.schedule
-        if case.schedule not in ("none", "default"):
-            schedule = parse_schedule(case.schedule, "<fuzz schedule>")
-        kernel = compile_kernel(case.source, target=case.target, schedule=schedule)
-        used = str(kernel.built.schedule)
-    except KcompError as e:
-        if accel and cannot_map(e):
-            return {"outcome": "unsupported", "error": str(e)}
-        return {"outcome": "compile_error", "error": f"{type(e).__name__}: {e}"}
-    except Exception as e:
-        return {"outcome": "crash", "error": _trace("compile", e)}
-    try:
-        check = kernel.check(seed=case.seed)
-    except KcompError as e:
-        return {
-            "outcome": "compile_error",
-            "error": f"{type(e).__name__}: {e} (at run)",
-            "schedule_used": used,
-        }
-    except Exception as e:
-        return {"outcome": "crash", "error": _trace("run", e), "schedule_used": used}
-    if not check.ok:
-        bad = [n for n, c in check.outputs.items() if not c.ok]
-        return {
-            "outcome": "mismatch",
-            "error": f"outputs {', '.join(bad)} differ from the reference: max abs err"
-            f" {check.max_abs_err:.3g}, max rel err {check.max_rel_err:.3g}",
-            "schedule_used": used,
-        }
-    return {"outcome": "ok", "schedule_used": used}
-
-
-def _trace(phase: str, e: BaseException) -> str:
-    tail = "".join(traceback.format_exception(e)[-4:]).rstrip()
-    return f"{type(e).__name__}: {e} (in {phase})\n{tail}"
-
-
-def classify(case: Case, outcome: Any) -> Result:
-    """A worker's reply (a dict) or its failure (`WorkerTimeout`, `WorkerCrashed`, `WorkerError`)."""
-    from kcomp.search.measure import WorkerCrashed, WorkerError, WorkerTimeout
-
-    if isinstance(outcome, WorkerTimeout):
-        return Result(case, "timeout", str(outcome))
-    if isinstance(outcome, WorkerCrashed):
-        return Result(case, "crash", f"WorkerCrashed: {outcome}")
-    if isinstance(outcome, WorkerError | BaseException):
-        return Result(case, "crash", f"{type(outcome).__name__}: {outcome}")
-    if not isinstance(outcome, dict) or outcome.get("outcome") not in OUTCOMES:
-        return Result(case, "crash", f"the worker returned {outcome!r}")
-    return Result(case, outcome["outcome"], outcome.get("error", ""), outcome.get("schedule_used", ""))
+from kcomp.fuzz.schedules import draw_schedules
+from kcomp.fuzz.shrink import save, shrink
+from kcomp.search.measure import LocalExecutor, scoped_env
 
 
 def program_for(seed: int, index: int) -> GenProgram:
@@ -140,7 +54,6 @@ def case_seed(seed: int, index: int, n: int) -> int:
 @contextlib.contextmanager
 def worker_env(cache_dir: str | None) -> Iterator[None]:
     """Environment the spawned workers inherit: no tuning database, a private library cache."""
-    from kcomp.search.measure import scoped_env
 
     with (
         tempfile.TemporaryDirectory(prefix="kcomp-fuzz-") as tmp,
@@ -172,8 +85,6 @@ class Campaign:
     results: list[Result] = field(default_factory=list)
 
     def run(self) -> dict[str, Any]:
-        from kcomp.fuzz.schedules import draw_schedules
-        from kcomp.search.measure import LocalExecutor
 
         start = time.monotonic()
         draw = self.schedules_fn or draw_schedules
@@ -241,7 +152,6 @@ class Campaign:
 
     def save_failures(self, pool: Any, progs: list[GenProgram]) -> list[str]:
         """Shrink (up to `max_shrink`) and write every failure into `out`; the paths written."""
-        from kcomp.fuzz.shrink import save, shrink
 
         failed = [r for r in self.results if r.outcome in FAILURES]
         paths: list[str] = []

@@ -22,7 +22,13 @@ from typing import Any
 
 from kcomp.errors import ScheduleError
 from kcomp.fuzz.steps import RandomChooser, draw_steps
+from kcomp.lower import lower
+from kcomp.parse import parse
+from kcomp.passes import apply
+from kcomp.pipeline import front
 from kcomp.schedule import Schedule
+from kcomp.search.space import Space
+from kcomp.targets import get_target
 
 UNIFORM = 0.3  # share of the uniform distribution mixed into the priors of a walk
 
@@ -55,11 +61,6 @@ def draw_schedules(source: str, target_spec: str, seed: int, count: int, index: 
 
     Returns {"schedules": [(label, text)], "unsupported": reason or "", "errors": [text]}: `errors`
     holds exceptions the search space raised while drawing (kcomp bugs), which end that schedule."""
-    from kcomp.lower import lower
-    from kcomp.parse import parse
-    from kcomp.pipeline import front
-    from kcomp.search.space import Space
-    from kcomp.targets import get_target
 
     rng = random.Random(seed)
     module = parse(source, "<fuzz>")
@@ -82,8 +83,6 @@ def draw_schedules(source: str, target_spec: str, seed: int, count: int, index: 
             if kind.startswith("walk"):
                 steps = list(walk(space, rng).steps)
             if kind.endswith("steps"):
-                from kcomp.passes import apply
-
                 nest = apply(lower(program), Schedule(tuple(steps)))
                 # NOTE: a pass that raised (not ScheduleError) ends the list with its step: the
                 # case replays it, so the bug is classified (crash / compile_error) and shrunk there

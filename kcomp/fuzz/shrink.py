@@ -20,8 +20,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from kcomp.errors import KcompError
+from kcomp.fuzz.case import Case, Result
 from kcomp.fuzz.program import Expr, GenProgram, names, rebuild, same_type_children, subexprs
-from kcomp.fuzz.run import Case, Result
+from kcomp.parse import parse
+from kcomp.pipeline import front
 
 
 @dataclass(frozen=True)
@@ -34,9 +37,6 @@ class Shrunk:
 
 def valid(prog: GenProgram) -> bool:
     """Whether the program parses and type-checks (checked here, before spending a worker call)."""
-    from kcomp.errors import KcompError
-    from kcomp.parse import parse
-    from kcomp.pipeline import front
 
     try:
         module = parse(prog.render(), "<shrink>")

@@ -17,8 +17,8 @@ from typing import Protocol, TypeVar
 
 from kcomp.errors import ScheduleError
 from kcomp.loops import Alloc, Guard, Loop, LoopNest, walk_stmts
+from kcomp.loops.dependence import accesses
 from kcomp.passes import apply_step
-from kcomp.passes.dependence import accesses
 from kcomp.printer import symbol_names
 from kcomp.schedule import (
     CacheRead,

@@ -1,17 +1,16 @@
 """The accelerator as a kcomp target: assembly text as its source, a program as its artifact.
 
-    target = AccelTarget.from_spec("accel")            # or "accel:small", "accel:/path/config.toml"
+    target = get_target("accel")                       # or "accel:small", "accel:/path/config.toml"
+    schedule = target.default_schedule(program, naive) # the rule-based mapping, as schedule steps
     text = target.emit(nest, schedule)                 # canonical assembly, an ABI comment on top
     artifact = target.build(text)                      # assembled: Artifact(program, abi)
-    target.run(artifact, args)                         # simulated; outputs written in place
+    result = target.run(artifact, args)                # simulated (a SimResult); outputs written in place
     m = target.profile(artifact, args)                 # Measurement: simulated time at the nominal
                                                        # clock, counters: cycles, utilization, stalls...
 
-`emit(nest)` without the schedule cannot see its `double_buffer` steps (the pass records nothing in
-the nest): it double-buffers every tile that fits twice.  `compile(nest, schedule)` follows the
-schedule, and `default_schedule(nest)` spells the rule-based mapping as schedule steps (the
-pipeline's default scheduler is the CPU's, which leaves these loops untiled, and an untiled
-contraction gets the same rule-based mapping).
+The schedule says what the nest cannot show: which operands are double-buffered (`double_buffer`).
+Loops left untiled get the rule-based mapping.  Everything goes through kcomp's one pipeline, so
+`kcomp sim`, `kcomp run --target accel` and every tuning trial compile a schedule the same way.
 
 Timing: simulated cycles at a nominal 1 GHz clock (`CLOCK_HZ`), so `time_s` is cycles / 1e9.
 """
@@ -22,24 +21,38 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kcomp.dtypes import DType
 from kcomp.errors import UsageError
 from kcomp.loops import LoopNest
-from kcomp.schedule import Schedule
-from kcomp.targets.accel.asm import assemble, format_program
-from kcomp.targets.accel.backend import Abi, compile_nest
-from kcomp.targets.accel.codegen import reserved_rows
-from kcomp.targets.accel.config import AccelConfig
-from kcomp.targets.accel.isa import Program
-from kcomp.targets.accel.mapping import default_mapping, mapping_schedule, naive_mapping
-from kcomp.targets.accel.result import SimResult
-from kcomp.targets.accel.sim import NUMPY_DTYPES, simulate
-from kcomp.targets.base import Arg, Measurement, Target
+from kcomp.program import Program
+from kcomp.schedule import NONE, DoubleBuffer, Reorder, Schedule, Split, Tile
+from kcomp.search.cost_model import Estimate
+from kcomp.targets.accel.compiler.backend import Abi, compile_nest, mappings
+from kcomp.targets.accel.compiler.codegen import reserved_rows
+from kcomp.targets.accel.compiler.mapping import (
+    default_mapping,
+    describe_mapping,
+    estimate,
+    mapping_schedule,
+    naive_mapping,
+)
+from kcomp.targets.accel.compiler.match import match
+from kcomp.targets.accel.compiler.tuning import AccelRules
+from kcomp.targets.accel.machine.asm import assemble, encode, format_program
+from kcomp.targets.accel.machine.config import PACKAGED, AccelConfig
+from kcomp.targets.accel.machine.isa import Program as MachineProgram
+from kcomp.targets.accel.machine.result import CLOCK_HZ, SimResult
+from kcomp.targets.accel.machine.sim import NUMPY_DTYPES, simulate
+from kcomp.targets.base import Arg, Capabilities, Measurement, Target
 
-CLOCK_HZ = 1e9  # nominal: simulated cycles become seconds at 1 GHz
+if TYPE_CHECKING:
+    from kcomp.pipeline import Built
+
 ABI_TAG = "# kcomp-abi: "
 FAMILY = "accel"
 
@@ -49,40 +62,41 @@ class Artifact:
     """An assembled program and which DRAM buffers the kernel's arguments bind (None: a hand-written
     program, bound in buffer order)."""
 
-    program: Program
+    program: MachineProgram
     abi: Abi | None = None
 
 
 class AccelTarget(Target):
     """The simulated accelerator of configuration `cfg` (docs/accel-isa.md)."""
 
+    family = FAMILY
+    capabilities = Capabilities(
+        dtypes=frozenset({DType.F32, DType.I8, DType.I32}),
+        steps=frozenset({Split, Tile, Reorder, DoubleBuffer}),
+        source="asm",
+        suffix=".s",
+        simulated=True,
+    )
+    default_label = "default (accelerator mapping rules)"
+    naive_label = "none (naive mapping: dim-sized tiles, one buffer each)"
+
     def __init__(self, cfg: AccelConfig | None = None, spec: str = FAMILY):
         self.cfg = cfg or AccelConfig.load(None)
         self.name = spec
-        self.vector_bits = 0  # NOTE: no CPU SIMD: the CPU default scheduler leaves the loops alone
+        self.vector_bits = 0  # NOTE: no CPU SIMD
         self.cores = 1
-        self.last_result: SimResult | None = None
 
     @classmethod
     def from_spec(cls, spec: str) -> AccelTarget:
         """ "accel" (the default config), "accel:small" (a packaged config) or "accel:PATH.toml"."""
         _, _, variant = spec.partition(":")
         variant = variant.strip()
+        if variant.lower() in PACKAGED:
+            variant = variant.lower()
         return cls(AccelConfig.load(variant or None), f"{FAMILY}:{variant}" if variant else FAMILY)
 
-    # -- compiling ------------------------------------------------------------------------------
-    def compile(self, nest: LoopNest, schedule: Schedule | None = None) -> Artifact:
-        """The program for a scheduled nest; `schedule` supplies its double_buffer steps."""
-        program, abi = compile_nest(nest, self.cfg, schedule)
-        return Artifact(program, abi)
-
-    def emit(self, nest: LoopNest, schedule: Schedule | None = None) -> str:
-        return emit_text(self.compile(nest, schedule))
-
-    def build(self, source: str) -> Artifact:
-        return Artifact(assemble(source, "<accel>"), _abi_of(source))
-
-    def default_schedule(self, nest: LoopNest) -> Schedule:
+    # -- scheduling -----------------------------------------------------------------------------
+    def default_schedule(self, program: Program, nest: LoopNest) -> Schedule:
         """The rule-based mapping of every contraction in the unscheduled `nest`, as schedule steps."""
         return mapping_schedule(nest, lambda g: default_mapping(g, self.cfg, reserved_rows(g, self.cfg)))
 
@@ -90,28 +104,69 @@ class AccelTarget(Target):
         """The baseline mapping: dim-sized tiles, no double buffering."""
         return mapping_schedule(nest, lambda g: naive_mapping(g, self.cfg))
 
+    # -- code -----------------------------------------------------------------------------------
+    def compile(self, nest: LoopNest, schedule: Schedule = NONE) -> Artifact:
+        """The program for a scheduled nest; `schedule` supplies its double_buffer steps."""
+        program, abi = compile_nest(nest, self.cfg, schedule)
+        return Artifact(program, abi)
+
+    def emit(self, nest: LoopNest, schedule: Schedule = NONE) -> str:
+        return emit_text(self.compile(nest, schedule))
+
+    def build(self, source: str) -> Artifact:
+        return Artifact(assemble(source, "<accel>"), _abi_of(source))
+
+    def artifacts(self, built: Built, out: Path) -> list[Path]:
+        """The assembly text and its binary encoding (`kcomp asm` / `kcomp disasm` read them)."""
+        name = built.program.name
+        files = [out / f"{name}.s", out / f"{name}.bin"]
+        files[0].write_text(built.source)
+        files[1].write_bytes(encode(built.artifact.program))
+        return files
+
     # -- running --------------------------------------------------------------------------------
-    def simulate(self, artifact: Artifact, args: Sequence[Arg]) -> SimResult:
-        """Run on the simulator; outputs written in place; the report."""
+    def run(self, artifact: Artifact, args: Sequence[Arg]) -> SimResult:
+        """Simulate; outputs written in place; the simulator's report (cycles, units, stalls)."""
         dram, copies = _bind(artifact, args, self.cfg)
         result = simulate(artifact.program, dram, self.cfg)
         for name, out in copies.items():
             out[...] = dram[name].reshape(out.shape)
-        self.last_result = result
         return result
-
-    def run(self, artifact: Artifact, args: Sequence[Arg]) -> None:
-        self.simulate(artifact, args)
 
     def profile(
         self, artifact: Artifact, args: Sequence[Arg], *, budget_s: float = 0.1, cutoff_s: float | None = None
     ) -> Measurement:
         """One simulation (cycles are deterministic): time at the nominal clock, and its counters."""
-        r = self.simulate(artifact, args)
+        r = self.run(artifact, args)
         return Measurement(r.cycles / CLOCK_HZ, counters(r))
 
+    # -- search ---------------------------------------------------------------------------------
+    def search_rules(self) -> AccelRules:
+        return AccelRules(self.cfg)
+
+    def estimate(self, nest: LoopNest, schedule: Schedule = NONE) -> Estimate:
+        """Each contraction group's mapping (the schedule says which operands are double-buffered;
+        the nest cannot) by the backend's cycle estimate at the nominal clock; `compute` is the
+        matrix unit's share, `dram` what it waits for."""
+        out = Estimate()
+        for g, m in mappings(nest, self.cfg, schedule):
+            macs = math.prod(a.extent for a in (*g.batch, *g.slices)) * g.extent("i") * g.extent("j") * g.extent("k")
+            out.compute += macs / self.cfg.dim**2 / CLOCK_HZ
+            out.time += estimate(g, m, self.cfg) / CLOCK_HZ
+            out.flops += 2 * macs
+        out.dram = max(0.0, out.time - out.compute)
+        out.vector = 1.0
+        return out
+
+    # -- reports --------------------------------------------------------------------------------
     def describe(self) -> str:
         return f"{self.name} ({self.cfg.describe()}; nominal clock {CLOCK_HZ / 1e9:g} GHz)"
+
+    def notes(self, naive: LoopNest, nest: LoopNest, schedule: Schedule) -> tuple[str, ...]:
+        """One line per contraction group: its statement (as the unscheduled nest prints it), tiles,
+        tile order and double buffering, as the backend maps them."""
+        groups = zip(mappings(nest, self.cfg, schedule), match(naive).groups, strict=True)
+        return tuple(describe_mapping(g, m, plain.text) for (g, m), plain in groups)
 
 
 def counters(r: SimResult) -> dict[str, Any]:

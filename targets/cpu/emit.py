@@ -24,8 +24,8 @@ from kcomp.affine import const, simplify
 from kcomp.errors import UsageError
 from kcomp.expr import BinaryOp, Buffer, Expr, Param, Scope, Var, free_vars, loads, substitute
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, walk_stmts
-from kcomp.passes.common import map_exprs
-from kcomp.passes.dependence import reduction_updates
+from kcomp.loops.common import map_exprs
+from kcomp.loops.dependence import reduction_updates
 from kcomp.targets.cpu import cexpr, simd
 from kcomp.targets.cpu.cexpr import CExpr, check_supported, store_cast
 from kcomp.targets.cpu.signature import Signature

@@ -1,17 +1,29 @@
-"""The CPU target: C emitted from the loop IR, built by gcc with OpenMP, called through ctypes."""
+"""The CPU target: C emitted from the loop IR, built by gcc with OpenMP, called through ctypes.
+
+Everything else a target offers is the loop-nest default (targets/base.py): the rule-based loop
+scheduler, the loop-transformation search rules, the roofline cost model of this host's vector width
+and cores.  Its own: the host's fingerprint, the C/header/library artifacts, and a sanitizer build.
+"""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kcomp.config import Config, config
 from kcomp.loops import LoopNest
-from kcomp.targets.base import Arg, Measurement, Target, bench
+from kcomp.schedule import NONE, Schedule
+from kcomp.targets.base import Arg, Capabilities, Measurement, Target, bench
 from kcomp.targets.cpu import build as _build
-from kcomp.targets.cpu import host, runtime
+from kcomp.targets.cpu import host, runtime, sanitize
 from kcomp.targets.cpu import isa as _isa
 from kcomp.targets.cpu.build import Library
-from kcomp.targets.cpu.emit import emit
+from kcomp.targets.cpu.emit import emit, emit_header
+
+if TYPE_CHECKING:
+    from kcomp.pipeline import Built
 
 
 class CpuTarget(Target):
@@ -21,6 +33,8 @@ class CpuTarget(Target):
     but `run` and `profile` refuse).  `threads` defaults to KCOMP_THREADS or os.cpu_count(); `cfg`
     (default: the environment's) names the cache directory."""
 
+    family = _isa.FAMILY
+    capabilities = Capabilities(source="c", suffix=".c")
     name = _isa.FAMILY
 
     def __init__(
@@ -40,8 +54,8 @@ class CpuTarget(Target):
         self.vector_bits = level.vector_bits
         # NOTE: the name is the spec get_target accepts back: reports must tell cpu:scalar from cpu.
         self.name = _isa.FAMILY if self.arch == _isa.NATIVE else f"{_isa.FAMILY}:{self.isa}"
-        self.cfg = cfg or config()
-        self.threads = threads or self.cfg.threads
+        self.settings = cfg or config()
+        self.threads = threads or self.settings.threads
         self.cores = host.cores()
 
     @classmethod
@@ -50,12 +64,30 @@ class CpuTarget(Target):
         level_name, arch = _isa.parse_cpu_spec(spec)
         return cls(isa=level_name, arch=arch)
 
-    def emit(self, nest: LoopNest) -> str:
+    def emit(self, nest: LoopNest, schedule: Schedule = NONE) -> str:
         return emit(nest, self.vector_bits)
 
     def build(self, source: str) -> Library:
         _isa.check_buildable(self.isa, self.arch)
-        return _build.build(source, arch=self.arch, cfg=self.cfg)
+        return _build.build(source, arch=self.arch, cfg=self.config())
+
+    def artifacts(self, built: Built, out: Path) -> list[Path]:
+        """The C source, a header declaring the entry point, and the shared library."""
+        name = built.program.name
+        files = [out / f"{name}.c", out / f"{name}.h", out / f"lib{name}.so"]
+        files[0].write_text(built.source)
+        files[1].write_text(emit_header(built.nest))
+        shutil.copyfile(built.artifact.path, files[2])
+        return files
+
+    def fingerprint(self) -> str:
+        """This CPU's model, family/model/stepping and flags (the machine that measured)."""
+        return host.fingerprint()
+
+    def run_sanitized(self, built: Built, args: Sequence[Arg]) -> None:
+        """`run`, as a standalone executable built with AddressSanitizer and UBSan (sanitize.py);
+        outputs written in place, `SanitizerError` when a sanitizer reports."""
+        sanitize.run_sanitized(built.source, args, arch=self.arch, threads=2)
 
     def describe(self) -> str:
         """One line for reports: the ISA level, the CPU, threads, vector width and compiler."""

@@ -304,7 +304,6 @@ class VectorLoop:
 
     def _aligned(self, buf: Buffer, at: Expr) -> bool:
         """Local buffers are 64-byte aligned; an offset that is a multiple of W in every term is too."""
-        from kcomp.affine import affine
 
         if buf.scope is Scope.GLOBAL and buf not in self.em.allocated:
             return False

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 
-from kcomp.targets.accel.config import AccelConfig
-from kcomp.targets.accel.isa import Buffer, Instr, Program, make
+from kcomp.targets.accel.machine.config import AccelConfig
+from kcomp.targets.accel.machine.isa import Buffer, Instr, Program, make
 
 DATA, STEP_FREE, BLOCK_READY, ACC_FREE = 0, 1, 2, 3
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kcomp.errors import SourceError
-from kcomp.targets.accel import (
+from kcomp.targets.accel.machine import (
     NUM_TOKENS,
     OPS,
     AccelConfig,
@@ -25,7 +25,7 @@ from kcomp.targets.accel import (
     format_program,
     make,
 )
-from kcomp.targets.accel.isa import WORD_BYTES, decode_word, encode_word
+from kcomp.targets.accel.machine.isa import WORD_BYTES, decode_word, encode_word
 
 EVERY_OP = """\
 # one of each instruction

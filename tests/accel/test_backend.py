@@ -16,16 +16,16 @@ import pytest
 
 import kcomp
 from kcomp.api import load_module
+from kcomp.data import random_inputs, random_params
 from kcomp.errors import ScheduleError
 from kcomp.lower import lower
 from kcomp.passes import apply
-from kcomp.pipeline import front
+from kcomp.pipeline import build, front
 from kcomp.schedule import parse_schedule
-from kcomp.targets import get_target
-from kcomp.targets.accel import assemble, decode, encode, format_program
-from kcomp.targets.accel.driver import ACCEL_DEFAULT, ACCEL_NAIVE, compile_kernel, run_checked
-from kcomp.targets.accel.mapping import check_fits, default_mapping, search_space
-from kcomp.targets.accel.match import match
+from kcomp.targets.accel.compiler.mapping import check_fits, default_mapping
+from kcomp.targets.accel.compiler.match import match
+from kcomp.targets.accel.compiler.tuning import search_space
+from kcomp.targets.accel.machine import assemble, decode, encode, format_program
 from kcomp.targets.accel.target import AccelTarget
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,11 +98,14 @@ kernel two(A: f32[M, K], B: f32[K, N], D: f32[M, N], E: f32[N, P], G: f32[K, P])
 """
 
 
+ACCEL_DEFAULT, ACCEL_NAIVE = AccelTarget.default_label, AccelTarget.naive_label
+
+
 def sim(source: str, spec: str = "accel", shapes: dict | None = None, schedule=None, seed: int = 0):
-    """Compile through the accelerator driver, simulate on random inputs, compare with numpy."""
-    module = load_module(source)
-    c = compile_kernel(module, module.kernel(None), shapes or {}, get_target(spec), schedule)
-    return c, run_checked(c, seed)
+    """Compile through kcomp's one pipeline, simulate on random inputs, compare with numpy: the
+    pipeline's `Built` and the check (its `report` is the simulator's)."""
+    k = kcomp.compile(source, target=spec, shapes=shapes or {}, schedule=schedule)
+    return k.built, k.check(seed)
 
 
 def assert_round_trips(program) -> None:
@@ -117,6 +120,14 @@ def assert_tokens_balance(program) -> None:
     assert waits == signals
 
 
+def _arguments(c):
+    """Random arguments (ABI order) for a built kernel: inputs, fresh outputs, parameter defaults."""
+    rng = np.random.default_rng(0)
+    inputs = random_inputs(c.program, rng)
+    outputs = {b.name: np.empty(b.shape, b.dtype.numpy) for b in c.program.outputs}
+    return c.arguments(inputs, outputs, random_params(c.program, rng, {}))
+
+
 # -- every mapped kernel, both configurations -----------------------------------------------------
 @pytest.mark.parametrize("spec", CONFIGS)
 @pytest.mark.parametrize("name", sorted(MAPPED))
@@ -124,7 +135,7 @@ def test_mapped_examples_match_the_reference(name, spec):
     c, run = sim(str(EXAMPLES / f"{name}.kc"), spec, MAPPED[name], seed=7)
     assert run.ok, (name, spec, run.max_rel_err)
     assert c.schedule_source.startswith(ACCEL_DEFAULT)  # gemm_bias_relu: its block is for other shapes
-    assert 0 < run.result.utilization["matrix"] <= 1
+    assert 0 < run.report.utilization["matrix"] <= 1
     assert_round_trips(c.artifact.program)
     assert_tokens_balance(c.artifact.program)
 
@@ -144,7 +155,7 @@ def test_kernels_beyond_the_examples(source, spec):
 
 def test_the_epilogue_runs_on_the_vector_unit_and_relu_in_the_store():
     _, run = sim(EPILOGUE_SIMPLE)
-    counts = run.result.counts
+    counts = run.report.counts
     assert counts["vsub"] and counts["vmul"] and counts["vexp"] and counts["vadds"] and counts["vmuls"]
     bias, _ = sim(str(EXAMPLES / "gemm_bias_relu.kc"), shapes=MAPPED["gemm_bias_relu"])
     program = bias.artifact.program
@@ -157,7 +168,7 @@ def test_unmapped_examples_say_why():
     for name, why in UNMAPPED.items():
         module = load_module(str(EXAMPLES / f"{name}.kc"))
         with pytest.raises(ScheduleError, match="the accelerator backend cannot map") as info:
-            compile_kernel(module, module.kernel(None), {}, AccelTarget())
+            build(module, module.kernel(None), {}, AccelTarget())
         assert why in str(info.value), (name, str(info.value))
 
 
@@ -179,7 +190,7 @@ def test_unmappable_statements():
     for source, why in cases.items():
         module = load_module(source)
         with pytest.raises(ScheduleError, match="cannot map") as info:
-            compile_kernel(module, module.kernel(None), {}, AccelTarget())
+            build(module, module.kernel(None), {}, AccelTarget())
         assert why in str(info.value), (source, str(info.value))
 
 
@@ -223,7 +234,7 @@ def test_resident_operands_are_loaded_once():
             str(EXAMPLES / "matmul.kc"), "accel", shapes, f"tile i j k 16 16 32\nreorder {order}", seed=2
         )
         assert run.ok
-        loads[order] = run.result.dma_bytes["load"]
+        loads[order] = run.report.dma_bytes["load"]
     a_bytes = 64 * 32 * 4  # i outer: A stays while j moves (and the other way round)
     assert loads["i_o j_o k_o"] == a_bytes + 4 * 64 * 32 * 4 == loads["j_o i_o k_o"]
 
@@ -234,7 +245,7 @@ def test_double_buffering_pays():
     double, _ = sim(str(EXAMPLES / "matmul.kc"), "accel", shapes, "tile i j k 64 32 32\ndouble_buffer")
     cycles = {}
     for name, c in (("single", single), ("double", double)):
-        cycles[name] = run_checked(c, 0).result.cycles
+        cycles[name] = c.target.run(c.artifact, _arguments(c)).cycles
     assert cycles["double"] < 0.8 * cycles["single"]
 
 
@@ -255,7 +266,7 @@ def test_mapping_errors_name_the_memory_and_the_overflow():
     }
     for schedule, message in cases.items():
         with pytest.raises(ScheduleError, match=message):
-            compile_kernel(module, module.kernel(None), {"M": 256, "N": 256, "K": 256}, target, schedule)
+            build(module, module.kernel(None), {"M": 256, "N": 256, "K": 256}, target, schedule)
 
 
 def test_double_buffer_pass_checks_and_changes_nothing():
@@ -290,7 +301,7 @@ def test_a_block_that_does_not_fit_falls_back(tmp_path):
     c, run = sim(str(path), "accel:small")
     assert c.schedule_source.startswith(f"{ACCEL_DEFAULT}; the schedule block at")
     assert (
-        "does not fit the small accelerator (tile i j k 64 64 128 needs 128 KiB of scratchpad"
+        "does not fit target accel:small (tile i j k 64 64 128 needs 128 KiB of scratchpad"
         in c.schedule_source
     )
     assert run.ok
@@ -314,7 +325,7 @@ def test_gemm_512_default_mapping_meets_the_targets():
     assert r.ideal_cycles == 512**3 // 256
     assert r.cycles <= 1.25 * r.ideal_cycles and r.utilization["matrix"] >= 0.8, r.report()
     _, naive_run = sim(str(EXAMPLES / "matmul.kc"), "accel", shapes, "none")
-    assert naive_run.ok and naive_run.result.cycles >= 1.5 * r.cycles
+    assert naive_run.ok and naive_run.report.cycles >= 1.5 * r.cycles
 
 
 def test_the_small_config_moves_cycles_the_way_it_should():
@@ -342,7 +353,7 @@ def test_default_mapping_fits_and_prefers_full_width_tiles():
 def test_search_space_is_plain_data_and_its_choices_replay():
     module = load_module(str(EXAMPLES / "gemm_bias_relu.kc"))
     program = front(module, module.kernel(None), {"M": 64, "N": 48, "K": 32})
-    space = search_space(program, AccelTarget().cfg)
+    space = search_space(lower(program), AccelTarget().cfg)
     assert json.loads(json.dumps(space)) == space
     (group,) = space
     assert group["loops"] == ["i1", "j1", "k"] and group["extents"] == [64, 48, 32]
@@ -372,19 +383,21 @@ def test_the_target_through_the_api_and_its_profile():
     assert 0 < m.counters["utilization"] <= 1
 
 
-def test_emit_without_the_schedule_double_buffers_what_fits():
+def test_emit_follows_the_schedule_s_buffering():
+    """The nest cannot show double buffering; `emit` reads it from the schedule: a tiled nest without
+    `double_buffer` steps gets one buffer per operand, and with them two (every command and tuning
+    trial goes through this one call)."""
     module = load_module(str(EXAMPLES / "matmul.kc"))
     nest = lower(front(module, module.kernel(None), {"M": 64, "N": 64, "K": 64}))
-    schedule = parse_schedule("tile i j k 32 32 32")
-    tiled = apply(nest, schedule)
+    single_schedule = parse_schedule("tile i j k 32 32 32")
+    double_schedule = parse_schedule("tile i j k 32 32 32\ndouble_buffer")
+    tiled = apply(nest, single_schedule)
     target = AccelTarget()
-    single, double = target.compile(tiled, schedule), target.build(target.emit(tiled))
-    slots = [
-        {ins.operand("sp") for ins in p.instrs if ins.op == "dma.load"}
-        for p in (single.program, double.program)
-    ]
+    single = target.build(target.emit(tiled, single_schedule)).program
+    double = target.build(target.emit(apply(nest, double_schedule), double_schedule)).program
+    slots = [{ins.operand("sp") for ins in p.instrs if ins.op == "dma.load"} for p in (single, double)]
     assert len(slots[1]) == 2 * len(slots[0])
-    assert target.build(target.emit(tiled, schedule)).program == single.program
+    assert target.build(target.emit(tiled)).program == single  # no schedule: nothing double-buffered
 
 
 def test_parameters_are_rows_of_copies_in_dram():

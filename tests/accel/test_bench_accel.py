@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from kcomp.bench import accel, cli
+from kcomp.bench import accel
+from kcomp.cli import bench as cli
 from kcomp.cli import main
 from kcomp.errors import UsageError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kcomp.errors import UsageError
-from kcomp.targets.accel import AccelConfig
+from kcomp.targets.accel.machine import AccelConfig
 
 
 def test_default_is_the_issue_machine():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kcomp.targets.accel import OPS
-from kcomp.targets.accel.reference import BEGIN, END, reference, splice
+from kcomp.targets.accel.machine import OPS
+from kcomp.targets.accel.machine.isa_docs import BEGIN, END, reference, splice
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "accel-isa.md"
 
@@ -13,7 +13,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "accel-isa.md"
 def test_docs_show_the_table():
     text = DOC.read_text()
     assert BEGIN in text and END in text
-    assert splice(text) == text, "regenerate: python -m kcomp.targets.accel.reference docs/accel-isa.md"
+    assert splice(text) == text, "regenerate: python -m kcomp.targets.accel.machine.isa_docs docs/accel-isa.md"
     for mnemonic in OPS:
         assert f"| `{mnemonic}` | 0x{OPS[mnemonic].opcode:02x} |" in reference()
 

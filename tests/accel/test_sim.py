@@ -7,7 +7,7 @@ import pytest
 from gemm_programs import gemm_program
 
 from kcomp.errors import UsageError
-from kcomp.targets.accel import AccelConfig, Instr, Program, SimError, assemble, simulate
+from kcomp.targets.accel.machine import AccelConfig, Instr, Program, SimError, assemble, simulate
 
 I8 = AccelConfig.from_dict({"dtype": "i8"})
 

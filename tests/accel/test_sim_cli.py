@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import kcomp.targets.accel.driver as driver
+import kcomp.api
 from kcomp.cli import main
-from kcomp.targets.accel import decode
+from kcomp.targets.accel.machine import decode
+from kcomp.targets.accel.target import AccelTarget
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -49,7 +50,7 @@ def test_sim_json_for_every_mapped_example(capsys, example, shapes, config):
     )
     assert code == 0 and report["ok"] is True
     assert set(report) >= KEYS
-    assert report["schedule_source"].startswith(driver.ACCEL_DEFAULT)
+    assert report["schedule_source"].startswith(AccelTarget.default_label)
     assert 0 < report["utilization"]["matrix"] <= 1 and report["cycles"] >= report["ideal_cycles"] > 0
     assert report["dma_bytes"]["load"] > 0 and report["dma_bytes"]["store"] > 0
     assert report["config"]["name"] == config and report["time_s"] == report["cycles"] / 1e9
@@ -70,7 +71,7 @@ def test_sim_report_for_people(capsys):
 
 def test_sim_says_which_schedule(capsys, tmp_path):
     _, naive = run_json(capsys, "sim", MATMUL, *SMALL, "--schedule", "none", "--json")
-    assert naive["schedule_source"] == driver.ACCEL_NAIVE and naive["schedule"] == "tile i j k 16 16 16\n"
+    assert naive["schedule_source"] == AccelTarget.naive_label and naive["schedule"] == "tile i j k 16 16 16\n"
     path = tmp_path / "s.sched"
     path.write_text("tile i j k 32 16 16\nreorder j_o i_o k_o\ndouble_buffer A\n")
     code, given = run_json(capsys, "sim", MATMUL, *SMALL, "--schedule", str(path), "--json")
@@ -117,7 +118,7 @@ def test_bad_flags_exit_2(capsys, argv, message):
 
 def test_a_wrong_result_exits_1(capsys, monkeypatch):
     monkeypatch.setattr(
-        driver, "evaluate", lambda program, arrays, params: {"C": arrays["A"][:, :40] * 0 + 1e6}
+        kcomp.api, "evaluate", lambda program, arrays, params: {"C": arrays["A"][:, :40] * 0 + 1e6}
     )
     code, report = run_json(capsys, "sim", MATMUL, *SMALL, "--json")
     assert code == 1 and report["ok"] is False and report["outputs"]["C"]["ok"] is False

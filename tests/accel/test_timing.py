@@ -10,7 +10,7 @@ import pytest
 from gemm_programs import gemm_program
 from test_sim import gemm_arrays
 
-from kcomp.targets.accel import AccelConfig, assemble, ideal_cycles, plot, simulate, write_trace
+from kcomp.targets.accel.machine import AccelConfig, assemble, ideal_cycles, plot, simulate, write_trace
 
 DEFAULT = AccelConfig()
 SMALL = AccelConfig.load("small")

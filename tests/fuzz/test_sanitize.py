@@ -14,7 +14,7 @@ import kcomp
 from kcomp.cli import main
 from kcomp.fuzz.mutate import examples_dir, small_example
 from kcomp.targets.cpu import sanitize
-from kcomp.targets.cpu.sanitize import SanitizerError, build_sanitized, run_executable, run_sanitized
+from kcomp.targets.cpu.sanitize import SanitizerError, build_sanitized, run_executable
 from kcomp.targets.cpu.signature import Signature
 
 EXAMPLES = sorted(p.stem for p in examples_dir().glob("*.kc"))
@@ -24,8 +24,8 @@ EXAMPLES = sorted(p.stem for p in examples_dir().glob("*.kc"))
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_example_runs_clean(name: str, schedule: str | None) -> None:
     k = kcomp.compile(small_example((examples_dir() / f"{name}.kc").read_text()), schedule=schedule)
-    r = run_sanitized(k, seed=1)
-    assert r.ok, {n: (c.max_abs_err, c.max_rel_err) for n, c in r.check.outputs.items()}
+    r = k.check(seed=1, sanitize=True)
+    assert r.ok, {n: (c.max_abs_err, c.max_rel_err) for n, c in r.outputs.items()}
 
 
 def _hand_written(body: str, signature: str) -> str:

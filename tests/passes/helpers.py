@@ -22,6 +22,7 @@ from kcomp.compare import compare_outputs
 from kcomp.config import Config
 from kcomp.data import random_inputs
 from kcomp.loops import Loop, LoopNest, walk_stmts
+from kcomp.loops.verify import verify
 from kcomp.lower import lower
 from kcomp.passes import apply
 from kcomp.pipeline import front
@@ -30,7 +31,6 @@ from kcomp.program import Program
 from kcomp.reference import evaluate
 from kcomp.schedule import Schedule, parse_schedule
 from kcomp.targets.cpu.target import CpuTarget
-from kcomp.verify import verify
 
 EXECUTORS = ("interp", "c")
 

@@ -18,11 +18,10 @@ import pytest
 import kcomp
 from kcomp.cli import main
 from kcomp.config import config
+from kcomp.db.records import Key, Status, Trial, key_for
+from kcomp.db.store import SCHEMA_VERSION, TuningDB, _migrate, schema_version
 from kcomp.errors import UsageError
-from kcomp.pipeline import DEFAULT
 from kcomp.schedule import parse_schedule
-from kcomp.search.db import SCHEMA_VERSION, Key, TuningDB, _migrate, key_for, schema_version
-from kcomp.search.measure import Status, Trial
 from kcomp.targets import get_target
 
 KEY = Key("a" * 64, "cpu", "hw-a", "kernel x(A: f32[4]) -> (B: f32[4])")
@@ -139,8 +138,11 @@ WRITER = """
 import sys, time
 from pathlib import Path
 from kcomp.schedule import parse_schedule
-from kcomp.search.db import Key, TuningDB
-from kcomp.search.measure import Status, Trial
+from kcomp.db.records import Key
+from kcomp.db.store import TuningDB
+from kcomp.db.records import Status, Trial
+
+DEFAULT = Target.default_label  # the CPU's default-scheduler label
 db = TuningDB.open(sys.argv[1])
 go = Path(sys.argv[1] + ".go")
 while not go.exists():

@@ -9,21 +9,23 @@ import math
 from types import SimpleNamespace
 
 import pytest
+from cpu_nests import cpu_target
 
 from kcomp.api import load_module
 from kcomp.autoschedule import default_schedule
+from kcomp.db.records import Status, Trial
 from kcomp.lower import lower
 from kcomp.passes import apply
 from kcomp.pipeline import front
 from kcomp.schedule import parse_schedule
-from kcomp.search.cost_model import Analytic, Estimate, LearnedModel, Machine, estimate
+from kcomp.search.cost_model import Estimate, LearnedModel, Machine, estimate
 from kcomp.search.mcts import DMA_KINDS, MCTS, MEMORY_KINDS, guidance, penalty
-from kcomp.search.measure import Status, Trial
 from kcomp.search.random_search import RandomSearch
-from kcomp.search.space import Action, Space
+from kcomp.search.rules import Action
+from kcomp.search.space import Space
 from kcomp.search.strategy import Budget
 
-AVX2 = SimpleNamespace(name="cpu:avx2", vector_bits=256, cores=4)
+AVX2 = cpu_target("avx2", 4)
 TOY = """dim M = 96, N = 96, K = 96
 kernel matmul(A: f32[M, K], B: f32[K, N]) -> (C: f32[M, N]) { C[i, j] += A[i, k] * B[k, j] }"""
 # The hidden machine: threads cost 20 us to start (the default's two parallel regions per call hurt),
@@ -118,12 +120,12 @@ def test_records_of_other_hardware_are_measured_first():
 
 
 def test_the_accelerator_space_is_tuned_by_simulated_cycles():
-    pytest.importorskip("kcomp.targets.accel.mapping")
+    pytest.importorskip("kcomp.targets.accel.compiler.mapping")
     from kcomp.targets import get_target
 
     accel = get_target("accel")
     source = TOY.replace("96, N = 96, K = 96", "256, N = 256, K = 256")
-    cycles = Analytic(accel)
+    cycles = accel.estimate
     measurer = FakeMeasurer(source, accel, truth=cycles)
     result = tune(MCTS(batch_size=4), measurer, 8, seed=1)
     assert len(result.trials) == 8 and result.failures == 0

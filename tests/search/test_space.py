@@ -5,25 +5,27 @@ priors favour, and different paths to the same code share one key."""
 from __future__ import annotations
 
 import random
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from cpu_nests import cpu_target
 
 from kcomp import interp
 from kcomp.api import load_module
 from kcomp.compare import compare_outputs
 from kcomp.data import random_inputs
 from kcomp.errors import ScheduleError
+from kcomp.loops.verify import verify
 from kcomp.passes import apply
 from kcomp.pipeline import front
 from kcomp.printer import canonical, structural_hash
 from kcomp.reference import evaluate
 from kcomp.schedule import Schedule, parse_schedule
-from kcomp.search.space import Action, Space, State, split_factors
-from kcomp.verify import verify
+from kcomp.search.loop_rules import split_factors
+from kcomp.search.rules import Action
+from kcomp.search.space import Space, State
 
-AVX2 = SimpleNamespace(name="cpu:avx2", vector_bits=256, cores=4)
+AVX2 = cpu_target("avx2", 4)
 MATMUL = "kernel matmul(A: f32[M, K], B: f32[K, N]) -> (C: f32[M, N]) { C[i, j] += A[i, k] * B[k, j] }"
 KERNELS = {
     "matmul": (MATMUL, {"M": 13, "N": 20, "K": 9}),
@@ -130,7 +132,7 @@ def test_the_gemm_recipe_is_reachable_decision_by_decision():
 def test_two_paths_to_the_same_code_share_one_key():
     """On a scalar single-core target the default leaves the nests alone: taking its recipe, or
     searching the nest and leaving every slot as it is, reach the same code at the same slot."""
-    scalar = SimpleNamespace(name="cpu:scalar", vector_bits=0, cores=1)
+    scalar = cpu_target("scalar", 1)
     space = space_of(*KERNELS["softmax"], target=scalar)
     assert space.default.steps == ()
     root = space.root()
@@ -174,9 +176,9 @@ def test_applying_an_illegal_action_says_which():
 
 
 def test_the_accelerator_space_tiles_orders_and_double_buffers():
-    pytest.importorskip("kcomp.targets.accel.mapping")
+    pytest.importorskip("kcomp.targets.accel.compiler.mapping")
     from kcomp.targets import get_target
-    from kcomp.targets.accel.backend import mappings
+    from kcomp.targets.accel.compiler.backend import mappings
 
     space = space_of(MATMUL, {"M": 64, "N": 96, "K": 80}, get_target("accel"))
     kinds, rng = set(), random.Random(3)

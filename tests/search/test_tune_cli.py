@@ -17,7 +17,7 @@ import pytest
 
 from kcomp.cli import main
 from kcomp.config import config
-from kcomp.search.db import TuningDB
+from kcomp.db.store import TuningDB
 
 FAST = ["--strategy", "random", "--repeat-budget", "0.005", "--workers", "1"]
 TUNE_FAKE = Path(__file__).with_name("tune_fake.py")

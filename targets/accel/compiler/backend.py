@@ -1,0 +1,127 @@
+"""The accelerator backend: a scheduled loop nest -> an accelerator `Program`.
+
+    program = compile_nest(nest, cfg, schedule)
+
+1. `match` recognizes the kernel's contraction groups (init, C += A * B, epilogue) by meaning;
+2. each group's mapping is read from the nest (tile sizes, tile order) and the schedule
+   (`double_buffer`), or chosen by `default_mapping` when its loops are not tiled, and checked
+   against the scratchpad and accumulator (`check_fits`);
+3. `codegen.emit_section` writes each group's instructions; sections run one after another, the
+   next one's first DMA waiting for the previous one's last store.
+
+DRAM buffers, in this order (the ABI `AccelTarget.run` binds): the kernel's inputs and outputs as
+declared, its temporaries (allocated by `run`), then one buffer per scalar parameter holding `dim`
+copies of its value (so the vector unit reads it as a row).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kcomp.dtypes import DType
+from kcomp.errors import ScheduleError, Unsupported
+from kcomp.loops import LoopNest
+from kcomp.schedule import Schedule
+from kcomp.targets.accel.compiler.codegen import check_counts, emit_section, reserved_rows
+from kcomp.targets.accel.compiler.mapping import (
+    Mapping,
+    check_fits,
+    default_mapping,
+    doubled_operands,
+    fit_buffers,
+    mapping_of,
+)
+from kcomp.targets.accel.compiler.match import Contraction, Kernel, match
+from kcomp.targets.accel.machine.config import AccelConfig
+from kcomp.targets.accel.machine.isa import Buffer, Instr, Program, make
+
+DTYPES = {DType.F32: "f32", DType.I8: "i8", DType.I32: "i32"}
+
+
+@dataclass(frozen=True)
+class Abi:
+    """Which DRAM buffers are the kernel's arguments (in ABI order), temporaries and parameters."""
+
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    temps: tuple[str, ...]
+    params: tuple[str, ...]
+
+
+def choose_mapping(g: Contraction, cfg: AccelConfig, schedule: Schedule | None) -> Mapping:
+    """The group's mapping: the nest's tiles (double buffering as the schedule says; without a
+    schedule, wherever it fits), or the default when its loops are not tiled."""
+    reserved = reserved_rows(g, cfg)
+    doubled = doubled_operands(g, schedule)
+    m = mapping_of(g, doubled)
+    if m is None:
+        return default_mapping(g, cfg, reserved)
+    if doubled is None:
+        m = fit_buffers(g, m, cfg, reserved)
+    check_fits(g, m, cfg, reserved)
+    check_counts(g, m)
+    return m
+
+
+def compile_nest(nest: LoopNest, cfg: AccelConfig, schedule: Schedule | None = None) -> tuple[Program, Abi]:
+    """The program for `nest` and its ABI; ScheduleError when the kernel or its mapping cannot be run."""
+    kernel = match(nest)
+    mappings = [choose_mapping(g, cfg, schedule) for g in kernel.groups]
+    buffers, abi = _buffers(nest, kernel, cfg)
+    ids = {b.name: n for n, b in enumerate(buffers)}
+    instrs: list[Instr] = []
+    last = len(kernel.groups) - 1
+    for n, (g, m) in enumerate(zip(kernel.groups, mappings, strict=True)):
+        _check_dtypes(g, cfg)
+        instrs += emit_section(g, m, cfg, ids, after_section=n > 0, before_section=n < last)
+    instrs.append(make("halt"))
+    return Program(buffers, tuple(instrs)), abi
+
+
+def mappings(
+    nest: LoopNest, cfg: AccelConfig, schedule: Schedule | None = None
+) -> list[tuple[Contraction, Mapping]]:
+    """Each group with the mapping `compile_nest` uses (for reports)."""
+    return [(g, choose_mapping(g, cfg, schedule)) for g in match(nest).groups]
+
+
+def _buffers(nest: LoopNest, kernel: Kernel, cfg: AccelConfig) -> tuple[tuple[Buffer, ...], Abi]:
+    tensors = (*nest.inputs, *nest.outputs, *kernel.temps)
+    out = []
+    for t in tensors:
+        if t.dtype not in DTYPES:
+            raise Unsupported(
+                f"the accelerator backend cannot map tensor {t.name}: {t.dtype.value}; DRAM buffers hold"
+                f" {', '.join(DTYPES.values())}"
+            )
+        out.append(Buffer(t.name, DTYPES[t.dtype], tuple(t.shape) or (1,)))
+    names = {t.name for t in tensors}
+    for p in nest.params:
+        if p.name in names:
+            raise ScheduleError(f"parameter {p.name} has the name of a tensor")
+        out.append(Buffer(p.name, "f32", (cfg.dim,)))
+    abi = Abi(
+        tuple(t.name for t in nest.inputs),
+        tuple(t.name for t in nest.outputs),
+        tuple(t.name for t in kernel.temps),
+        tuple(p.name for p in nest.params),
+    )
+    return tuple(out), abi
+
+
+def _check_dtypes(g: Contraction, cfg: AccelConfig) -> None:
+    want_in, want_acc = cfg.dtype, cfg.acc_dtype
+    operands = [(g.A.buffer, want_in), (g.B.buffer, want_in), (g.C.buffer, want_acc)]
+    if g.init is not None:
+        operands.append((g.init.buffer, want_acc))
+    operands += [(op.vector.buffer, want_acc) for op in g.epilogue if op.vector is not None]
+    for buffer, want in operands:
+        if DTYPES.get(buffer.dtype) != want:
+            raise Unsupported(
+                f"the accelerator backend cannot map {g.text}: {buffer.name} is {buffer.dtype.value}, and the"
+                f" {cfg.name} accelerator multiplies {cfg.dtype} inputs into {cfg.acc_dtype} accumulators"
+            )
+    if cfg.acc_dtype != "f32" and any(op.op == "exp" for op in g.epilogue):
+        raise Unsupported(
+            f"the accelerator backend cannot map {g.text}'s epilogue: exp needs f32 accumulators"
+        )

@@ -1,0 +1,366 @@
+"""One contraction group and its mapping -> accelerator instructions (a program section).
+
+The tile loops run here, in Python, in the mapping's order (batch axes outermost, K-slices such as a
+convolution's r, s innermost); each *step* multiplies one A tile (TM x TK) by one B tile (TK x TN)
+into one C tile's accumulator rows.  A step loads only what changed: an operand tile equal to the
+previous step's stays resident (order `i j` with one k tile keeps A, `j i` keeps B).  A C tile is
+*opened* by its first step (the first mma overwrites, or a `dma.load.acc` brings its initial value:
+a bias row with stride 0, a matrix, C itself) and *closed* by its last one (the epilogue on the
+vector unit, then `dma.store`, relu fused into the store when it is the last op).
+
+On-chip layout: A tiles as TK/dim column panels of TM rows, B tiles as TN/dim panels of TK rows, C
+tiles as TN/dim panels of TM accumulator rows; double-buffered operands alternate between two
+slots (each slot on its own bank when they fit that way); epilogue operands (scalar parameters as
+rows of copies, row vectors v[j]) sit at the top of the scratchpad for the whole section.
+
+Tokens (counting semaphores; every signal has exactly one consumer, so a section ends balanced):
+    t0 DATA        load -> compute   a step's DMAs landed (its last DMA signals)
+    t1 A_FREE      compute -> load   the mma that last reads an A slot retired
+    t2 ACC_READY   compute -> store  a C tile is final (its last mma or epilogue op signals)
+    t3 ACC_FREE    store -> compute  a C slot is stored; its next tile starts with an overwriting mma
+
+Without vector epilogue ops, and when a C slot's consecutive tiles have the same panels, t2/t3 (and
+t5) count *panels* instead of tiles: a panel's store starts when its last mma retires and the next
+tile's first mma on that panel waits only for that panel's store, so a single-buffered C tile's
+store overlaps the matrix work on its other panels instead of stalling the unit for the whole store.
+    t4 B_FREE      compute -> load   the mma that last reads a B slot retired
+    t5 ACC_LOADABLE store -> load    a C slot is stored; its next tile's initial value is a DMA
+    t6 SECTION     store -> load     the previous section's results are in DRAM
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+from kcomp.errors import ScheduleError
+from kcomp.targets.accel.compiler.mapping import Mapping, counts, footprint
+from kcomp.targets.accel.compiler.match import Access, Contraction, VectorOp
+from kcomp.targets.accel.machine.config import AccelConfig
+from kcomp.targets.accel.machine.errors import EncodingError
+from kcomp.targets.accel.machine.isa import OPS, Instr, make
+
+DATA, A_FREE, ACC_READY, ACC_FREE, B_FREE, ACC_LOADABLE, SECTION = range(7)
+MAX_STRIDE = (1 << 24) - 1
+_BINARY = {"add": "vadd", "sub": "vsub", "mul": "vmul", "max": "vmax"}
+_SCALAR = {"add": "vadds", "mul": "vmuls", "max": "vmaxs"}
+
+
+@dataclass
+class _Step:
+    vals: dict  # batch and slice axis values
+    i0: int
+    rows: int
+    j0: int
+    cols: int
+    k0: int
+    depth: int
+    a_off: int
+    b_off: int
+    c_off: int
+    new_a: bool = False
+    new_b: bool = False
+    a_no: int = 0  # which A load (0, 1, ...) this step reads
+    b_no: int = 0
+    c_no: int = 0  # which C tile (in opening order) this step updates
+    opens: bool = False
+    closes: bool = False
+
+
+def reserved_rows(g: Contraction, cfg: AccelConfig) -> int:
+    """Scratchpad rows the epilogue operands take: one per scalar parameter, a row vector's rows."""
+    return sum(rows for _, rows in _operands(g, cfg).values())
+
+
+def _operands(g: Contraction, cfg: AccelConfig) -> dict[tuple, tuple[VectorOp, int]]:
+    out: dict[tuple, tuple[VectorOp, int]] = {}
+    for op in g.epilogue:
+        if op.param is not None:
+            out.setdefault(("param", op.param), (op, 1))
+        elif op.vector is not None:
+            key = ("vector", op.vector.buffer.name, op.vector.const)
+            out.setdefault(key, (op, math.ceil(g.extent("j") / cfg.dim)))
+    return out
+
+
+def emit_section(
+    g: Contraction,
+    m: Mapping,
+    cfg: AccelConfig,
+    buf: dict[str, int],
+    *,
+    after_section: bool,
+    before_section: bool,
+) -> list[Instr]:
+    """The instructions of group `g` under mapping `m` (which `check_fits` accepted).  `buf` maps
+    DRAM buffer names to ids; `after_section`: wait for the previous section's stores first;
+    `before_section`: signal SECTION when the last store retires."""
+    dim = cfg.dim
+    f = footprint(g, m, cfg)
+    nbuf = f.buffers(m)
+    tm, tk = min(m.tm, g.extent("i")), min(m.tk, g.extent("k"))
+    steps = _steps(g, m)
+    slots_c = f.live * nbuf["C"]
+    operands = _operands(g, cfg)
+    top = cfg.sp_rows - sum(rows for _, rows in operands.values())
+    a_slots, b_slots = _place(cfg, [f.a_rows] * nbuf["A"], [f.b_rows] * nbuf["B"], top)
+    c_slots = [n * f.c_rows for n in range(slots_c)]
+    n_a, n_b = steps[-1].a_no + 1, steps[-1].b_no + 1
+    n_c = steps[-1].c_no + 1
+    cols_of = {s.c_no: s.cols for s in steps}
+    act = 1 if g.relu_store else 0  # dma.store's act: none, relu
+    epilogue = g.epilogue[:-1] if g.relu_store else g.epilogue
+    rows_of: dict[tuple, int] = {}
+    ids = (buf[g.A.buffer.name], buf[g.B.buffer.name], buf[g.C.buffer.name])
+    bj = g.B.stride(g.j)
+    out = _Stream()
+
+    def panelled(c_no: int) -> bool:
+        """Whether C tile `c_no` hands its slot to the next tile panel by panel (module docstring)."""
+        return not epilogue and cols_of[c_no] == cols_of.get(c_no + slots_c)
+
+    prologue: list[_Item] = []
+    at = top
+    for key, (op, rows) in operands.items():
+        rows_of[key] = at
+        if op.param is not None:
+            prologue.append(out.add("dma.load", at, buf[op.param], 0, 1, dim, 0))
+        else:
+            assert op.vector is not None
+            prologue += _vector_loads(out, op.vector, at, g.extent("j"), dim, buf)
+        at += rows
+
+    for n, s in enumerate(steps):
+        nxt = steps[n + 1] if n + 1 < len(steps) else None
+        a_slot, b_slot = a_slots[s.a_no % nbuf["A"]], b_slots[s.b_no % nbuf["B"]]
+        c_slot = c_slots[s.c_no % slots_c]
+        loads: list[_Item] = prologue if n == 0 else []
+        if s.new_a:
+            stride = _stride(g.A, g.i, s.rows)
+            first = len(loads)
+            for kb in range(0, s.depth, dim):
+                loads.append(out.add("dma.load", a_slot + kb // dim * tm, ids[0], s.a_off + kb, s.rows,
+                                     min(dim, s.depth - kb), stride))  # fmt: skip
+            if s.a_no >= nbuf["A"]:
+                _wait(loads[first], A_FREE)
+        if s.new_b:
+            stride = _stride(g.B, g.k, s.depth)
+            first = len(loads)
+            for nb in range(0, s.cols, dim):
+                loads.append(out.add("dma.load", b_slot + nb // dim * tk, ids[1], s.b_off + nb * bj, s.depth,
+                                     min(dim, s.cols - nb), stride))  # fmt: skip
+            if s.b_no >= nbuf["B"]:
+                _wait(loads[first], B_FREE)
+        if s.opens and g.init is not None:
+            init = g.init
+            off, stride, step = _offset(init, g, s), _stride(init, g.i, s.rows), init.stride(g.j)
+            first = len(loads)
+            for nb in range(0, s.cols, dim):
+                loads.append(out.add("dma.load.acc", c_slot + nb // dim * tm, buf[init.buffer.name], off + nb * step,
+                                     s.rows, min(dim, s.cols - nb), stride))  # fmt: skip
+            if s.c_no >= slots_c:
+                for item in loads[first:] if panelled(s.c_no - slots_c) else loads[first : first + 1]:
+                    _wait(item, ACC_LOADABLE)
+        if loads and n == 0 and after_section:
+            _wait(loads[0], SECTION)  # NOTE: the first load; the prologue's when there is one
+        if loads:
+            _signal(loads[-1], DATA)
+        overwrite = s.opens and g.init is None
+        mmas = [
+            out.add("mma", c_slot + nb // dim * tm, a_slot + kb // dim * tm, b_slot + nb // dim * tk + kb, s.rows,
+                    min(dim, s.depth - kb), 0 if overwrite and kb == 0 else 1)
+            for nb in range(0, s.cols, dim)
+            for kb in range(0, s.depth, dim)
+        ]  # fmt: skip
+        chunks = -(-s.depth // dim)
+        panels = [mmas[p : p + chunks] for p in range(0, len(mmas), chunks)]
+        if loads:
+            _wait(mmas[0], DATA)
+        if overwrite and s.c_no >= slots_c:
+            for panel in panels if panelled(s.c_no - slots_c) else panels[:1]:
+                _wait(panel[0], ACC_FREE)
+        if (nxt is None or nxt.a_no != s.a_no) and s.a_no + nbuf["A"] < n_a:
+            _signal(mmas[-1], A_FREE)
+        if (nxt is None or nxt.b_no != s.b_no) and s.b_no + nbuf["B"] < n_b:
+            _signal(mmas[-1], B_FREE)
+        if not s.closes:
+            continue
+        by_panel = not epilogue
+        if by_panel:
+            for panel in panels:
+                _signal(panel[-1], ACC_READY)
+        else:
+            last = mmas[-1]
+            for op in epilogue:
+                last = _vector(out, op, s, c_slot, tm, dim, rows_of) or last
+            _signal(last, ACC_READY)
+        stride = _stride(g.C, g.i, s.rows)
+        stores = [
+            out.add("dma.store", c_slot + nb // dim * tm, ids[2], s.c_off + nb, s.rows, min(dim, s.cols - nb),
+                    stride, act)
+            for nb in range(0, s.cols, dim)
+        ]  # fmt: skip
+        for item in stores if by_panel else stores[:1]:
+            _wait(item, ACC_READY)
+        if s.c_no + slots_c < n_c:
+            freed = ACC_LOADABLE if g.init is not None else ACC_FREE
+            for item in stores if panelled(s.c_no) else stores[-1:]:
+                _signal(item, freed)
+        if nxt is None and before_section:
+            _signal(stores[-1], SECTION)
+    return out.instrs()
+
+
+_Item = list  # [mnemonic, raw operands, waits, signals]
+
+
+class _Stream:
+    """Instructions under construction, in program order (each queue keeps its own order within
+    it); tokens are added to an item after it is made, and `instrs` checks every field and freezes."""
+
+    def __init__(self) -> None:
+        self.items: list[_Item] = []
+
+    def add(self, op: str, *args: int) -> _Item:
+        item = [op, args, (), ()]
+        self.items.append(item)
+        return item
+
+    def instrs(self) -> list[Instr]:
+        out = []
+        for op, args, wait, signal in self.items:
+            for f, v in zip(OPS[op].fields, args, strict=True):
+                if not f.lo <= v <= f.hi:
+                    raise EncodingError(
+                        f"{op}: {f.name}={v} is out of range {f.lo}..{f.hi} ({f.bits}-bit field)"
+                    )
+            out.append(Instr(op, args, tuple(sorted(wait)), tuple(sorted(signal))))
+        return out
+
+
+def _wait(item: _Item, token: int) -> None:
+    item[2] += (token,)
+
+
+def _signal(item: _Item, token: int) -> None:
+    item[3] += (token,)
+
+
+def _steps(g: Contraction, m: Mapping) -> list[_Step]:
+    """Every step in execution order, with what it loads, opens and closes."""
+    tiles = {
+        r: [(s, min(m.tile(r), g.extent(r) - s)) for s in range(0, g.extent(r), m.tile(r))] for r in "ijk"
+    }
+    order = list(m.order) + [r for r in "ijk" if r not in m.order]
+    steps: list[_Step] = []
+    for bvals in itertools.product(*(range(a.extent) for a in g.batch)):
+        for tile in itertools.product(*(tiles[r] for r in order)):
+            at = dict(zip(order, tile, strict=True))
+            (i0, rows), (j0, cols), (k0, depth) = at["i"], at["j"], at["k"]
+            for svals in itertools.product(*(range(a.extent) for a in g.slices)):
+                vals = dict(zip(g.batch, bvals, strict=True)) | dict(zip(g.slices, svals, strict=True))
+                steps.append(
+                    _Step(
+                        vals, i0, rows, j0, cols, k0, depth,
+                        a_off=g.A.at(vals) + g.A.stride(g.i) * i0 + k0,
+                        b_off=g.B.at(vals) + g.B.stride(g.k) * k0 + g.B.stride(g.j) * j0,
+                        c_off=g.C.at(vals) + g.C.stride(g.i) * i0 + g.C.stride(g.j) * j0,
+                    )
+                )  # fmt: skip
+    _link(steps)
+    return steps
+
+
+def _link(steps: list[_Step]) -> None:
+    """Number the loads and the C tiles; mark opening and closing steps."""
+    last: dict[tuple, int] = {}
+    tile_no: dict[tuple, int] = {}
+    prev_a = prev_b = None
+    a_no = b_no = -1
+    for n, s in enumerate(steps):
+        a_key, b_key, c_key = (
+            (s.a_off, s.rows, s.depth),
+            (s.b_off, s.depth, s.cols),
+            (s.c_off, s.rows, s.cols),
+        )
+        if a_key != prev_a:
+            a_no, s.new_a, prev_a = a_no + 1, True, a_key
+        if b_key != prev_b:
+            b_no, s.new_b, prev_b = b_no + 1, True, b_key
+        s.a_no, s.b_no = a_no, b_no
+        if c_key not in tile_no:
+            tile_no[c_key] = len(tile_no)
+            s.opens = True
+        s.c_no = tile_no[c_key]
+        last[c_key] = n
+    for n in last.values():
+        steps[n].closes = True
+    closing = [steps[n].c_no for n in sorted(last.values())]
+    if closing != sorted(closing):  # NOTE: slot reuse waits on the tile opened S tiles earlier
+        raise ScheduleError("the tile order closes C tiles in another order than it opens them")
+
+
+def _offset(access: Access, g: Contraction, s: _Step) -> int:
+    return access.at(s.vals) + access.stride(g.i) * s.i0 + access.stride(g.j) * s.j0
+
+
+def _vector_loads(out: _Stream, v: Access, at: int, n: int, dim: int, buf: dict) -> list[_Item]:
+    """Row vector v[0..n) into scratchpad rows at.. (dim elements a row, the last one partial)."""
+    items, b = [], buf[v.buffer.name]
+    if n // dim:
+        items.append(out.add("dma.load", at, b, v.const, n // dim, dim, dim))
+    if n % dim:
+        items.append(out.add("dma.load", at + n // dim, b, v.const + n // dim * dim, 1, n % dim, 0))
+    return items
+
+
+def _vector(
+    out: _Stream, op: VectorOp, s: _Step, slot: int, tm: int, dim: int, rows_of: dict
+) -> _Item | None:
+    """One epilogue op on each panel of the C tile in accumulator rows slot..; the last item."""
+    item = None
+    for nb in range(0, s.cols, dim):
+        row = slot + nb // dim * tm
+        if op.op == "exp":
+            ins = make("vexp", dst=row, src=row, rows=s.rows)
+        elif op.imm is not None and op.op in _SCALAR:
+            ins = make(_SCALAR[op.op], dst=row, src=row, rows=s.rows, imm=op.imm)
+        else:
+            if op.param is not None:
+                b = rows_of[("param", op.param)]
+            else:
+                assert op.vector is not None
+                b = rows_of[("vector", op.vector.buffer.name, op.vector.const)] + (s.j0 + nb) // dim
+            ins = make(_BINARY[op.op], dst=row, src=row, rows=s.rows, b=b, bmem="sp", bstep=0)
+        item = out.add(ins.op, *ins.args)
+    return item
+
+
+def _stride(access: Access, axis, rows: int) -> int:  # type: ignore[no-untyped-def]
+    stride = access.stride(axis)
+    if rows > 1 and stride > MAX_STRIDE:
+        raise ScheduleError(
+            f"{access.buffer.name}'s rows are {stride} elements apart; a DMA stride has 24 bits (at most {MAX_STRIDE})"
+        )
+    return stride if rows > 1 else 0
+
+
+def _place(cfg: AccelConfig, a: list[int], b: list[int], top: int) -> tuple[list[int], list[int]]:
+    """Scratchpad bases of the A and B slots below row `top`: each on a bank boundary when they all
+    fit that way (a DMA into one slot never conflicts with the matrix unit reading another), else packed."""
+    sizes, bases, at = a + b, [], 0
+    for size in sizes:
+        bases.append(at)
+        at = math.ceil((at + size) / cfg.bank_rows) * cfg.bank_rows
+    if bases and bases[-1] + sizes[-1] > top:
+        bases = [sum(sizes[:n]) for n in range(len(sizes))]
+    return bases[: len(a)], bases[len(a) :]
+
+
+def check_counts(g: Contraction, m: Mapping) -> None:
+    """NOTE: a sanity check kept cheap: the number of steps the loops will generate."""
+    n = counts(g, m)
+    total = n["i"] * n["j"] * n["k"] * math.prod(a.extent for a in (*g.batch, *g.slices))
+    if total > 5_000_000:
+        raise ScheduleError(f"{m.describe(g)}: {total} tile steps; use larger tiles")

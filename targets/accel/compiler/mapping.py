@@ -1,0 +1,314 @@
+"""How a contraction is laid onto the accelerator: tile sizes, tile order, double buffering.
+
+A `Mapping` is what the accelerator schedule of a contraction says:
+
+    tile i j k TM TN TK      C tiles of TM x TN, reduced in TK-deep steps (TN, TK: multiples of the
+                             matrix unit's width, or the whole extent; TM: any size)
+    reorder j_o i_o k_o      the order of the tile loops: which operand stays resident
+    double_buffer [T...]     two on-chip buffers per tile (of every operand, or the named ones)
+
+`mapping_of` reads it back from a scheduled nest (tile sizes are the loops' extents inside the
+outer tile loops, the order is theirs) and the schedule (double buffering).  `check_fits` says
+which memory overflows and by how much.  Without tiles, `default_mapping` chooses (rule-based):
+the tiles that fit with double buffering whose estimated cycles (`estimate`: the matrix unit's
+preload + streaming against the DRAM channel's bytes) are fewest, the accumulator tile resident
+over k.  `naive_mapping` is the baseline (DIM-sized tiles, one buffer each); `mapping_schedule`
+writes mappings as schedule steps (the tuner's decisions are in tuning.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from kcomp.errors import ScheduleError
+from kcomp.loops import LoopNest
+from kcomp.passes import apply
+from kcomp.schedule import DoubleBuffer, Reorder, Schedule, Step, Tile
+from kcomp.targets.accel.compiler.match import Contraction, match
+from kcomp.targets.accel.machine.config import AccelConfig
+
+OPERANDS = ("A", "B", "C")
+ALL = frozenset(OPERANDS)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """Tiles (clamped to the extents), the tile loops' order (roles present, outermost first) and
+    which operands get two buffers."""
+
+    tm: int
+    tn: int
+    tk: int
+    order: tuple[str, ...] = ("i", "j", "k")
+    double_buffer: frozenset[str] = field(default=ALL)
+
+    def describe(self, g: Contraction) -> str:
+        roles = [r for r in ("i", "j", "k") if g.role(r) is not None]
+        names = " ".join(base_name(g, r) for r in roles)
+        sizes = " ".join(str(self.tile(r)) for r in roles)
+        return f"tile {names} {sizes}"
+
+    def tile(self, role: str) -> int:
+        return {"i": self.tm, "j": self.tn, "k": self.tk}[role]
+
+
+def base_name(g: Contraction, role: str) -> str:
+    """The name a schedule's `tile` step gives the role's loop (the split loop's name)."""
+    axis = g.role(role)
+    assert axis is not None
+    return axis.name[:-2] if axis.tile is not None and axis.name.endswith("_o") else axis.name
+
+
+# -- sizes ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Footprint:
+    """On-chip rows one tile of each operand takes, and how many tiles of C are live at once."""
+
+    a_rows: int
+    b_rows: int
+    c_rows: int
+    live: int  # C tiles open at once (1 when the reduction is the innermost tile loop)
+
+    def buffers(self, m: Mapping) -> dict[str, int]:
+        return {op: 2 if op in m.double_buffer else 1 for op in OPERANDS}
+
+
+def counts(g: Contraction, m: Mapping) -> dict[str, int]:
+    """Tiles per role."""
+    return {r: math.ceil(g.extent(r) / m.tile(r)) for r in ("i", "j", "k")}
+
+
+def footprint(g: Contraction, m: Mapping, cfg: AccelConfig) -> Footprint:
+    dim = cfg.dim
+    tm, tn, tk = (min(m.tile(r), g.extent(r)) for r in ("i", "j", "k"))
+    n = counts(g, m)
+    live = 1
+    if n["k"] > 1 and "k" in m.order:
+        for r in m.order[m.order.index("k") + 1 :]:
+            live *= n[r]
+    return Footprint(tm * math.ceil(tk / dim), tk * math.ceil(tn / dim), tm * math.ceil(tn / dim), live)
+
+
+def _kib(nbytes: int) -> str:
+    kib = nbytes / 1024
+    return f"{kib:g} KiB" if kib == int(kib) or kib >= 10 else f"{kib:.1f} KiB"
+
+
+def check_fits(g: Contraction, m: Mapping, cfg: AccelConfig, reserved_rows: int = 0) -> None:
+    """ScheduleError unless the mapping is legal and its tiles fit the scratchpad and accumulator."""
+    dim = cfg.dim
+    for role in ("j", "k"):
+        size, extent = m.tile(role), g.extent(role)
+        if g.role(role) is not None and size % dim and size < extent:
+            raise ScheduleError(
+                f"{m.describe(g)}: the {base_name(g, role)} tile {size} must be a multiple of {dim} (the matrix"
+                f" unit's width) or the whole extent {extent}"
+            )
+    if min(m.tm, m.tn, m.tk) < 1:
+        raise ScheduleError(f"{m.describe(g)}: tile sizes must be positive")
+    f, nbuf = footprint(g, m, cfg), footprint(g, m, cfg).buffers(m)
+    row = dim * cfg.input_bytes
+    need = (f.a_rows * nbuf["A"] + f.b_rows * nbuf["B"] + reserved_rows) * row
+    if need > cfg.sp_rows * row:
+        doubled = [op for op in "AB" if nbuf[op] == 2]
+        parts = f"A {_kib(f.a_rows * row)} + B {_kib(f.b_rows * row)}"
+        if len(doubled) == 2:
+            parts += ", x2 for double buffering"
+        elif doubled:
+            parts += f", {doubled[0]} x2 for double buffering"
+        if reserved_rows:
+            parts += f", + {_kib(reserved_rows * row)} of epilogue operands"
+        raise ScheduleError(
+            f"{m.describe(g)} needs {_kib(need)} of scratchpad ({parts}); this accelerator has"
+            f" {_kib(cfg.sp_rows * row)} ({_kib(need - cfg.sp_rows * row)} too much): use smaller tiles"
+        )
+    acc_row = dim * 4
+    need = f.c_rows * f.live * nbuf["C"] * acc_row
+    if need > cfg.acc_rows * acc_row:
+        parts = f"C {_kib(f.c_rows * acc_row)}"
+        if f.live > 1:
+            parts += f" x{f.live} tiles live across the reduction (order {' '.join(m.order)})"
+        if nbuf["C"] == 2:
+            parts += ", x2 for double buffering"
+        raise ScheduleError(
+            f"{m.describe(g)} needs {_kib(need)} of accumulator ({parts}); this accelerator has"
+            f" {_kib(cfg.acc_rows * acc_row)} ({_kib(need - cfg.acc_rows * acc_row)} too much): use smaller"
+            " tiles" + (" or put the reduction innermost" if f.live > 1 else "")
+        )
+
+
+def fits(g: Contraction, m: Mapping, cfg: AccelConfig, reserved_rows: int = 0) -> bool:
+    try:
+        check_fits(g, m, cfg, reserved_rows)
+    except ScheduleError:
+        return False
+    return True
+
+
+# -- reading a mapping from a schedule ----------------------------------------------------------------
+def mapping_of(g: Contraction, doubled: frozenset[str] | None) -> Mapping | None:
+    """The mapping a scheduled nest spells for `g`: tiles from its split axes (an unsplit axis is one
+    whole tile), the order of the outer loops; None when nothing is tiled (the default applies).
+    `doubled`: the operands the schedule double-buffers; None: unknown (every one that fits)."""
+    roles = [r for r in ("i", "j", "k") if g.role(r) is not None]
+    if all(g.role(r).tile is None for r in roles):  # type: ignore[union-attr]
+        return None
+    tiles = {r: (g.role(r).tile or g.extent(r)) if g.role(r) is not None else 1 for r in ("i", "j", "k")}  # type: ignore[union-attr]
+    order = tuple(sorted(roles, key=lambda r: g.role(r).position))  # type: ignore[union-attr]
+    return Mapping(tiles["i"], tiles["j"], tiles["k"], order, ALL if doubled is None else doubled)
+
+
+def doubled_operands(g: Contraction, schedule: Schedule | None) -> frozenset[str] | None:
+    """The operands (A, B, C) the schedule's double_buffer steps name for `g`; None without a schedule."""
+    if schedule is None:
+        return None
+    out: set[str] = set()
+    by_tensor = {name: op for op, name in g.tensors.items()}
+    for step in schedule.steps:
+        if isinstance(step, DoubleBuffer):
+            out |= {by_tensor[t] for t in step.tensors if t in by_tensor} if step.tensors else ALL
+    return frozenset(out)
+
+
+def fit_buffers(g: Contraction, m: Mapping, cfg: AccelConfig, reserved_rows: int = 0) -> Mapping:
+    """`m` double-buffering as many of its operands as fit twice (A and B, whose loads overlap the
+    matrix unit, before C, whose stores do)."""
+    for keep in ("ABC", "AB", "AC", "BC", "A", "B", "C"):
+        if set(keep) <= m.double_buffer and fits(
+            g, candidate := replace(m, double_buffer=frozenset(keep)), cfg, reserved_rows
+        ):
+            return candidate
+    return replace(m, double_buffer=frozenset())
+
+
+# -- choosing -----------------------------------------------------------------------------------
+def estimate(g: Contraction, m: Mapping, cfg: AccelConfig) -> float:
+    """Estimated cycles: matrix-unit work (a preload of dim cycles per mma, then one row a cycle)
+    against the DRAM channel's bytes, overlapped when double-buffered."""
+    dim, n = cfg.dim, counts(g, m)
+    batches = math.prod(a.extent for a in g.batch)
+    slices = math.prod(a.extent for a in g.slices)
+    M, N, K = g.extent("i"), g.extent("j"), g.extent("k")
+    rows = sum(dim + min(m.tm, M - i0) for i0 in range(0, M, m.tm))
+    panels = sum(math.ceil(min(m.tn, N - j0) / dim) for j0 in range(0, N, m.tn))
+    chunks = sum(math.ceil(min(m.tk, K - k0) / dim) for k0 in range(0, K, m.tk))
+    compute = batches * slices * rows * panels * chunks
+    inner = [r for r in reversed(m.order) if n[r] > 1]
+    innermost = inner[0] if inner and slices == 1 else None
+    ib = cfg.input_bytes
+    a_bytes = M * K * ib * (1 if innermost == "j" else n["j"])
+    b_bytes = K * N * ib * (1 if innermost == "i" else n["i"])
+    c_bytes = M * N * 4 * (2 if g.init is not None else 1)
+    dma = batches * (slices * (a_bytes + b_bytes) + c_bytes) / cfg.dma_bytes_per_cycle
+    tiles = batches * n["i"] * n["j"]
+    first = (min(m.tm, M) * min(m.tk, K) + min(m.tk, K) * min(m.tn, N)) * ib / cfg.dma_bytes_per_cycle
+    store, lat = min(m.tm, M) * min(m.tn, N) * 4 / cfg.dma_bytes_per_cycle, cfg.dma_latency
+    steps = batches * slices * n["i"] * n["j"] * n["k"]
+    per_step = (dma - batches * c_bytes / cfg.dma_bytes_per_cycle) / steps  # operand loads of a step
+    if {"A", "B"} <= m.double_buffer:
+        # NOTE: with two buffers the loader runs one step ahead; a C tile's store takes the channel
+        # when a tile closes, delaying the step after next: the compute stalls unless a step's
+        # matrix work covers the store plus that step's loads and their latency.
+        total = max(compute, dma) + tiles * max(0.0, store + per_step + lat - compute / steps)
+    else:
+        total = compute + dma
+    # A C slot serves again once its tile's matrix work, the drain, the store and (for an initial
+    # value loaded by DMA) the next tile's load are done; with one slot the next tile's operand
+    # loads also queue behind the store.
+    recycle = compute / tiles + dim + store + lat + (store + lat if g.init is not None else 0)
+    if "C" in m.double_buffer:
+        recycle /= 2
+    elif len(g.epilogue) == (1 if g.relu_store else 0):
+        # no vector ops: the slot is handed over panel by panel (codegen), so only the last panel's
+        # store (and initial load) is exposed
+        c_panels = math.ceil(min(m.tn, N) / dim)
+        recycle = compute / tiles + dim + (store + lat) / c_panels + lat * (g.init is not None)
+    else:
+        recycle += per_step + lat
+    return max(total, tiles * recycle) + first + lat
+
+
+def tile_candidates(extent: int, dim: int, any_size: bool) -> list[int]:
+    """Tile sizes to try: dim times powers of two below the extent, and the extent itself."""
+    out = {extent}
+    size = dim
+    while size < extent:
+        out.add(size)
+        size *= 2
+    if any_size:
+        out |= {s for s in (dim // 2, dim // 4) if 0 < s < extent}
+    return sorted(out)
+
+
+def default_mapping(g: Contraction, cfg: AccelConfig, reserved_rows: int = 0) -> Mapping:
+    """The rule-based choice: among tiles that fit (double-buffered where they can be), the fewest
+    estimated cycles with the accumulator tile resident over k (k the innermost tile loop); ties go to
+    fewer, larger tiles."""
+    best: tuple[float, int, Mapping] | None = None
+    for tm in tile_candidates(g.extent("i"), cfg.dim, True):
+        for tn in tile_candidates(g.extent("j"), cfg.dim, False):
+            for tk in tile_candidates(g.extent("k"), cfg.dim, False):
+                for order in (("i", "j", "k"), ("j", "i", "k")):
+                    m = Mapping(tm, tn, tk, present(g, order))
+                    m = fit_buffers(g, m, cfg, reserved_rows)
+                    if not fits(g, m, cfg, reserved_rows):
+                        continue
+                    n = counts(g, m)
+                    key = (estimate(g, m, cfg), n["i"] * n["j"] * n["k"], m)
+                    if best is None or key[:2] < best[:2]:
+                        best = key
+    if best is None:
+        return naive_mapping(g, cfg)  # nothing fits: the smallest tiles say why in check_fits
+    return best[2]
+
+
+def naive_mapping(g: Contraction, cfg: AccelConfig) -> Mapping:
+    """The baseline: dim x dim x dim tiles (clamped), one buffer each, C resident over k."""
+    sizes = (min(cfg.dim, g.extent(r)) for r in ("i", "j", "k"))
+    return Mapping(*sizes, order=present(g, ("i", "j", "k")), double_buffer=frozenset())
+
+
+def present(g: Contraction, order: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(r for r in order if g.role(r) is not None)
+
+
+# -- schedules and the search space ---------------------------------------------------------------
+def group_steps(g: Contraction, m: Mapping) -> list[Step]:
+    """The schedule steps that spell mapping `m` for group `g` of an unscheduled nest."""
+    roles = present(g, ("i", "j", "k"))
+    names = tuple(base_name(g, r) for r in roles)
+    steps: list[Step] = [Tile(names, tuple(min(m.tile(r), g.extent(r)) for r in roles))]
+    if m.order != roles:
+        steps.append(Reorder(tuple(f"{base_name(g, r)}_o" for r in m.order)))
+    if m.double_buffer == ALL:
+        steps.append(DoubleBuffer())
+    elif m.double_buffer:
+        steps.append(DoubleBuffer(tuple(g.tensors[op] for op in OPERANDS if op in m.double_buffer)))
+    return steps
+
+
+def mapping_steps(nest: LoopNest, choose: Callable[[Contraction], Mapping]) -> list[tuple[Step, ...]]:
+    """The steps of each group of the unscheduled `nest`, in order: `choose(group) -> Mapping`.  Each
+    tile renames the loops of the nests after it, so a group's names are read after the steps before."""
+    out: list[tuple[Step, ...]] = []
+    current = nest
+    for n in range(len(match(nest).groups)):
+        g = match(current).groups[n]
+        steps = tuple(group_steps(g, choose(g)))
+        current = apply(current, Schedule(steps))
+        out.append(steps)
+    return out
+
+
+def mapping_schedule(nest: LoopNest, choose: Callable[[Contraction], Mapping]) -> Schedule:
+    """A schedule mapping every group of the unscheduled `nest` (`mapping_steps`, concatenated)."""
+    return Schedule(tuple(s for steps in mapping_steps(nest, choose) for s in steps))
+
+
+def describe_mapping(g: Contraction, m: Mapping, text: str | None = None) -> str:
+    """One line: the statement (`text`: as the unscheduled nest prints it), tiles, order, buffering."""
+    sizes = " x ".join(str(min(m.tile(r), g.extent(r))) for r in ("i", "j", "k") if g.role(r) is not None)
+    doubled = " ".join(sorted(m.double_buffer)) or "none"
+    return f"{text or g.text}: tiles {sizes}, tile order {' '.join(m.order)}, double-buffered: {doubled}"

@@ -1,0 +1,461 @@
+"""The accelerator's instruction set: one table, `OPS`, read by the assembler, simulator, backend and docs.
+
+    instr = MNEMONIC NAME=VALUE ... [wait=tI,tJ,...] [signal=tK,...]
+    word  = 128 bits, little-endian: opcode[0:8] | wait mask[8:16] | signal mask[16:24] | operands[24:128]
+
+Each entry gives the mnemonic, its opcode, the queue that runs it, its operand fields (packed from bit
+24 upward in table order, unused high bits reserved as zero), its numpy semantics on a `Machine`, the
+memory rows it touches (`Footprint`, for range checks, races and bank conflicts) and its cycle cost
+(`cycles`: how long it occupies its unit; `latency`: how much later its results are visible).
+docs/accel-isa.md is this table in prose.
+
+A `Program` is the instruction stream plus the DRAM buffer table that `dma.*` instructions index.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+from kcomp.targets.accel.machine import semantics as sem
+from kcomp.targets.accel.machine.config import AccelConfig
+from kcomp.targets.accel.machine.errors import EncodingError
+from kcomp.targets.accel.machine.semantics import Machine
+
+WORD_BITS = 128
+WORD_BYTES = WORD_BITS // 8
+HEADER_BITS = 24  # opcode 8 + wait mask 8 + signal mask 8
+NUM_TOKENS = 8
+DTYPES = {"f32": 4, "i8": 1, "i32": 4}  # DRAM buffer dtypes and their element bytes
+MAX_BUFFERS = 64  # `buf` is a 6-bit field
+
+
+class Queue(IntEnum):
+    """The three decoupled instruction queues, each in order; tokens order them against each other."""
+
+    LOAD = 0
+    COMPUTE = 1
+    STORE = 2
+
+
+class Unit(IntEnum):
+    DMA = 0
+    MATRIX = 1
+    VECTOR = 2
+    CONTROL = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """An operand: `bits` wide; kind "uint" (lo..2**bits-1), "enum" (one of `choices`, stored as its
+    index), "buf" (a DRAM buffer id, written as the buffer's name) or "f32" (stored as its bits)."""
+
+    name: str
+    bits: int
+    kind: str = "uint"
+    choices: tuple[str, ...] = ()
+    lo: int = 0
+    doc: str = ""
+    hi: int = field(init=False, repr=False, compare=False)  # the largest raw value
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hi", len(self.choices) - 1 if self.kind == "enum" else (1 << self.bits) - 1)
+
+
+Rows = tuple[tuple[int, int], ...]  # (first row, row count) ranges
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """The scratchpad and accumulator rows one instruction reads and writes."""
+
+    sp_read: Rows = ()
+    sp_write: Rows = ()
+    acc_read: Rows = ()
+    acc_write: Rows = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OpSpec:
+    """One instruction.  `queue` None: the `q` operand picks it (fence) or none (halt)."""
+
+    mnemonic: str
+    opcode: int
+    queue: Queue | None
+    unit: Unit
+    fields: tuple[Field, ...]
+    doc: str
+    semantics: Callable[[Machine, tuple[int, ...]], None] | None  # None: no data moves (fence, halt)
+    footprint: Callable[[tuple[int, ...]], Footprint]
+    cycles: Callable[[AccelConfig, tuple[int, ...]], int]  # cycles its unit is busy
+    latency: Callable[[AccelConfig], int]  # cycles from the unit finishing to the results being visible
+    cost_doc: str
+
+
+# -- operand fields -----------------------------------------------------------------------------
+def _u(name: str, bits: int, doc: str, lo: int = 0) -> Field:
+    return Field(name, bits, "uint", (), lo, doc)
+
+
+SP = _u("sp", 16, "first scratchpad row")
+ACC = _u("acc", 16, "first accumulator row")
+BUF = Field("buf", 6, "buf", doc="DRAM buffer (its name in text, its index in the buffer table in binary)")
+OFF = _u("off", 32, "element offset of the region's first element in the buffer")
+ROWS = _u("rows", 16, "rows to transfer / to process", lo=1)
+COLS = _u("cols", 8, "elements per row, at most dim; a load zero-fills the row past them", lo=1)
+STRIDE = _u("stride", 24, "elements between consecutive rows in DRAM (0: every row reads the same one)")
+ACT = Field("act", 2, "enum", ("none", "relu"), doc="activation applied on the way to DRAM")
+DST = _u("dst", 16, "first accumulator row written")
+SRC = _u("src", 16, "first accumulator row read")
+B = _u("b", 16, "first row of the second operand")
+BMEM = Field("bmem", 1, "enum", ("sp", "acc"), doc="memory of the second operand")
+BSTEP = _u("bstep", 1, "0: row b is broadcast to every row; 1: row b+i pairs with row src+i")
+IMM = Field("imm", 32, "f32", doc="scalar (an f32; on i32 accumulators the result is rounded)")
+Q = Field("q", 2, "enum", ("load", "compute", "store"), doc="queue the fence waits in")
+MMA_FIELDS = (
+    ACC,
+    _u("a", 16, "first scratchpad row of A (m rows, first k columns used)"),
+    _u("b", 16, "first scratchpad row of B (k rows of dim columns)"),
+    _u("m", 16, "rows of A streamed, and accumulator rows written", lo=1),
+    _u("k", 8, "reduction length, at most dim", lo=1),
+    Field("mode", 1, "enum", ("overwrite", "accumulate"), doc="acc = A×B, or acc += A×B"),
+)
+
+
+# -- footprints and costs -----------------------------------------------------------------------
+def _xfer(cfg: AccelConfig, rows: int, cols: int, elem_bytes: int) -> int:
+    return math.ceil(rows * cols * elem_bytes / cfg.dma_bytes_per_cycle)
+
+
+def _dma_load(a: tuple[int, ...]) -> Footprint:
+    return Footprint(sp_write=((a[0], a[3]),))
+
+
+def _dma_acc_in(a: tuple[int, ...]) -> Footprint:
+    return Footprint(acc_write=((a[0], a[3]),))
+
+
+def _dma_acc_out(a: tuple[int, ...]) -> Footprint:
+    return Footprint(acc_read=((a[0], a[3]),))
+
+
+def _mma(a: tuple[int, ...]) -> Footprint:
+    acc, arow, brow, m, k, mode = a
+    return Footprint(
+        sp_read=((arow, m), (brow, k)), acc_read=((acc, m),) if mode else (), acc_write=((acc, m),)
+    )
+
+
+def _vbinary(a: tuple[int, ...]) -> Footprint:
+    dst, src, rows, b, bmem, bstep = a
+    other = ((b, rows if bstep else 1),)
+    if bmem == 0:
+        return Footprint(sp_read=other, acc_read=((src, rows),), acc_write=((dst, rows),))
+    return Footprint(acc_read=((src, rows), *other), acc_write=((dst, rows),))
+
+
+def _vunary(a: tuple[int, ...]) -> Footprint:
+    return Footprint(acc_read=((a[1], a[2]),), acc_write=((a[0], a[2]),))
+
+
+def _nothing(a: tuple[int, ...]) -> Footprint:
+    return Footprint()
+
+
+def _vcycles(factor: Callable[[AccelConfig], int]) -> Callable[[AccelConfig, tuple[int, ...]], int]:
+    return lambda cfg, a: a[2] * cfg.vector_row_cycles * factor(cfg)
+
+
+def _one(cfg: AccelConfig) -> int:
+    return 1
+
+
+def _slow(cfg: AccelConfig) -> int:
+    return cfg.vector_slow_op_cycles
+
+
+def _vlat(cfg: AccelConfig) -> int:
+    return cfg.vector_latency
+
+
+def _vred_lat(cfg: AccelConfig) -> int:
+    return cfg.vector_latency + math.ceil(math.log2(cfg.vector_lanes))
+
+
+def _zero(*_: object) -> int:
+    return 0
+
+
+_DMA_COST = "ceil(rows*cols*elem_bytes / dma_bytes_per_cycle) on the DRAM channel; + dma_latency"
+_VEC_COST = "rows*ceil(dim/vector_lanes); + vector_latency"
+
+
+def _vector(mnemonic: str, opcode: int, kind: str, run: sem.Semantics, doc: str) -> OpSpec:
+    """A vector-unit entry; `kind` picks the operands and the cost: binary (a second row operand),
+    scalar (an immediate), unary, slow (unary at vector_slow_op_cycles), reduce (a row to a scalar)."""
+    fields = {"binary": (DST, SRC, ROWS, B, BMEM, BSTEP), "scalar": (DST, SRC, ROWS, IMM)}.get(
+        kind, (DST, SRC, ROWS)
+    )
+    foot = _vbinary if kind == "binary" else _vunary
+    cycles, latency, cost = _vcycles(_one), _vlat, _VEC_COST
+    if kind == "slow":
+        cycles, cost = _vcycles(_slow), "rows*ceil(dim/vector_lanes)*vector_slow_op_cycles; + vector_latency"
+    if kind == "reduce":
+        latency, cost = _vred_lat, "rows*ceil(dim/vector_lanes); + vector_latency + ceil(log2(vector_lanes))"
+    return OpSpec(mnemonic, opcode, Queue.COMPUTE, Unit.VECTOR, fields, doc, run, foot, cycles, latency, cost)
+
+
+# NOTE: opcodes are the binary format; never renumber an entry, only add.
+_TABLE = (
+    OpSpec(
+        "dma.load", 0x01, Queue.LOAD, Unit.DMA, (SP, BUF, OFF, ROWS, COLS, STRIDE),
+        "scratchpad rows sp..sp+rows-1 = DRAM region (rows x cols, row stride `stride`); columns past cols = 0",
+        sem.dma_load, _dma_load, lambda cfg, a: _xfer(cfg, a[3], a[4], cfg.input_bytes),
+        lambda cfg: cfg.dma_latency, _DMA_COST,
+    ),
+    OpSpec(
+        "dma.load.acc", 0x02, Queue.LOAD, Unit.DMA, (ACC, BUF, OFF, ROWS, COLS, STRIDE),
+        "accumulator rows acc..acc+rows-1 = DRAM region (a bias with stride 0, or a C tile to accumulate on)",
+        sem.dma_load_acc, _dma_acc_in, lambda cfg, a: _xfer(cfg, a[3], a[4], 4), lambda cfg: cfg.dma_latency,
+        _DMA_COST,
+    ),
+    OpSpec(
+        "dma.store", 0x03, Queue.STORE, Unit.DMA, (ACC, BUF, OFF, ROWS, COLS, STRIDE, ACT),
+        "DRAM region = act(accumulator rows acc..acc+rows-1, first cols columns)",
+        sem.dma_store, _dma_acc_out, lambda cfg, a: _xfer(cfg, a[3], a[4], 4), lambda cfg: cfg.dma_latency,
+        _DMA_COST,
+    ),
+    OpSpec(
+        "mma", 0x10, Queue.COMPUTE, Unit.MATRIX, MMA_FIELDS,
+        "acc[acc+i] (+)= sum_j sp[a+i][j] * sp[b+j] for i < m, j < k: an m x k by k x dim product",
+        sem.mma, _mma, lambda cfg, a: a[3], lambda cfg: cfg.dim,
+        "dim (preload, only when B's rows differ from the weights held) + m; + dim (fill/drain)",
+    ),
+    _vector("vadd", 0x20, "binary", sem.binary(np.add), "acc[dst+i] = acc[src+i] + bmem[b + i*bstep]"),
+    _vector("vsub", 0x21, "binary", sem.binary(np.subtract), "acc[dst+i] = acc[src+i] - bmem[b + i*bstep]"),
+    _vector("vmul", 0x22, "binary", sem.binary(np.multiply), "acc[dst+i] = acc[src+i] * bmem[b + i*bstep]"),
+    _vector("vmax", 0x23, "binary", sem.binary(np.maximum), "acc[dst+i] = max(acc[src+i], bmem[b + i*bstep])"),
+    _vector("vadds", 0x28, "scalar", sem.scalar(np.add), "acc[dst+i] = acc[src+i] + imm"),
+    _vector("vmuls", 0x29, "scalar", sem.scalar(np.multiply), "acc[dst+i] = acc[src+i] * imm"),
+    _vector("vmaxs", 0x2A, "scalar", sem.scalar(np.maximum), "acc[dst+i] = max(acc[src+i], imm)  (relu: imm=0)"),
+    _vector("vexp", 0x30, "slow", sem.unary(np.exp), "acc[dst+i] = exp(acc[src+i])  (f32 accumulators only)"),
+    _vector("vrecip", 0x31, "slow", sem.unary(np.reciprocal), "acc[dst+i] = 1 / acc[src+i]  (f32 only)"),
+    _vector("vredsum", 0x38, "reduce", sem.reduce(np.add), "every element of acc[dst+i] = sum of acc[src+i]"),
+    _vector("vredmax", 0x39, "reduce", sem.reduce(np.maximum), "every element of acc[dst+i] = max of acc[src+i]"),
+    OpSpec(
+        "fence", 0x3E, None, Unit.CONTROL, (Q,),
+        "queue q issues nothing more until every earlier instruction of q has retired",
+        None, _nothing, _zero, _zero, "0; issues when queue q has drained",
+    ),
+    OpSpec(
+        "halt", 0x3F, None, Unit.CONTROL, (),
+        "end of the program; the program is done when every queue has drained",
+        None, _nothing, _zero, _zero, "0",
+    ),
+)  # fmt: skip
+
+OPS: dict[str, OpSpec] = {spec.mnemonic: spec for spec in _TABLE}
+BY_OPCODE: dict[int, OpSpec] = {spec.opcode: spec for spec in OPS.values()}
+
+
+# -- instructions and programs ------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Instr:
+    """One instruction: `args` are the raw field values in the table's order (an f32 as its bits);
+    `wait` / `signal` the tokens (0..NUM_TOKENS-1) it waits on before issue / signals at retirement."""
+
+    op: str
+    args: tuple[int, ...]
+    wait: tuple[int, ...] = ()
+    signal: tuple[int, ...] = ()
+
+    @property
+    def spec(self) -> OpSpec:
+        return OPS[self.op]
+
+    def operand(self, name: str) -> int | float | str:
+        """The value of operand `name` as written in text (enum name, float, int)."""
+        for f, raw in zip(self.spec.fields, self.args, strict=True):
+            if f.name == name:
+                return field_value(f, raw)
+        raise KeyError(f"{self.op} has no operand {name!r}")
+
+    def queue(self) -> Queue | None:
+        spec = self.spec
+        return Queue(self.args[0]) if spec.mnemonic == "fence" else spec.queue
+
+
+def field_value(f: Field, raw: int) -> int | float | str:
+    if f.kind == "enum":
+        return f.choices[raw] if 0 <= raw < len(f.choices) else raw  # raw: an error message shows it
+    if f.kind == "f32":
+        return struct.unpack("<f", struct.pack("<I", raw))[0]
+    return raw
+
+
+def field_raw(op: str, f: Field, value: int | float | str) -> int:
+    """The raw field value of `value`; EncodingError when it does not fit the field."""
+    if type(value) is int and f.kind != "f32" and f.lo <= value <= f.hi:
+        return value  # the common case first: make() builds programs of a million instructions
+    if f.kind == "enum":
+        if isinstance(value, str):
+            if value not in f.choices:
+                raise EncodingError(f"{op}: {f.name}={value} is not one of {', '.join(f.choices)}")
+            return f.choices.index(value)
+    elif f.kind == "f32":
+        if isinstance(value, (str, bool)):
+            raise EncodingError(f"{op}: {f.name} must be a number, not {value!r}")
+        try:
+            return struct.unpack("<I", struct.pack("<f", float(value)))[0]
+        except OverflowError:
+            raise EncodingError(f"{op}: {f.name}={value} does not fit in an f32") from None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise EncodingError(f"{op}: {f.name} must be an integer, not {value!r}")
+    if not f.lo <= value <= f.hi:
+        raise EncodingError(f"{op}: {f.name}={value} is out of range {f.lo}..{f.hi} ({f.bits}-bit field)")
+    return value
+
+
+def tokens(op: str, what: str, values: object) -> tuple[int, ...]:
+    """Sorted unique token numbers; EncodingError for anything outside 0..NUM_TOKENS-1."""
+    if values == ():
+        return ()
+    items = (values,) if isinstance(values, int) else tuple(values)  # type: ignore[arg-type]
+    for t in items:
+        if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < NUM_TOKENS:
+            raise EncodingError(f"{op}: {what} token {t!r} is not one of t0..t{NUM_TOKENS - 1}")
+    return tuple(sorted(set(items)))
+
+
+def make(op: str, *, wait: object = (), signal: object = (), **operands: int | float | str) -> Instr:
+    """An instruction by operand name, every operand given: `make("mma", acc=0, a=0, b=64, m=16, k=16,
+    mode="accumulate", wait=0, signal=(1,))`.  Enum operands by name, `buf` by buffer index, tokens
+    as an int or a sequence of ints.  EncodingError for unknown names or values that do not fit."""
+    spec = OPS.get(op)
+    if spec is None:
+        raise EncodingError(f"unknown instruction {op!r}; known: {', '.join(OPS)}")
+    if len(operands) == len(spec.fields) and all(f.name in operands for f in spec.fields):
+        args = tuple([field_raw(op, f, operands[f.name]) for f in spec.fields])
+        return Instr(op, args, tokens(op, "wait", wait), tokens(op, "signal", signal))
+    names = [f.name for f in spec.fields]
+    unknown = sorted(set(operands) - set(names))
+    if unknown:
+        raise EncodingError(f"{op}: unknown operand {unknown[0]!r}; {op} takes {', '.join(names) or 'none'}")
+    missing = [n for n in names if n not in operands]
+    raise EncodingError(f"{op}: missing operand {missing[0]!r}; {op} takes {', '.join(names)}")
+
+
+def encode_word(ins: Instr) -> int:
+    """The 128-bit word of `ins` (as an int; `encode` in asm.py writes it little-endian).  EncodingError
+    for an `Instr` built directly whose operands do not fit (make() checks them when building)."""
+    spec = OPS.get(ins.op)
+    if spec is None or len(ins.args) != len(spec.fields):
+        raise EncodingError(f"{ins.op}: not an instruction with {len(ins.args)} operands")
+    word = (
+        spec.opcode
+        | _mask(tokens(ins.op, "wait", ins.wait)) << 8
+        | _mask(tokens(ins.op, "signal", ins.signal)) << 16
+    )
+    shift = HEADER_BITS
+    for f, raw in zip(spec.fields, ins.args, strict=True):
+        if type(raw) is not int or not f.lo <= raw <= f.hi:
+            raise EncodingError(
+                f"{ins.op}: {f.name}={raw!r} is out of range {f.lo}..{f.hi} ({f.bits}-bit field)"
+            )
+        word |= raw << shift
+        shift += f.bits
+    return word
+
+
+def decode_word(word: int, index: int) -> Instr:
+    """The instruction in `word`; EncodingError naming word `index` for an unknown opcode, reserved
+    bits set or a field value outside its range."""
+    opcode = word & 0xFF
+    spec = BY_OPCODE.get(opcode)
+    if spec is None:
+        raise EncodingError(f"word {index}: unknown opcode 0x{opcode:02x}")
+    shift, args = HEADER_BITS, []
+    for f in spec.fields:
+        raw = word >> shift & ((1 << f.bits) - 1)
+        if not f.lo <= raw <= f.hi:
+            raise EncodingError(
+                f"word {index} ({spec.mnemonic}): {f.name}={raw} is out of range {f.lo}..{f.hi}"
+            )
+        args.append(raw)
+        shift += f.bits
+    if word >> shift:
+        raise EncodingError(
+            f"word {index} ({spec.mnemonic}): reserved bits {shift}..{WORD_BITS - 1} are not zero"
+        )
+    wait = tuple(t for t in range(NUM_TOKENS) if word >> (8 + t) & 1)
+    signal = tuple(t for t in range(NUM_TOKENS) if word >> (16 + t) & 1)
+    return Instr(spec.mnemonic, tuple(args), wait, signal)
+
+
+def _mask(toks: tuple[int, ...]) -> int:
+    mask = 0
+    for t in toks:
+        mask |= 1 << t
+    return mask
+
+
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Buffer:
+    """A DRAM tensor, row-major; `dma.*` instructions address it by element offset."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not NAME.match(self.name):
+            raise EncodingError(f"buffer name {self.name!r} is not an identifier")
+        if self.dtype not in DTYPES:
+            raise EncodingError(f"buffer {self.name}: dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if not self.shape or any(not isinstance(d, int) or d <= 0 for d in self.shape):
+            raise EncodingError(f"buffer {self.name}: shape {self.shape} must be positive integers")
+        # NOTE: the program file holds a u8 rank, u32 dimensions and a u16 name length
+        if len(self.shape) > 0xFF or max(self.shape) > 0xFFFFFFFF or len(self.name) > 0xFFFF:
+            raise EncodingError(
+                f"buffer {self.name[:40]}: shape {self.shape} does not fit the program file"
+                " (at most 255 dimensions of at most 4294967295 elements)"
+            )
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * DTYPES[self.dtype]
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """An instruction stream and the DRAM buffers its `buf` operands index (at most MAX_BUFFERS)."""
+
+    buffers: tuple[Buffer, ...]
+    instrs: tuple[Instr, ...]
+
+    def __post_init__(self) -> None:
+        names = [b.name for b in self.buffers]
+        if len(names) > MAX_BUFFERS:
+            raise EncodingError(f"{len(names)} buffers; a program has at most {MAX_BUFFERS}")
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise EncodingError(f"buffer {dup!r} is declared twice")
+
+    def buffer_id(self, name: str) -> int:
+        for i, b in enumerate(self.buffers):
+            if b.name == name:
+                return i
+        raise KeyError(name)

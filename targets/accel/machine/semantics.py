@@ -1,0 +1,122 @@
+"""What each instruction does to the data, in numpy: the functional half of the simulator.
+
+`Machine` is the state: the scratchpad (`sp_rows x dim` inputs, f32 or i8 held as i32), the
+accumulator (`acc_rows x dim`, f32 or i32) and DRAM (one flat view per buffer of the caller's arrays,
+written in place).  Each function here is the `semantics` of an entry of isa.py's table and takes the
+instruction's raw operands in table order.  They trust their operands: the simulator has checked
+ranges and buffers before any runs.
+
+Memories start out poisoned (NaN for f32, -128 / 0x40000000 for integers), so a program that reads
+rows it never wrote produces a visibly wrong result instead of a lucky zero.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+import numpy as np
+
+from kcomp.targets.accel.machine.config import AccelConfig
+
+Semantics = Callable[["Machine", tuple[int, ...]], None]
+SP_POISON = {"f32": np.nan, "i8": -128}
+ACC_POISON = {"f32": np.nan, "i8": 0x40000000}
+I32_MIN, I32_MAX = -(2**31), 2**31 - 1
+
+
+class Machine:
+    """The functional state of one run."""
+
+    def __init__(self, cfg: AccelConfig, dram: list[np.ndarray]):
+        self.cfg = cfg
+        self.floating = cfg.dtype == "f32"
+        dtype = np.float32 if self.floating else np.int32
+        self.sp = np.full((cfg.sp_rows, cfg.dim), SP_POISON[cfg.dtype], dtype=dtype)
+        self.acc = np.full((cfg.acc_rows, cfg.dim), ACC_POISON[cfg.dtype], dtype=dtype)
+        self.dram = dram  # flat, C-contiguous views, indexed by buffer id
+
+
+def region(flat: np.ndarray, off: int, rows: int, cols: int, stride: int) -> np.ndarray:
+    """The rows x cols view of `flat` whose row i starts at element off + i*stride (writes go through)."""
+    size = flat.itemsize
+    return np.ndarray((rows, cols), flat.dtype, flat, off * size, (stride * size, size))
+
+
+def dma_load(m: Machine, a: tuple[int, ...]) -> None:
+    row, buf, off, rows, cols, stride = a
+    dst = m.sp[row : row + rows]
+    dst[:, :cols] = region(m.dram[buf], off, rows, cols, stride)
+    if cols < m.cfg.dim:
+        dst[:, cols:] = 0
+
+
+def dma_load_acc(m: Machine, a: tuple[int, ...]) -> None:
+    row, buf, off, rows, cols, stride = a
+    dst = m.acc[row : row + rows]
+    dst[:, :cols] = region(m.dram[buf], off, rows, cols, stride)
+    if cols < m.cfg.dim:
+        dst[:, cols:] = 0
+
+
+def dma_store(m: Machine, a: tuple[int, ...]) -> None:
+    row, buf, off, rows, cols, stride, act = a
+    src = m.acc[row : row + rows, :cols]
+    region(m.dram[buf], off, rows, cols, stride)[...] = np.maximum(src, 0) if act else src
+
+
+def mma(m: Machine, a: tuple[int, ...]) -> None:
+    acc, arow, brow, rows, k, mode = a
+    product = m.sp[arow : arow + rows, :k] @ m.sp[brow : brow + k]
+    if mode:
+        m.acc[acc : acc + rows] += product
+    else:
+        m.acc[acc : acc + rows] = product
+
+
+def binary(fn: np.ufunc) -> Semantics:
+    """acc[dst+i] = fn(acc[src+i], bmem[b + i*bstep])."""
+
+    def run(m: Machine, a: tuple[int, ...]) -> None:
+        dst, src, rows, b, bmem, bstep = a
+        mem = m.acc if bmem else m.sp
+        other = mem[b : b + rows] if bstep else mem[b : b + 1]
+        fn(m.acc[src : src + rows], other, out=m.acc[dst : dst + rows])
+
+    return run
+
+
+def scalar(fn: np.ufunc) -> Semantics:
+    """acc[dst+i] = fn(acc[src+i], imm); on i32 accumulators computed in f64, rounded half to even and
+    saturated to the i32 range (the requantization rule)."""
+
+    def run(m: Machine, a: tuple[int, ...]) -> None:
+        dst, src, rows, bits = a
+        imm = struct.unpack("<f", struct.pack("<I", bits))[0]
+        x = m.acc[src : src + rows]
+        if m.floating:
+            fn(x, np.float32(imm), out=m.acc[dst : dst + rows])
+        else:
+            m.acc[dst : dst + rows] = np.clip(np.rint(fn(x.astype(np.float64), imm)), I32_MIN, I32_MAX)
+
+    return run
+
+
+def unary(fn: np.ufunc) -> Semantics:
+    """acc[dst+i] = fn(acc[src+i]) (f32 accumulators; the simulator refuses these on i32)."""
+
+    def run(m: Machine, a: tuple[int, ...]) -> None:
+        dst, src, rows = a
+        fn(m.acc[src : src + rows], out=m.acc[dst : dst + rows])
+
+    return run
+
+
+def reduce(fn: np.ufunc) -> Semantics:
+    """Every element of acc[dst+i] = fn reduced over acc[src+i]."""
+
+    def run(m: Machine, a: tuple[int, ...]) -> None:
+        dst, src, rows = a
+        m.acc[dst : dst + rows] = fn.reduce(m.acc[src : src + rows], axis=1, keepdims=True)
+
+    return run
