@@ -7,8 +7,6 @@ from setuptools import find_packages, setup
 ROOTS = {"kcomp": "kcomp", "kcomp.passes": "passes", "kcomp.targets": "targets", "kcomp.search": "search"}
 
 packages = [
-    f"{name}.{sub}" if sub else name
-    for name, folder in ROOTS.items()
-    for sub in ("", *find_packages(folder))
+    f"{name}.{sub}" if sub else name for name, folder in ROOTS.items() for sub in ("", *find_packages(folder))
 ]
 setup(packages=packages, package_dir=dict(ROOTS))

@@ -5,7 +5,6 @@ from kcomp.errors import BuildError, CheckFailed, KcompError, ScheduleError, Sou
 from kcomp.version import __version__
 
 __all__ = [
-    "__version__",
     "BuildError",
     "CheckFailed",
     "CheckResult",
@@ -14,5 +13,6 @@ __all__ = [
     "ScheduleError",
     "SourceError",
     "UsageError",
+    "__version__",
     "compile",
 ]

@@ -24,7 +24,7 @@ def is_torch(x: Any) -> bool:
 def as_array(name: str, x: Any) -> np.ndarray:
     """A numpy view of `x` (numpy array or torch CPU tensor), never a silent copy."""
     if is_torch(x):
-        if x.device.type != "cpu":
+        if not x.is_cpu:
             raise UsageError(
                 f"argument '{name}': torch tensor is on {x.device}; the cpu target needs a CPU tensor"
             )

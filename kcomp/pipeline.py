@@ -190,7 +190,9 @@ def build(
         where = "these shapes" if shapes else f"target {target.name}"
         fallback = choose_schedule(module, kernel, program, naive, target, use_block=False)
         nest, source = schedule_nest(naive, fallback.schedule, target)
-        chosen = Chosen(fallback.schedule, f"{fallback.source}; the {chosen.source} does not fit {where} ({e})")
+        chosen = Chosen(
+            fallback.schedule, f"{fallback.source}; the {chosen.source} does not fit {where} ({e})"
+        )
     artifact = target.build(source)
     notes = target.notes(naive, nest, chosen.schedule)
     return Built(program, naive, nest, chosen.schedule, chosen.source, source, artifact, target, notes)

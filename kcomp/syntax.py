@@ -119,13 +119,9 @@ class Module:
     kernels: tuple[Kernel, ...]
     schedules: tuple[ScheduleBlock, ...] = ()
 
-    def schedule_for(self, kernel_name: str, target_family: str) -> ScheduleBlock | None:
-        """The block for `kernel_name` on `target_family`, or None.
-
-        A target with an ISA level (`cpu:avx2`) finds its family's block (`cpu`); the parser has
-        already made sure there is at most one block per kernel and family.
-        """
-        family = target_family.partition(":")[0]
+    def schedule_for(self, kernel_name: str, family: str) -> ScheduleBlock | None:
+        """The block for `kernel_name` on targets of `family` (`Target.family`: a `cpu:avx2` target
+        finds the `cpu` block), or None; the parser has made sure there is at most one per pair."""
         for b in self.schedules:
             if b.kernel == kernel_name and b.target == family:
                 return b

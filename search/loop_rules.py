@@ -73,7 +73,9 @@ class LoopRules:
         assert isinstance(plan, LoopPlan)
         if action.kind in ("stage", "cache_write"):
             old = {s.buffer for s in walk_stmts(state.nest.body) if isinstance(s, Alloc)}
-            new = [s.buffer.size for s in walk_stmts(nest.body) if isinstance(s, Alloc) and s.buffer not in old]
+            new = [
+                s.buffer.size for s in walk_stmts(nest.body) if isinstance(s, Alloc) and s.buffer not in old
+            ]
             if max(new, default=0) > (STAGE_LIMIT if action.kind == "stage" else TILE_LIMIT):
                 return None
         if state.phase in ("split", "split2") and action.steps:
@@ -173,7 +175,6 @@ def _reduction(var: Var, store: Store | None) -> bool:
     return store is not None and not any(var in free_vars(e) for e in store.index)
 
 
-
 # ---------------------------------------------------------------- candidates per slot
 
 
@@ -209,7 +210,9 @@ def split_factors(n: int, lanes: int) -> list[int]:
     return sorted(f for f in out if 1 < f < n)
 
 
-def _split_candidates(rules: LoopRules, state: State, loops: list[Loop], names: dict, make: _Maker) -> list[Action]:
+def _split_candidates(
+    rules: LoopRules, state: State, loops: list[Loop], names: dict, make: _Maker
+) -> list[Action]:
     plan, lanes, level2, k = state.plan, rules.lanes, state.phase == "split2", state.cursor[2]
     if level2 and plan.split[k] is None:
         return []
@@ -251,7 +254,9 @@ def _perms(group: list[Var], store: Store | None, inner: bool, last: bool) -> li
     return out
 
 
-def _order_candidates(rules: LoopRules, state: State, loops: list[Loop], names: dict, make: _Maker) -> list[Action]:
+def _order_candidates(
+    rules: LoopRules, state: State, loops: list[Loop], names: dict, make: _Maker
+) -> list[Action]:
     levels, current = state.plan.levels(), [lp.var for lp in loops]
     if sorted(v.uid for g in levels for v in g) != sorted(v.uid for v in current):
         return []
@@ -274,7 +279,9 @@ def _register(state: State, loops: list[Loop]) -> set[Var]:
     return set(state.plan.levels()[-1]) if any(state.plan.split) else {loops[-1].var}
 
 
-def _unroll_candidates(rules: LoopRules, state: State, loops: list[Loop], names: dict, make: _Maker) -> list[Action]:
+def _unroll_candidates(
+    rules: LoopRules, state: State, loops: list[Loop], names: dict, make: _Maker
+) -> list[Action]:
     register = _register(state, loops)
     out = [make.none("unroll: none", 1.5, "unroll", S.Unroll)]
     for lp in loops:
@@ -289,7 +296,9 @@ def _unroll_candidates(rules: LoopRules, state: State, loops: list[Loop], names:
     return out
 
 
-def _vectorize_candidates(rules: LoopRules, state: State, loops: list[Loop], names: dict, make: _Maker) -> list[Action]:
+def _vectorize_candidates(
+    rules: LoopRules, state: State, loops: list[Loop], names: dict, make: _Maker
+) -> list[Action]:
     k = len(loops) - 1
     while k > 0 and loops[k].kind is LoopKind.UNROLLED:
         k -= 1
@@ -311,7 +320,9 @@ def _vectorize_candidates(rules: LoopRules, state: State, loops: list[Loop], nam
     return out
 
 
-def _stage_candidates(rules: LoopRules, state: State, loops: list[Loop], names: dict, make: _Maker) -> list[Action]:
+def _stage_candidates(
+    rules: LoopRules, state: State, loops: list[Loop], names: dict, make: _Maker
+) -> list[Action]:
     """Stage `tensor` at a loop outside the register tile: cache_read, or pack blocked by the extent
     of a register-tile loop indexing a dimension (B's columns by NR), each with its fill in parallel."""
     tensor = state.plan.inputs[state.cursor[2]]
@@ -334,7 +345,9 @@ def _stage_candidates(rules: LoopRules, state: State, loops: list[Loop], names: 
     return out
 
 
-def _cache_write_candidates(rules: LoopRules, state: State, loops: list[Loop], names: dict, make: _Maker) -> list[Action]:
+def _cache_write_candidates(
+    rules: LoopRules, state: State, loops: list[Loop], names: dict, make: _Maker
+) -> list[Action]:
     store = _store(loops)
     if store is None:
         return []
@@ -347,7 +360,9 @@ def _cache_write_candidates(rules: LoopRules, state: State, loops: list[Loop], n
     return out
 
 
-def _parallel_candidates(rules: LoopRules, state: State, loops: list[Loop], names: dict, make: _Maker) -> list[Action]:
+def _parallel_candidates(
+    rules: LoopRules, state: State, loops: list[Loop], names: dict, make: _Maker
+) -> list[Action]:
     cores, store = rules.cores, _store(loops)
     if cores <= 1:
         return []

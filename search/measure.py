@@ -275,7 +275,6 @@ class Candidate:
     schedule: Schedule
 
 
-
 @dataclass(frozen=True, slots=True)
 class Job:
     """Everything a worker needs to compile one candidate: plain text and numbers."""

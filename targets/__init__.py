@@ -57,4 +57,13 @@ def get_target(spec: str) -> Target:
     return target_class(family).from_spec(f"{family}:{variant.strip()}" if sep else family)
 
 
-__all__ = ["DEFAULT", "SIMULATED", "TARGETS", "Measurement", "Target", "families", "get_target", "target_class"]
+__all__ = [
+    "DEFAULT",
+    "SIMULATED",
+    "TARGETS",
+    "Measurement",
+    "Target",
+    "families",
+    "get_target",
+    "target_class",
+]

@@ -42,9 +42,12 @@ def binary_nest(op: BinaryOp, dtype: DType, n: int) -> tuple[LoopNest, Buffer, B
     return nest, a, bb, out
 
 
-def cpu_target(isa: str, cores: int) -> CpuTarget:
-    """A CPU target of ISA level `isa` as if it had `cores` cores (what the search space and the
-    default scheduler read), whatever this machine has."""
-    target = CpuTarget(isa=isa)
+def cpu_target(isa: str, cores: int, vector_bits: int | None = None) -> CpuTarget:
+    """A CPU target of ISA level `isa` as if it had `cores` cores and threads (and `vector_bits`-wide
+    vectors, when given), whatever this machine has: what the search space, the cost model and the
+    default scheduler read."""
+    target = CpuTarget(isa=isa, threads=cores)
     target.cores = cores
+    if vector_bits is not None:
+        target.vector_bits = vector_bits
     return target

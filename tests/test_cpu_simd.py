@@ -115,7 +115,7 @@ def test_every_isa_level_builds_the_default_schedules(spec):
         module = load_module(source)
         kernel = module.kernel(None)
         program = front(module, kernel, {})
-        schedule, _ = choose_schedule(module, kernel, program, target)
-        c = target.emit(apply(lower(program), schedule))
+        schedule = choose_schedule(module, kernel, program, lower(program), target).schedule
+        c = target.emit(apply(lower(program), schedule), schedule)
         assert "kc_vf32" in c
         target.build(c)

@@ -10,6 +10,7 @@ from kcomp.errors import SourceError
 from kcomp.parse import parse
 from kcomp.schedule import Schedule, Split, Unroll, parse_schedule
 from kcomp.syntax import ScheduleBlock
+from kcomp.targets import get_target
 
 KERNEL = """\
 dim M = 8, N = 16, K = 4
@@ -72,7 +73,7 @@ def test_schedule_for_picks_kernel_and_target():
     assert m.schedule_for("mm", "accel") is None
     assert m.schedule_for("matmul", "cuda") is None
     # A target with an ISA level uses its family's block.
-    assert m.schedule_for("matmul", "cpu:avx2") is m.schedule_for("matmul", "cpu")
+    assert m.schedule_for("matmul", get_target("cpu:avx2").family) is m.schedule_for("matmul", "cpu")
 
 
 def test_a_file_without_blocks_has_none():

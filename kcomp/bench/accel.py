@@ -25,6 +25,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
 from kcomp.api import compile
 from kcomp.bench import machine as host_machine
 from kcomp.bench.report import failures
@@ -98,17 +102,19 @@ def run_suite(
     *,
     budget_s: float = 0.25,
     progress: Progress | None = None,
-    config: str | None = None,
+    target: str = SIMULATED,
 ) -> dict[str, Any]:
-    """Map, check and simulate each case on `config` (default: the packaged default).  `budget_s` is
-    unused: simulated cycles are deterministic, one run each."""
+    """Map, check and simulate each case on `target` (default: the accelerator's packaged default
+    configuration).  `budget_s` is unused: simulated cycles are deterministic, one run each."""
     say = progress or (lambda _msg: None)
-    target = get_target(f"{SIMULATED}:{config}" if config else SIMULATED)
-    info = {**host_machine.describe_host(), "accelerator": target.cfg.to_dict(), "clock_hz": CLOCK_HZ}
+    machine = get_target(target)
+    if not machine.capabilities.simulated:
+        raise UsageError(f"kcomp bench accel simulates; {machine.name} is not a simulated target")
+    info = {**host_machine.describe_host(), "accelerator": machine.cfg.to_dict(), "clock_hz": CLOCK_HZ}
     rows = []
     for case in cases if cases is not None else CASES:
         say(f"accel {case}")
-        rows.append(_row(case, target))
+        rows.append(_row(case, machine))
     return {"suite": "accel", "machine": info, "rows": rows}
 
 
@@ -169,10 +175,6 @@ def _row(case: str, target: Target) -> dict[str, Any]:
 
 
 def print_report(result: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
 
     con = Console()
     if not con.is_terminal:

@@ -1,6 +1,6 @@
 """The examples suite: every `.kc` example with the schedule kcomp picks against its naive loops.
 
-    kcomp bench examples [--cases softmax,matmul] [--json]
+    kcomp bench examples [--cases softmax,matmul] [--target T] [--shape N=V ...] [--json]
 
 This is the check behind "the default scheduler beats naive loops": each row times the kernel with
 the schedule DESIGN.md's precedence picks (the file's block, else the default scheduler) and with
@@ -17,10 +17,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 import kcomp
 from kcomp.bench import machine as host_machine
 from kcomp.bench.report import failures, load_warning, machine_line
 from kcomp.errors import UsageError
+from kcomp.targets import DEFAULT
 
 Progress = Callable[[str], None]
 
@@ -58,9 +62,11 @@ def run_suite(
     shapes: dict[str, dict[str, int]] | None = None,
     progress: Progress | None = None,
     roofs: bool = True,
+    target: str = DEFAULT,
+    shape: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Time each example under its chosen schedule and under the naive loops; `shapes` overrides
-    dimensions per example (tests use small ones)."""
+    """Time each example under its chosen schedule and under its target's naive one, on `target`;
+    `shapes` overrides dimensions per example (tests use small ones), `shape` for every example."""
     say = progress or (lambda _msg: None)
     names = list(cases) if cases is not None else list(all_cases())
     others = host_machine.OtherCpu()
@@ -73,19 +79,20 @@ def run_suite(
     rows = []
     for name in names:
         say(f"example {name}")
-        rows.append(_row(name, (shapes or {}).get(name, {}), budget_s))
+        rows.append(_row(name, {**(shapes or {}).get(name, {}), **(shape or {})}, budget_s, target))
     info["load_avg_1m"]["end"] = host_machine.load_average()
     info["other_cpu_cores"] = others.stop()
     return {"suite": "examples", "machine": info, "rows": rows}
 
 
-def _row(name: str, shapes: dict[str, int], budget_s: float) -> dict[str, Any]:
+def _row(name: str, shapes: dict[str, int], budget_s: float, target: str) -> dict[str, Any]:
     path = examples_dir() / f"{name}.kc"
     row: dict[str, Any] = {"case": name, "params": dict(shapes), "flops": None, "times_s": {}, "extra": {}}
+    row["extra"]["target"] = target
     for system, schedule in (("kcomp", None), ("naive", "none")):
         try:
             start = time.perf_counter()
-            k = kcomp.compile(path, shapes=shapes or None, schedule=schedule)
+            k = kcomp.compile(path, target=target, shapes=shapes or None, schedule=schedule)
             row["extra"][f"{system}_compile_s"] = time.perf_counter() - start
             row["params"] = dict(k.built.program.dims)
             row["flops"] = k.built.program.flops
@@ -107,9 +114,6 @@ def _row(name: str, shapes: dict[str, int], budget_s: float) -> dict[str, Any]:
 
 
 def print_report(result: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
 
     con = Console()
     if not con.is_terminal:

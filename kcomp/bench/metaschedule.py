@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 PYTHON = sys.executable  # the interpreter of the child; tests point it at a broken one
 LOG_NAME = "metaschedule.log"
 TRIALS_NAME = "trials.jsonl"
@@ -258,7 +260,6 @@ def _tir(tvm: Any) -> Any:
 
 def _workload(name: str, d: dict[str, int]) -> tuple[Any, list, Any]:
     """(prim func, its tensors in argument order, numpy reference: inputs -> output)."""
-    import numpy as np
     import tvm
     from tvm import te
 
@@ -353,7 +354,6 @@ def _recorder(ms: Any, derived_object: Any, path: Path) -> Any:
 
 def _retime(tvm: Any, ms: Any, database: Any, func: Any, tensors: list, target: Any, reference: Any) -> dict:
     """Build the best schedule, check it against numpy on random inputs, time it (~0.1 s x 5, median)."""
-    import numpy as np
 
     sch = ms.tir_integration.compile_tir(database, func, target)
     if sch is None:

@@ -19,6 +19,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+from threadpoolctl import threadpool_info
+
 from kcomp.targets.base import bench
 
 DROPPED_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -64,10 +67,6 @@ def run_numpy(shapes: Sequence[Shape], *, budget_s: float) -> dict[str, Any]:
 
 def _blas_info() -> dict[str, Any]:
     """The first BLAS threadpoolctl finds in this process (numpy must be imported first)."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return {"architecture": "unknown (threadpoolctl not installed)"}
     for pool in threadpool_info():
         if pool.get("user_api") == "blas":
             keys = ("architecture", "internal_api", "version", "num_threads", "threading_layer")
@@ -78,8 +77,6 @@ def _blas_info() -> dict[str, Any]:
 def numpy_child(request: dict[str, Any]) -> dict[str, Any]:
     """The child's work: time each shape, then describe the BLAS that ran."""
     env_set = {var: var in os.environ for var in DROPPED_ENV}  # NOTE: before anything loads OpenBLAS
-    import numpy as np
-
 
     rng = np.random.default_rng(0)
     times: list[float | None] = []

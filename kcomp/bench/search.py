@@ -28,12 +28,16 @@ rows are medians of real runs, and `machine.other_cpu_cores` says whether the CP
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from rich.console import Console
+from rich.table import Table
 
 from kcomp.api import load_module
 from kcomp.bench import machine as host_machine
@@ -47,6 +51,7 @@ from kcomp.search.measure import Measurer
 from kcomp.search.random_search import RandomSearch
 from kcomp.search.space import Space
 from kcomp.search.strategy import Budget
+from kcomp.targets import DEFAULT, SIMULATED
 
 Progress = Callable[[str], None]
 BUDGETS = (32, 64, 128)
@@ -60,7 +65,7 @@ TIMEOUT_S = 10.0  # per candidate's check and timing: every default here takes w
 class Workload:
     example: str  # examples/<example>.kc
     shapes: dict[str, int] = field(default_factory=dict)
-    target: str = "cpu"
+    target: str = DEFAULT
     tvm: str | None = None  # the MetaSchedule peer's name for it (None: it cannot express it)
 
 
@@ -69,12 +74,12 @@ WORKLOADS = {
     "gemm_bias_relu": Workload("gemm_bias_relu", tvm="gemm_bias_relu"),
     "softmax": Workload("softmax", tvm="softmax"),
     "conv2d": Workload("conv2d", tvm="conv2d"),
-    "accel_gemm": Workload("matmul", {"M": 512, "N": 512, "K": 512}, target="accel"),
+    "accel_gemm": Workload("matmul", {"M": 512, "N": 512, "K": 512}, target=SIMULATED),
 }
 QUICK_WORKLOADS = {
     "matmul": Workload("matmul", {"M": 256, "N": 256, "K": 256}, tvm="matmul"),
     "softmax": Workload("softmax", {"N": 512, "D": 256}, tvm="softmax"),
-    "accel_gemm": Workload("matmul", {"M": 128, "N": 128, "K": 128}, target="accel"),
+    "accel_gemm": Workload("matmul", {"M": 128, "N": 128, "K": 128}, target=SIMULATED),
 }
 CASES = tuple(WORKLOADS)
 QUICK_CASES = tuple(f"quick:{name}" for name in QUICK_WORKLOADS)
@@ -178,8 +183,6 @@ def _program(w: Workload) -> tuple[str, dict[str, int]]:
 def _tune_kcomp(
     w: Workload, strategy: str, trials: int, seed: int, budget_s: float, workers: int | None, say: Progress
 ) -> Run:
-    import os
-
 
     path, shapes = _program(w)
     start = time.monotonic()
@@ -221,7 +224,6 @@ def _tune_kcomp(
 
 def _strategy(name: str) -> Any:
     if name == "mcts":
-
         return MCTS()
 
     return RandomSearch()
@@ -280,7 +282,7 @@ def _rows(
                 hits = [n for r in rs if (n := r.trials_to(run_best * WITHIN)) is not None and n <= b]
                 to10[name] = statistics.fmean(hits) if hits else None
                 reached[name] = len(hits)
-            if w.target == "accel" and rs and rs[0].best_counters:
+            if rs and "cycles" in (rs[0].best_counters or {}):  # a simulated target's figures
                 c = rs[0].best_counters
                 extra.setdefault("best_cycles", {})[name] = c.get("cycles")
                 extra.setdefault("utilization", {})[name] = _utilization(c)
@@ -366,9 +368,6 @@ def plot(result: dict[str, Any], path: str) -> None:
 
 
 def print_report(result: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
 
     con = Console()
     if not con.is_terminal:

@@ -56,7 +56,9 @@ def parse_inputs(items: list[str] | None) -> dict[str, np.ndarray]:
     return out
 
 
-def add_kernel_options(p: argparse.ArgumentParser, *, target: str | None = DEFAULT, schedule_help: str = "") -> None:
+def add_kernel_options(
+    p: argparse.ArgumentParser, *, target: str | None = DEFAULT, schedule_help: str = ""
+) -> None:
     """The file, `--kernel`, `--target` (unless `target` is None), `--shape` and `--schedule`."""
     p.add_argument("file", help="a .kc file")
     p.add_argument("--kernel", help="which kernel of the file (needed when it has several)")

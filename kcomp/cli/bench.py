@@ -17,7 +17,9 @@ from typing import Any
 from rich.console import Console
 
 from kcomp.bench import accel, examples, gemm, report, search
+from kcomp.cli.args import parse_shapes
 from kcomp.errors import UsageError
+from kcomp.targets import DEFAULT, SIMULATED
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ SUITES: dict[str, Suite] = {
         examples.parse_case,
         "every example under the schedule kcomp picks vs its naive loops; cases are example names",
         examples.print_report,
+        lambda args: {"target": args.target or DEFAULT, "shape": parse_shapes(args.shape)},
     ),
     "accel": Suite(
         accel.run_suite,
@@ -56,6 +59,7 @@ SUITES: dict[str, Suite] = {
         "simulated accelerator cycles: best mapping vs naive mapping vs the ideal bound; cases gemm_MxNxK,"
         " conv2d, gemm_bias_relu",
         accel.print_report,
+        lambda args: {"target": args.target or SIMULATED},
     ),
     "search": Suite(
         search.run_suite,
@@ -92,6 +96,14 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="timing budget per system and case (default 0.25; at least 5 timed calls always run)",
     )
+    which_target = p.add_argument_group("examples and accel suites")
+    which_target.add_argument(
+        "--target",
+        help=f"the target (examples: default {DEFAULT}; accel: a simulated one, default {SIMULATED})",
+    )
+    which_target.add_argument(
+        "--shape", action="append", metavar="NAME=VALUE", help="examples: bind a dimension in every case"
+    )
     tuning = p.add_argument_group("search suite")
     tuning.add_argument("--budgets", metavar="N,...", help="trial budgets (default 32,64,128; --quick: 4,8)")
     tuning.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds per strategy (default 1)")
@@ -120,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     if args.suite != "search" and (args.budgets or args.with_tvm or args.plot or args.seeds != 1):
         raise UsageError("--budgets, --seeds, --with-tvm and --plot belong to `kcomp bench search`")
+    if args.suite not in ("examples", "accel") and args.target:
+        raise UsageError("--target belongs to `kcomp bench examples` and `kcomp bench accel`")
+    if args.suite != "examples" and args.shape:
+        raise UsageError("--shape belongs to `kcomp bench examples`")
     options = suite.options(args)
     say = lambda msg: err.print(f"[dim]{msg}[/]")  # noqa: E731
     result = suite.run(cases, budget_s=args.repeat_budget, progress=say, **options)

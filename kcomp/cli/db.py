@@ -25,7 +25,7 @@ from kcomp.db.salvage import salvage
 from kcomp.db.store import DatabaseCorrupt, TuningDB, default_path
 from kcomp.errors import UsageError
 from kcomp.pipeline import front
-from kcomp.targets import get_target
+from kcomp.targets import DEFAULT, get_target
 
 
 def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
@@ -48,7 +48,7 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     best.add_argument("file", help="a .kc file")
     best.add_argument("--kernel", help="which kernel of the file")
     best.add_argument("--shape", action="append", metavar="NAME=VALUE", help="bind a dimension")
-    best.add_argument("--target", default="cpu", help="target (default: cpu)")
+    best.add_argument("--target", default=DEFAULT, help=f"target (default: {DEFAULT})")
     best.add_argument("--json", action="store_true", help="one JSON object")
     export = with_db(sub.add_parser("export", help="all trials as JSON lines (stdout or FILE)"))
     export.add_argument("output", nargs="?", metavar="FILE", help="where to write (default: stdout)")

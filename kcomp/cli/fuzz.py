@@ -23,7 +23,7 @@ from rich.table import Table
 from kcomp.errors import UsageError
 from kcomp.fuzz.mutate import campaign
 from kcomp.fuzz.run import FAILURES, OUTCOMES, Campaign
-from kcomp.targets import get_target
+from kcomp.targets import DEFAULT, SIMULATED, get_target
 
 MUTANT_BUGS = ("wrong", "traceback", "hang", "other")  # kcomp.fuzz.mutate's classes that are bugs
 
@@ -38,7 +38,8 @@ def add_parsers(subparsers: Any) -> None:
     )
     f.add_argument("--programs", type=int, default=100, help="random programs to generate (default 100)")
     f.add_argument("--seed", type=int, default=0, help="campaign seed (default 0): same seed, same cases")
-    f.add_argument("--targets", default="cpu,accel", help="comma-separated targets (default cpu,accel)")
+    every = f"{DEFAULT},{SIMULATED}"
+    f.add_argument("--targets", default=every, help=f"comma-separated targets (default {every})")
     f.add_argument(
         "--schedules-per-program",
         type=int,

@@ -58,7 +58,8 @@ def add_parsers(subparsers: Any) -> None:
     )
     where = s.add_mutually_exclusive_group()
     where.add_argument(
-        "--target", help=f"a simulated target (default: {SIMULATED}; e.g. {SIMULATED}:small, {SIMULATED}:FILE.toml)"
+        "--target",
+        help=f"a simulated target (default: {SIMULATED}; e.g. {SIMULATED}:small, {SIMULATED}:FILE.toml)",
     )
     where.add_argument(
         "--accel",
@@ -82,7 +83,9 @@ def add_parsers(subparsers: Any) -> None:
 
 def run_sim(args: argparse.Namespace) -> int:
     spec = args.target or (f"{SIMULATED}:{args.accel}" if args.accel else SIMULATED)
-    k = compile(args.file, kernel=args.kernel, target=spec, shapes=parse_shapes(args.shape), schedule=args.schedule)
+    k = compile(
+        args.file, kernel=args.kernel, target=spec, shapes=parse_shapes(args.shape), schedule=args.schedule
+    )
     if not k.target.capabilities.simulated:
         raise UsageError(f"kcomp sim runs simulated targets; {k.target.name} is not one (use kcomp run)")
     if k.free:  # the command line has no arrays to bind from: report the first use, naming --shape

@@ -17,6 +17,7 @@ from collections import Counter
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from kcomp.bench.machine import measure_roofs
@@ -47,7 +48,9 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--shape", action="append", metavar="NAME=VALUE", help="bind a dimension (overrides the file)"
     )
-    p.add_argument("--target", default=DEFAULT, help=f"target to tune for (default {DEFAULT}; e.g. cpu:LEVEL, accel)")
+    p.add_argument(
+        "--target", default=DEFAULT, help=f"target to tune for (default {DEFAULT}; e.g. cpu:LEVEL, accel)"
+    )
     p.add_argument("--trials", type=int, default=64, metavar="N", help="candidates to evaluate (default 64)")
     p.add_argument("--time-limit", type=float, metavar="S", help="stop starting trials after S seconds")
     p.add_argument("--strategy", choices=STRATEGIES, default="mcts", help="search strategy (default mcts)")
@@ -152,8 +155,6 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if self.console.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
             self.bar = Progress(
                 TextColumn("tuning"),
                 BarColumn(),

@@ -464,5 +464,3 @@ def _from_object(line: str, where: str) -> Trial:
         created=float(created),
         version=obj["kcomp_version"],
     )
-
-

@@ -95,5 +95,3 @@ def classify(case: Case, outcome: Any) -> Result:
     if not isinstance(outcome, dict) or outcome.get("outcome") not in OUTCOMES:
         return Result(case, "crash", f"the worker returned {outcome!r}")
     return Result(case, outcome["outcome"], outcome.get("error", ""), outcome.get("schedule_used", ""))
-
-

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from kcomp.search.measure import LocalExecutor, WorkerTimeout
+from kcomp.targets.accel.machine.config import PACKAGED, packaged_text
 
 KINDS = ("kc", "schedule", "config", "asm")
 CLASSES = ("diagnosed", "valid", "wrong", "traceback", "hang", "other")
@@ -309,21 +310,19 @@ def collect_bases(executor: Any, timeout_s: float) -> Bases:
     bases = Bases()
     for path in sorted(examples_dir().glob("*.kc")):
         bases.kc[path.stem] = small_example(path.read_text())
-    for name in ("default", "small"):
-        bases.configs[name] = (
-            Path(__file__).resolve().parents[2] / "targets" / "accel" / f"{name}.toml"
-        ).read_text()
+    for name in PACKAGED:
+        bases.configs[name] = packaged_text(name)
     jobs = {}
     for name, text in bases.kc.items():
-        jobs[("cpu", name)] = executor.submit(
+        jobs[("compile", name)] = executor.submit(
             run_case,
             {"k.kc": text.encode()},
             [["compile", "k.kc", "--emit", "schedule"]],
             timeout_s=timeout_s,
         )
         if name in ACCEL_EXAMPLES:
-            for what in ("schedule", "asm"):
-                argv = [["sim", "k.kc", "--accel", "small", "--emit", what]]
+            for what, stage in (("sim", "schedule"), ("asm", "source")):
+                argv = [["sim", "k.kc", "--accel", "small", "--emit", stage]]
                 jobs[(what, name)] = executor.submit(
                     run_case, {"k.kc": text.encode()}, argv, timeout_s=timeout_s
                 )
@@ -331,7 +330,7 @@ def collect_bases(executor: Any, timeout_s: float) -> Bases:
         r = future.result()
         if r["rc"] != 0:
             raise RuntimeError(f"base {what} of {name} failed (exit {r['rc']}): {r['err'][-2000:]}")
-        {"cpu": bases.cpu_schedules, "schedule": bases.accel_schedules, "asm": bases.asm}[what][name] = r[
+        {"compile": bases.cpu_schedules, "sim": bases.accel_schedules, "asm": bases.asm}[what][name] = r[
             "out"
         ]
         if what == "asm":
@@ -375,15 +374,15 @@ def make_mutant(bases: Bases, kind: str, index: int, seed: int) -> Mutant:
             )
         return Mutant(kind, index, base, ops, {"k.kc": data}, [["run", "k.kc", "--check", "--seed", "1"]])
     if kind == "schedule":
-        where = rng.choice(("file", "file", "block", "accel"))
-        if where == "accel":
+        where = rng.choice(("file", "file", "block", "sim"))
+        if where == "sim":
             base = rng.choice(sorted(bases.accel_schedules))
             data, ops = mutate(bases.accel_schedules[base], rng, kind)
             files = {"k.kc": bases.kc[base].encode(), "s.txt": data}
             return Mutant(
                 kind,
                 index,
-                f"accel:{base}",
+                f"sim:{base}",
                 ops,
                 files,
                 [["sim", "k.kc", "--accel", "small", "--schedule", "s.txt"]],

@@ -1,6 +1,6 @@
 """Differential fuzzing: random programs x random schedules x targets, each checked against the reference.
 
-    report = campaign(programs=300, seed=0, targets=("cpu", "accel"))      # what `kcomp fuzz` runs
+    report = Campaign(programs=300, seed=0, targets=("cpu", "accel")).run()  # what `kcomp fuzz` runs
     report["counts"]  ->  {"ok": 1130, "mismatch": 0, "crash": 0, "compile_error": 0, "timeout": 0, ...}
 
 Program `p` of seed `s` is `generate(random.Random(f"{s}:{p}"))`; its schedules come from
@@ -40,6 +40,7 @@ from kcomp.fuzz.program import GenProgram
 from kcomp.fuzz.schedules import draw_schedules
 from kcomp.fuzz.shrink import save, shrink
 from kcomp.search.measure import LocalExecutor, scoped_env
+from kcomp.targets import DEFAULT, SIMULATED
 
 
 def program_for(seed: int, index: int) -> GenProgram:
@@ -70,7 +71,7 @@ class Campaign:
 
     programs: int = 100
     seed: int = 0
-    targets: Sequence[str] = ("cpu", "accel")
+    targets: Sequence[str] = (DEFAULT, SIMULATED)
     schedules_per_program: int = 3
     timeout_s: float = 60.0
     workers: int = 2

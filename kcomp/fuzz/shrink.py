@@ -126,12 +126,7 @@ def save(out: Path, n: int, failed: Result, small: Shrunk | None) -> Path:
     else:
         sched.write_text(schedule)
         flag = f"--schedule {sched.name}"
-    accel = failed.case.target.split(":")[0] == "accel"
-    command = (
-        f"kcomp sim {kc.name} {flag} --seed {failed.case.seed}"
-        if accel
-        else f"kcomp run {kc.name} {flag} --check --seed {failed.case.seed} --target {failed.case.target}"
-    )
+    command = f"kcomp run {kc.name} {flag} --check --seed {failed.case.seed} --target {failed.case.target}"
     info = {
         "outcome": result.outcome,
         "error": result.error,

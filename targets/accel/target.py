@@ -150,7 +150,12 @@ class AccelTarget(Target):
         matrix unit's share, `dram` what it waits for."""
         out = Estimate()
         for g, m in mappings(nest, self.cfg, schedule):
-            macs = math.prod(a.extent for a in (*g.batch, *g.slices)) * g.extent("i") * g.extent("j") * g.extent("k")
+            macs = (
+                math.prod(a.extent for a in (*g.batch, *g.slices))
+                * g.extent("i")
+                * g.extent("j")
+                * g.extent("k")
+            )
             out.compute += macs / self.cfg.dim**2 / CLOCK_HZ
             out.time += estimate(g, m, self.cfg) / CLOCK_HZ
             out.flops += 2 * macs

@@ -188,7 +188,9 @@ def run_sanitized(source: str, args: Sequence[Any], *, arch: str = "native", thr
     exe = build_sanitized(source, arch=arch, threads=threads)
     sig = Signature.parse(source)
     results = run_executable(exe, sig, list(args))
-    outputs = [value for a, value in zip(sig.args, args, strict=True) if a.shape is not None and a.role != "input"]
+    outputs = [
+        value for a, value in zip(sig.args, args, strict=True) if a.shape is not None and a.role != "input"
+    ]
     for out, result in zip(outputs, results, strict=True):
         out[...] = result.reshape(out.shape)
     return exe

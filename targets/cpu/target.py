@@ -61,7 +61,7 @@ class CpuTarget(Target):
     @classmethod
     def from_spec(cls, spec: str) -> CpuTarget:
         """The target of a spec "cpu" or "cpu:LEVEL" (see `isa.parse_cpu_spec`)."""
-        level_name, arch = _isa.parse_cpu_spec(spec)
+        level_name, arch = _isa.parse_cpu_spec(spec.lower())
         return cls(isa=level_name, arch=arch)
 
     def emit(self, nest: LoopNest, schedule: Schedule = NONE) -> str:

@@ -321,7 +321,7 @@ def test_gemm_512_default_mapping_meets_the_targets():
     shapes = {"M": 512, "N": 512, "K": 512}
     _, run = sim(str(EXAMPLES / "matmul.kc"), "accel", shapes)
     assert run.ok
-    r = run.result
+    r = run.report
     assert r.ideal_cycles == 512**3 // 256
     assert r.cycles <= 1.25 * r.ideal_cycles and r.utilization["matrix"] >= 0.8, r.report()
     _, naive_run = sim(str(EXAMPLES / "matmul.kc"), "accel", shapes, "none")
@@ -334,7 +334,7 @@ def test_the_small_config_moves_cycles_the_way_it_should():
     shapes = {"M": 128, "N": 128, "K": 128}
     results = {spec: sim(str(EXAMPLES / "matmul.kc"), spec, shapes)[1] for spec in CONFIGS}
     assert all(r.ok for r in results.values())
-    big, small = results["accel"].result, results["accel:small"].result
+    big, small = results["accel"].report, results["accel:small"].report
     assert small.ideal_cycles == 4 * big.ideal_cycles
     assert 2.5 * big.cycles < small.cycles < 6 * big.cycles
 

@@ -19,7 +19,7 @@ CASES = ("gemm_64x48x40", "conv2d_small")
 
 @pytest.fixture(scope="module")
 def suite() -> dict:
-    return accel.run_suite(CASES, config="small")
+    return accel.run_suite(CASES, target="accel:small")
 
 
 def test_rows_have_the_shared_shape_and_the_cycle_figures(suite):
@@ -48,7 +48,7 @@ def test_an_unmappable_case_is_a_row_with_a_reason(monkeypatch):
     monkeypatch.setattr(
         accel,
         "_kernel",
-        lambda case: ("kernel t(A: f32[4, 4]) -> (B: f32[4, 4]) { B[i, j] = A[j, i] }", {}, ""),
+        lambda case, target: ("kernel t(A: f32[4, 4]) -> (B: f32[4, 4]) { B[i, j] = A[j, i] }", {}, ""),
     )
     (row,) = accel.run_suite(["gemm_4x4x4"])["rows"]
     assert row["times_s"] == {} and "cannot map" in row["extra"]["kcomp_error"]

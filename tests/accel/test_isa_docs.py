@@ -13,7 +13,9 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "accel-isa.md"
 def test_docs_show_the_table():
     text = DOC.read_text()
     assert BEGIN in text and END in text
-    assert splice(text) == text, "regenerate: python -m kcomp.targets.accel.machine.isa_docs docs/accel-isa.md"
+    assert splice(text) == text, (
+        "regenerate: python -m kcomp.targets.accel.machine.isa_docs docs/accel-isa.md"
+    )
     for mnemonic in OPS:
         assert f"| `{mnemonic}` | 0x{OPS[mnemonic].opcode:02x} |" in reference()
 

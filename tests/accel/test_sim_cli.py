@@ -71,7 +71,9 @@ def test_sim_report_for_people(capsys):
 
 def test_sim_says_which_schedule(capsys, tmp_path):
     _, naive = run_json(capsys, "sim", MATMUL, *SMALL, "--schedule", "none", "--json")
-    assert naive["schedule_source"] == AccelTarget.naive_label and naive["schedule"] == "tile i j k 16 16 16\n"
+    assert (
+        naive["schedule_source"] == AccelTarget.naive_label and naive["schedule"] == "tile i j k 16 16 16\n"
+    )
     path = tmp_path / "s.sched"
     path.write_text("tile i j k 32 16 16\nreorder j_o i_o k_o\ndouble_buffer A\n")
     code, given = run_json(capsys, "sim", MATMUL, *SMALL, "--schedule", str(path), "--json")

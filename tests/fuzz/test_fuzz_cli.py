@@ -4,12 +4,11 @@ shape, exit codes and the --mutants hand-off."""
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
 
+from kcomp.cli import fuzz as fuzz_cli
 from kcomp.cli import main
 
 KEYS = ("ok", "mismatch", "crash", "compile_error", "timeout", "programs", "seed")
@@ -30,12 +29,10 @@ def test_smoke_run(capsys, tmp_path: Path):
 
 
 def test_mutants_merged(capsys, monkeypatch, tmp_path: Path):
-    fake = types.ModuleType("kcomp.fuzz.mutate")
-    fake.campaign = lambda n, seed, timeout_s: {"diagnosed": n, "traceback": 0}
-    monkeypatch.setitem(sys.modules, "kcomp.fuzz.mutate", fake)
+    monkeypatch.setattr(fuzz_cli, "campaign", lambda n, seed, timeout_s: {"diagnosed": n, "traceback": 0})
     code, report = fuzz(capsys, "--programs", "0", "--mutants", "3", "--out", str(tmp_path))
     assert report["mutants"] == {"diagnosed": 3, "traceback": 0} and code == 0
-    fake.campaign = lambda n, seed, timeout_s: {"diagnosed": 2, "traceback": 1}
+    monkeypatch.setattr(fuzz_cli, "campaign", lambda n, seed, timeout_s: {"diagnosed": 2, "traceback": 1})
     code, report = fuzz(capsys, "--programs", "0", "--mutants", "3", "--out", str(tmp_path))
     assert code == 1
 

@@ -23,6 +23,9 @@ from kcomp.db.store import SCHEMA_VERSION, TuningDB, _migrate, schema_version
 from kcomp.errors import UsageError
 from kcomp.schedule import parse_schedule
 from kcomp.targets import get_target
+from kcomp.targets.base import Target
+
+DEFAULT = Target.default_label  # the CPU's default-scheduler label
 
 KEY = Key("a" * 64, "cpu", "hw-a", "kernel x(A: f32[4]) -> (B: f32[4])")
 
@@ -138,11 +141,9 @@ WRITER = """
 import sys, time
 from pathlib import Path
 from kcomp.schedule import parse_schedule
-from kcomp.db.records import Key
+from kcomp.db.records import Key, Status, Trial
 from kcomp.db.store import TuningDB
-from kcomp.db.records import Status, Trial
 
-DEFAULT = Target.default_label  # the CPU's default-scheduler label
 db = TuningDB.open(sys.argv[1])
 go = Path(sys.argv[1] + ".go")
 while not go.exists():

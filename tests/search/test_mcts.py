@@ -12,7 +12,6 @@ import pytest
 from cpu_nests import cpu_target
 
 from kcomp.api import load_module
-from kcomp.autoschedule import default_schedule
 from kcomp.db.records import Status, Trial
 from kcomp.lower import lower
 from kcomp.passes import apply
@@ -40,7 +39,7 @@ class FakeMeasurer:
         module = load_module(source)
         self.program = front(module, module.kernel(None), {})
         self.target, self.naive, self.fail = target, lower(self.program), fail
-        self.default_schedule = default_schedule(self.program, self.naive, target)
+        self.default_schedule = target.default_schedule(self.program, self.naive)
         self.truth = truth or (lambda nest, schedule: estimate(nest, HIDDEN))
         self.measured: list[str] = []
 

@@ -132,7 +132,7 @@ def test_the_gemm_recipe_is_reachable_decision_by_decision():
 def test_two_paths_to_the_same_code_share_one_key():
     """On a scalar single-core target the default leaves the nests alone: taking its recipe, or
     searching the nest and leaving every slot as it is, reach the same code at the same slot."""
-    scalar = cpu_target("scalar", 1)
+    scalar = cpu_target("scalar", 1, vector_bits=0)
     space = space_of(*KERNELS["softmax"], target=scalar)
     assert space.default.steps == ()
     root = space.root()

@@ -124,10 +124,4 @@ def test_usage_errors(matmul_file, capsys, monkeypatch):
     refused(["tune", file, "--resume", "--no-db"], "--resume reads the tuning database: drop --no-db")
     refused(["tune", file, "--trials", "-1"], "--trials -1: expected 0 or more")
     refused(["tune", file, "--workers", "0"], "--workers 0: expected 1 or more")
-    monkeypatch.setitem(sys.modules, "kcomp.search.mcts", None)
-    refused(["tune", file, "--strategy", "mcts"], "MCTS is not available yet (use --strategy random)")
-    monkeypatch.setitem(sys.modules, "kcomp.search.space", None)
-    refused(
-        ["tune", file, "--strategy", "random"], "the search space (kcomp.search.space) is not available yet"
-    )
     refused(["db", "show", "1", "--db", "/nonexistent/t.db"], "no tuning database at /nonexistent/t.db")

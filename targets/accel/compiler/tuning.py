@@ -96,7 +96,11 @@ class AccelRules:
         single = Action(f"{text} (single buffers)", steps, single_boost, "double_buffer", 0)
         if not doubled.double_buffer:
             return [single]
-        names = () if doubled.double_buffer == ALL else tuple(g["tensors"][op] for op in sorted(doubled.double_buffer))
+        names = (
+            ()
+            if doubled.double_buffer == ALL
+            else tuple(g["tensors"][op] for op in sorted(doubled.double_buffer))
+        )
         step = S.DoubleBuffer(names)
         on = DEFAULT_BOOST if sorted(doubled.double_buffer) == default["double_buffer"] else 1.0
         return [Action(f"{text}; {format_step(step)}", (*steps, step), on, "double_buffer", 1), single]

@@ -104,10 +104,7 @@ class AccelConfig:
     @classmethod
     def packaged(cls, name: str) -> AccelConfig:
         """One of the configs shipped with kcomp (`PACKAGED`)."""
-        if name not in PACKAGED:
-            raise UsageError(f"no packaged accelerator config {name!r}; packaged: {', '.join(PACKAGED)}")
-        text = resources.files("kcomp.targets.accel.machine").joinpath(f"{name}.toml").read_text()
-        return cls.from_toml(text, source=f"{name}.toml")
+        return cls.from_toml(packaged_text(name), source=f"{name}.toml")
 
     @classmethod
     def from_toml(cls, text: str, *, source: str = "<toml>") -> AccelConfig:
@@ -171,3 +168,10 @@ def _check(cfg: AccelConfig) -> None:
             raise UsageError(f"key {key!r}: {rows} rows exceed the ISA's {MAX_ROWS} row addresses")
     if cfg.sp_rows % cfg.banks:
         raise UsageError(f"key 'banks': {cfg.sp_rows} scratchpad rows do not split into {cfg.banks} banks")
+
+
+def packaged_text(name: str) -> str:
+    """The TOML text of a config shipped with kcomp (`PACKAGED`)."""
+    if name not in PACKAGED:
+        raise UsageError(f"no packaged accelerator config {name!r}; packaged: {', '.join(PACKAGED)}")
+    return resources.files("kcomp.targets.accel.machine").joinpath(f"{name}.toml").read_text()
