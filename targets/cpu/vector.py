@@ -44,7 +44,7 @@ from kcomp.expr import (
     walk,
 )
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, Stmt, Store
-from kcomp.targets.cpu.cexpr import emit_const
+from kcomp.targets.cfamily.cexpr import emit_const
 from kcomp.targets.cpu.simd import CTYPE, VECTOR_DTYPES, VTYPE
 
 if TYPE_CHECKING:
