@@ -1,4 +1,4 @@
-"""`kcomp sim`, `kcomp asm`, `kcomp disasm` (kcomp/sim_cli.py), in-process through `kcomp.cli.main`:
+"""`kcomp sim`, `kcomp asm`, `kcomp disasm` (kcomp/cli/sim.py), in-process through `kcomp.cli.main`:
 the JSON report, the exit-code contract (0 ok, 1 a failed check, 2 bad input: never a traceback),
 the schedule it says it used, traces and plots, and the assembler round trip on disk."""
 
