@@ -34,7 +34,7 @@ from kcomp import syntax as S
 from kcomp.check import check
 from kcomp.db.lookup import tuned_schedule
 from kcomp.dtypes import LOWERED
-from kcomp.errors import ScheduleError, SourceError, Span, UsageError
+from kcomp.errors import ScheduleError, SourceError, Span, Unsupported, UsageError
 from kcomp.loops import LoopNest
 from kcomp.lower import lower
 from kcomp.passes import apply
@@ -107,6 +107,17 @@ def front(module: S.Module, kernel: S.Kernel, shapes: dict[str, int]) -> Program
     return program
 
 
+def check_takes(program: Program, target: Target) -> None:
+    """`Unsupported` when the program has tensors of an element type the target does not lower."""
+    takes = target.capabilities.dtypes
+    foreign = sorted({t.dtype.value for t in program.tensors if t.dtype not in takes})
+    if foreign:
+        known = ", ".join(sorted(d.value for d in takes))
+        raise Unsupported(
+            f"target {target.name} does not lower {', '.join(foreign)} tensors (it takes {known})"
+        )
+
+
 def choose_schedule(
     module: S.Module,
     kernel: S.Kernel,
@@ -175,6 +186,7 @@ def build(
 ) -> Built:
     """Every stage, in order, for `kernel` at `shapes` on `target` (module docstring)."""
     program = front(module, kernel, shapes)
+    check_takes(program, target)
     naive = lower(program)
     chosen = choose_schedule(module, kernel, program, naive, target, schedule)
     try:

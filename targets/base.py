@@ -62,7 +62,9 @@ class Measurement:
 class Capabilities:
     """What a target takes, for the parts of kcomp that must not guess from its name.
 
-    `steps`: the schedule steps it honours (None: every step; a fuzzer draws random steps only then);
+    `dtypes`: the element types of the tensors it lowers (the pipeline refuses others with
+    `Unsupported`); `steps`: the schedule steps it honours (None: every step; the fuzzer draws random
+    steps only then);
     `source`: the name of its source language (`--emit` accepts it beside `source`); `suffix`: the
     source file's suffix; `simulated`: times are simulated cycles at a nominal clock (deterministic:
     the tuner does not re-time them)."""

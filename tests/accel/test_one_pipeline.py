@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+import kcomp
 from kcomp.cli import main
+from kcomp.errors import Unsupported
 from kcomp.schedule import parse_schedule
 from kcomp.search.measure import Measurer, _compile
 
@@ -67,3 +69,13 @@ def test_single_buffering_is_measured_as_single(trials):
     (single, single_text), (double, double_text) = trials["single"], trials["double"]
     assert len(slots(double_text)) == 2 * len(slots(single_text))
     assert single > 1.5 * double  # the issue's 256^3 case: 157,028 against 85,028 cycles
+
+
+def test_a_target_refuses_element_types_it_does_not_lower(capsys):
+    """The pipeline asks the target's capabilities: the accelerator takes f32, i8 and i32 tensors."""
+    f64 = "kernel k(A: f64[4, 4], B: f64[4, 4]) -> (C: f64[4, 4]) { C[i, j] += A[i, k] * B[k, j] }"
+    with pytest.raises(
+        Unsupported, match=r"target accel does not lower f64 tensors \(it takes f32, i32, i8\)"
+    ):
+        kcomp.compile(f64, target="accel")
+    assert kcomp.compile(f64).check().ok  # the CPU lowers f64
