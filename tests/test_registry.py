@@ -3,6 +3,8 @@ the errors a user sees when a target is not what a command needs."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,19 @@ def test_sim_wants_a_simulated_target(capsys):
 def test_bench_target_flags(capsys, argv: list[str], message: str):
     assert main(["bench", *argv, "--cases", "gemm_16x16x16" if argv[0] == "accel" else "8x8x8"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_target_s_package_is_imported_only_when_it_is_used():
+    """In a fresh process: compiling for the CPU never loads the accelerator's modules."""
+    script = (
+        "import sys, kcomp\n"
+        "kcomp.compile('kernel s(X: f32[8]) -> (Y: f32[8]) { Y[i] = X[i] * 2.0 }').check()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('kcomp.targets.accel')))\n"
+        "kcomp.compile('kernel s(X: f32[8]) -> (Y: f32[8]) { Y[i] = X[i] * 2.0 }', target='cpu:scalar')\n"
+        "import kcomp.targets\n"
+        "kcomp.targets.get_target('accel')\n"
+        "print('kcomp.targets.accel.target' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "True"]
