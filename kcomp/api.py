@@ -166,13 +166,7 @@ class CompiledKernel:
         the target's sanitizer build instead (`run_sanitized`; a UsageError where it has none)."""
         built, arrays, outputs, params = self._prepare(seed, inputs, params)
         args = built.arguments(arrays, outputs, params)
-        if sanitize:
-            run_sanitized = getattr(self.target, "run_sanitized", None)
-            if run_sanitized is None:
-                raise UsageError(f"target {self.target.name} has no sanitizer build (--sanitize)")
-            report = run_sanitized(built, args)
-        else:
-            report = self.target.run(built.artifact, args)
+        report = self.target.run_sanitized(built, args) if sanitize else self.target.run(built.artifact, args)
         expected = evaluate(built.program, arrays, params)
         return CheckResult.of(compare_outputs(built.program, outputs, expected), report)
 

@@ -8,7 +8,7 @@ A target owns its half of the pipeline (`kcomp.pipeline` walks it, never testing
     running     `run(artifact, args)`, `profile(artifact, args) -> Measurement`
     search      `search_rules()` (its decisions in the tuner's space), `estimate(nest, schedule)` (the
                 analytical cost model), `fingerprint()` (the hardware a tuning record is valid for)
-    reports     `describe()`, `notes(naive, nest, schedule)`, `capabilities`
+    reports     `describe()`, `notes(naive, nest, schedule)`, `capabilities`, `run_sanitized` (--sanitize)
 
 Only `from_spec`, `emit`, `build` and `run` are abstract: the defaults are those of a loop-nest target
 (the rule-based loop scheduler, the loop-transformation search rules, the roofline cost model of a
@@ -37,6 +37,7 @@ import numpy as np
 from kcomp.autoschedule import default_schedule
 from kcomp.config import Config, config
 from kcomp.dtypes import LOWERED, DType
+from kcomp.errors import UsageError
 from kcomp.loops import LoopNest
 from kcomp.program import Program
 from kcomp.schedule import NONE, Schedule, Step
@@ -130,6 +131,10 @@ class Target(abc.ABC):
     ) -> Measurement:
         """Median time of `run` (targets with a cheaper call path override this); `cutoff_s`: see `bench`."""
         return bench(lambda: self.run(artifact, args), budget_s=budget_s, cutoff_s=cutoff_s)
+
+    def run_sanitized(self, built: Built, args: Sequence[Arg]) -> Any:
+        """`run` under the target's sanitizers (`kcomp run --sanitize`); a target without any says so."""
+        raise UsageError(f"target {self.name} has no sanitizer build (--sanitize)")
 
     # -- search -----------------------------------------------------------------------------------
     def search_rules(self) -> Rules:
