@@ -175,12 +175,6 @@ def _explicit(explicit: Any) -> Chosen:
     return Chosen(parse_schedule(text, "<schedule>"), "given by the caller")
 
 
-def schedule_nest(naive: LoopNest, schedule: Schedule, target: Target) -> tuple[LoopNest, str]:
-    """The stages `apply` and `emit`: the scheduled nest and the target's source text."""
-    nest = apply(naive, schedule)
-    return nest, target.emit(nest, schedule)
-
-
 def build(
     module: S.Module, kernel: S.Kernel, shapes: dict[str, int], target: Target, schedule: Any = None
 ) -> Built:
@@ -189,19 +183,18 @@ def build(
     check_takes(program, target)
     naive = lower(program)
     chosen = choose_schedule(module, kernel, program, naive, target, schedule)
+    nest = None
     try:
-        nest, source = schedule_nest(naive, chosen.schedule, target)
+        nest = apply(naive, chosen.schedule)
+        source = target.emit(nest, chosen.schedule)
     except ScheduleError as e:
-        if not chosen.block:
+        # NOTE: at the block's own shapes its steps must apply; what may not fit there is the target
+        if not chosen.block or not (shapes or nest is not None):
             raise ScheduleError(f"{e} [schedule: {chosen.source}]") from None
-        try:
-            apply(naive, chosen.schedule)
-        except ScheduleError:
-            if not shapes:  # the block's own shapes: its steps must apply there
-                raise ScheduleError(f"{e} [schedule: {chosen.source}]") from None
         where = "these shapes" if shapes else f"target {target.name}"
         fallback = choose_schedule(module, kernel, program, naive, target, use_block=False)
-        nest, source = schedule_nest(naive, fallback.schedule, target)
+        nest = apply(naive, fallback.schedule)
+        source = target.emit(nest, fallback.schedule)
         chosen = Chosen(
             fallback.schedule, f"{fallback.source}; the {chosen.source} does not fit {where} ({e})"
         )

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from kcomp.api import CompiledKernel, compile
 from kcomp.errors import UsageError
 from kcomp.pipeline import STAGES
 from kcomp.targets import DEFAULT
@@ -54,6 +55,21 @@ def parse_inputs(items: list[str] | None) -> dict[str, np.ndarray]:
         except (OSError, ValueError) as e:
             raise UsageError(f"--input {item}: cannot read {path}: {e}") from None
     return out
+
+
+def kernel_of(args: argparse.Namespace, target: str) -> CompiledKernel:
+    """The kernel the command line names (file, `--kernel`, `--shape`, `--schedule`) for `target`,
+    compiled now: with no arrays to bind dimensions from, an unbound one is reported naming --shape."""
+    k = compile(
+        args.file,
+        kernel=args.kernel,
+        target=target,
+        shapes=parse_shapes(args.shape),
+        schedule=getattr(args, "schedule", None),
+    )
+    if k.free:
+        k.specialize({})
+    return k
 
 
 def add_kernel_options(

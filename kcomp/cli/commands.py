@@ -16,15 +16,15 @@ from typing import Any
 
 from rich.console import Console
 
-from kcomp.api import CompiledKernel, compile
+from kcomp.api import CompiledKernel
 from kcomp.cli.args import (
     add_emit_option,
     add_kernel_options,
     add_run_options,
     finite,
+    kernel_of,
     parse_inputs,
     parse_params,
-    parse_shapes,
 )
 
 
@@ -46,21 +46,8 @@ def add_parsers(sub: Any) -> None:
     )
 
 
-def _kernel(args: argparse.Namespace) -> CompiledKernel:
-    k = compile(
-        args.file,
-        kernel=args.kernel,
-        target=args.target,
-        shapes=parse_shapes(args.shape),
-        schedule=getattr(args, "schedule", None),
-    )
-    if k.free:  # the command line has no arrays to bind from: report the first use, naming --shape
-        k.specialize({})
-    return k
-
-
 def cmd_compile(args: argparse.Namespace) -> int:
-    k = _kernel(args)
+    k = kernel_of(args, args.target)
     built = k.built
     if args.emit:
         print(built.stage(args.emit))
@@ -91,7 +78,7 @@ def _report(k: CompiledKernel, built: Any) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    k = _kernel(args)
+    k = kernel_of(args, args.target)
     inputs = parse_inputs(args.input)
     params = parse_params(args.param)
     given, rparams = k.random_inputs(args.seed)

@@ -24,16 +24,16 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from kcomp.api import CompiledKernel, compile
+from kcomp.api import CompiledKernel
 from kcomp.arguments import check_arrays, check_params
 from kcomp.cli.args import (
     add_emit_option,
     add_kernel_options,
     add_run_options,
     finite,
+    kernel_of,
     parse_inputs,
     parse_params,
-    parse_shapes,
 )
 from kcomp.errors import UsageError
 from kcomp.targets import SIMULATED
@@ -83,13 +83,9 @@ def add_parsers(subparsers: Any) -> None:
 
 def run_sim(args: argparse.Namespace) -> int:
     spec = args.target or (f"{SIMULATED}:{args.accel}" if args.accel else SIMULATED)
-    k = compile(
-        args.file, kernel=args.kernel, target=spec, shapes=parse_shapes(args.shape), schedule=args.schedule
-    )
+    k = kernel_of(args, spec)
     if not k.target.capabilities.simulated:
         raise UsageError(f"kcomp sim runs simulated targets; {k.target.name} is not one (use kcomp run)")
-    if k.free:  # the command line has no arrays to bind from: report the first use, naming --shape
-        k.specialize({})
     built = k.built
     if args.emit:
         print(built.stage(args.emit))

@@ -289,22 +289,17 @@ def group_steps(g: Contraction, m: Mapping) -> list[Step]:
     return steps
 
 
-def mapping_steps(nest: LoopNest, choose: Callable[[Contraction], Mapping]) -> list[tuple[Step, ...]]:
-    """The steps of each group of the unscheduled `nest`, in order: `choose(group) -> Mapping`.  Each
-    tile renames the loops of the nests after it, so a group's names are read after the steps before."""
-    out: list[tuple[Step, ...]] = []
+def mapping_schedule(nest: LoopNest, choose: Callable[[Contraction], Mapping]) -> Schedule:
+    """A schedule for every group of the unscheduled `nest`: `choose(group) -> Mapping`.  Groups are
+    scheduled in order; each tile renames the loops of the nests after it, so names are read anew."""
+    steps: list[Step] = []
     current = nest
     for n in range(len(match(nest).groups)):
         g = match(current).groups[n]
-        steps = tuple(group_steps(g, choose(g)))
-        current = apply(current, Schedule(steps))
-        out.append(steps)
-    return out
-
-
-def mapping_schedule(nest: LoopNest, choose: Callable[[Contraction], Mapping]) -> Schedule:
-    """A schedule mapping every group of the unscheduled `nest` (`mapping_steps`, concatenated)."""
-    return Schedule(tuple(s for steps in mapping_steps(nest, choose) for s in steps))
+        more = group_steps(g, choose(g))
+        current = apply(current, Schedule(tuple(more)))
+        steps += more
+    return Schedule(tuple(steps))
 
 
 def describe_mapping(g: Contraction, m: Mapping, text: str | None = None) -> str:

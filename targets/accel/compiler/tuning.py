@@ -24,7 +24,6 @@ from kcomp.targets.accel.compiler.mapping import (
     default_mapping,
     fit_buffers,
     fits,
-    mapping_steps,
     present,
     tile_candidates,
 )
@@ -60,12 +59,16 @@ class AccelRules:
         self.cfg = cfg
 
     def units(self, naive: LoopNest, default: Schedule) -> Units:
-        """One unit per contraction group, in program order; its recipe is the default mapping's steps
-        for it (`default` is `AccelTarget.default_schedule`, which this splits by group)."""
+        """One unit per contraction group, in program order; its recipe is the default's steps for it
+        (a mapping spells each group as a `tile` step and what follows it: `group_steps`)."""
         count = len(match(naive).groups)
-        steps = mapping_steps(naive, lambda g: default_mapping(g, self.cfg, reserved_rows(g, self.cfg)))
-        if tuple(s for group in steps for s in group) != default.steps:
-            steps = [default.steps] + [()] * (count - 1)  # not the rule-based mapping: one recipe
+        steps: list[tuple[Step, ...]] = []
+        for step in default.steps:
+            if isinstance(step, S.Tile) or not steps:
+                steps.append(())
+            steps[-1] += (step,)
+        if len(steps) != count:  # not one tile per group: the whole default is the first recipe
+            steps = [default.steps] + [()] * (count - 1)
         return Units(tuple(range(count)), (1,) * count, tuple(steps))
 
     def enter(self, state: State) -> AccelPlan:
