@@ -13,6 +13,11 @@
     layout T 1 0              an intermediate tensor is stored with its dimensions permuted
     double_buffer [T...]      accelerator: two on-chip buffers per tile of T (all operands when none
                               named), so the next tile's DMA overlaps this tile's compute
+    compute_at P at LOOP      the statements producing the intermediate P run inside LOOP of its
+                              consumer, for the region of P that LOOP's body reads (docs/fusion.md)
+    inline P                  an elementwise P is substituted into its readers; its nest disappears
+    materialize P             P keeps its own nest and buffer (the default; records the decision)
+    online M S                S += exp(u - M) * v after M max= u: one pass with a running max
 
 A step addresses loops by the names `kcomp compile --emit loops` prints for the nest as it stands
 after the steps before it, and tensors by name.  `str(schedule)` is the canonical text (one step
@@ -150,6 +155,44 @@ class DoubleBuffer:
         return list(self.tensors)
 
 
+@dataclass(frozen=True, slots=True)
+class ComputeAt:
+    tensor: str
+    at: str
+    verb: ClassVar[str] = "compute_at"
+
+    def words(self) -> list[str]:
+        return [self.tensor, "at", self.at]
+
+
+@dataclass(frozen=True, slots=True)
+class Inline:
+    tensor: str
+    verb: ClassVar[str] = "inline"
+
+    def words(self) -> list[str]:
+        return [self.tensor]
+
+
+@dataclass(frozen=True, slots=True)
+class Materialize:
+    tensor: str
+    verb: ClassVar[str] = "materialize"
+
+    def words(self) -> list[str]:
+        return [self.tensor]
+
+
+@dataclass(frozen=True, slots=True)
+class Online:
+    max: str  # M[..] max= u
+    sum: str  # S[..] += exp(u - M[..]) * v
+    verb: ClassVar[str] = "online"
+
+    def words(self) -> list[str]:
+        return [self.max, self.sum]
+
+
 Step = (
     Split
     | Tile
@@ -163,6 +206,10 @@ Step = (
     | Pack
     | Layout
     | DoubleBuffer
+    | ComputeAt
+    | Inline
+    | Materialize
+    | Online
 )
 STEP_TYPES: dict[str, type] = {cls.verb: cls for cls in Step.__args__}
 USAGE = {
@@ -178,6 +225,10 @@ USAGE = {
     "pack": "pack TENSOR at LOOP block DIM FACTOR",
     "layout": "layout TENSOR DIM...",
     "double_buffer": "double_buffer [TENSOR...]",
+    "compute_at": "compute_at TENSOR at LOOP",
+    "inline": "inline TENSOR",
+    "materialize": "materialize TENSOR",
+    "online": "online MAX SUM",
 }
 
 
@@ -366,12 +417,21 @@ def _parse_step(words: list[tuple[str, int]], span: Span, raw: str, line: int, c
             loop = name(0)
             done(1)
             return Unroll(loop)
-        case "cache_write" | "cache_read":
+        case "cache_write" | "cache_read" | "compute_at":
             tensor = name(0)
             keyword(1, "at")
             loop = name(2)
             done(3)
-            return CacheWrite(tensor, loop) if verb == "cache_write" else CacheRead(tensor, loop)
+            kind = {"cache_write": CacheWrite, "cache_read": CacheRead, "compute_at": ComputeAt}[verb]
+            return kind(tensor, loop)
+        case "inline" | "materialize":
+            tensor = name(0)
+            done(1)
+            return Inline(tensor) if verb == "inline" else Materialize(tensor)
+        case "online":
+            step = Online(name(0), name(1))
+            done(2)
+            return step
         case "pack":
             tensor = name(0)
             keyword(1, "at")
@@ -406,6 +466,8 @@ def _validated(step: Step, span: Span | None) -> Step:
             problem = "double_buffer: a tensor is named twice"
         case Layout(order=o) if sorted(o) != list(range(len(o))):
             problem = f"layout: {' '.join(map(str, o))} is not a permutation of 0..{len(o) - 1}"
+        case Online(max=m, sum=t) if m == t:
+            problem = "online: the running maximum and the sum are two different tensors"
         case Split(tail=t) if t not in ("guard", "peel"):
             problem = f"split: tail must be 'guard' or 'peel', not {t!r}"
     if problem:

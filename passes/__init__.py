@@ -16,18 +16,25 @@ from kcomp.loops.verify import VerifyError, verify
 from kcomp.passes.annotate import parallel, unroll, vectorize
 from kcomp.passes.cache_read import cache_read
 from kcomp.passes.cache_write import cache_write
+from kcomp.passes.compute_at import compute_at
 from kcomp.passes.double_buffer import double_buffer
 from kcomp.passes.fuse import fuse
+from kcomp.passes.inline import inline, materialize
 from kcomp.passes.layout import layout
+from kcomp.passes.online import online
 from kcomp.passes.reorder import reorder
 from kcomp.passes.split import split
 from kcomp.passes.tile import tile
 from kcomp.schedule import (
     CacheRead,
     CacheWrite,
+    ComputeAt,
     DoubleBuffer,
     Fuse,
+    Inline,
     Layout,
+    Materialize,
+    Online,
     Pack,
     Parallel,
     Reorder,
@@ -53,6 +60,10 @@ PASSES: dict[type, Callable[[LoopNest, Step], LoopNest]] = {
     Pack: cache_read,
     Layout: layout,
     DoubleBuffer: double_buffer,
+    ComputeAt: compute_at,
+    Inline: inline,
+    Materialize: materialize,
+    Online: online,
 }
 
 

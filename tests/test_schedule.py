@@ -16,7 +16,11 @@ from kcomp.schedule import (
     STEP_TYPES,
     CacheRead,
     CacheWrite,
+    ComputeAt,
     DoubleBuffer,
+    Inline,
+    Materialize,
+    Online,
     Fuse,
     Layout,
     Pack,
@@ -48,6 +52,10 @@ EXAMPLES = [
     ("layout T 1 0", Layout("T", (1, 0))),
     ("double_buffer", DoubleBuffer()),
     ("double_buffer A B", DoubleBuffer(("A", "B"))),
+    ("compute_at e at n", ComputeAt("e", "n")),
+    ("inline t", Inline("t")),
+    ("materialize t", Materialize("t")),
+    ("online mx s", Online("mx", "s")),
 ]
 EVERYTHING = Schedule(tuple(step for _, step in EXAMPLES))
 
@@ -152,7 +160,7 @@ def _error(text: str, message: str, col: int, line: int = 1) -> SourceError:
 def test_unknown_step_lists_the_known_steps():
     e = _error(
         "split i 4\n  frob i",
-        r"unknown schedule step 'frob'; steps are: cache_read, cache_write, double_buffer, fuse",
+        r"unknown schedule step 'frob'; steps are: cache_read, cache_write, compute_at, double_buffer, fuse",
         3,
         2,
     )
