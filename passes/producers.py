@@ -154,9 +154,12 @@ def substitute_loads(body: tuple[Stmt, ...], buf: Buffer, fn) -> tuple[Stmt, ...
 
     def visit(s: Stmt) -> Stmt | None:
         if isinstance(s, Store):
-            return Store(s.buffer, tuple(on_expr(i) for i in s.index), on_expr(s.value))
+            index, value = tuple(on_expr(i) for i in s.index), on_expr(s.value)
+            same = value is s.value and all(a is b for a, b in zip(index, s.index, strict=True))
+            return None if same else Store(s.buffer, index, value)
         if isinstance(s, Guard):
-            return Guard(on_expr(s.cond), s.body)
+            cond = on_expr(s.cond)
+            return None if cond is s.cond else Guard(cond, s.body)
         return None
 
     return map_stmts(body, visit)
