@@ -24,23 +24,22 @@ Rules, per top-level loop nest (one per statement, plus initialisations):
 
 from __future__ import annotations
 
-from kcomp.errors import ScheduleError
+from kcomp.autofuse import Builder, fuse_by_rule
 from kcomp.expr import Load, Var, free_vars, loads
 from kcomp.loops import Alloc, Guard, Loop, LoopNest, Stmt, Store, walk_stmts
 from kcomp.loops.common import body_exprs
-from kcomp.passes import apply_step
 from kcomp.printer import symbol_names
 from kcomp.program import Program
 from kcomp.schedule import (
     CacheRead,
     CacheWrite,
+    ComputeAt,
     Fuse,
     Pack,
     Parallel,
     Reorder,
     Schedule,
     Split,
-    Step,
     Tile,
     Unroll,
     Vectorize,
@@ -50,40 +49,28 @@ PARALLEL_MIN_WORK = 1 << 15  # loop iterations below which threads cost more tha
 KC = 256  # k-block of the GEMM recipe: A's MR x KC and B's KC x NR slivers stay in L1/L2
 
 
-class _Builder:
-    """Applies steps as they are chosen, keeping the legal ones."""
-
-    def __init__(self, nest: LoopNest):
-        self.nest = nest
-        self.steps: list[Step] = []
-
-    def names(self) -> dict[object, str]:
-        return symbol_names(self.nest)
-
-    def name(self, loop: Loop) -> str:
-        return self.names()[loop.var]
-
-    def try_step(self, step: Step) -> bool:
-        try:
-            nest = apply_step(self.nest, step)
-        except ScheduleError:
-            return False
-        self.nest, self.steps = nest, [*self.steps, step]
-        return True
+_Builder = Builder  # the fusion rules and these share one builder
 
 
-def default_schedule(program: Program, nest: LoopNest, target: object) -> Schedule:
-    """Schedule steps for `nest` on `target` (its `vector_bits` and `cores`), chosen by the rules above."""
+def default_schedule(program: Program, nest: LoopNest, target: object, fuse: bool = True) -> Schedule:
+    """Schedule steps for `nest` on `target` (its `vector_bits` and `cores`), chosen by the rules
+    above after the fusion rules of `kcomp.autofuse` (`fuse` False: none; the search's fusion
+    variants schedule nests they fused themselves)."""
     width = max(1, getattr(target, "vector_bits", 0) // 32)
     cores = getattr(target, "cores", 1)
     b = _Builder(nest)
+    steps = getattr(getattr(target, "capabilities", None), "steps", None)
+    if fuse and (steps is None or ComputeAt in steps):
+        fuse_by_rule(b)
     # NOTE: steps rename loops but never add or remove top-level nests, so a nest's position is
     # how it is found again after each step.
-    for pos, top in enumerate(_top_nests(nest.body)):
+    for pos, top in enumerate(_top_nests(b.nest.body)):
         names = b.names()
         chain = _chain(top)
         gemm = _gemm_like(chain) if width > 1 else None
-        if gemm is not None and gemm[0].extent >= 2 * _tile_sizes(gemm[0].extent, gemm[1].extent, width)[0]:
+        if _fused(chain):
+            _fused_nest(b, pos, width, cores)
+        elif gemm is not None and gemm[0].extent >= 2 * _tile_sizes(gemm[0].extent, gemm[1].extent, width)[0]:
             _gemm(b, pos, chain, names, width, cores)
         elif gemm is not None:
             if not _skinny(b, chain, names, width, cores):
@@ -279,6 +266,29 @@ def _conv(b: _Builder, chain: list[Loop], names: dict, width: int, cores: int) -
     return True
 
 
+def _fused(chain: list[Loop]) -> bool:
+    """Whether the innermost body of the perfectly nested loops holds other loops (a fused nest)."""
+    return any(isinstance(s, Loop) for s in walk_stmts(chain[-1].body))
+
+
+def _fused_nest(b: _Builder, pos: int, width: int, cores: int) -> None:
+    """A nest that fusion made: its outer loops run in threads (rule 3's parallel choice) and each
+    inner nest, one per fused statement, gets rule 3's vector choice on its own loops."""
+    top = _top_nests(b.nest.body)[pos]
+    if cores > 1 and _work(top) >= PARALLEL_MIN_WORK:
+        _parallelize(b, pos, width, cores)
+    if width <= 1:
+        return
+    # NOTE: vectorizing renames nothing, so the inner nests are found again by position.
+    count = len(_top_nests(_chain(_top_nests(b.nest.body)[pos])[-1].body))
+    for k in range(count):
+        inner = _top_nests(_chain(_top_nests(b.nest.body)[pos])[-1].body)[k]
+        chain = _chain(inner)
+        stores = [s for s in walk_stmts(chain[-1].body) if isinstance(s, Store)]
+        if stores and not _fused(chain):
+            _vectorize_innermost(b, chain, stores[-1], width)
+
+
 def _generic(b: _Builder, pos: int, width: int, cores: int) -> None:
     chain = _chain(_top_nests(b.nest.body)[pos])
     body = chain[-1].body
@@ -359,7 +369,7 @@ def _block_for_cache(b: _Builder, chain: list[Loop], accesses: list) -> None:
 
 def _work(loop: Loop) -> int:
     """Iterations of the innermost statements of `loop` (an estimate of its cost)."""
-    inner = [s for s in loop.body if isinstance(s, Loop)]
+    inner = _top_nests(loop.body)
     if not inner:
         return loop.extent
     return loop.extent * max(_work(s) for s in inner)

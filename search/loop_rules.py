@@ -64,7 +64,7 @@ class LoopRules:
         slot |= {"unroll": _unroll_candidates, "vectorize": _vectorize_candidates, "stage": _stage_candidates}
         slot |= {"cache_write": _cache_write_candidates, "parallel": _parallel_candidates}
         loops = band(top_nests(state.nest.body)[state.pos])
-        make = _Maker(set(state.space.default_steps[state.pos]))
+        make = _Maker(set(state.default_steps[state.pos]))
         return slot[state.phase](self, state, loops, state.space.names(state.nest), make)
 
     def advance(self, state: State, action: Action, nest: LoopNest) -> LoopPlan | None:
@@ -271,7 +271,11 @@ def _order_candidates(
         else:
             out.append(make(f"order {label}", (S.Reorder(tuple(names[v] for v in order)),), score, "order"))
     out.sort(key=lambda a: -a.prior)
-    return out[:MAX_ORDERS] if len(out) > 1 else []
+    out = out[:MAX_ORDERS]
+    if out and not any(not a.steps for a in out):  # the loops as they are: always legal
+        as_is = " ".join(names[v] for v in current)
+        out.append(make.none(f"order {as_is} (as is)", min(a.prior for a in out), "order", S.Reorder))
+    return out if len(out) > 1 else []
 
 
 def _register(state: State, loops: list[Loop]) -> set[Var]:

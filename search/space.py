@@ -4,7 +4,10 @@
     state.actions() -> [Action]          each with a readable `label`, a `prior` and the `steps` it adds
     state.apply(action) -> State         state.is_terminal(), state.schedule(), state.key()
 
-The target supplies the rules (`target.search_rules()`, search/rules.py: the CPU's loop
+The first decision is the fusion of the kernel's intermediates (`search/fusion.py`: the default
+scheduler's fusion, none, and variations of it: compute_at levels, inline or materialize, one-pass
+or not); the units that follow are the top-level nests of the nest that fusion leaves.  The target
+supplies the rules (`target.search_rules()`, search/rules.py: the CPU's loop
 transformations in search/loop_rules.py, the accelerator's mapping decisions in its own package)
 and the default schedule; the space walks them unit by unit, each unit starting with the `recipe`
 slot: the default schedule's steps for the unit, whole, or search it.
@@ -28,6 +31,7 @@ from kcomp.passes import apply, apply_step
 from kcomp.printer import canonical, symbol_names
 from kcomp.program import Program
 from kcomp.schedule import Schedule, Step, format_step
+from kcomp.search.fusion import Variant, fusion_variants, per_nest_default
 from kcomp.search.rules import Action, Plan, Rules
 
 UNSEEN = (S.DoubleBuffer,)  # steps that leave the loop nest as it is
@@ -51,16 +55,26 @@ class State:
     nest: LoopNest
     by_nest: tuple[tuple[Step, ...], ...]  # steps per unit, in program order
     order: tuple[Step, ...]  # all steps, in the order they were taken
-    cursor: tuple[int, int, int]  # (index into space.nest_order, phase, sub-slot)
+    cursor: tuple[int, int, int]  # (index into the variant's unit order, phase, sub-slot)
     plan: Plan
     memo: dict = field(default_factory=dict, repr=False)
+    variant: int = -1  # the fusion variant taken (-1: not decided yet)
+
+    @property
+    def fusion(self) -> Variant:
+        return self.space.variant(max(self.variant, 0))
+
+    @property
+    def default_steps(self) -> tuple[tuple[Step, ...], ...]:
+        """The default schedule's steps per unit of this state's fusion variant."""
+        return self.fusion.units.default_steps
 
     def is_terminal(self) -> bool:
-        return self.cursor[0] >= len(self.space.nest_order)
+        return self.variant >= 0 and self.cursor[0] >= len(self.fusion.units.order)
 
     @property
     def pos(self) -> int:
-        return self.space.nest_order[self.cursor[0]]
+        return self.fusion.units.order[self.cursor[0]]
 
     @property
     def phase(self) -> str:
@@ -71,19 +85,24 @@ class State:
         does not show, and while decisions remain the next slot and what it depends on."""
         if "key" not in self.memo:
             unseen = "; ".join(format_step(s) for s in self.order if isinstance(s, UNSEEN))
-            text = canonical(self.nest) + (f"#unseen {unseen}" if unseen else "")
+            text = (
+                canonical(self.nest)
+                + (f"#unseen {unseen}" if unseen else "")
+                + ("#fusion" if self.variant < 0 else "")
+            )
             if not self.is_terminal():
                 text += f"#{self.cursor} {self.plan.describe(self.space.names(self.nest))}"
             self.memo["key"] = hashlib.sha256(text.encode()).hexdigest()
         return self.memo["key"]
 
     def schedule(self) -> Schedule:
-        """The steps so far grouped by unit in program order (in the order taken, should that
-        grouping not replay to the same nest)."""
+        """The fusion steps, then the steps so far grouped by unit in program order (in the order
+        taken, should that grouping not replay to the same nest)."""
         if "schedule" not in self.memo:
-            grouped = Schedule(tuple(s for steps in self.by_nest for s in steps))
-            if grouped.steps != self.order and not self.space.replays(grouped, self.nest):
-                grouped = Schedule(self.order)
+            prefix = self.fusion.steps if self.variant >= 0 else ()
+            grouped = Schedule(prefix + tuple(s for steps in self.by_nest for s in steps))
+            if grouped.steps != prefix + self.order and not self.space.replays(grouped, self.nest):
+                grouped = Schedule(prefix + self.order)
             self.memo["schedule"] = grouped
         return self.memo["schedule"]
 
@@ -118,6 +137,8 @@ class State:
         if not self.is_legal(action):
             raise ScheduleError(f"action '{action.label}' is not legal here")
         stepped, settled = self.memo["stepped"][action.label], self.memo.setdefault("settled", {})
+        if action.label not in settled and self.variant < 0:
+            settled[action.label] = stepped
         if action.label not in settled:
             same_nest = stepped.cursor[0] == self.cursor[0]
             settled[action.label] = _settle(stepped) if same_nest else _enter(stepped)
@@ -128,20 +149,31 @@ class Space:
     """The decisions for one kernel on one target (a `kcomp.targets.Target`: its `search_rules()`
     and `default_schedule`)."""
 
-    def __init__(self, program: Program, target: Any):
+    def __init__(self, program: Program, target: Any, *, fused_default: bool = True):
         self.program, self.target = program, target
         self.naive = lower(program)
         self.rules: Rules = target.search_rules()
         self.phases = ("recipe", *self.rules.phases)
         self.default = target.default_schedule(program, self.naive)
-        units = self.rules.units(self.naive, self.default)
-        self.nest_order, self.work, self.default_steps = units.order, units.work, units.default_steps
         self._replays: dict[str, bool] = {}
         self._names: dict[int, tuple[LoopNest, dict]] = {}
+        self._variants = fusion_variants(program, target, self.naive, self.default, fused_default)
+        units = self.variant(0).units
+        self.nest_order, self.work, self.default_steps = units.order, units.work, units.default_steps
+
+    def variant(self, k: int) -> Variant:
+        """Fusion variant `k` (0: the one the baseline uses), its units computed on first use."""
+        v = self._variants[k]
+        if v.units is None:
+            nest = apply(self.naive, Schedule(v.steps))
+            rest = v.rest if v.rest is not None else per_nest_default(self.target, self.program, nest)
+            v.nest, v.units = nest, self.rules.units(nest, Schedule(rest))
+        return v
 
     def root(self) -> State:
-        empty = tuple(() for _ in self.default_steps)
-        return _enter(State(self, self.naive, empty, (), (0, 0, 0), _Start()))
+        if len(self._variants) == 1:
+            return _start_variant(self, 0)
+        return State(self, self.naive, (), (), (0, 0, 0), _Start())
 
     def names(self, nest: LoopNest) -> dict:
         """`symbol_names(nest)`, remembered for the nests of recent states."""
@@ -162,8 +194,20 @@ class Space:
 # ---------------------------------------------------------------- transitions
 
 
+def _start_variant(space: Space, k: int) -> State:
+    v = space.variant(k)
+    assert v.nest is not None and v.units is not None
+    empty = tuple(() for _ in v.units.default_steps)
+    return _enter(State(space, v.nest, empty, (), (0, 0, 0), _Start(), variant=k))
+
+
 def _transition(state: State, action: Action) -> State | None:
     nest, space = state.nest, state.space
+    if state.variant < 0:
+        try:
+            return _start_variant(space, action.choice[0])
+        except ScheduleError:
+            return None
     try:
         for step in action.steps:
             nest = apply_step(nest, step)
@@ -178,12 +222,12 @@ def _transition(state: State, action: Action) -> State | None:
     done = state.phase == "recipe" and action.label.startswith(DEFAULT_RECIPE)
     done = done or (state.phase != "recipe" and space.rules.finishes(action))
     cursor = (n + 1, 0, 0) if done else (n, phase, sub + 1)
-    return State(space, nest, by_nest, state.order + action.steps, cursor, plan)
+    return State(space, nest, by_nest, state.order + action.steps, cursor, plan, variant=state.variant)
 
 
 def _enter(state: State) -> State:
     """Start the unit under the cursor: read what its slots need, find its first decision."""
-    if state.is_terminal():
+    if state.variant < 0 or state.is_terminal():
         return state
     plan = state.space.rules.enter(state)
     return _settle(replace(state, cursor=(state.cursor[0], 0, 0), plan=plan, memo={}))
@@ -211,10 +255,15 @@ def _settle(state: State) -> State:
 
 
 def _candidates(state: State) -> list[Action]:
+    if state.variant < 0:
+        return [
+            Action(v.label, v.steps, v.prior, "fusion", choice=(k,))
+            for k, v in enumerate(state.space._variants)
+        ]
     if state.phase != "recipe":
         return state.space.rules.candidates(state)
     pos = state.pos
-    steps = state.space.default_steps[pos]
+    steps = state.default_steps[pos]
     text = "; ".join(map(format_step, steps)) or "no steps"
     default = Action(f"{DEFAULT_RECIPE} ({text})", steps, 0.6, "recipe")
     return [default, Action(f"search nest {pos}", (), 0.4, "recipe")]

@@ -96,9 +96,10 @@ class Target(abc.ABC):
         """The target a normalised spec names (`family` or `family:variant`); `UsageError` if malformed."""
 
     # -- scheduling -------------------------------------------------------------------------------
-    def default_schedule(self, program: Program, nest: LoopNest) -> Schedule:
-        """What the kernel gets when nobody wrote or tuned a schedule (`nest`: the naive loops)."""
-        return default_schedule(program, nest, self)
+    def default_schedule(self, program: Program, nest: LoopNest, fuse: bool = True) -> Schedule:
+        """What the kernel gets when nobody wrote or tuned a schedule (`nest`: the naive loops;
+        `fuse` False: no fusion steps, for a nest the search fused already)."""
+        return default_schedule(program, nest, self, fuse)
 
     def naive_schedule(self, nest: LoopNest) -> Schedule:
         """What `--schedule none` means here: the naive loops, unless the target needs some steps."""

@@ -96,7 +96,7 @@ class AccelTarget(Target):
         return cls(AccelConfig.load(variant or None), f"{FAMILY}:{variant}" if variant else FAMILY)
 
     # -- scheduling -----------------------------------------------------------------------------
-    def default_schedule(self, program: Program, nest: LoopNest) -> Schedule:
+    def default_schedule(self, program: Program, nest: LoopNest, fuse: bool = True) -> Schedule:
         """The rule-based mapping of every contraction in the unscheduled `nest`, as schedule steps."""
         return mapping_schedule(nest, lambda g: default_mapping(g, self.cfg, reserved_rows(g, self.cfg)))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import EXECUTORS, _RUN, build, check_schedule, scheduled, unwritten
+from helpers import _RUN, EXECUTORS, build, check_schedule, scheduled, unwritten
 
 from kcomp.compare import compare_outputs
 from kcomp.errors import ScheduleError, SourceError
@@ -113,7 +113,11 @@ def test_materialize_is_a_checked_no_op():
         (SOFTMAX, "vectorize d3\ncompute_at s at d3", "loop d3 is vector"),
         (SOFTMAX, "split n 2\ncompute_at mx at n", "was transformed"),
         (SOFTMAX, "compute_at mx at n1\ncompute_at mx at n2", "loop n2 does not read mx"),
-        (SOFTMAX, "compute_at e at n3\ncompute_at e at n2\ninline e", "computed inside another loop nest already"),
+        (
+            SOFTMAX,
+            "compute_at e at n3\ncompute_at e at n2\ninline e",
+            "computed inside another loop nest already",
+        ),
         (SOFTMAX, "inline s", "computed by 2 nests"),
         (SOFTMAX, "inline Y", "Y is an output"),
         (SOFTMAX, "online e s", "must be computed by an initialisation and one reduction"),
@@ -143,7 +147,11 @@ def test_compute_at_refuses_a_producer_whose_input_is_overwritten():
 
 @pytest.mark.parametrize("where", ["top", "fused"])
 def test_online_softmax_matches_the_two_pass_form(where):
-    steps = "online mx s" if where == "top" else "compute_at s at n3\ncompute_at e at n2\ncompute_at mx at n1\nonline mx s"
+    steps = (
+        "online mx s"
+        if where == "top"
+        else "compute_at s at n3\ncompute_at e at n2\ncompute_at mx at n1\nonline mx s"
+    )
     nest = check_schedule(SOFTMAX, SM, steps)
     assert "select(" in format_nest(nest)
 
@@ -160,7 +168,9 @@ SPECIAL_ROWS = [
 
 @pytest.mark.parametrize("executor", EXECUTORS)
 def test_online_softmax_on_rows_with_infinities_and_large_values(executor):
-    kernel = SOFTMAX.replace("(Y: f32[N, D])", "(Y: f32[N, D], s: f32[N])").replace("    s[n] += e", "    s[n] += e")
+    kernel = SOFTMAX.replace("(Y: f32[N, D])", "(Y: f32[N, D], s: f32[N])").replace(
+        "    s[n] += e", "    s[n] += e"
+    )
     program, naive = build(kernel, {"N": len(SPECIAL_ROWS), "D": 5})
     nest = apply(naive, parse_schedule("online mx s"))
     inputs = {"X": np.array(SPECIAL_ROWS, np.float32)}

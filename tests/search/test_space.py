@@ -21,6 +21,7 @@ from kcomp.pipeline import front
 from kcomp.printer import canonical, structural_hash
 from kcomp.reference import evaluate
 from kcomp.schedule import Schedule, parse_schedule
+from kcomp.search.fusion import FUSION_STEPS
 from kcomp.search.loop_rules import split_factors
 from kcomp.search.rules import Action
 from kcomp.search.space import Space, State
@@ -99,7 +100,7 @@ def test_the_default_schedule_is_one_recipe_action_per_nest_and_the_highest_prio
     state = space.root()
     while not state.is_terminal():
         best = state.actions()[0]
-        assert best.label.startswith("default recipe"), best.label
+        assert best.label.startswith(("default recipe", "fusion: default")), best.label
         state = state.apply(best)
     assert state.schedule() == space.default
 
@@ -130,12 +131,14 @@ def test_the_gemm_recipe_is_reachable_decision_by_decision():
 
 
 def test_two_paths_to_the_same_code_share_one_key():
-    """On a scalar single-core target the default leaves the nests alone: taking its recipe, or
-    searching the nest and leaving every slot as it is, reach the same code at the same slot."""
+    """On a scalar single-core target the default leaves unfused nests alone: taking its recipe,
+    or searching the nest and leaving every slot as it is, reach the same code at the same slot."""
     scalar = cpu_target("scalar", 1, vector_bits=0)
     space = space_of(*KERNELS["softmax"], target=scalar)
-    assert space.default.steps == ()
-    root = space.root()
+    assert all(isinstance(s, FUSION_STEPS) for s in space.default.steps)  # fusion only
+    fusion = space.root()
+    root = fusion.apply(next(a for a in fusion.actions() if a.label == "fusion: none"))
+    assert root.key() != fusion.key()
     recipe = root.apply(root.actions()[0])
     searched = root.apply(root.actions()[1])
     assert recipe.key() != searched.key()  # not yet: one is at the next nest, the other in this one
