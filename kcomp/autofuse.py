@@ -111,8 +111,8 @@ def _fuse_one(b: Builder, buf: Buffer, budget: int, inline: bool, outermost: boo
     single = len(producers) == 1 and len(readers) == 1
     if inline and single and _cheap_to_inline(seq[readers[0]], buf) and b.try_step(Inline(name)):
         return True
-    if len(readers) != 1:
-        return False
+    if len(readers) != 1 or any(_contraction(seq[k], buf) for k in producers):
+        return False  # NOTE: a contraction keeps its own nest: row by row it would lose its register tile
     consumer = seq[readers[0]]
     base = _work(b.nest, buf)
     for loop in _loops_outer_first(consumer):
@@ -127,6 +127,18 @@ def _fuse_one(b: Builder, buf: Buffer, budget: int, inline: bool, outermost: boo
         ):
             return True
         b.nest, b.steps = before
+    return False
+
+
+def _contraction(stmt: Stmt, buf: Buffer) -> bool:
+    """Whether `stmt` reduces into `buf` a product of two other tensors (a GEMM, a convolution)."""
+    for s in walk_stmts((stmt,)):
+        if isinstance(s, Store) and s.buffer is buf:
+            others = {ld.buffer for ld in loads(s.value) if ld.buffer is not buf}
+            indexed = {v for e in s.index for v in free_vars(e)}
+            reduced = [lp for lp in walk_stmts((stmt,)) if isinstance(lp, Loop) and lp.var not in indexed]
+            if len(others) >= 2 and reduced:
+                return True
     return False
 
 

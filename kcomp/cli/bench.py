@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
-from kcomp.bench import accel, examples, gemm, report, search
+from kcomp.bench import accel, examples, fusion, gemm, report, search
 from kcomp.cli.args import parse_shapes
 from kcomp.errors import UsageError
 from kcomp.targets import DEFAULT, SIMULATED
@@ -60,6 +60,17 @@ SUITES: dict[str, Suite] = {
         " conv2d, gemm_bias_relu",
         accel.print_report,
         lambda args: {"target": args.target or SIMULATED},
+    ),
+    "fusion": Suite(
+        fusion.run_suite,
+        tuple(fusion.CASES),
+        fusion.QUICK_CASES,
+        fusion.parse_case,
+        "fused kernels vs the same schedule unfused, torch eager and torch.compile; cases softmax, layernorm,"
+        " rmsnorm, gelu_chain, elementwise_chain, gemm_bias_gelu_residual, conv_bias_relu, attention,"
+        " attention_causal",
+        fusion.print_report,
+        fusion.options,
     ),
     "search": Suite(
         search.run_suite,

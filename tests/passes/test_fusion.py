@@ -97,7 +97,7 @@ def test_inline_into_a_reduction_and_compute_at_the_rest():
 
 
 def test_materialize_is_a_checked_no_op():
-    program, naive = build(CHAIN, SM)
+    _, naive = build(CHAIN, SM)
     assert format_nest(apply(naive, parse_schedule("materialize t"))) == format_nest(naive)
     with pytest.raises(ScheduleError, match="no tensor named 't'"):
         apply(naive, parse_schedule("inline t\nmaterialize t"))
