@@ -22,10 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 import kcomp
 from kcomp.bench import machine as host_machine
 from kcomp.bench.peers import torch_available
+from kcomp.bench.report import failures, load_warning, machine_line
 from kcomp.errors import UsageError
 from kcomp.loops import Alloc, LoopNest, walk_stmts
 from kcomp.loops.dependence import accesses
@@ -323,11 +326,6 @@ def ratios(row: dict[str, Any]) -> dict[str, float]:
 
 
 def print_report(result: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from kcomp.bench.report import failures, load_warning, machine_line
-
     con = Console()
     if not con.is_terminal:
         con.width = max(con.width, 150)

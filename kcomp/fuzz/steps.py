@@ -23,8 +23,12 @@ from kcomp.printer import symbol_names
 from kcomp.schedule import (
     CacheRead,
     CacheWrite,
+    ComputeAt,
     Fuse,
+    Inline,
     Layout,
+    Materialize,
+    Online,
     Pack,
     Parallel,
     Reorder,
@@ -49,6 +53,8 @@ KINDS = (
     "cache_read",
     "pack",
 )
+# Drawn when the nest has intermediates: a layout, and the fusion steps (docs/fusion.md).
+FUSION_KINDS = ("layout", "compute_at", "compute_at", "inline", "materialize", "online")
 
 
 class Chooser(Protocol):
@@ -103,7 +109,7 @@ def draw_step(choose: Chooser, nest: LoopNest) -> Step | None:
     name = names[loop.var]
     written, read = accesses(nest.body)
     temps = [s.buffer for s in walk_stmts(nest.body) if isinstance(s, Alloc)]
-    match choose.choice((*KINDS, "layout") if temps else KINDS):
+    match choose.choice((*KINDS, *FUSION_KINDS) if temps else KINDS):
         case "split":
             return Split(name, choose.integer(1, loop.extent), choose.choice(("guard", "peel")))
         case "tile":
@@ -144,6 +150,17 @@ def draw_step(choose: Chooser, nest: LoopNest) -> Step | None:
             if not buf.shape:
                 return None
             return Pack(names[buf], name, choose.integer(0, len(buf.shape) - 1), choose.integer(1, 16))
+        case "compute_at":
+            return ComputeAt(names[choose.choice(temps)], name)
+        case "inline":
+            return Inline(names[choose.choice(temps)])
+        case "materialize":
+            return Materialize(names[choose.choice(temps)])
+        case "online":
+            if len(temps) < 2:
+                return None
+            m, t = choose.subset(temps, 2)[:2]
+            return Online(names[m], names[t])
         case _:
             buf = choose.choice(temps)
             return Layout(names[buf], tuple(choose.permutation(range(len(buf.shape)))))
