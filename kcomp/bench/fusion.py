@@ -125,7 +125,7 @@ CASES = {
         Case(
             "conv_bias_relu",
             """kernel conv_bias_relu(X: f32[B, C, H, W], F: f32[K, C, 3, 3], b: f32[K]) -> (Z: f32[B, K, H, W]) {
-    Y[n, k, h, w] += X[n, c, h + r - 1, w + s - 1] * F[k, c, r, s]
+    Y[n, k, h, w] += X[n, c, h + r - 1, w + s - 1] * F[k, c, r, s] where h < H, w < W, r < 3, s < 3
     Z[n, k, h, w] = relu(Y[n, k, h, w] + b[k])
 }""",
             {"B": 1, "C": 64, "K": 64, "H": 56, "W": 56},
