@@ -109,7 +109,7 @@ def _fuse_one(b: Builder, buf: Buffer, budget: int, inline: bool, outermost: boo
         return False
     name = symbol_names(b.nest)[buf]
     single = len(producers) == 1 and len(readers) == 1
-    if inline and single and _cheap_to_inline(seq[readers[0]], buf) and b.try_step(Inline(name)):
+    if inline and single and _cheap_to_inline(b.nest, seq[readers[0]], buf) and b.try_step(Inline(name)):
         return True
     if len(readers) != 1 or any(_contraction(seq[k], buf) for k in producers):
         return False  # NOTE: a contraction keeps its own nest: row by row it would lose its register tile
@@ -143,7 +143,7 @@ def _contraction(stmt: Stmt, buf: Buffer) -> bool:
 
 
 def _loops_outer_first(top: Stmt) -> list[Loop]:
-    """The loops of `top` that enclose a read of something, outermost first (pre-order)."""
+    """The loops of `top`, outermost first (pre-order)."""
     return [s for s in walk_stmts((top,)) if isinstance(s, Loop)]
 
 
@@ -159,38 +159,19 @@ def _local_of(nest: LoopNest, name: str) -> Buffer | None:
 
 def _work(nest: LoopNest, buf: Buffer) -> int:
     """How many times stores to `buf` execute (the work of computing it)."""
-    total = 0
-    for s in walk_stmts(nest.body):
-        if isinstance(s, Store) and s.buffer is buf:
-            n = 1
-            for outer in enclosing(nest, s):
-                if isinstance(outer, Loop):
-                    n *= outer.extent
-            total += n
-    return total
+    return sum(_trips(nest, s) for s in walk_stmts(nest.body) if isinstance(s, Store) and s.buffer is buf)
 
 
-def _iterations(top: Stmt, target: Stmt) -> int:
+def _trips(nest: LoopNest, stmt: Stmt) -> int:
+    """How many times `stmt` executes: the product of the extents of the loops around it."""
     n = 1
-    for s in _path(top, target) or []:
-        if isinstance(s, Loop):
-            n *= s.extent
+    for outer in enclosing(nest, stmt):
+        if isinstance(outer, Loop):
+            n *= outer.extent
     return n
 
 
-def _path(s: Stmt, target: Stmt) -> list[Stmt] | None:
-    if s is target:
-        return []
-    if isinstance(s, Store):
-        return None
-    for c in s.body:
-        p = _path(c, target)
-        if p is not None:
-            return [s, *p]
-    return None
-
-
-def _cheap_to_inline(reader: Stmt, buf: Buffer) -> bool:
+def _cheap_to_inline(nest: LoopNest, reader: Stmt, buf: Buffer) -> bool:
     """Rule 1: the reader's stores that read `buf` read it at one index each, and all of them
     together run about as often as `buf` has elements (no reduction over a broadcast of it, no
     second reader evaluating it again)."""
@@ -203,7 +184,7 @@ def _cheap_to_inline(reader: Stmt, buf: Buffer) -> bool:
             continue
         if len({str(ld.index) for ld in reads}) > 1:
             return False
-        evaluations += _iterations(reader, s)
+        evaluations += _trips(nest, s)
     return evaluations <= RECOMPUTE_LIMIT * buf.size
 
 

@@ -49,16 +49,13 @@ PARALLEL_MIN_WORK = 1 << 15  # loop iterations below which threads cost more tha
 KC = 256  # k-block of the GEMM recipe: A's MR x KC and B's KC x NR slivers stay in L1/L2
 
 
-_Builder = Builder  # the fusion rules and these share one builder
-
-
 def default_schedule(program: Program, nest: LoopNest, target: object, fuse: bool = True) -> Schedule:
     """Schedule steps for `nest` on `target` (its `vector_bits` and `cores`), chosen by the rules
     above after the fusion rules of `kcomp.autofuse` (`fuse` False: none; the search's fusion
     variants schedule nests they fused themselves)."""
     width = max(1, getattr(target, "vector_bits", 0) // 32)
     cores = getattr(target, "cores", 1)
-    b = _Builder(nest)
+    b = Builder(nest)
     steps = getattr(getattr(target, "capabilities", None), "steps", None)
     if fuse and (steps is None or ComputeAt in steps):
         fuse_by_rule(b)
@@ -139,7 +136,7 @@ def _tile_sizes(m: int, n: int, width: int) -> tuple[int, int]:
     return min(mr, m), nr
 
 
-def _gemm(b: _Builder, pos: int, chain: list[Loop], names: dict, width: int, cores: int) -> None:
+def _gemm(b: Builder, pos: int, chain: list[Loop], names: dict, width: int, cores: int) -> None:
     i, j, k, store = _gemm_like(chain)  # type: ignore[misc]
     ni, nj, nk = names[i.var], names[j.var], names[k.var]
     mr, nr = _tile_sizes(i.extent, j.extent, width)
@@ -178,7 +175,7 @@ def _gemm(b: _Builder, pos: int, chain: list[Loop], names: dict, width: int, cor
                 break
 
 
-def _skinny(b: _Builder, chain: list[Loop], names: dict, width: int, cores: int) -> bool:
+def _skinny(b: Builder, chain: list[Loop], names: dict, width: int, cores: int) -> bool:
     """A GEMM with a handful of rows (a vector times a matrix) is bound by reading B once: each
     thread streams its own contiguous band of B's rows (`parallel k_o reduce`, private copies of
     the small C), four rows per pass over C so four streams are in flight."""
@@ -230,7 +227,7 @@ def _conv_like(chain: list[Loop]) -> tuple[list[Loop], Loop, Loop, list[Loop], L
     return outer, m, w, reductions, x
 
 
-def _conv(b: _Builder, chain: list[Loop], names: dict, width: int, cores: int) -> bool:
+def _conv(b: Builder, chain: list[Loop], names: dict, width: int, cores: int) -> bool:
     found = _conv_like(chain) if width > 1 else None
     if found is None:
         return False
@@ -271,7 +268,7 @@ def _fused(chain: list[Loop]) -> bool:
     return any(isinstance(s, Loop) for s in walk_stmts(chain[-1].body))
 
 
-def _fused_nest(b: _Builder, pos: int, width: int, cores: int) -> None:
+def _fused_nest(b: Builder, pos: int, width: int, cores: int) -> None:
     """A nest that fusion made: its outer loops run in threads (rule 3's parallel choice) and each
     inner nest, one per fused statement, gets rule 3's vector choice on its own loops."""
     top = _top_nests(b.nest.body)[pos]
@@ -289,7 +286,7 @@ def _fused_nest(b: _Builder, pos: int, width: int, cores: int) -> None:
             _vectorize_innermost(b, chain, stores[-1], width)
 
 
-def _generic(b: _Builder, pos: int, width: int, cores: int) -> None:
+def _generic(b: Builder, pos: int, width: int, cores: int) -> None:
     chain = _chain(_top_nests(b.nest.body)[pos])
     body = chain[-1].body
     stores = [s for s in walk_stmts(body) if isinstance(s, Store)]
@@ -299,7 +296,7 @@ def _generic(b: _Builder, pos: int, width: int, cores: int) -> None:
         _parallelize(b, pos, width, cores)
 
 
-def _parallelize(b: _Builder, pos: int, width: int, cores: int) -> None:
+def _parallelize(b: Builder, pos: int, width: int, cores: int) -> None:
     """The outermost independent loop with an iteration per core; failing that, the vector loop is
     split into one contiguous block per core and its block loop, moved outermost, runs in parallel."""
     chain = _chain(_top_nests(b.nest.body)[pos])
@@ -320,7 +317,7 @@ def _parallelize(b: _Builder, pos: int, width: int, cores: int) -> None:
         b.nest, b.steps = before
 
 
-def _vectorize_innermost(b: _Builder, chain: list[Loop], store: Store, width: int) -> None:
+def _vectorize_innermost(b: Builder, chain: list[Loop], store: Store, width: int) -> None:
     """Vectorize the loop most accesses walk contiguously (moved innermost); a reduction loop only
     with the `reduce` strategy and only when it is innermost with a one-statement body."""
     inner = chain[-1].body
@@ -352,7 +349,7 @@ def _vectorize_innermost(b: _Builder, chain: list[Loop], store: Store, width: in
 TRANSPOSE_BLOCK = 32
 
 
-def _block_for_cache(b: _Builder, chain: list[Loop], accesses: list) -> None:
+def _block_for_cache(b: Builder, chain: list[Loop], accesses: list) -> None:
     """Two loops each walking a different access contiguously (a transpose): tile them so both
     accesses stay within a block of cache lines."""
     walkers = [

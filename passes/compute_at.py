@@ -45,6 +45,7 @@ from kcomp.passes.producers import (
     check_inputs_unchanged,
     drop,
     drop_alloc,
+    in_bounds,
     intermediate,
     producers,
     reads_in,
@@ -129,13 +130,6 @@ def _may_spill(reg: Region, buf: Buffer, outer: dict[Var, int]) -> bool:
     return False
 
 
-def _in_bounds(index: tuple[Expr, ...], shape: tuple[int, ...]) -> Expr:
-    conds: list[Expr] = []
-    for e, n in zip(index, shape, strict=True):
-        conds += [Binary(BinaryOp.GE, e, const(0)), Binary(BinaryOp.LT, e, const(n))]
-    return all_of(conds)
-
-
 def _restrict(
     r: Resolver, stmts: tuple[Stmt, ...], buf: Buffer, reg: Region, spill: bool
 ) -> tuple[Stmt, ...]:
@@ -170,7 +164,7 @@ def _pad_fill(buf: Buffer, local: Buffer, reg: Region, pad: float | int) -> Stmt
     """Loops over the whole region storing the pad value where the region lies outside `buf`."""
     ts = [Var(f"{buf.name}_pad{d}") for d in range(len(reg.extent))]
     pos = tuple(simplify(Binary(BinaryOp.ADD, b, t)) for b, t in zip(reg.base, ts, strict=True))
-    outside = Unary(UnaryOp.NOT, _in_bounds(pos, buf.shape))
+    outside = Unary(UnaryOp.NOT, in_bounds(pos, buf.shape))
     body: tuple[Stmt, ...] = (Guard(outside, (Store(buf, pos, Const(pad, buf.dtype)),)),)
     for t, n in reversed(list(zip(ts, reg.extent, strict=True))):
         body = (Loop(t, n, LoopKind.SERIAL, body),)

@@ -17,18 +17,19 @@ previous step fused P away.
 
 from __future__ import annotations
 
-from kcomp.affine import const
-from kcomp.expr import Binary, BinaryOp, Cast, Const, Expr, Load, Select, all_of, loads, substitute
-from kcomp.loops import Loop, LoopNest, Stmt, Store
+from kcomp.expr import Cast, Const, Expr, Load, Select, loads, substitute
+from kcomp.loops import LoopNest
 from kcomp.loops.common import Resolver
 from kcomp.passes.producers import (
     check_inputs_unchanged,
     drop,
     drop_alloc,
+    in_bounds,
     intermediate,
     producers,
     reads_in,
     sequence,
+    store_chain,
     store_dims,
     substitute_loads,
 )
@@ -45,7 +46,7 @@ def inline(nest: LoopNest, step: Inline) -> LoopNest:
             f"{step.tensor} is computed by {len(prod.stmts)} nests (a reduction or an update); only an elementwise tensor inlines"
         )
     (stmt,) = prod.stmts
-    chain = _chain(stmt)
+    chain = store_chain(stmt)
     if chain is None:
         raise r.error(
             f"{step.tensor}'s nest is not one store inside its loops; only an elementwise tensor inlines"
@@ -73,10 +74,7 @@ def inline(nest: LoopNest, step: Inline) -> LoopNest:
             value = Cast(buf.dtype, value)  # what the store into the buffer converted
         if ld.pad is None:
             return value
-        conds: list[Expr] = []
-        for e, n in zip(ld.index, buf.shape, strict=True):
-            conds += [Binary(BinaryOp.GE, e, const(0)), Binary(BinaryOp.LT, e, const(n))]
-        return Select(all_of(conds), value, Const(ld.pad, buf.dtype))
+        return Select(in_bounds(ld.index, buf.shape), value, Const(ld.pad, buf.dtype))
 
     body = substitute_loads(nest.body, buf, value_at)
     body = drop_alloc(drop(body, prod.stmts), buf)
@@ -88,14 +86,3 @@ def materialize(nest: LoopNest, step: Materialize) -> LoopNest:
     buf = intermediate(r, nest, step.tensor)
     producers(r, sequence(nest.body), buf)
     return nest
-
-
-def _chain(stmt: Stmt) -> tuple[list[Loop], Store] | None:
-    loops: list[Loop] = []
-    s = stmt
-    while isinstance(s, Loop) and len(s.body) == 1:
-        loops.append(s)
-        s = s.body[0]
-    if not isinstance(s, Store):
-        return None
-    return loops, s

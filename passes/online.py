@@ -41,9 +41,9 @@ from kcomp.expr import (
     rewrite,
     substitute,
 )
-from kcomp.loops import Loop, LoopKind, LoopNest, Stmt, Store, map_stmts, walk_stmts
+from kcomp.loops import Loop, LoopKind, LoopNest, Stmt, Store, map_stmts
 from kcomp.loops.common import Resolver, clone
-from kcomp.passes.producers import reads, writes
+from kcomp.passes.producers import reads, store_chain, stored, writes
 from kcomp.printer import format_expr
 from kcomp.schedule import Online, format_step
 
@@ -110,21 +110,17 @@ def online(nest: LoopNest, step: Online) -> LoopNest:
 
 def _siblings(body: tuple[Stmt, ...], m: Buffer, s: Buffer) -> tuple[Stmt, ...] | None:
     """The innermost statement list in which both `m` and `s` are written by direct children."""
-    direct = [t for t in body if m in _written(t)], [t for t in body if s in _written(t)]
+    direct = [t for t in body if m in stored(t)], [t for t in body if s in stored(t)]
     for t in body:
-        if not isinstance(t, Store) and (m in _written(t) or s in _written(t)):
+        if not isinstance(t, Store) and (m in stored(t) or s in stored(t)):
             inner = _siblings(t.body, m, s)
             if inner is not None:
                 return inner
     return body if all(direct) else None
 
 
-def _written(t: Stmt) -> set[Buffer]:
-    return {x.buffer for x in walk_stmts((t,)) if isinstance(x, Store)}
-
-
 def _pair(r: Resolver, body: tuple[Stmt, ...], buf: Buffer, name: str) -> tuple[Stmt, Stmt]:
-    found = [t for t in body if buf in _written(t)]
+    found = [t for t in body if buf in stored(t)]
     if len(found) != 2 or buf in reads(found[0]) or buf not in reads(found[1]):
         raise r.error(
             f"{name} must be computed by an initialisation and one reduction (found {len(found)} nests)"
@@ -133,15 +129,12 @@ def _pair(r: Resolver, body: tuple[Stmt, ...], buf: Buffer, name: str) -> tuple[
 
 
 def _chain(r: Resolver, t: Stmt, name: str) -> tuple[list[Loop], Store]:
-    loops: list[Loop] = []
-    while isinstance(t, Loop) and len(t.body) == 1:
-        loops.append(t)
-        t = t.body[0]
-    if not isinstance(t, Store) or any(lp.kind is not LoopKind.SERIAL for lp in loops):
+    found = store_chain(t)
+    if found is None or any(lp.kind is not LoopKind.SERIAL for lp in found[0]):
         raise r.error(
             f"{name}'s reduction must be one statement in serial loops (schedule it after `online`)"
         )
-    return loops, t
+    return found
 
 
 def _is_update(st: Store, op: BinaryOp) -> bool:
@@ -183,11 +176,11 @@ def _resolve(w: Expr, between: tuple[Stmt, ...], keep: set[Buffer]) -> Expr:
 
 def _elementwise(t: Stmt) -> Store | None:
     """The store of a nest `for v...: T[v...] = value` (one loop per dimension, no reduction)."""
-    loops: list[Loop] = []
-    while isinstance(t, Loop) and len(t.body) == 1:
-        loops.append(t)
-        t = t.body[0]
-    if not isinstance(t, Store) or any(not isinstance(e, Var | Const) for e in t.index):
+    found = store_chain(t)
+    if found is None:
+        return None
+    loops, t = found
+    if any(not isinstance(e, Var | Const) for e in t.index):
         return None
     if {id(e) for e in t.index if isinstance(e, Var)} != {id(lp.var) for lp in loops} or len(loops) != len(
         {id(e) for e in t.index if isinstance(e, Var)}

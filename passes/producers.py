@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from kcomp.expr import Buffer, Expr, Load, Var, loads, rewrite
+from kcomp.affine import const
+from kcomp.expr import Binary, BinaryOp, Buffer, Expr, Load, Var, all_of, loads, rewrite
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, map_stmts, walk_stmts
 from kcomp.loops.common import Resolver, body_exprs
 from kcomp.loops.dependence import accesses
@@ -70,7 +71,7 @@ def producers(r: Resolver, seq: tuple[Stmt, ...], buf: Buffer, before: int | Non
     end = len(seq) if before is None else before
     found = [(k, s) for k, s in enumerate(seq[:end]) if buf in writes(s)]
     if not found:
-        inside = next((s for s in seq if buf in _all_written(s)), None)
+        inside = next((s for s in seq if buf in stored(s)), None)
         if inside is not None:
             raise r.error(
                 f"{r.name(buf)} is computed inside another loop nest already (a fusion step put it there)"
@@ -84,8 +85,26 @@ def producers(r: Resolver, seq: tuple[Stmt, ...], buf: Buffer, before: int | Non
     return Producers(buf, tuple(s for _, s in found), found[0][0], found[-1][0])
 
 
-def _all_written(s: Stmt) -> set[Buffer]:
+def stored(s: Stmt) -> set[Buffer]:
+    """Every buffer `s` stores to, its own allocations included."""
     return {t.buffer for t in walk_stmts((s,)) if isinstance(t, Store)}
+
+
+def store_chain(s: Stmt) -> tuple[list[Loop], Store] | None:
+    """(loops, store) when `s` is perfectly nested loops around one store, else None."""
+    loops: list[Loop] = []
+    while isinstance(s, Loop) and len(s.body) == 1:
+        loops.append(s)
+        s = s.body[0]
+    return (loops, s) if isinstance(s, Store) else None
+
+
+def in_bounds(index: tuple[Expr, ...], shape: tuple[int, ...]) -> Expr:
+    """`0 <= index[d] < shape[d]` for every dimension, as one condition."""
+    conds: list[Expr] = []
+    for e, n in zip(index, shape, strict=True):
+        conds += [Binary(BinaryOp.GE, e, const(0)), Binary(BinaryOp.LT, e, const(n))]
+    return all_of(conds)
 
 
 def check_inputs_unchanged(r: Resolver, prod: Producers, between: list[Stmt], where: str) -> None:
