@@ -119,3 +119,23 @@ def test_every_isa_level_builds_the_default_schedules(spec):
         c = target.emit(apply(lower(program), schedule), schedule)
         assert "kc_vf32" in c
         target.build(c)
+
+
+@pytest.mark.parametrize("op", ["max=", "min=", "+="])
+@pytest.mark.parametrize("width", [149, 5 * 16, 64 * 16 + 3])
+def test_long_vector_reductions_split_over_accumulators(op, width):
+    """Rows long enough for several partial accumulators (and a masked tail), with NaN, inf and
+    -inf among the values: max/min ignore NaN as numpy's fmax does, and each row matches."""
+    text = f"kernel r(X: f32[7, {width}]) -> (Y: f32[7]) {{ Y[i] {op} X[i, j] }}"
+    k = compile(text, schedule="vectorize j reduce")
+    assert "kc_acc" in k.source
+    rng = np.random.default_rng(width)
+    x = rng.standard_normal((7, width)).astype(np.float32)
+    x[1, 3] = np.nan
+    x[2, width - 1] = np.inf
+    x[3, 0] = -np.inf
+    x[4, :] = np.nan
+    if op == "+=":
+        x[1:5] = rng.standard_normal((4, width))
+    y = k(x)
+    assert compare(y, k.reference(x), DType.F32).ok

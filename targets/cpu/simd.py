@@ -71,6 +71,40 @@ static inline kc_vf32 kc_vmax_f32(kc_vf32 a, kc_vf32 b) {{ return kc_blend_f32((
 static inline kc_vf32 kc_vmin_f32(kc_vf32 a, kc_vf32 b) {{ return kc_blend_f32((a <= b) | (b != b), a, b); }}
 static inline kc_vi32 kc_vmax_i32(kc_vi32 a, kc_vi32 b) {{ return kc_blend_i32(a > b, a, b); }}
 static inline kc_vi32 kc_vmin_i32(kc_vi32 a, kc_vi32 b) {{ return kc_blend_i32(a < b, a, b); }}
+/* Running max/min of a reduction whose accumulator is never NaN (it starts at -inf/+inf): one
+ * vmaxps/vminps, which yields its second operand (the accumulator) for a NaN lane of x, as fmax does. */
+#if defined(__AVX512F__) && {nbytes} == 64
+static inline kc_vf32 kc_rmax_f32(kc_vf32 acc, kc_vf32 x) {{ return (kc_vf32)_mm512_max_ps((__m512)x, (__m512)acc); }}
+static inline kc_vf32 kc_rmin_f32(kc_vf32 acc, kc_vf32 x) {{ return (kc_vf32)_mm512_min_ps((__m512)x, (__m512)acc); }}
+#elif defined(__AVX__) && {nbytes} == 32
+static inline kc_vf32 kc_rmax_f32(kc_vf32 acc, kc_vf32 x) {{ return (kc_vf32)_mm256_max_ps((__m256)x, (__m256)acc); }}
+static inline kc_vf32 kc_rmin_f32(kc_vf32 acc, kc_vf32 x) {{ return (kc_vf32)_mm256_min_ps((__m256)x, (__m256)acc); }}
+#else
+static inline kc_vf32 kc_rmax_f32(kc_vf32 acc, kc_vf32 x) {{ return kc_blend_f32(x > acc, x, acc); }}
+static inline kc_vf32 kc_rmin_f32(kc_vf32 acc, kc_vf32 x) {{ return kc_blend_f32(x < acc, x, acc); }}
+#endif
+static inline kc_vi32 kc_rmax_i32(kc_vi32 acc, kc_vi32 x) {{ return kc_vmax_i32(acc, x); }}
+static inline kc_vi32 kc_rmin_i32(kc_vi32 acc, kc_vi32 x) {{ return kc_vmin_i32(acc, x); }}
+#if defined(__AVX512F__) && {nbytes} == 64
+/* exp: x = n ln2 + r (Cody-Waite), e^r by Cephes' degree-6 polynomial, 2^n by vscalefps, which
+ * rounds once into the subnormal range and saturates to inf; about 1 ulp.  x is clamped to
+ * [-104, 89] first (past either end the result is 0 or inf anyway); the clamp keeps NaN. */
+static inline kc_vf32 kc_vexp_f32(kc_vf32 x) {{
+    __m512 xc = _mm512_max_ps(_mm512_set1_ps(-104.0f), _mm512_min_ps(_mm512_set1_ps(89.0f), (__m512)x));
+    __m512 nf = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(0.693359375f), xc);
+    r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 y = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return (kc_vf32)_mm512_scalef_ps(y, nf);
+}}
+#else
 /* exp: x = n ln2 + r (Cody-Waite), e^r by Cephes' degree-6 polynomial, 2^n by exponent bits; about
  * 1 ulp; underflows to 0 below -87.3, overflows to inf above 88.7, NaN stays NaN. */
 static inline kc_vf32 kc_vexp_f32(kc_vf32 x) {{
@@ -95,6 +129,7 @@ static inline kc_vf32 kc_vexp_f32(kc_vf32 x) {{
     y = kc_blend_f32(tiny, kc_splat_f32(0.0f), y);
     return kc_blend_f32(nan, x, y);
 }}
+#endif
 static inline kc_vf32 kc_vsigmoid_f32(kc_vf32 x) {{ return kc_splat_f32(1.0f) / (kc_splat_f32(1.0f) + kc_vexp_f32(-x)); }}
 /* tanh = sign(x) (1 - 2 / (e^{{2|x|}} + 1)); below |x| < 0.0625 the odd Taylor series (no cancellation) */
 static inline kc_vf32 kc_vtanh_f32(kc_vf32 x) {{

@@ -57,6 +57,8 @@ INFIX = {BinaryOp.ADD: "+", BinaryOp.SUB: "-", BinaryOp.MUL: "*"}
 FLOAT_INFIX = {**INFIX, BinaryOp.DIV: "/"}
 MASK_INFIX = {BinaryOp.AND: "&", BinaryOp.OR: "|", BinaryOp.EQ: "==", BinaryOp.NE: "!="}
 HELPER = {BinaryOp.MAX: "kc_vmax", BinaryOp.MIN: "kc_vmin"}
+RUNNING = {BinaryOp.MAX: "kc_rmax", BinaryOp.MIN: "kc_rmin"}  # accumulators that are never NaN
+ACCUMULATORS = 4  # partial vector accumulators of a long reduction: covers an add's latency
 VECTOR_MATH = {
     UnaryOp.EXP: "kc_vexp_f32",
     UnaryOp.SIGMOID: "kc_vsigmoid_f32",
@@ -145,7 +147,9 @@ class VectorLoop:
         inner = depth + 1
         if reduction is not None:
             lines += self._reduce_prologue(reduction, inner)
-        if n_full > CHUNKS_UNROLLED:
+        if n_full > CHUNKS_UNROLLED and reduction is not None:
+            lines += self._reduce_loop(reduction, n_full, inner)
+        elif n_full > CHUNKS_UNROLLED:
             c = Var(f"{self.v.name}_c")
             cname = self.em.names(c)
             base = Binary(BinaryOp.MUL, c, const(self.w))
@@ -491,17 +495,42 @@ class VectorLoop:
             raise Unvectorizable("reduction of an unexpected shape")
         if s.buffer.dtype not in (DType.F32, DType.I32):
             raise Unvectorizable(f"{s.buffer.dtype} reduction")
-        acc = self.em.names.fresh("kc_acc")
-        return s, value.op, acc
+        full = self.loop.extent // self.w
+        count = ACCUMULATORS if full > CHUNKS_UNROLLED else 1
+        return s, value.op, [self.em.names.fresh("kc_acc") for _ in range(count)]
 
     def _reduce_prologue(self, red, depth: int) -> list[str]:
-        s, op, acc = red
+        s, op, accs = red
         table = IDENTITY if s.buffer.dtype is DType.F32 else INT_IDENTITY
         sfx = "f32" if s.buffer.dtype is DType.F32 else "i32"
-        return [f"{self.em.INDENT * depth}{VTYPE[s.buffer.dtype]} {acc} = kc_splat_{sfx}({table[op]});"]
+        init = f"kc_splat_{sfx}({table[op]})"
+        return [
+            f"{self.em.INDENT * depth}{VTYPE[s.buffer.dtype]} {', '.join(f'{a} = {init}' for a in accs)};"
+        ]
 
-    def _reduce_chunk(self, red, depth: int) -> list[str]:
-        s, op, acc = red
+    def _reduce_loop(self, red, n_full: int, depth: int) -> list[str]:
+        """Full chunks round-robin over the partial accumulators, so consecutive chunks do not wait
+        on one add's latency; the chunks left over (fewer than the accumulators) go to the first."""
+        k = len(red[2])
+        rounds, rest = divmod(n_full, k)
+        c = Var(f"{self.v.name}_c")
+        cname = self.em.names(c)
+        pad = self.em.INDENT * depth
+        lines = [f"{pad}for (int64_t {cname} = 0; {cname} < {rounds}; ++{cname}) {{"]
+        for j in range(k):
+            base = simplify(
+                Binary(BinaryOp.ADD, Binary(BinaryOp.MUL, c, const(k * self.w)), const(j * self.w))
+            )
+            self.base, self.n = base, None
+            lines += self._reduce_chunk(red, depth + 1, j)
+        lines.append(f"{pad}}}")
+        for j in range(rest):
+            lines += self.chunk(const((rounds * k + j) * self.w), None, depth, red)
+        return lines
+
+    def _reduce_chunk(self, red, depth: int, slot: int = 0) -> list[str]:
+        s, op, accs = red
+        acc = accs[slot]
         dt = s.buffer.dtype
         sfx = "f32" if dt is DType.F32 else "i32"
         rhs = self.vec(self.value(s.value.rhs), dt)
@@ -509,15 +538,21 @@ class VectorLoop:
         if self.n is not None:
             table = IDENTITY if dt is DType.F32 else INT_IDENTITY
             text = f"kc_blend_{sfx}(kc_lanes_below({self.n}), {text}, kc_splat_{sfx}({table[op]}))"
-        new = f"{HELPER[op]}_{sfx}({acc}, {text})" if op in HELPER else f"({acc} {INFIX[op]} {text})"
+        new = f"{RUNNING[op]}_{sfx}({acc}, {text})" if op in RUNNING else f"({acc} {INFIX[op]} {text})"
         return [f"{self.em.INDENT * depth}{acc} = {new};"]
 
     def _reduce_epilogue(self, red, depth: int) -> list[str]:
-        s, op, acc = red
+        s, op, accs = red
         pad = self.em.INDENT * depth
         total = self.em.names.fresh("kc_sum")
         dt = s.buffer.dtype
-        lines = [f"{pad}{CTYPE[dt]} {total} = {acc}[0];"]
+        sfx = "f32" if dt is DType.F32 else "i32"
+        acc = accs[0]
+        lines = []
+        for other in accs[1:]:
+            new = f"{RUNNING[op]}_{sfx}({acc}, {other})" if op in RUNNING else f"({acc} {INFIX[op]} {other})"
+            lines.append(f"{pad}{acc} = {new};")
+        lines.append(f"{pad}{CTYPE[dt]} {total} = {acc}[0];")
         for lane in range(1, self.w):
             lines.append(f"{pad}{total} = {self.em.expr.binary(op, dt, total, f'{acc}[{lane}]')};")
         target = f"{self.em.names(s.buffer)}[{self.em.expr.flat(s.buffer, s.index)}]"
