@@ -10,6 +10,7 @@ is compiled once and kept.  Compilation is the pipeline of `kcomp.pipeline`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,17 @@ class CompiledKernel:
         report = self.target.run_sanitized(built, args) if sanitize else self.target.run(built.artifact, args)
         expected = evaluate(built.program, arrays, params)
         return CheckResult.of(compare_outputs(built.program, outputs, expected), report)
+
+    def timer(
+        self,
+        seed: int | None = None,
+        inputs: dict[str, np.ndarray] | None = None,
+        params: dict[str, float | int] | None = None,
+    ) -> Callable[[], object]:
+        """A zero-argument call of the kernel on bound inputs (random from `seed`, or the given ones)
+        and its own output arrays, for timing it beside other systems (`targets.base.interleave`)."""
+        built, arrays, outputs, params = self._prepare(seed, inputs, params)
+        return self.target.caller(built.artifact, built.arguments(arrays, outputs, params))
 
     def benchmark(
         self,

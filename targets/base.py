@@ -127,11 +127,16 @@ class Target(abc.ABC):
         """Call the kernel with arguments in ABI order; outputs are written in place.  Returns the
         target's report of the run (a simulator's, say) or None."""
 
+    def caller(self, artifact: Any, args: Sequence[Arg]) -> Callable[[], object]:
+        """A call of the kernel on `args` with nothing left to check per call, for timing loops
+        (targets with a cheaper call path than `run` override this)."""
+        return lambda: self.run(artifact, args)
+
     def profile(
         self, artifact: Any, args: Sequence[Arg], *, budget_s: float = 0.1, cutoff_s: float | None = None
     ) -> Measurement:
-        """Median time of `run` (targets with a cheaper call path override this); `cutoff_s`: see `bench`."""
-        return bench(lambda: self.run(artifact, args), budget_s=budget_s, cutoff_s=cutoff_s)
+        """Median time of `caller`'s call; `cutoff_s`: see `bench`."""
+        return bench(self.caller(artifact, args), budget_s=budget_s, cutoff_s=cutoff_s)
 
     def run_sanitized(self, built: Built, args: Sequence[Arg]) -> Any:
         """`run` under the target's sanitizers (`kcomp run --sanitize`); a target without any says so."""
@@ -204,3 +209,53 @@ def bench(
         time_s=statistics.median(times),
         counters={"repeats": repeats, "min_s": min(times), "max_s": max(times), "warmup_calls": warm_calls},
     )
+
+
+def interleave(
+    fns: dict[str, Callable[[], object]],
+    *,
+    budget_s: float = 0.1,
+    rounds: int = 7,
+    min_calls: int = 5,
+    warmup_s: float = 0.1,
+) -> tuple[dict[str, Measurement], dict[str, str]]:
+    """Time several systems against each other: `rounds` rounds, each calling every system in turn
+    for about `budget_s / rounds` seconds, and each system's median call over all rounds.
+
+    A neighbour's burst of load on a shared machine then lands on every system alike instead of on
+    whichever happened to run during it, so the ratios between the medians are what a comparison
+    can use.  A system that raises is dropped (its message in the second dict); the others go on.
+    """
+    errors: dict[str, str] = {}
+    per_call: dict[str, float] = {}
+    for name, fn in fns.items():
+        try:
+            fn()  # first call: page faults, lazy binding, thread start-up
+            start, warm = time.perf_counter(), 0
+            while warm < 3 or time.perf_counter() - start < warmup_s:  # allocators settle, too
+                fn()
+                warm += 1
+            per_call[name] = (time.perf_counter() - start) / warm
+        except Exception as e:  # a failing system is a result, never a crashed comparison
+            errors[name] = f"{type(e).__name__}: {e}"
+    times: dict[str, list[float]] = {name: [] for name in per_call}
+    calls = {name: max(1, int(budget_s / rounds / max(t, 1e-9))) for name, t in per_call.items()}
+    calls = {name: max(c, -(-min_calls // rounds)) for name, c in calls.items()}
+    for _ in range(rounds):
+        for name in list(times):
+            fn = fns[name]
+            try:
+                for _ in range(calls[name]):
+                    t0 = time.perf_counter()
+                    fn()
+                    times[name].append(time.perf_counter() - t0)
+            except Exception as e:
+                errors[name] = f"{type(e).__name__}: {e}"
+                del times[name]
+    return {
+        name: Measurement(
+            time_s=statistics.median(ts),
+            counters={"repeats": len(ts), "min_s": min(ts), "max_s": max(ts), "rounds": rounds},
+        )
+        for name, ts in times.items()
+    }, errors

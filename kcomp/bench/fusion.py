@@ -11,7 +11,9 @@ attention) and `torch_compile` (Inductor, compiled and warmed before timing; its
 torch's output against kcomp's.  `extra` also has the bytes each kcomp kernel moves (estimated: every
 top-level nest reads and writes the whole of each global buffer it touches) and, for the
 memory-bound cases, the compulsory traffic (inputs read once, outputs written once) per second as a
-share of the copy bandwidth measured in the same run.
+share of the copy bandwidth measured in the same run.  The systems of a case are timed interleaved
+(`targets.base.interleave`: rounds that call each in turn), so load from a neighbour on a shared
+machine falls on all of them alike.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from kcomp.errors import UsageError
 from kcomp.loops import Alloc, LoopNest, walk_stmts
 from kcomp.loops.dependence import accesses
 from kcomp.passes.producers import sequence
-from kcomp.targets.base import bench
+from kcomp.targets.base import interleave
 
 Progress = Callable[[str], None]
 
@@ -212,13 +214,14 @@ def _row(case: Case, quick: bool, budget_s: float, info: dict[str, Any], with_to
         "times_s": {},
         "extra": {},
     }
-    inputs: dict[str, np.ndarray] | None = None
-    reference_out: np.ndarray | None = None
     fused = kcomp.compile(case.source, shapes=shapes)
     built = fused.built
     unfused_schedule = fused.target.default_schedule(built.program, built.naive, fuse=False)
     row["flops"] = built.program.flops
     row["extra"]["schedule"] = str(built.schedule)
+    calls: dict[str, Callable[[], object]] = {}
+    inputs: dict[str, np.ndarray] | None = None
+    reference_out: np.ndarray | None = None
     for system, schedule in (("kcomp", None), ("kcomp_unfused", unfused_schedule)):
         try:
             k = fused if schedule is None else kcomp.compile(case.source, shapes=shapes, schedule=schedule)
@@ -229,19 +232,31 @@ def _row(case: Case, quick: bool, budget_s: float, info: dict[str, Any], with_to
                 )
                 continue
             row["extra"][f"{system}_bytes"] = moved_bytes(k.built.nest)
-            row["times_s"][system] = k.benchmark(seed=0, budget_s=budget_s).time_s
+            calls[system] = k.timer(seed=0)
             if inputs is None:
                 inputs = k.random_inputs(seed=1)[0]
                 reference_out = k(**inputs)
         except Exception as e:  # a failed system is a recorded result, never a crashed suite
             row["extra"][f"{system}_error"] = f"{type(e).__name__}: {e}"
+    threads = None
+    if with_torch and inputs is not None:
+        threads = _torch_calls(case, inputs, reference_out, row, calls)
+    try:
+        times, errors = interleave(calls, budget_s=budget_s * len(calls))
+    finally:
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+    for system, m in times.items():
+        row["times_s"][system] = m.time_s
+    for system, message in errors.items():
+        row["extra"][f"{system}_error"] = message
     compulsory = sum(b.size * b.dtype.itemsize for b in (*built.program.inputs, *built.program.outputs))
     row["extra"]["compulsory_bytes"] = compulsory
     t = row["times_s"].get("kcomp")
     if case.memory_bound and t and info.get("copy_gbps"):
         row["extra"]["pct_copy_bandwidth"] = 100 * compulsory / t / 1e9 / info["copy_gbps"]
-    if with_torch and inputs is not None:
-        _time_torch(case, inputs, reference_out, budget_s, row)
     return row
 
 
@@ -276,38 +291,46 @@ def torch_function(name: str) -> Callable[..., Any]:
     return functions[name]
 
 
-def _time_torch(
+def _torch_calls(
     case: Case,
     inputs: dict[str, np.ndarray],
     expected: np.ndarray | None,
-    budget_s: float,
     row: dict[str, Any],
-) -> None:
+    calls: dict[str, Callable[[], object]],
+) -> int:
+    """Add torch eager and Inductor (compiled and warmed here, its compile time recorded) to `calls`,
+    under no_grad and THREADS intra-op threads; returns the thread count to restore afterwards."""
     import torch
 
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
     fn = torch_function(case.name)
     before = torch.get_num_threads()
     torch.set_num_threads(THREADS)
-    try:
+
+    def eager() -> object:
         with torch.no_grad():
-            out = fn(**tensors)
-            if expected is not None and not np.allclose(
-                out.numpy(), expected, rtol=1e-3, atol=1e-3, equal_nan=True
-            ):
-                row["extra"]["torch_error"] = "torch's result differs from kcomp's"
-            row["times_s"]["torch"] = bench(lambda: fn(**tensors), budget_s=budget_s).time_s
-            try:
-                start = time.perf_counter()
-                compiled = torch.compile(fn)
-                for _ in range(3):
-                    compiled(**tensors)
-                row["extra"]["torch_compile_s"] = time.perf_counter() - start
-                row["times_s"]["torch_compile"] = bench(lambda: compiled(**tensors), budget_s=budget_s).time_s
-            except Exception as e:  # Inductor failing is a result too
-                row["extra"]["torch_compile_error"] = f"{type(e).__name__}: {e}"
-    finally:
-        torch.set_num_threads(before)
+            return fn(**tensors)
+
+    out = eager()
+    if expected is not None and not np.allclose(out.numpy(), expected, rtol=1e-3, atol=1e-3, equal_nan=True):
+        row["extra"]["torch_error"] = "torch's result differs from kcomp's"
+    calls["torch"] = eager
+    try:
+        start = time.perf_counter()
+        compiled = torch.compile(fn)
+        with torch.no_grad():
+            for _ in range(3):
+                compiled(**tensors)
+        row["extra"]["torch_compile_s"] = time.perf_counter() - start
+
+        def inductor() -> object:
+            with torch.no_grad():
+                return compiled(**tensors)
+
+        calls["torch_compile"] = inductor
+    except Exception as e:  # Inductor failing is a result too
+        row["extra"]["torch_compile_error"] = f"{type(e).__name__}: {e}"
+    return before
 
 
 QUICK_CASES = ("softmax", "layernorm", "gelu_chain", "attention")

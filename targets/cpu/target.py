@@ -8,7 +8,7 @@ and cores.  Its own: the host's fingerprint, the C/header/library artifacts, and
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,13 +103,17 @@ class CpuTarget(Target):
         kernel.set_threads(self.threads)
         call()
 
-    def profile(
-        self, artifact: Library, args: Sequence[Arg], *, budget_s: float = 0.1, cutoff_s: float | None = None
-    ) -> Measurement:
-        """Median seconds per call; arguments are checked once, outside the timed calls."""
+    def caller(self, artifact: Library, args: Sequence[Arg]) -> Callable[[], object]:
+        """The bound call: arguments are checked once, outside the timed calls."""
         _isa.check_runnable(self.isa, self.arch)
         kernel = runtime.load(artifact)
         call = kernel.bind(args)
         kernel.set_threads(self.threads)
-        m = bench(call, budget_s=budget_s, cutoff_s=cutoff_s)
+        return call
+
+    def profile(
+        self, artifact: Library, args: Sequence[Arg], *, budget_s: float = 0.1, cutoff_s: float | None = None
+    ) -> Measurement:
+        """Median seconds per call."""
+        m = bench(self.caller(artifact, args), budget_s=budget_s, cutoff_s=cutoff_s)
         return Measurement(m.time_s, {**m.counters, "threads": self.threads})
