@@ -5,7 +5,8 @@ last is decided first, so its producers' own inputs are decided once they sit in
 
   1. An elementwise intermediate whose readers evaluate it about as often as it has elements
      (`t = X + b; Y = t * t`) is inlined: one nest, no buffer, the C compiler shares the repeated
-     subexpression.
+     subexpression.  One whose value is a single cheap operation (`xc = X - mean`) is inlined into
+     several readers too: recomputing it costs what loading it back would.
   2. Any other intermediate whose readers all sit in one later nest is computed at the outermost
      loop of that nest where its region is small (at most `budget` bytes, a whole row of softmax or
      layernorm) and the work it repeats is small (at most a quarter more than unfused, a stencil's
@@ -19,8 +20,11 @@ need not prove legality themselves.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+
 from kcomp.errors import ScheduleError
-from kcomp.expr import Buffer, free_vars, loads
+from kcomp.expr import Binary, Buffer, Expr, Load, Select, Unary, UnaryOp, children, free_vars, loads
 from kcomp.loops import Alloc, Loop, LoopNest, Stmt, Store, walk_stmts
 from kcomp.loops.common import enclosing
 from kcomp.passes import apply_step
@@ -30,6 +34,10 @@ from kcomp.schedule import ComputeAt, Inline, Online, Step
 
 FUSE_BUDGET = 128 << 10  # bytes of one intermediate's region: fits L2 on every x86 core we meet
 RECOMPUTE_LIMIT = 1.25  # work of a fused producer relative to its unfused work
+TRIVIAL_OPS = 1  # operations of an elementwise value cheap enough to recompute in every reader
+COSTLY = frozenset(
+    {UnaryOp.EXP, UnaryOp.LOG, UnaryOp.SQRT, UnaryOp.RSQRT, UnaryOp.TANH, UnaryOp.ERF, UnaryOp.SIGMOID}
+)
 
 
 class Builder:
@@ -108,9 +116,17 @@ def _fuse_one(b: Builder, buf: Buffer, budget: int, inline: bool, outermost: boo
     if not producers or not readers or min(readers) < producers[-1]:
         return False
     name = symbol_names(b.nest)[buf]
-    single = len(producers) == 1 and len(readers) == 1
-    if inline and single and _cheap_to_inline(b.nest, seq[readers[0]], buf) and b.try_step(Inline(name)):
-        return True
+    if inline and len(producers) == 1:
+        stores = [
+            st
+            for k in readers
+            for st in walk_stmts((seq[k],))
+            if isinstance(st, Store) and reads_in((st,), buf)
+        ]
+        limit = RECOMPUTE_LIMIT * (len(stores) if _trivial(seq[producers[0]], buf) else 1)
+        evaluations = sum(_evaluations(b.nest, seq[k], buf) for k in readers)
+        if evaluations <= limit * buf.size and b.try_step(Inline(name)):
+            return True
     if len(readers) != 1 or any(_contraction(seq[k], buf) for k in producers):
         return False  # NOTE: a contraction keeps its own nest: row by row it would lose its register tile
     consumer = seq[readers[0]]
@@ -171,11 +187,10 @@ def _trips(nest: LoopNest, stmt: Stmt) -> int:
     return n
 
 
-def _cheap_to_inline(nest: LoopNest, reader: Stmt, buf: Buffer) -> bool:
-    """Rule 1: the reader's stores that read `buf` read it at one index each, and all of them
-    together run about as often as `buf` has elements (no reduction over a broadcast of it, no
-    second reader evaluating it again)."""
-    evaluations = 0
+def _evaluations(nest: LoopNest, reader: Stmt, buf: Buffer) -> float:
+    """How many times inlining `buf` into `reader` evaluates its value: the trips of the reader's
+    stores that read it (infinite when a store reads it at two indices: a stencil recomputes)."""
+    evaluations = 0.0
     for s in walk_stmts((reader,)):
         if not isinstance(s, Store):
             continue
@@ -183,9 +198,30 @@ def _cheap_to_inline(nest: LoopNest, reader: Stmt, buf: Buffer) -> bool:
         if not reads:
             continue
         if len({str(ld.index) for ld in reads}) > 1:
-            return False
+            return math.inf
         evaluations += _trips(nest, s)
-    return evaluations <= RECOMPUTE_LIMIT * buf.size
+    return evaluations
+
+
+def _trivial(producer: Stmt, buf: Buffer) -> bool:
+    """Rule 1's second case: `buf`'s value is at most TRIVIAL_OPS cheap operations on loads
+    (`X[n, d] - mean[n]`), so each reader recomputing it costs about what loading it back would,
+    and a buffer written and read again by several readers saves nothing."""
+    for s in walk_stmts((producer,)):
+        if isinstance(s, Store) and s.buffer is buf:
+            ops = list(_operations(s.value))
+            return len(ops) <= TRIVIAL_OPS and not any(isinstance(o, Unary) and o.op in COSTLY for o in ops)
+    return False
+
+
+def _operations(e: Expr) -> Iterator[Expr]:
+    """The arithmetic of `e` outside its loads' indices."""
+    if isinstance(e, Load):
+        return
+    if isinstance(e, Binary | Unary | Select):
+        yield e
+    for c in children(e):
+        yield from _operations(c)
 
 
 def _online_pairs(b: Builder, budget: int) -> None:

@@ -1,0 +1,63 @@
+"""The default scheduler's fusion rules (kcomp/autofuse.py): which steps fire on which programs, and
+that the fused default still matches the reference."""
+
+from __future__ import annotations
+
+import pytest
+
+from kcomp import compile
+from kcomp.schedule import ComputeAt, Inline, Online
+
+SOFTMAX = """kernel softmax(X: f32[N, D]) -> (Y: f32[N, D]) {
+    mx[n] max= X[n, d]
+    e[n, d] = exp(X[n, d] - mx[n])
+    s[n] += e[n, d]
+    Y[n, d] = e[n, d] / s[n]
+}"""
+LAYERNORM = """kernel ln(X: f32[N, D], g: f32[D]) -> (Y: f32[N, D]) {
+    mean[n] += X[n, d] / D
+    xc[n, d] = X[n, d] - mean[n]
+    var[n] += xc[n, d] * xc[n, d] / D
+    Y[n, d] = xc[n, d] * rsqrt(var[n] + 0.00001) * g[d]
+}"""
+# the same shape as LAYERNORM, but the shared elementwise value is costly to recompute
+COSTLY = LAYERNORM.replace("xc[n, d] = X[n, d] - mean[n]", "xc[n, d] = exp(X[n, d] - mean[n])")
+MATMUL_RELU = """kernel mr(A: f32[M, K], B: f32[K, N]) -> (C: f32[M, N]) {
+    t[i, j] += A[i, k] * B[k, j]
+    C[i, j] = relu(t[i, j])
+}"""
+
+
+def steps_of(text, **shapes):
+    k = compile(text, shapes=shapes)
+    assert k.check(seed=3).ok
+    return k.built.schedule.steps
+
+
+def test_softmax_rows_fuse_into_one_nest():
+    steps = steps_of(SOFTMAX, N=64, D=96)
+    assert {s.tensor for s in steps if isinstance(s, ComputeAt)} == {"mx", "e", "s"}
+
+
+def test_a_single_operation_shared_by_two_readers_is_recomputed_in_each():
+    steps = steps_of(LAYERNORM, N=32, D=80)
+    assert Inline("xc") in steps
+    assert {s.tensor for s in steps if isinstance(s, ComputeAt)} == {"mean", "var"}
+
+
+def test_a_costly_value_shared_by_two_readers_keeps_its_row_buffer():
+    steps = steps_of(COSTLY, N=32, D=80)
+    assert Inline("xc") not in steps
+    assert "xc" in {s.tensor for s in steps if isinstance(s, ComputeAt)}
+
+
+def test_a_contraction_keeps_its_own_nest():
+    steps = steps_of(MATMUL_RELU, M=32, N=48, K=24)
+    assert not any(isinstance(s, ComputeAt) and s.tensor == "t" for s in steps)
+
+
+@pytest.mark.parametrize("d, online", [(512, False), (64 << 10, True)])
+def test_running_max_goes_one_pass_only_when_a_row_outgrows_the_cache(d, online):
+    k = compile(SOFTMAX, shapes={"N": 2, "D": d})
+    assert any(isinstance(s, Online) for s in k.built.schedule.steps) is online
+    assert k.check(seed=1).ok
