@@ -368,6 +368,7 @@ class Measurer:
         build_timeout_s: float = 300.0,
         budget_s: float = 0.1,
         seed: int = 0,
+        fused_default: bool = True,
         builder: Executor | None = None,
         timer: Executor | None = None,
         build_fn: Callable[[Job], dict[str, Any]] = build_candidate,
@@ -390,7 +391,10 @@ class Measurer:
         self.target_spec = target_spec
         self.target = get_target(target_spec)
         self.program = front(module, kern, self.shapes)
-        self.default_schedule = self.target.default_schedule(self.program, lower(self.program))
+        # the baseline (trial 0): the target's default, or that default without its fusion steps
+        self.default_schedule = self.target.default_schedule(
+            self.program, lower(self.program), fuse=fused_default
+        )
         if workers < 1:
             raise UsageError(f"--workers {workers}: expected a positive number")
         if not timeout_s > 0 or not build_timeout_s > 0 or not budget_s > 0:

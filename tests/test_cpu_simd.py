@@ -139,3 +139,20 @@ def test_long_vector_reductions_split_over_accumulators(op, width):
         x[1:5] = rng.standard_normal((4, width))
     y = k(x)
     assert compare(y, k.reference(x), DType.F32).ok
+
+
+def test_division_by_a_loop_invariant_divisor_keeps_the_quotients_edge_cases():
+    """`X[i, j] / s[i]` multiplies by a reciprocal per row; zero, infinite, NaN and subnormal
+    divisors (whose reciprocal overflows) still give what the division gives."""
+    text = "kernel d(X: f32[7, 40], s: f32[7]) -> (Y: f32[7, 40]) { Y[i, j] = X[i, j] / s[i] }"
+    k = compile(text, schedule="vectorize j")
+    assert "kc_divu_f32" in k.source
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((7, 40)).astype(np.float32)
+    x[5] *= np.float32(1e-38)
+    x[0, :3] = [0.0, np.inf, np.nan]
+    s = np.array([3.0, 0.0, -0.0, np.inf, np.nan, 1e-39, -7.5], dtype=np.float32)
+    with np.errstate(all="ignore"):
+        y = k(x, s)
+        assert compare(y, k.reference(x, s), DType.F32).ok
+        assert np.isfinite(y[5]).all()

@@ -77,6 +77,13 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
         help="timing budget per candidate (default 0.1; at least 5 timed calls always run)",
     )
     p.add_argument(
+        "--start",
+        choices=("fused", "unfused"),
+        default="fused",
+        help="the baseline (trial 0) and the first fusion choice: the default schedule as it is, or "
+        "the default with no fusion steps, so that the search decides fusion itself (default fused)",
+    )
+    p.add_argument(
         "--no-confirm",
         action="store_true",
         help="skip re-timing the default and the best schedule at the end (CPU targets)",
@@ -99,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UsageError(f"--workers {args.workers}: expected 1 or more")
     budget = Budget(trials=args.trials, time_s=args.time_limit)
+    fused = args.start == "fused"
     strategy = _strategy(args.strategy)
     measurer = Measurer(
         args.file,
@@ -109,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         budget_s=args.repeat_budget,
         seed=args.seed,
+        fused_default=fused,
     )
     db = None if args.no_db else TuningDB.open(args.db or default_path(), check=True)
     err = Console(stderr=True)
@@ -116,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with progress:
             result = strategy.run(
-                Space(measurer.program, measurer.target),
+                Space(measurer.program, measurer.target, fused_default=fused),
                 measurer,
                 budget,
                 db,

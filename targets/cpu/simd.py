@@ -6,10 +6,12 @@ Vectors are GCC vector extensions (`typedef float kc_vf32 __attribute__((vector_
 Loads and stores go through memcpy (unaligned, compiled to one vmovups) or a dereference when the
 address is known to be aligned; partial vectors (remainders) use AVX-512 / AVX2 masked moves when the
 target has them and a lane-count memcpy otherwise.  A broadcast is an initializer list, not `0 + x`
-(which gcc may not fold without -ffast-math).  fmax/fmin keep numpy's NaN-ignoring rule via blends.
+(which gcc may not fold without -ffast-math).  fmax/fmin keep numpy's NaN-ignoring rule via blends;
+a reduction's running max/min is one vmaxps/vminps (its accumulator is never NaN).  Division by a
+value the loop does not vary multiplies by its reciprocal (within the tolerance; edge cases kept).
 
 exp, sigmoid, tanh and erf have vector forms (accuracy in their comments, inside the numeric policy's
-f32 tolerance); log, sqrt, pow and the integer helpers run lane by lane with the scalar libm calls.
+f32 tolerance; exp uses vscalefps where AVX-512 has it); log, sqrt, pow and the integer helpers run lane by lane with the scalar libm calls.
 
 Only 32-bit lanes are vectorized (f32, i32, and bool as an i32 mask of all ones / zeros); loops over
 other types fall back to scalar code (docs/schedules.md says so).
@@ -71,6 +73,13 @@ static inline kc_vf32 kc_vmax_f32(kc_vf32 a, kc_vf32 b) {{ return kc_blend_f32((
 static inline kc_vf32 kc_vmin_f32(kc_vf32 a, kc_vf32 b) {{ return kc_blend_f32((a <= b) | (b != b), a, b); }}
 static inline kc_vi32 kc_vmax_i32(kc_vi32 a, kc_vi32 b) {{ return kc_blend_i32(a > b, a, b); }}
 static inline kc_vi32 kc_vmin_i32(kc_vi32 a, kc_vi32 b) {{ return kc_blend_i32(a < b, a, b); }}
+/* Division by a divisor the vector loop does not vary (a softmax row's sum): one reciprocal per
+ * loop (gcc hoists it) and a multiply per chunk, within 1.5 ulp of the quotient; zeros, infinities
+ * and NaN give the quotient's result.  A subnormal divisor, whose reciprocal overflows, divides. */
+static inline kc_vf32 kc_divu_f32(kc_vf32 a, float b) {{
+    float r = 1.0f / b;
+    return (isinf(r) && b != 0.0f) ? a / kc_splat_f32(b) : a * kc_splat_f32(r);
+}}
 /* Running max/min of a reduction whose accumulator is never NaN (it starts at -inf/+inf): one
  * vmaxps/vminps, which yields its second operand (the accumulator) for a NaN lane of x, as fmax does. */
 #if defined(__AVX512F__) && {nbytes} == 64

@@ -422,6 +422,8 @@ class VectorLoop:
     def binary(self, e: Binary, op: BinaryOp, a: V, b: V) -> V:
         dt = _common(a.dtype, b.dtype)
         if dt is DType.F32:
+            if op is BinaryOp.DIV and a.vector and not b.vector and b.dtype is DType.F32:
+                return V(f"kc_divu_f32({a.text}, {b.text})", True, dt)
             if op in FLOAT_INFIX:
                 return V(f"({self.vec(a, dt).text} {FLOAT_INFIX[op]} {self.vec(b, dt).text})", True, dt)
             if op in HELPER:
