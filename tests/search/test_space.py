@@ -203,3 +203,22 @@ def test_the_accelerator_space_tiles_orders_and_double_buffers():
         state = state.apply(state.actions()[0])
     on, off = (state.apply(a) for a in state.actions())
     assert structural_hash(on.nest) == structural_hash(off.nest) and on.key() != off.key()
+
+
+def test_an_unfused_start_puts_no_fusion_first_and_offers_the_fused_default():
+    """`kcomp tune --start unfused`: the baseline fusion variant is none, the rules' fusion is still
+    an action, and the baseline path replays the default without its fusion steps."""
+    text, shapes = KERNELS["softmax"]
+    module = load_module(text)
+    program = front(module, module.kernel(None), shapes)
+    space = Space(program, AVX2, fused_default=False)
+    root = space.root()
+    labels = [a.label for a in root.actions()]
+    assert space.variant(0).label == "fusion: none" and "fusion: none" in labels
+    assert any(label.startswith("fusion: default") for label in labels)
+    state = root.apply(next(a for a in root.actions() if a.label == "fusion: none"))
+    while not state.is_terminal():
+        state = state.apply(state.actions()[0])
+    unfused = AVX2.default_schedule(program, space.naive, fuse=False)
+    assert not any(isinstance(s, FUSION_STEPS) for s in unfused.steps)
+    assert canonical(apply(space.naive, state.schedule())) == canonical(apply(space.naive, unfused))
