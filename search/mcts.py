@@ -207,8 +207,8 @@ class _Search:
         self.default_time: float | None = None
         self.guide = Guidance()
         self.mutate = cfg.mutate
-        self.heavy = [p for p, w in enumerate(space.work) if w * 10 >= max(space.work, default=0)]
-        self.kinds: set[tuple] = {tuple(space.default_steps[p] for p in self.heavy)}  # measured kinds
+        self._heavy: dict[int, list[int]] = {}
+        self.kinds: set[tuple] = {(0, *(space.default_steps[p] for p in self.heavy(0)))}  # measured kinds
         self.session: Session | None = None
 
     # ---------------------------------------------------------------- the cost model
@@ -266,10 +266,21 @@ class _Search:
             self.pool.pop(leaf.state.key(), None)
         return picks
 
+    def heavy(self, variant: int) -> list[int]:
+        """The nests of fusion variant `variant` that carry the work (a tenth of the heaviest's or more)."""
+        if variant not in self._heavy:
+            get = getattr(self.space, "variant", None)
+            work = get(variant).units.work if get is not None and variant > 0 else self.space.work
+            self._heavy[variant] = [p for p, w in enumerate(work) if w * 10 >= max(work, default=0)]
+        return self._heavy[variant]
+
     def kind(self, leaf: _Leaf) -> tuple:
-        """The steps of the nests that carry the work (a tenth of the heaviest's or more)."""
+        """The fusion variant and the steps of its nests that carry the work."""
         by_nest = getattr(leaf.state, "by_nest", None)
-        return (str(leaf.state.schedule()),) if by_nest is None else tuple(by_nest[p] for p in self.heavy)
+        if by_nest is None:
+            return (str(leaf.state.schedule()),)
+        variant = max(0, getattr(leaf.state, "variant", 0))
+        return (variant, *(by_nest[p] for p in self.heavy(variant)))
 
     def _fresh(self, session: Session) -> int:
         return sum(1 for leaf in self.pool.values() if not session.has_seen(leaf.state.schedule()))

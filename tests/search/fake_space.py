@@ -33,7 +33,7 @@ class State:
 
 
 class Space:
-    def __init__(self, program=None, target=None):
+    def __init__(self, program=None, target=None, *, fused_default=True):
         self.program, self.target = program, target
 
     def root(self) -> State:
