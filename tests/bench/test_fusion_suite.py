@@ -26,3 +26,12 @@ def test_a_case_times_both_kcomp_kernels_and_fusion_saves_traffic(case):
 def test_unknown_case_is_a_usage_error():
     with pytest.raises(UsageError, match="no fusion case named"):
         fusion.parse_case("nope")
+
+
+@pytest.mark.parametrize("case", sorted(fusion.CASES))
+def test_every_case_compiles_and_matches_the_reference_at_its_quick_shapes(case):
+    import kcomp
+
+    c = fusion.CASES[case]
+    k = kcomp.compile(c.source, shapes=c.quick)
+    assert k.check(seed=2).ok
