@@ -25,6 +25,7 @@ Rules, per top-level loop nest (one per statement, plus initialisations):
 from __future__ import annotations
 
 from kcomp.autofuse import Builder, fuse_by_rule
+from kcomp.contraction import classify
 from kcomp.expr import Load, Var, free_vars, loads
 from kcomp.loops import Alloc, Guard, Loop, LoopNest, Stmt, Store, walk_stmts
 from kcomp.loops.common import body_exprs
@@ -72,7 +73,7 @@ def default_schedule(program: Program, nest: LoopNest, target: object, fuse: boo
         elif gemm is not None:
             if not _skinny(b, chain, names, width, cores):
                 _generic(b, pos, width, cores)
-        elif not _conv(b, chain, names, width, cores):
+        elif not _conv(b, pos, chain, names, width, cores):
             _generic(b, pos, width, cores)
     return Schedule(tuple(b.steps))
 
@@ -96,24 +97,10 @@ def _chain(top: Loop) -> list[Loop]:
 
 
 def _gemm_like(chain: list[Loop]) -> tuple[Loop, Loop, Loop, Store] | None:
-    """(i, j, k, store) when the innermost body is `C[.., i, j] = C[.., i, j] + A[.., i, k] * B[.., k, j]`."""
-    inner = chain[-1].body
-    if len(chain) < 3 or len(inner) != 1 or not isinstance(inner[0], Store):
-        return None
-    s = inner[0]
-    i, j, k = chain[-3], chain[-2], chain[-1]
-    if s.buffer.dtype.value != "f32" or len(s.index) < 2:
-        return None
-    if s.index[-2] is not i.var or s.index[-1] is not j.var:
-        return None
-    ins = [ld for ld in loads(s.value) if ld.buffer is not s.buffer]
-    if len(ins) != 2 or any(ld.buffer.dtype.value != "f32" for ld in ins):
-        return None
-    a = next((ld for ld in ins if ld.index[-2:] == (i.var, k.var)), None)
-    bb = next((ld for ld in ins if ld.index[-2:] == (k.var, j.var)), None)
-    if a is None or bb is None:
-        return None
-    return i, j, k, s
+    """(i, j, k, store) of a contraction of two tensors in any loop order and layout
+    (kcomp.contraction: j indexes C's last dimension, i the other operand)."""
+    c = classify(chain)
+    return None if c is None else (c.rows, c.cols, c.reduce, c.store)
 
 
 def _accumulators(width: int) -> int:
@@ -137,53 +124,73 @@ def _tile_sizes(m: int, n: int, width: int) -> tuple[int, int]:
 
 
 def _gemm(b: Builder, pos: int, chain: list[Loop], names: dict, width: int, cores: int) -> None:
-    i, j, k, store = _gemm_like(chain)  # type: ignore[misc]
+    c = classify(chain)
+    assert c is not None
+    i, j, k, store = c.rows, c.cols, c.reduce, c.store
     ni, nj, nk = names[i.var], names[j.var], names[k.var]
     mr, nr = _tile_sizes(i.extent, j.extent, width)
     blocks = -(-k.extent // KC)
     kc = -(-k.extent // blocks)  # equal k-blocks of at most KC: a remainder block would need a guard
-    b_input = next(
-        ld for ld in loads(store.value) if ld.buffer is not store.buffer and ld.index[-2:] == (k.var, j.var)
-    )
     ok = b.try_step(Split(ni, mr)) and b.try_step(Split(nj, min(nr, j.extent)))
     ok = ok and b.try_step(Split(nk, kc))
     if not ok:
         return _generic(b, pos, width, cores)
-    outer = [names[lp.var] for lp in chain[:-3]]
-    b.try_step(Reorder((*outer, f"{nk}_o", f"{ni}_o", f"{nj}_o", f"{nk}_i", f"{ni}_i", f"{nj}_i")))
-    b.try_step(Unroll(f"{ni}_i"))
-    b.try_step(Vectorize(f"{nj}_i"))
-    bname = symbol_names(b.nest)[b_input.buffer]
+
+    def loop(raw: str) -> str:
+        return _display(b, pos, raw)
+
+    outer_loops = [lp for lp in chain if lp not in (i, j, k)]
+    outer = [names[lp.var] for lp in outer_loops]
+    ko, io, jo = loop(f"{nk}_o"), loop(f"{ni}_o"), loop(f"{nj}_o")
+    b.try_step(Reorder((*outer, ko, io, jo, loop(f"{nk}_i"), loop(f"{ni}_i"), loop(f"{nj}_i"))))
+    b.try_step(Unroll(loop(f"{ni}_i")))
+    b.try_step(Vectorize(loop(f"{nj}_i")))
+    bname = symbol_names(b.nest)[c.panel.buffer]
     threads = cores > 1 and _work(chain[0]) >= PARALLEL_MIN_WORK
     # NOTE: an outer (batch) loop with an iteration per core is the cheapest place for threads: one
     # parallel region per call instead of two per k-block (the packing and the tiles).
     batch = (
-        next((n for n, lp in zip(outer, chain, strict=False) if lp.extent >= cores), None)
+        next((n for n, lp in zip(outer, outer_loops, strict=True) if lp.extent >= cores), None)
         if threads
         else None
     )
     if batch is not None and not b.try_step(Parallel(batch)):
         batch = None
-    packed = b.try_step(Pack(bname, f"{nk}_o", len(b_input.index) - 1, min(nr, j.extent)))
+    packed = b.try_step(Pack(bname, ko, c.panel_dim, min(nr, j.extent)))
     if packed and threads and batch is None:
-        b.try_step(Parallel(f"{bname}_pack_0"))  # the copy is memory-bound: both cores
+        b.try_step(Parallel(loop(f"{bname}_pack_0")))  # the copy is memory-bound: both cores
     cname = symbol_names(b.nest)[store.buffer]
-    b.try_step(CacheWrite(cname, f"{nj}_o"))
+    b.try_step(CacheWrite(cname, loop(f"{nj}_o")))
     if threads and batch is None:
-        for candidate in (f"{ni}_o", f"{nj}_o"):
+        for candidate in (loop(f"{ni}_o"), loop(f"{nj}_o")):
             if b.try_step(Parallel(candidate)):
                 break
+
+
+def _display(b: Builder, pos: int, raw: str) -> str:
+    """The shown name of top nest `pos`'s loop whose variable a step created as `raw`: steps name
+    new loops after the shown names of the time (`k_o`), which a loop elsewhere may already hold."""
+    top = _top_nests(b.nest.body)[pos]
+    names = b.names()
+    for s in walk_stmts((top,)):
+        if isinstance(s, Loop) and s.var.name == raw:
+            return names[s.var]
+    return raw
 
 
 def _skinny(b: Builder, chain: list[Loop], names: dict, width: int, cores: int) -> bool:
     """A GEMM with a handful of rows (a vector times a matrix) is bound by reading B once: each
     thread streams its own contiguous band of B's rows (`parallel k_o reduce`, private copies of
     the small C), four rows per pass over C so four streams are in flight."""
-    i, j, k, store = _gemm_like(chain)  # type: ignore[misc]
+    c = classify(chain)
+    assert c is not None
+    i, j, k, store = c.rows, c.cols, c.reduce, c.store
     if j.extent < width or store.buffer.size > (1 << 16) or k.extent < 8 * cores:
         return False
+    if c.panel_dim != len(c.panel.index) - 1:
+        return False  # NOTE: B's rows are streamed as they lie; a transposed B would be gathered
     ni, nj, nk = names[i.var], names[j.var], names[k.var]
-    outer = [names[lp.var] for lp in chain[:-3]]
+    outer = [names[lp.var] for lp in chain if lp not in (i, j, k)]
     before = (b.nest, b.steps)
     threads = cores > 1 and _work(chain[0]) >= PARALLEL_MIN_WORK
     band = -(-k.extent // cores) if threads else k.extent
@@ -227,7 +234,7 @@ def _conv_like(chain: list[Loop]) -> tuple[list[Loop], Loop, Loop, list[Loop], L
     return outer, m, w, reductions, x
 
 
-def _conv(b: Builder, chain: list[Loop], names: dict, width: int, cores: int) -> bool:
+def _conv(b: Builder, pos: int, chain: list[Loop], names: dict, width: int, cores: int) -> bool:
     found = _conv_like(chain) if width > 1 else None
     if found is None:
         return False
@@ -240,19 +247,23 @@ def _conv(b: Builder, chain: list[Loop], names: dict, width: int, cores: int) ->
     nm, nw = names[m.var], names[w.var]
     before = (b.nest, b.steps)
     ok = b.try_step(Split(nm, mr)) and b.try_step(Split(nw, width))
-    order = (*(names[lp.var] for lp in outer), f"{nm}_o", f"{nw}_o")
-    order += (*(names[lp.var] for lp in reductions), f"{nm}_i", f"{nw}_i")
-    ok = ok and b.try_step(Reorder(order)) and b.try_step(Vectorize(f"{nw}_i"))
+
+    def loop(raw: str) -> str:
+        return _display(b, pos, raw)
+
+    order = (*(names[lp.var] for lp in outer), loop(f"{nm}_o"), loop(f"{nw}_o"))
+    order += (*(names[lp.var] for lp in reductions), loop(f"{nm}_i"), loop(f"{nw}_i"))
+    ok = ok and b.try_step(Reorder(order)) and b.try_step(Vectorize(loop(f"{nw}_i")))
     if not ok:
         b.nest, b.steps = before
         return False
-    b.try_step(Unroll(f"{nm}_i"))
+    b.try_step(Unroll(loop(f"{nm}_i")))
     if outer:
         xname = symbol_names(b.nest)[x.buffer]
         at = names[outer[-1].var]
         if b.try_step(CacheRead(xname, at)):
-            b.try_step(Vectorize(f"{xname}_local_{len(x.index) - 1}"))
-    b.try_step(CacheWrite(symbol_names(b.nest)[store.buffer], f"{nw}_o"))
+            b.try_step(Vectorize(loop(f"{xname}_local_{len(x.index) - 1}")))
+    b.try_step(CacheWrite(symbol_names(b.nest)[store.buffer], loop(f"{nw}_o")))
     if cores > 1 and _work(chain[0]) >= PARALLEL_MIN_WORK and outer:
         fused = names[outer[0].var]
         for lp in outer[1:]:

@@ -1,0 +1,83 @@
+"""kcomp/contraction.py: a contraction's roles read from its accesses, and the default scheduler's
+register-tile rule firing on every operand layout (each checked against the reference)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kcomp import compile
+from kcomp.api import load_module
+from kcomp.contraction import classify
+from kcomp.lower import lower
+from kcomp.pipeline import front
+from kcomp.schedule import CacheWrite, Pack
+
+LAYOUTS = {
+    "nn": ("A: f32[M, K], B: f32[K, N]", "A[i, k] * B[k, j]", 1),
+    "nt": ("A: f32[M, K], B: f32[N, K]", "A[i, k] * B[j, k]", 0),
+    "tn": ("A: f32[K, M], B: f32[K, N]", "A[k, i] * B[k, j]", 1),
+    "tt": ("A: f32[K, M], B: f32[N, K]", "A[k, i] * B[j, k]", 0),
+    "scaled": ("A: f32[M, K], B: f32[N, K]", "A[i, k] * 0.125 * B[j, k]", 0),
+}
+
+
+def chain_of(text: str, shapes: dict[str, int]):
+    module = load_module(text)
+    nest = lower(front(module, module.kernel(None), shapes))
+    top = [s for s in nest.body if hasattr(s, "var")][-1]
+    chain = [top]
+    while len(chain[-1].body) == 1 and hasattr(chain[-1].body[0], "var"):
+        chain.append(chain[-1].body[0])
+    return chain
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_every_operand_layout_is_one_contraction(layout):
+    args, product, panel_dim = LAYOUTS[layout]
+    text = f"kernel mm({args}) -> (C: f32[M, N]) {{ C[i, j] += {product} }}"
+    c = classify(chain_of(text, {"M": 5, "N": 6, "K": 7}))
+    assert c is not None
+    assert (c.rows.extent, c.cols.extent, c.reduce.extent) == (5, 6, 7)
+    assert c.panel.buffer.name == "B" and c.broadcast.buffer.name == "A" and c.panel_dim == panel_dim
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_the_default_register_tiles_and_packs_every_layout(layout):
+    args, product, panel_dim = LAYOUTS[layout]
+    text = f"kernel mm({args}) -> (C: f32[M, N]) {{ C[i, j] += {product} }}"
+    k = compile(text, shapes={"M": 37, "N": 70, "K": 300})
+    steps = k.built.schedule.steps
+    assert any(isinstance(s, Pack) and s.tensor == "B" and s.dim == panel_dim for s in steps)
+    assert any(isinstance(s, CacheWrite) for s in steps)
+    for seed in (0, 1):
+        assert k.check(seed=seed).ok
+
+
+def test_batched_attention_scores_with_the_batch_in_every_operand():
+    text = "kernel s(Q: f32[B, S, E], K: f32[B, S, E]) -> (P: f32[B, S, S]) { P[b, i, j] += Q[b, i, c] * K[b, j, c] }"
+    c = classify(chain_of(text, {"B": 3, "S": 9, "E": 4}))
+    assert c is not None and [lp.extent for lp in c.batch] == [3] and c.panel.buffer.name == "K"
+    assert compile(text, shapes={"B": 3, "S": 40, "E": 24}).check().ok
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a reduction indexing one operand only: a row sum times a vector, not a GEMM
+        "kernel f(A: f32[M, K], v: f32[N]) -> (C: f32[M, N]) { C[i, j] += A[i, k] * v[j] }",
+        # a stencil (the convolution rule's)
+        "kernel f(X: f32[N], F: f32[M, 3]) -> (C: f32[M, N]) { C[m, n] += X[n + r - 1, pad=0.0] * F[m, r] where r < 3 }",
+        # no reduction: an outer product
+        "kernel f(a: f32[M], b: f32[N]) -> (C: f32[M, N]) { C[i, j] = a[i] * b[j] }",
+        # integers
+        "kernel f(A: i32[M, K], B: i32[K, N]) -> (C: i32[M, N]) { C[i, j] += A[i, k] * B[k, j] }",
+        # the column index in both operands: a batched dot product, no row operand
+        "kernel f(A: f32[N, K], B: f32[N, K]) -> (C: f32[M, N]) { C[i, j] += A[j, k] * B[j, k] where i < M }",
+    ],
+)
+def test_what_is_not_a_contraction(text):
+    shapes = {"M": 4, "N": 5, "K": 6}
+    assert (
+        classify(chain_of(text, {d: n for d, n in shapes.items() if f"{d}]" in text or f"{d}," in text}))
+        is None
+    )
