@@ -485,3 +485,38 @@ def test_example_kernels_match_reference(target: CpuTarget, path: Path) -> None:
         target.run(built.artifact, built.arguments(inputs, outputs, params))
         result = compare_outputs(built.program, outputs, evaluate(built.program, inputs, params))
         assert all(c.ok for c in result.values()), result
+
+
+def test_large_temporaries_are_reused_across_and_during_concurrent_calls() -> None:
+    """A heap temporary over the keep threshold stays in a slot between calls: a second call with
+    other inputs must not see the first one's values, and calls from several threads at once each
+    get their own block."""
+    import threading
+
+    from kcomp import compile as kcompile
+
+    text = """kernel k(X: f32[64, 2048]) -> (Y: f32[64]) {
+        t[i, j] = X[i, j] * X[i, j] + 1.0
+        u[i, j] = t[i, j] * 2.0
+        Y[i] += t[i, j] * u[i, j]
+    }"""
+    k = kcompile(text, schedule="none")
+    assert "kc_free(" in k.source
+    rng = np.random.default_rng(4)
+    inputs = [rng.standard_normal((64, 2048)).astype(np.float32) for _ in range(6)]
+    expected = [k.reference(x) for x in inputs]
+    for x, want in zip(inputs[:2], expected[:2], strict=True):
+        np.testing.assert_allclose(k(x), want, rtol=1e-5)
+    results: dict[int, np.ndarray] = {}
+
+    def call(n: int) -> None:
+        for _ in range(5):
+            results[n] = k(inputs[n])
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for n in range(6):
+        np.testing.assert_allclose(results[n], expected[n], rtol=1e-5)

@@ -33,7 +33,7 @@ volatile while bool true false
 # predefines (`linux`, `unix`), and the functions the emitter calls.
 _GLOBALS_TEXT = """
 int8_t int32_t int64_t uint32_t uint64_t size_t NULL EOF NAN INFINITY BUFSIZ errno stdin stdout
-stderr linux unix i386 math_errhandling free kc_alloc main
+stderr linux unix i386 math_errhandling free kc_alloc kc_free main
 """
 C_KEYWORDS = frozenset(_KEYWORDS_TEXT.split())
 C_GLOBALS = frozenset(_GLOBALS_TEXT.split())
@@ -226,4 +226,4 @@ class CEmitter:
             decl = f"{pad}{self.INDENT}{ctype} {name}[{max(buf.size, 1)}] __attribute__((aligned(64)));"
             return [f"{pad}{{", decl, *inner, f"{pad}}}"]
         decl = f"{pad}{self.INDENT}{ctype}* restrict {name} = ({ctype}*)kc_alloc({nbytes});"
-        return [f"{pad}{{", decl, *inner, f"{pad}{self.INDENT}free({name});", f"{pad}}}"]
+        return [f"{pad}{{", decl, *inner, f"{pad}{self.INDENT}kc_free({name});", f"{pad}}}"]
