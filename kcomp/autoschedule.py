@@ -287,13 +287,26 @@ def _fused_nest(b: Builder, pos: int, width: int, cores: int) -> None:
         _parallelize(b, pos, width, cores)
     if width <= 1:
         return
-    # NOTE: vectorizing renames nothing, so the inner nests are found again by position.
-    count = len(_top_nests(_chain(_top_nests(b.nest.body)[pos])[-1].body))
-    for k in range(count):
-        inner = _top_nests(_chain(_top_nests(b.nest.body)[pos])[-1].body)[k]
-        chain = _chain(inner)
+    _vectorize_inner(b, (pos,), width)
+
+
+def _vectorize_inner(b: Builder, path: tuple[int, ...], width: int) -> None:
+    """Rule 3's vector choice for each inner nest of the fused nest at `path` (positions of nests
+    within nests), recursing into inner nests that are fused themselves."""
+
+    def inner_nests() -> list[Loop]:
+        # NOTE: vectorizing renames nothing, so the inner nests are found again by position.
+        body = b.nest.body
+        for k in path:
+            body = _chain(_top_nests(body)[k])[-1].body
+        return _top_nests(body)
+
+    for k in range(len(inner_nests())):
+        chain = _chain(inner_nests()[k])
         stores = [s for s in walk_stmts(chain[-1].body) if isinstance(s, Store)]
-        if stores and not _fused(chain):
+        if _fused(chain):
+            _vectorize_inner(b, (*path, k), width)
+        elif stores:
             _vectorize_innermost(b, chain, stores[-1], width)
 
 

@@ -61,3 +61,20 @@ def test_running_max_goes_one_pass_only_when_a_row_outgrows_the_cache(d, online)
     k = compile(SOFTMAX, shapes={"N": 2, "D": d})
     assert any(isinstance(s, Online) for s in k.built.schedule.steps) is online
     assert k.check(seed=1).ok
+
+
+def test_nests_fused_two_levels_deep_still_get_vector_loops():
+    """Causal attention's row chain at a long row: the masked row max ends up inside a per-row loop
+    inside the per-batch loop; its reduction and the exponentials must still be vector loops."""
+    from kcomp.bench.fusion import CASES
+    from kcomp.loops import Loop, LoopKind, Store, walk_stmts
+
+    c = CASES["attention_causal"]
+    k = compile(c.source, shapes={"B": 2, "S": 512, "E": 16})
+    assert k.check(seed=0).ok
+    innermost = [
+        s
+        for s in walk_stmts(k.built.nest.body)
+        if isinstance(s, Loop) and any(isinstance(x, Store) and x.buffer.name in ("mx", "p") for x in s.body)
+    ]
+    assert innermost and all(lp.kind is LoopKind.VECTOR for lp in innermost)
