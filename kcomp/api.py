@@ -63,8 +63,27 @@ class CompiledKernel:
         self.defaults = param_defaults(kernel)
         self.free = [d for d in free_dims(module, kernel) if d not in self.shapes]
         self._built: dict[tuple[tuple[str, int], ...], Built] = {}
+        self._quick: Callable[[tuple], list[np.ndarray] | None] | None = None
         if not self.free:
             self.specialize({})  # bound in the file or by `shapes`: compile now, report errors now
+            self._quick = self._quick_call()
+
+    def _quick_call(self) -> Callable[[tuple], list[np.ndarray] | None] | None:
+        """The target's fast path for calls with every tensor input given positionally as an exact
+        numpy match and the scalars at their defaults (None when a scalar has no default or is
+        declared before a tensor, so positions would not line up)."""
+        decls = self.kernel.inputs
+        tensors = [d.name for d in decls if d.shape is not None]
+        if [d.name for d in decls[: len(tensors)]] != tensors:
+            return None
+        scalars = [d.name for d in decls if d.shape is None]
+        if any(name not in self.defaults for name in scalars):
+            return None
+        try:
+            params = check_params(self.built.program, {}, self.defaults)
+        except UsageError:
+            return None
+        return self.target.quick_call(self.built.artifact, tensors, params)
 
     @property
     def name(self) -> str:
@@ -108,6 +127,10 @@ class CompiledKernel:
 
     def __call__(self, *args: Any, out: Any = None, **kwargs: Any) -> Any:
         """Run on the given inputs; returns the output (a tuple for several), or fills `out=`."""
+        if out is None and not kwargs and self._quick is not None:
+            results = self._quick(args)
+            if results is not None:
+                return results[0] if len(results) == 1 else tuple(results)
         built, arrays, params = self._bind(args, kwargs)
         outputs = self._outputs(built, out)
         self.target.run(built.artifact, built.arguments(arrays, outputs, params))

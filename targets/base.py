@@ -127,6 +127,13 @@ class Target(abc.ABC):
         """Call the kernel with arguments in ABI order; outputs are written in place.  Returns the
         target's report of the run (a simulator's, say) or None."""
 
+    def quick_call(
+        self, artifact: Any, inputs: Sequence[str], params: dict[str, Arg]
+    ) -> Callable[[tuple], list[np.ndarray] | None] | None:
+        """The Python API's per-call fast path (see `targets.cpu.runtime.Kernel.fast`), or None
+        where the target has none: every call then takes `run` with its full checks."""
+        return None
+
     def caller(self, artifact: Any, args: Sequence[Arg]) -> Callable[[], object]:
         """A call of the kernel on `args` with nothing left to check per call, for timing loops
         (targets with a cheaper call path than `run` override this)."""

@@ -4,7 +4,7 @@
     <prelude.h>
     int kc_abi_version(void);  void kc_set_threads(int);
     void kc_matmul(const float* restrict A, const float* restrict B, float* restrict C) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) num_threads(KC_THREADS)
         for (int64_t i = 0; i < 64; ++i) ...
     }
 
@@ -34,7 +34,7 @@ class CpuEmitter(CEmitter):
     """The C family's emitter with OpenMP threads, SIMD vector loops of `vector_bits` and register tiles."""
 
     LOOP_PRAGMA: ClassVar[dict[LoopKind, str]] = {
-        LoopKind.PARALLEL: "#pragma omp parallel for schedule(static)",
+        LoopKind.PARALLEL: "#pragma omp parallel for schedule(static) num_threads(KC_THREADS)",
         LoopKind.VECTOR: "#pragma omp simd",
         LoopKind.UNROLLED: "#pragma GCC unroll {n}",
     }
@@ -55,7 +55,11 @@ class CpuEmitter(CEmitter):
             PRELUDE,
             *([simd.prelude(self.width)] if uses_simd else []),
             "int kc_abi_version(void) { return KC_ABI_VERSION; }",
-            "void kc_set_threads(int n) { omp_set_num_threads(n); }",
+            # NOTE: the library's own count, not OpenMP's per-thread setting, which every library
+            # in the process shares (torch sets it too): each parallel loop names it
+            "static int kc_threads;",
+            "#define KC_THREADS (kc_threads > 0 ? kc_threads : omp_get_max_threads())",
+            "void kc_set_threads(int n) { kc_threads = n; }",
         ]
 
     def touch(self, *items: Expr | Buffer) -> None:

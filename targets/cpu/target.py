@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from kcomp.config import Config, config
 from kcomp.loops import LoopNest
 from kcomp.schedule import NONE, Schedule
@@ -102,6 +104,12 @@ class CpuTarget(Target):
         call = kernel.bind(args)
         kernel.set_threads(self.threads)
         call()
+
+    def quick_call(
+        self, artifact: Library, inputs: Sequence[str], params: dict[str, Arg]
+    ) -> Callable[[tuple], list[np.ndarray] | None] | None:
+        _isa.check_runnable(self.isa, self.arch)
+        return runtime.load(artifact).fast(inputs, params, self.threads)
 
     def caller(self, artifact: Library, args: Sequence[Arg]) -> Callable[[], object]:
         """The bound call: arguments are checked once, outside the timed calls."""
