@@ -18,7 +18,6 @@ machine falls on all of them alike.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ import kcomp
 from kcomp.bench import machine as host_machine
 from kcomp.bench.peers import torch_available
 from kcomp.bench.report import failures, load_warning, machine_line
+from kcomp.bench.torch_peer import torch_calls
 from kcomp.errors import UsageError
 from kcomp.loops import Alloc, LoopNest, walk_stmts
 from kcomp.loops.dependence import accesses
@@ -165,7 +165,6 @@ CASES = {
         ),
     )
 }
-THREADS = 2
 
 
 def parse_case(text: str) -> str:
@@ -244,7 +243,7 @@ def _row(case: Case, quick: bool, budget_s: float, info: dict[str, Any], with_to
             row["extra"][f"{system}_error"] = f"{type(e).__name__}: {e}"
     threads = None
     if with_torch and inputs is not None:
-        threads = _torch_calls(case, inputs, reference_out, row, calls)
+        threads = torch_calls(torch_function(case.name), inputs, reference_out, row, calls)
     try:
         times, errors = interleave(calls, budget_s=budget_s * len(calls))
     finally:
@@ -293,48 +292,6 @@ def torch_function(name: str) -> Callable[..., Any]:
         "attention_causal": lambda Q, K, V: nnf.scaled_dot_product_attention(Q, K, V, is_causal=True),
     }
     return functions[name]
-
-
-def _torch_calls(
-    case: Case,
-    inputs: dict[str, np.ndarray],
-    expected: np.ndarray | None,
-    row: dict[str, Any],
-    calls: dict[str, Callable[[], object]],
-) -> int:
-    """Add torch eager and Inductor (compiled and warmed here, its compile time recorded) to `calls`,
-    under no_grad and THREADS intra-op threads; returns the thread count to restore afterwards."""
-    import torch
-
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
-    fn = torch_function(case.name)
-    before = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-
-    def eager() -> object:
-        with torch.no_grad():
-            return fn(**tensors)
-
-    out = eager()
-    if expected is not None and not np.allclose(out.numpy(), expected, rtol=1e-3, atol=1e-3, equal_nan=True):
-        row["extra"]["torch_error"] = "torch's result differs from kcomp's"
-    calls["torch"] = eager
-    try:
-        start = time.perf_counter()
-        compiled = torch.compile(fn)
-        with torch.no_grad():
-            for _ in range(3):
-                compiled(**tensors)
-        row["extra"]["torch_compile_s"] = time.perf_counter() - start
-
-        def inductor() -> object:
-            with torch.no_grad():
-                return compiled(**tensors)
-
-        calls["torch_compile"] = inductor
-    except Exception as e:  # Inductor failing is a result too
-        row["extra"]["torch_compile_error"] = f"{type(e).__name__}: {e}"
-    return before
 
 
 QUICK_CASES = ("softmax", "layernorm", "gelu_chain", "attention")

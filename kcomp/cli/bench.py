@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
-from kcomp.bench import accel, examples, fusion, gemm, report, search
+from kcomp.bench import accel, examples, fusion, gemm, ops, report, search
 from kcomp.cli.args import parse_shapes
 from kcomp.errors import UsageError
 from kcomp.targets import DEFAULT, SIMULATED
@@ -71,6 +71,17 @@ SUITES: dict[str, Suite] = {
         " attention_causal",
         fusion.print_report,
         fusion.options,
+    ),
+    "ops": Suite(
+        ops.run_suite,
+        tuple(ops.CASES),
+        ops.QUICK_CASES,
+        ops.parse_case,
+        "default schedules on 46 operators and chains (matmul layouts, convolutions, pooling, norms,"
+        " softmax family, reductions, losses, activations) at two scales vs torch eager and torch.compile;"
+        " cases are names, or name/small, name/large",
+        ops.print_report,
+        ops.options,
     ),
     "search": Suite(
         search.run_suite,
