@@ -24,7 +24,20 @@ import math
 from collections.abc import Iterator
 
 from kcomp.errors import ScheduleError
-from kcomp.expr import Binary, Buffer, Expr, Load, Select, Unary, UnaryOp, children, free_vars, loads
+from kcomp.expr import (
+    Binary,
+    BinaryOp,
+    Buffer,
+    Expr,
+    Load,
+    Select,
+    Unary,
+    UnaryOp,
+    children,
+    free_vars,
+    loads,
+    walk,
+)
 from kcomp.loops import Alloc, Loop, LoopNest, Stmt, Store, walk_stmts
 from kcomp.loops.common import enclosing
 from kcomp.passes import apply_step
@@ -147,14 +160,30 @@ def _fuse_one(b: Builder, buf: Buffer, budget: int, inline: bool, outermost: boo
 
 
 def _contraction(stmt: Stmt, buf: Buffer) -> bool:
-    """Whether `stmt` reduces into `buf` a product of two other tensors (a GEMM, a convolution)."""
+    """Whether `stmt` reduces into `buf` a product with reuse (a GEMM, a convolution): two factors
+    reading different tensors along a reduced loop, each missing an index of `buf` the other has.
+    Such a nest keeps its register tile only on its own; a row reduction (`s += exp(x - m)`, a dot
+    product of two rows) has no reuse and fuses like any other."""
+    loops = {lp.var for lp in walk_stmts((stmt,)) if isinstance(lp, Loop)}
     for s in walk_stmts((stmt,)):
-        if isinstance(s, Store) and s.buffer is buf:
-            others = {ld.buffer for ld in loads(s.value) if ld.buffer is not buf}
-            indexed = {v for e in s.index for v in free_vars(e)}
-            reduced = [lp for lp in walk_stmts((stmt,)) if isinstance(lp, Loop) and lp.var not in indexed]
-            if len(others) >= 2 and reduced:
-                return True
+        if not isinstance(s, Store) or s.buffer is not buf:
+            continue
+        indexed = {v for e in s.index for v in free_vars(e)}
+        reduced = loops - indexed
+        for product in walk(s.value):
+            if not (isinstance(product, Binary) and product.op is BinaryOp.MUL):
+                continue
+            sides = [
+                [ld for ld in loads(side) if ld.buffer is not buf] for side in (product.lhs, product.rhs)
+            ]
+            for a in sides[0]:
+                for b in sides[1]:
+                    va = {v for e in a.index for v in free_vars(e)}
+                    vb = {v for e in b.index for v in free_vars(e)}
+                    if a.buffer is b.buffer or not (va & vb & reduced):
+                        continue
+                    if (indexed & vb) - va and (indexed & va) - vb:
+                        return True
     return False
 
 

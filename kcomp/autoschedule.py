@@ -327,6 +327,12 @@ def _parallelize(b: Builder, pos: int, width: int, cores: int) -> None:
     for lp in chain:
         if lp.extent >= cores and lp.kind.value != "vector" and b.try_step(Parallel(b.name(lp))):
             return
+    top = chain[0]
+    # NOTE: a loop that sums into a few elements (a loss over rows) runs in threads that each keep
+    # a private copy of them, added up at the end
+    reducing = top.extent >= cores and top.kind.value != "vector" and _small_reductions(top)
+    if reducing and b.try_step(Parallel(b.name(top), reduce=True)):
+        return
     vec = chain[-1]
     if vec.kind.value != "vector" or vec.extent < cores * width * 4:
         return
@@ -341,18 +347,33 @@ def _parallelize(b: Builder, pos: int, width: int, cores: int) -> None:
         b.nest, b.steps = before
 
 
+def _small_reductions(loop: Loop) -> bool:
+    """Whether every buffer `loop` carries a reduction into is small enough to copy per thread."""
+    carried = [
+        s.buffer
+        for s in walk_stmts(loop.body)
+        if isinstance(s, Store)
+        and loop.var not in {v for e in s.index for v in free_vars(e)}
+        and s.buffer.scope.value == "global"
+    ]
+    return bool(carried) and all(buf.size <= 1024 for buf in carried)
+
+
 def _vectorize_innermost(b: Builder, chain: list[Loop], store: Store, width: int) -> None:
     """Vectorize the loop most accesses walk contiguously (moved innermost); a reduction loop only
     with the `reduce` strategy and only when it is innermost with a one-statement body."""
     inner = chain[-1].body
-    accesses = [s.index for s in walk_stmts(inner) if isinstance(s, Store)]
-    accesses += [ld.index for e in body_exprs(inner) for ld in loads(e)]
+    # NOTE: each access weighs by its tensor's size: a row reduction's big input read along a
+    # stride costs far more than its small output written contiguously
+    weighted = [(s.index, s.buffer.size) for s in walk_stmts(inner) if isinstance(s, Store)]
+    weighted += [(ld.index, ld.buffer.size) for e in body_exprs(inner) for ld in loads(e)]
+    accesses = [idx for idx, _ in weighted]
     best, best_score = None, 0
     for lp in chain:
         if lp.extent < width:
             continue
-        contiguous = sum(1 for idx in accesses if idx and idx[-1] is lp.var)
-        strided = sum(1 for idx in accesses for e in idx[:-1] if lp.var in free_vars(e))
+        contiguous = sum(w for idx, w in weighted if idx and idx[-1] is lp.var)
+        strided = sum(w for idx, w in weighted for e in idx[:-1] if lp.var in free_vars(e))
         score = 2 * contiguous - 3 * strided
         if score > best_score:
             best, best_score = lp, score

@@ -78,3 +78,37 @@ def test_nests_fused_two_levels_deep_still_get_vector_loops():
         if isinstance(s, Loop) and any(isinstance(x, Store) and x.buffer.name in ("mx", "p") for x in s.body)
     ]
     assert innermost and all(lp.kind is LoopKind.VECTOR for lp in innermost)
+
+
+LOG_SOFTMAX = """kernel lsm(X: f32[N, D]) -> (Y: f32[N, D]) {
+    mx[n] max= X[n, d]
+    s[n] += exp(X[n, d] - mx[n])
+    Y[n, d] = X[n, d] - mx[n] - log(s[n])
+}"""
+COSINE = """kernel cos(A: f32[N, D], B: f32[N, D]) -> (Y: f32[N]) {
+    dot[n] += A[n, d] * B[n, d]
+    na[n] += A[n, d] * A[n, d]
+    Y[n] = dot[n] / sqrt(na[n])
+}"""
+
+
+@pytest.mark.parametrize("text, fused", [(LOG_SOFTMAX, {"mx", "s"}), (COSINE, {"dot", "na"})])
+def test_row_reductions_without_reuse_fuse_even_when_they_multiply_two_tensors(text, fused):
+    steps = steps_of(text, N=64, D=300)
+    assert {s.tensor for s in steps if isinstance(s, ComputeAt)} == fused
+
+
+def test_a_row_reduction_vectorizes_along_its_big_input_not_its_small_output():
+    from kcomp.schedule import Vectorize
+
+    text = "kernel r(X: f32[N, D], m: f32[N]) -> (S: f32[N]) { S[n] += exp(X[n, d] - m[n]) }"
+    steps = steps_of(text, N=512, D=256)
+    assert Vectorize("d", reduce=True) in steps
+
+
+def test_a_loss_over_rows_runs_in_threads_with_private_sums():
+    from kcomp.schedule import Parallel
+
+    text = "kernel mse(A: f32[N, D], B: f32[N, D]) -> (L: f32[]) { L[] += (A[n, d] - B[n, d]) * (A[n, d] - B[n, d]) / (N * D) }"
+    steps = steps_of(text, N=512, D=256)
+    assert any(isinstance(s, Parallel) and s.reduce for s in steps)

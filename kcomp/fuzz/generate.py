@@ -10,7 +10,9 @@ also i32 and f64):
     elementwise   t1[i, j] = tanh(A[i, j]) * B[j] + f32(i)
     reduction     t2[i] max= A[i, 2*r + s - 1, pad=-inf] where r < E0, s < D1      (+= *= max= min=)
     arg           t3[i] argmax= A[i, j]                                            (then a gather index)
-    contraction   t0[i, j] += A[i, k] * B[k, j]  with an init and in-place epilogues (maps onto accel)
+    contraction   t0[i, j] += A[i, k] * B[k, j]  with an init and in-place epilogues (maps onto accel);
+                  operands stored transposed (A[k, i], B[j, k]), convolutions with strided or dilated
+                  padded windows
     accumulate    t0[i, j] = b[j]; t0[i, j] += ...      in place: t0[i, j] = relu(t0[i, j])
 
 Reads are of fresh inputs or of earlier results, indexed by plain variables (prefix reads when the
@@ -357,6 +359,10 @@ class _Gen:
             w = self.new_var(base)
             self.ranges[r] = self.ranges[s] = min(self.values, key=lambda n: abs(self.values[n] - 3))
             lhs, a_idx, b_idx = [k, h, w], (c, f"{h} + {r}", f"{w} + {s}"), (k, c, r, s)
+            a_pad = None
+            if rng.random() < 0.4:  # strided (and dilated) windows, reading past the edge as zeros
+                a_idx = (c, f"2 * {h} + {r} - 1", f"{rng.choice((1, 2))} * {w} + {s} - 1")
+                a_pad = "0.0"
             a_shape = (self.ranges[c], "E1", "E1")
             b_shape = tuple(self.ranges[v] for v in b_idx)
         else:
@@ -366,11 +372,18 @@ class _Gen:
             k = self.new_var(d())
             lhs = [*batch, i] + ([j] if j else [])
             a_idx, b_idx = (*batch, i, k), (*batch, k) + ((j,) if j else ())
+            # NOTE: operands stored transposed (A as K x M, B as N x K) are the same contraction to
+            # the scheduler, which must pack them instead of reading them along a stride
+            if rng.random() < 0.5:
+                a_idx = (*batch, k, i)
+            if j and rng.random() < 0.5:
+                b_idx = (*batch, j, k)
             a_shape, b_shape = (tuple(self.ranges[v] for v in ix) for ix in (a_idx, b_idx))
+            a_pad = None
         for v in self.ranges:
             self.plain[v] = {True} if v in (*a_idx, *b_idx) else set()
         a, b = self.new_input("f32", a_shape), self.new_input("f32", b_shape)
-        value = ("bin", "*", ("read", a.name, tuple(a_idx), None), ("read", b.name, tuple(b_idx), None))
+        value = ("bin", "*", ("read", a.name, tuple(a_idx), a_pad), ("read", b.name, tuple(b_idx), None))
         init = rng.choice(("zero", "zero", "bias", "matrix"))
         ranges, lhs_dims = dict(self.ranges), tuple(self.ranges[v] for v in lhs)
         if init != "zero":

@@ -11,7 +11,9 @@ a reduction's running max/min is one vmaxps/vminps (its accumulator is never NaN
 value the loop does not vary multiplies by its reciprocal (within the tolerance; edge cases kept).
 
 exp, sigmoid, tanh and erf have vector forms (accuracy in their comments, inside the numeric policy's
-f32 tolerance; exp uses vscalefps where AVX-512 has it); log, sqrt, pow and the integer helpers run lane by lane with the scalar libm calls.
+f32 tolerance; exp uses vscalefps and log vgetmantps/vgetexpps where AVX-512 has them, log runs
+libm's logf lane by lane elsewhere); sqrt, pow and the integer helpers run lane by lane with the
+scalar libm calls.
 
 Only 32-bit lanes are vectorized (f32, i32, and bool as an i32 mask of all ones / zeros); loops over
 other types fall back to scalar code (docs/schedules.md says so).
@@ -137,6 +139,43 @@ static inline kc_vf32 kc_vexp_f32(kc_vf32 x) {{
     y = kc_blend_f32(big, kc_splat_f32(INFINITY), y);
     y = kc_blend_f32(tiny, kc_splat_f32(0.0f), y);
     return kc_blend_f32(nan, x, y);
+}}
+#endif
+#if defined(__AVX512F__) && {nbytes} == 64
+/* log: x = m 2^e with m in [sqrt(1/2), sqrt(2)) by vgetmantps/vgetexpps (subnormals included),
+ * log(m) = log1p(m - 1) by Cephes' logf polynomial, e ln2 in two parts (Cody-Waite); about 1 ulp.
+ * log(0) = -inf, log(x < 0) = NaN, log(inf) = inf, NaN stays NaN. */
+static inline kc_vf32 kc_vlog_f32(kc_vf32 x) {{
+    __m512 v = (__m512)x;
+    __m512 m = _mm512_getmant_ps(v, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+    __m512 e = _mm512_getexp_ps(v);
+    __mmask16 hi = _mm512_cmp_ps_mask(m, _mm512_set1_ps(1.41421356237f), _CMP_GE_OQ);
+    m = _mm512_mask_mul_ps(m, hi, m, _mm512_set1_ps(0.5f));
+    e = _mm512_mask_add_ps(e, hi, e, _mm512_set1_ps(1.0f));
+    __m512 f = _mm512_sub_ps(m, _mm512_set1_ps(1.0f));
+    __m512 z = _mm512_mul_ps(f, f);
+    __m512 p = _mm512_set1_ps(7.0376836292e-2f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(-1.1514610310e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.1676998740e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(-1.2420140846e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.4249322787e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(-1.6668057665e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.0000714765e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(-2.4999993993e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(3.3333331174e-1f));
+    __m512 y = _mm512_mul_ps(_mm512_mul_ps(p, f), z);
+    y = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.12194440e-4f), y);
+    y = _mm512_fnmadd_ps(z, _mm512_set1_ps(0.5f), y);
+    __m512 r = _mm512_fmadd_ps(e, _mm512_set1_ps(0.693359375f), _mm512_add_ps(f, y));
+    r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(v, _mm512_set1_ps(INFINITY), _CMP_EQ_OQ), v);
+    r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_EQ_OQ), _mm512_set1_ps(-INFINITY));
+    return (kc_vf32)_mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_set1_ps(NAN));
+}}
+#else
+static inline kc_vf32 kc_vlog_f32(kc_vf32 x) {{
+    kc_vf32 r;
+    for (int l = 0; l < KC_W; l++) r[l] = logf(x[l]);
+    return r;
 }}
 #endif
 static inline kc_vf32 kc_vsigmoid_f32(kc_vf32 x) {{ return kc_splat_f32(1.0f) / (kc_splat_f32(1.0f) + kc_vexp_f32(-x)); }}

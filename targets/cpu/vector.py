@@ -61,6 +61,7 @@ RUNNING = {BinaryOp.MAX: "kc_rmax", BinaryOp.MIN: "kc_rmin"}  # accumulators tha
 ACCUMULATORS = 4  # partial vector accumulators of a long reduction: covers an add's latency
 VECTOR_MATH = {
     UnaryOp.EXP: "kc_vexp_f32",
+    UnaryOp.LOG: "kc_vlog_f32",
     UnaryOp.SIGMOID: "kc_vsigmoid_f32",
     UnaryOp.TANH: "kc_vtanh_f32",
     UnaryOp.ERF: "kc_verf_f32",
