@@ -24,6 +24,7 @@ Rules, per top-level loop nest (one per statement, plus initialisations):
 
 from __future__ import annotations
 
+from kcomp.affine import affine
 from kcomp.autofuse import Builder, fuse_by_rule
 from kcomp.contraction import classify
 from kcomp.expr import Load, Var, free_vars, loads
@@ -261,8 +262,13 @@ def _conv(b: Builder, pos: int, chain: list[Loop], names: dict, width: int, core
     if outer:
         xname = symbol_names(b.nest)[x.buffer]
         at = names[outer[-1].var]
-        if b.try_step(CacheRead(xname, at)):
-            b.try_step(Vectorize(loop(f"{xname}_local_{len(x.index) - 1}")))
+        # NOTE: a strided window (`X[.., 2*w + s]`) is staged split into its phases, so each
+        # phase is read contiguously along w instead of gathered lane by lane
+        stride = abs((affine(x.index[-1]) or {}).get(w.var, 1))
+        last = len(x.index) - 1
+        staged = CacheRead(xname, at, last, stride) if stride > 1 else CacheRead(xname, at)
+        if b.try_step(staged):
+            b.try_step(Vectorize(loop(f"{xname}_local_{last + (stride > 1)}")))
     b.try_step(CacheWrite(symbol_names(b.nest)[store.buffer], loop(f"{nw}_o")))
     if cores > 1 and _work(chain[0]) >= PARALLEL_MIN_WORK and outer:
         fused = names[outer[0].var]

@@ -10,6 +10,8 @@
     cache_write C at j_o      C's tile inside j_o accumulates in a local buffer, written back once
     cache_read B at k_o       B's region read inside k_o is copied first into a contiguous buffer
     pack B at k_o block 1 16  the same, dimension 1 blocked by 16: layout [d1 / 16, d0, d1 % 16]
+    cache_read X at h stride 3 2   dimension 3 split into its 2 phases: layout [.., d3 % 2, d3 / 2], so a
+                              stride-2 window (`X[.., 2*w + s]`) reads each phase contiguously
     layout T 1 0              an intermediate tensor is stored with its dimensions permuted
     double_buffer [T...]      accelerator: two on-chip buffers per tile of T (all operands when none
                               named), so the next tile's DMA overlaps this tile's compute
@@ -118,10 +120,13 @@ class CacheWrite:
 class CacheRead:
     tensor: str
     at: str
+    dim: int = 0  # with `stride` > 1: the staged dimension split into `stride` phases
+    stride: int = 1
     verb: ClassVar[str] = "cache_read"
 
     def words(self) -> list[str]:
-        return [self.tensor, "at", self.at]
+        extra = ["stride", str(self.dim), str(self.stride)] if self.stride > 1 else []
+        return [self.tensor, "at", self.at, *extra]
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +226,7 @@ USAGE = {
     "parallel": "parallel LOOP [reduce]",
     "unroll": "unroll LOOP",
     "cache_write": "cache_write TENSOR at LOOP",
-    "cache_read": "cache_read TENSOR at LOOP",
+    "cache_read": "cache_read TENSOR at LOOP [stride DIM FACTOR]",
     "pack": "pack TENSOR at LOOP block DIM FACTOR",
     "layout": "layout TENSOR DIM...",
     "double_buffer": "double_buffer [TENSOR...]",
@@ -417,6 +422,14 @@ def _parse_step(words: list[tuple[str, int]], span: Span, raw: str, line: int, c
             loop = name(0)
             done(1)
             return Unroll(loop)
+        case "cache_read" if len(args) > 3:
+            tensor = name(0)
+            keyword(1, "at")
+            loop = name(2)
+            keyword(3, "stride")
+            dim, stride = number(4), number(5)
+            done(6)
+            return CacheRead(tensor, loop, dim, stride)
         case "cache_write" | "cache_read" | "compute_at":
             tensor = name(0)
             keyword(1, "at")
@@ -458,6 +471,10 @@ def _validated(step: Step, span: Span | None) -> Step:
             problem = f"{step.verb}: factor must be a positive integer, not {f}"
         case Pack(dim=d) if d < 0:
             problem = f"pack: dimension must be 0 or more, not {d}"
+        case CacheRead(stride=f) if f < 1:
+            problem = f"cache_read: stride must be a positive integer, not {f}"
+        case CacheRead(dim=d) if d < 0:
+            problem = f"cache_read: dimension must be 0 or more, not {d}"
         case Tile(loops=ls, factors=fs) if len(ls) != len(fs) or any(f < 1 for f in fs):
             problem = "tile: give one positive factor per loop"
         case Reorder(loops=ls) | Tile(loops=ls) if len(set(ls)) != len(ls):

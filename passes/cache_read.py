@@ -8,7 +8,9 @@
 
 `cache_read` keeps the region's dimension order; `pack ... block D F` blocks region dimension D by
 F and makes the block number the outermost dimension and the position in the block the innermost,
-so a micro-kernel walks the panel contiguously.  Positions of the blocked dimension past the region
+so a micro-kernel walks the panel contiguously.  `cache_read ... stride D F` splits dimension D into
+its F phases, [.., position % F, position / F, ..]: a window read at stride F (`X[2*w + s]`) then
+reads one phase contiguously along w (`X_local[s % 2, w + s // 2]`).  Positions of the blocked dimension past the region
 (the last, partial block) are filled with zeros, positions past the tensor's bounds with the pad
 value of the loop's reads (`pad=-inf` of a max pool; 0 by default).  Legal when the
 tensor is not written inside the loop (the copy would go stale).
@@ -36,20 +38,25 @@ def cache_read(nest: LoopNest, step: CacheRead | Pack) -> LoopNest:
         raise r.error(f"{step.tensor} is not read inside loop {step.at}")
     inner = {s.var: s.extent for s in walk_stmts(loop.body) if isinstance(s, Loop)}
     reg = region(r, step.tensor, read[buf], inner)
-    block = None
+    block = phase = None
     if isinstance(step, Pack):
         if not 0 <= step.dim < len(reg.extent):
             raise r.error(f"{step.tensor} has {len(reg.extent)} dimensions; there is no dimension {step.dim}")
         block = (step.dim, min(step.factor, reg.extent[step.dim]))
-    shape = _packed_shape(reg.extent, block)
+    elif step.stride > 1:
+        if not 0 <= step.dim < len(reg.extent):
+            raise r.error(f"{step.tensor} has {len(reg.extent)} dimensions; there is no dimension {step.dim}")
+        phase = (step.dim, step.stride)
+    shape = _phased_shape(reg.extent, phase) if phase else _packed_shape(reg.extent, block)
     staged = Buffer(f"{r.name(buf)}_{'pack' if block else 'local'}", buf.dtype, shape, Scope.LOCAL)
 
     def remap(idx: tuple[Expr, ...]) -> tuple[Expr, ...]:
-        return _packed_index(reg.offset(idx, inner), block, inner)
+        off = reg.offset(idx, inner)
+        return _phased_index(off, phase, inner) if phase else _packed_index(off, block, inner)
 
     body = rename_buffer(loop.body, buf, staged, remap, in_bounds=True)  # the region is the reads' hull
     outer = {v: n for v, n in extents(nest).items() if v not in inner}
-    fill = _fill(reg, buf, staged, block, outer, _pad(r, buf, loop))
+    fill = _fill(reg, buf, staged, block, outer, _pad(r, buf, loop), phase)
     return replace_stmt(nest, loop, Loop(loop.var, loop.extent, loop.kind, (Alloc(staged, (fill, *body)),)))
 
 
@@ -85,8 +92,21 @@ def _packed_index(
     return (q, *rest, rem)
 
 
+def _phased_shape(ext: tuple[int, ...], phase: tuple[int, int]) -> tuple[int, ...]:
+    d, f = phase
+    return (*ext[:d], f, -(-ext[d] // f), *ext[d + 1 :])
+
+
+def _phased_index(off: tuple[Expr, ...], phase: tuple[int, int], inner: dict[Var, int]) -> tuple[Expr, ...]:
+    d, f = phase
+    q, rem = _divmod(off[d], f, inner)
+    return (*off[:d], rem, q, *off[d + 1 :])
+
+
 def _divmod(e: Expr, f: int, inner: dict[Var, int]) -> tuple[Expr, Expr]:
-    """(e // f, e % f), exact and simple when e = f*q + r with r known to lie in [0, f)."""
+    """(e // f, e % f), exact and simple when e = f*q + r with r known to lie in [0, f); otherwise
+    the multiples of f still leave the division exactly (`(2*w + s) // 2 = w + s // 2`), so a
+    loop variable with a coefficient divisible by f indexes the quotient alone."""
     a = affine(e)
     if a is not None:
         q = {v: c // f for v, c in a.items() if v is not None and c % f == 0}
@@ -95,6 +115,10 @@ def _divmod(e: Expr, f: int, inner: dict[Var, int]) -> tuple[Expr, Expr]:
         span = interval(from_affine(rem), inner)
         if span is not None and span[0] >= 0 and span[1] < f:
             return simplify(from_affine({**q, None: 0})), simplify(from_affine(rem))
+        if q:
+            rest = from_affine(rem)
+            whole = Binary(BinaryOp.ADD, from_affine({**q, None: 0}), Binary(BinaryOp.FLOORDIV, rest, const(f)))
+            return simplify(whole), simplify(Binary(BinaryOp.MOD, rest, const(f)))
     return (
         simplify(Binary(BinaryOp.FLOORDIV, e, const(f))),
         simplify(Binary(BinaryOp.MOD, e, const(f))),
@@ -108,11 +132,16 @@ def _fill(
     block: tuple[int, int] | None,
     outer: dict[Var, int],
     pad: float | int,
+    phase: tuple[int, int] | None = None,
 ) -> Stmt:
     """Loops over the staged buffer in its own order, each element read from `buf` (`pad` outside)."""
     vars_ = [Var(f"{staged.name}_{k}") for k in range(len(staged.shape))]
-    if block is None:
-        coords: list[Expr] = list(vars_)
+    if phase is not None:
+        d, f = phase  # staged [.., p, q, ..] holds region position q * f + p
+        position = Binary(BinaryOp.ADD, Binary(BinaryOp.MUL, vars_[d + 1], const(f)), vars_[d])
+        coords: list[Expr] = [*vars_[:d], position, *vars_[d + 2 :]]
+    elif block is None:
+        coords = list(vars_)
     else:
         d, f = block
         rest = iter(vars_[1:-1])
@@ -127,7 +156,9 @@ def _fill(
     needs_pad = False
     for k, (e, n) in enumerate(zip(src, buf.shape, strict=True)):
         span = interval(e, ranges)
-        beyond_region = block is not None and k == block[0] and staged.shape[0] * block[1] > reg.extent[k]
+        beyond_region = (block is not None and k == block[0] and staged.shape[0] * block[1] > reg.extent[k]) or (
+            phase is not None and k == phase[0] and phase[1] * staged.shape[k + 1] > reg.extent[k]
+        )
         if span is None or span[0] < 0 or span[1] >= n or beyond_region:
             needs_pad = True
     value = Load(buf, src, pad) if needs_pad else Load(buf, src)

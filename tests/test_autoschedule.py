@@ -84,3 +84,15 @@ def test_default_schedule_replays_from_its_text(path):
 def test_default_schedule_is_correct_at_every_isa_level(target):
     k = compile(MATMUL, target=target, shapes={"M": 25, "N": 37, "K": 19})
     assert k.check().ok
+
+
+@pytest.mark.parametrize("stride", [2, 4])
+def test_a_strided_convolution_stages_its_window_by_phase(stride):
+    text = (
+        f"dim OH = (H + 2 - 3) // {stride} + 1, OW = (W + 2 - 3) // {stride} + 1\n"
+        "kernel c(X: f32[N, C, H, W], F: f32[K, C, 3, 3]) -> (Y: f32[N, K, OH, OW]) {\n"
+        f"    Y[n, k, h, w] += X[n, c, {stride} * h + r - 1, {stride} * w + s - 1, pad=0.0] * F[k, c, r, s] where r < 3, s < 3\n}}"
+    )
+    k = default_of(text, N=2, C=3, K=16, H=70, W=70)
+    assert CacheRead("X", "h", 3, stride) in k.built.schedule.steps
+    assert k.check(seed=1).ok

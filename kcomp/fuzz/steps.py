@@ -142,7 +142,11 @@ def draw_step(choose: Chooser, nest: LoopNest) -> Step | None:
         case "cache_read":
             if not read:
                 return None
-            return CacheRead(names[choose.choice(sorted(read, key=names.get))], name)
+            buf = choose.choice(sorted(read, key=names.get))
+            stride = choose.choice([1, 1, 2, 3])
+            if stride > 1 and buf.shape:  # staged by phase (a strided window's layout)
+                return CacheRead(names[buf], name, choose.integer(0, len(buf.shape) - 1), stride)
+            return CacheRead(names[buf], name)
         case "pack":
             if not read:
                 return None

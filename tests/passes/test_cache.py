@@ -225,3 +225,46 @@ def test_cache_write_inside_independent_parallel_or_vector_loops(schedule):
 def test_cache_write_keeps_parallel_and_vector_loops_legal(schedule, message):
     with pytest.raises(ScheduleError, match=message):
         scheduled(MATMUL, MM, schedule)
+
+
+STRIDED = (
+    "kernel sconv(X: f32[C, H, W], F: f32[K, C, 3, 3]) -> (Y: f32[K, OH, OW]) {\n"
+    "    Y[k, h, w] += X[c, 2*h + r - 1, S*w + s - 1, pad=0.0] * F[k, c, r, s] where r < 3, s < 3\n}"
+)
+
+
+@pytest.mark.parametrize("stride", [2, 3])
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        "cache_read X at h stride 2 {S}",
+        "cache_read X at h stride 1 2",  # the rows' stride 2, split into phases too
+        "reorder k h c r s w\ncache_read X at h stride 2 {S}\nvectorize w",
+        "split w 2\ncache_read X at w_o stride 2 {S}",
+        "cache_read X at k stride 2 {S}",
+    ],
+)
+def test_cache_read_by_phase_preserves_results(stride, schedule):
+    text = STRIDED.replace("S*w", f"{stride}*w")
+    shapes = {"C": 2, "H": 9, "W": 11, "K": 3, "OH": 5, "OW": 11 // stride}
+    check_schedule(text, shapes, schedule.format(S=stride))
+
+
+def test_a_strided_window_reads_one_phase_contiguously():
+    nest = scheduled(
+        STRIDED.replace("S*w", "2*w"),
+        {"C": 2, "H": 9, "W": 11, "K": 3, "OH": 5, "OW": 5},
+        "cache_read X at h stride 2 2",
+    )
+    text = format_nest(nest)
+    assert "alloc X_local: f32[2, 3, 2, 6] local" in text
+    assert "X_local[c, r, s % 2, w + s // 2]" in text
+
+
+def test_cache_read_stride_text_round_trips_and_checks_its_dimension():
+    from kcomp.schedule import CacheRead, parse_schedule
+
+    s = parse_schedule("cache_read X at h stride 2 4")
+    assert s.steps == (CacheRead("X", "h", 2, 4),) and str(s).strip() == "cache_read X at h stride 2 4"
+    with pytest.raises(ScheduleError, match="no dimension 5"):
+        scheduled(CONV, {"C": 2, "H": 5, "W": 4, "K": 2}, "cache_read X at h stride 5 2")
