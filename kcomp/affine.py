@@ -180,3 +180,31 @@ def _rule(e: Expr) -> Expr | None:
 def simplify(e: Expr) -> Expr:
     """`e` with integer constants folded and affine index arithmetic collected (see the module rules)."""
     return rewrite(e, _rule)
+
+
+def simplify_within(e: Expr, ranges: dict[Var, int]) -> Expr:
+    """`simplify`, plus floor division and modulo by a constant d of an affine value whose part not
+    divisible by d stays in [0, d) over `ranges`: `(4*k_o + k_i) // 4 -> k_o` and `% 4 -> k_i` for
+    k_i < 4 (what a split leaves behind in a grouped convolution's `k // 4`)."""
+
+    def rule(x: Expr) -> Expr | None:
+        if not (
+            isinstance(x, Binary)
+            and x.op in (BinaryOp.FLOORDIV, BinaryOp.MOD)
+            and isinstance(x.rhs, Const)
+            and _is_int(x.lhs)
+            and int(x.rhs.value) > 0
+        ):
+            return None
+        d, a = int(x.rhs.value), affine(x.lhs)
+        if a is None:
+            return None
+        whole = {v: c // d for v, c in a.items() if v is not None and c % d == 0}
+        rest: Affine = {v: c for v, c in a.items() if v is not None and c % d != 0}
+        rest[None] = a.get(None, 0)
+        span = interval(from_affine(rest), ranges)
+        if span is None or span[0] < 0 or span[1] >= d:
+            return None
+        return from_affine({**whole, None: 0}) if x.op is BinaryOp.FLOORDIV else from_affine(rest)
+
+    return simplify(rewrite(simplify(e), rule))

@@ -24,10 +24,12 @@ Rules, per top-level loop nest (one per statement, plus initialisations):
 
 from __future__ import annotations
 
+from typing import Any
+
 from kcomp.affine import affine
 from kcomp.autofuse import Builder, fuse_by_rule
 from kcomp.contraction import classify
-from kcomp.expr import Load, Var, free_vars, loads
+from kcomp.expr import Binary, BinaryOp, Const, Load, Var, free_vars, loads, walk
 from kcomp.loops import Alloc, Guard, Loop, LoopNest, Stmt, Store, walk_stmts
 from kcomp.loops.common import body_exprs
 from kcomp.printer import symbol_names
@@ -215,8 +217,10 @@ def _conv_like(chain: list[Loop]) -> tuple[list[Loop], Loop, Loop, list[Loop], L
     if s.buffer.dtype.value != "f32" or len(ins) != 2 or any(ld.buffer.dtype.value != "f32" for ld in ins):
         return None
     by_var = {lp.var: lp for lp in chain}
-    out_vars = [e for e in s.index if isinstance(e, Var)]
-    if len(out_vars) != len(s.index) or s.index[-1] not in by_var:
+    # NOTE: an output index may combine loops (a grouped convolution's `k_o * 8 + k_i` after the
+    # group split); the last one must be a loop of its own, the vector loop w
+    out_vars = list(dict.fromkeys(v for e in s.index for v in free_vars(e) if v in by_var))
+    if not isinstance(s.index[-1], Var) or s.index[-1] not in by_var:
         return None
     w = by_var[s.index[-1]]
     x = next((ld for ld in ins if w.var in free_vars(ld.index[-1])), None)
@@ -237,17 +241,19 @@ def _conv_like(chain: list[Loop]) -> tuple[list[Loop], Loop, Loop, list[Loop], L
 
 def _conv(b: Builder, pos: int, chain: list[Loop], names: dict, width: int, cores: int) -> bool:
     found = _conv_like(chain) if width > 1 else None
+    if found is None and width > 1:
+        found, chain, names = _grouped(b, pos, chain, names)
     if found is None:
         return False
     outer, m, w, reductions, x = found
     store = chain[-1].body[0]
-    if w.extent < width:
-        return False
+    if 2 * w.extent < width:
+        return False  # NOTE: a row shorter than a vector still fills most lanes of one masked vector
     budget = _accumulators(width)  # one vector per row here
     mr = max(d for d in range(1, min(budget, 16, m.extent) + 1) if m.extent % d == 0)
     nm, nw = names[m.var], names[w.var]
     before = (b.nest, b.steps)
-    ok = b.try_step(Split(nm, mr)) and b.try_step(Split(nw, width))
+    ok = b.try_step(Split(nm, mr)) and b.try_step(Split(nw, min(width, w.extent)))
 
     def loop(raw: str) -> str:
         return _display(b, pos, raw)
@@ -271,13 +277,49 @@ def _conv(b: Builder, pos: int, chain: list[Loop], names: dict, width: int, core
             b.try_step(Vectorize(loop(f"{xname}_local_{last + (stride > 1)}")))
     b.try_step(CacheWrite(symbol_names(b.nest)[store.buffer], loop(f"{nw}_o")))
     if cores > 1 and _work(chain[0]) >= PARALLEL_MIN_WORK and outer:
+        before = (b.nest, b.steps)
         fused = names[outer[0].var]
         for lp in outer[1:]:
             if not b.try_step(Fuse(fused, names[lp.var])):
                 break
             fused = f"{fused}_{names[lp.var]}"
-        b.try_step(Parallel(fused))
+        if not b.try_step(Parallel(fused)):
+            # NOTE: fused indices the dependence test cannot see through (a group's `q // 48 % 4`):
+            # the first outer loop with an iteration per core instead
+            b.nest, b.steps = before
+            for lp in outer:
+                if lp.extent >= cores and b.try_step(Parallel(names[lp.var])):
+                    break
     return True
+
+
+def _grouped(b: Builder, pos: int, chain: list[Loop], names: dict) -> tuple[Any, list[Loop], dict]:
+    """A grouped convolution reads the input channels of output channel k's group through
+    `k // G`: split k by G and the inner loop is an ordinary output-channel loop (the split folds
+    `(G*k_o + k_i) // G` to `k_o`).  Returns `_conv_like` of the new chain, or None and the nest
+    as it was."""
+    store = chain[-1].body[0] if len(chain[-1].body) == 1 else None
+    if not isinstance(store, Store):
+        return None, chain, names
+    x_index = [e for ld in loads(store.value) if ld.buffer is not store.buffer for e in ld.index]
+    for e in x_index:
+        for node in walk(e):
+            if not (
+                isinstance(node, Binary) and node.op is BinaryOp.FLOORDIV and isinstance(node.rhs, Const)
+            ):
+                continue
+            group = int(node.rhs.value)
+            lp = next((lp for lp in chain if lp.var in free_vars(node.lhs) and lp.var in store.index), None)
+            if lp is None or group <= 1 or lp.extent % group or lp.extent == group:
+                continue
+            before = (b.nest, b.steps)
+            if b.try_step(Split(names[lp.var], group)):
+                new_chain = _chain(_top_nests(b.nest.body)[pos])
+                found = _conv_like(new_chain)
+                if found is not None:
+                    return found, new_chain, b.names()
+            b.nest, b.steps = before
+    return None, chain, names
 
 
 def _fused(chain: list[Loop]) -> bool:

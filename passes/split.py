@@ -13,10 +13,10 @@ allowed (outer extent 1); a larger one is refused.
 
 from __future__ import annotations
 
-from kcomp.affine import const
-from kcomp.expr import Binary, BinaryOp, Var
+from kcomp.affine import const, simplify_within
+from kcomp.expr import Binary, BinaryOp, Var, substitute
 from kcomp.loops import Guard, Loop, LoopKind, LoopNest
-from kcomp.loops.common import Resolver, clone, replace_stmt, substitute_body
+from kcomp.loops.common import Resolver, clone, map_exprs, replace_stmt, substitute_body
 from kcomp.schedule import Split, format_step
 
 
@@ -28,7 +28,8 @@ def split(nest: LoopNest, step: Split) -> LoopNest:
         raise r.error(f"factor {f} is larger than the extent {n} of loop {name}")
     outer, inner = Var(f"{name}_o"), Var(f"{name}_i")
     index = Binary(BinaryOp.ADD, Binary(BinaryOp.MUL, outer, const(f)), inner)
-    body = substitute_body(loop.body, {loop.var: index})
+    # NOTE: the inner variable's range lets `(f*o + i) // f` fold to `o` (a grouped channel index)
+    body = map_exprs(loop.body, lambda e: simplify_within(substitute(e, {loop.var: index}), {inner: f}))
     outer_kind = loop.kind if loop.kind is LoopKind.PARALLEL else LoopKind.SERIAL
     if n % f == 0:
         return replace_stmt(

@@ -96,3 +96,27 @@ def test_a_strided_convolution_stages_its_window_by_phase(stride):
     k = default_of(text, N=2, C=3, K=16, H=70, W=70)
     assert CacheRead("X", "h", 3, stride) in k.built.schedule.steps
     assert k.check(seed=1).ok
+
+
+def test_a_grouped_convolution_is_split_by_group_into_the_convolution_rule():
+    text = (
+        "dim G = 4\ndim CG = C // G, KG = K // G\n"
+        "kernel g(X: f32[N, C, H, W], F: f32[K, CG, 3, 3]) -> (Y: f32[N, K, H, W]) {\n"
+        "    Y[n, k, h, w] += X[n, (k // KG) * CG + c, h + r - 1, w + s - 1, pad=0.0] * F[k, c, r, s] where r < 3, s < 3\n}"
+    )
+    k = default_of(text, N=1, C=16, K=32, H=20, W=40)
+    steps = k.built.schedule.steps
+    assert Split("k", 8) in steps and any(isinstance(s, CacheWrite) for s in steps)
+    assert any(isinstance(s, Parallel) for s in steps)
+    assert k.check(seed=2).ok
+
+
+def test_a_convolution_row_shorter_than_a_vector_still_gets_the_register_tile():
+    text = (
+        "kernel c(X: f32[N, C, H, W], F: f32[K, C, 3, 3]) -> (Y: f32[N, K, H, W]) {\n"
+        "    Y[n, k, h, w] += X[n, c, h + r - 1, w + s - 1, pad=0.0] * F[k, c, r, s] where r < 3, s < 3\n}"
+    )
+    k = default_of(text, N=1, C=4, K=16, H=12, W=12)
+    if k.target.vector_bits >= 512:  # 12 of 16 lanes; on 8-lane targets the row is full vectors anyway
+        assert any(isinstance(s, CacheWrite) for s in k.built.schedule.steps)
+    assert k.check(seed=2).ok
