@@ -30,7 +30,7 @@ from kcomp.affine import affine
 from kcomp.autofuse import Builder, fuse_by_rule
 from kcomp.contraction import classify
 from kcomp.expr import Binary, BinaryOp, Const, Load, Var, free_vars, loads, walk
-from kcomp.loops import Alloc, Guard, Loop, LoopNest, Stmt, Store, walk_stmts
+from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, walk_stmts
 from kcomp.loops.common import body_exprs
 from kcomp.printer import symbol_names
 from kcomp.program import Program
@@ -272,9 +272,10 @@ def _conv(b: Builder, pos: int, chain: list[Loop], names: dict, width: int, core
         # phase is read contiguously along w instead of gathered lane by lane
         stride = abs((affine(x.index[-1]) or {}).get(w.var, 1))
         last = len(x.index) - 1
-        staged = CacheRead(xname, at, last, stride) if stride > 1 else CacheRead(xname, at)
-        if b.try_step(staged):
-            b.try_step(Vectorize(loop(f"{xname}_local_{last + (stride > 1)}")))
+        if stride > 1:  # NOTE: its copy runs in the source's order, phase innermost, unvectorized
+            b.try_step(CacheRead(xname, at, last, stride))
+        elif b.try_step(CacheRead(xname, at)):
+            b.try_step(Vectorize(loop(f"{xname}_local_{last}")))
     b.try_step(CacheWrite(symbol_names(b.nest)[store.buffer], loop(f"{nw}_o")))
     if cores > 1 and _work(chain[0]) >= PARALLEL_MIN_WORK and outer:
         before = (b.nest, b.steps)
@@ -364,8 +365,33 @@ def _generic(b: Builder, pos: int, width: int, cores: int) -> None:
     stores = [s for s in walk_stmts(body) if isinstance(s, Store)]
     if width > 1 and stores:
         _vectorize_innermost(b, chain, stores[-1], width)
+        _stage_strided(b, pos)
     if cores > 1 and _work(_top_nests(b.nest.body)[pos]) >= PARALLEL_MIN_WORK:
         _parallelize(b, pos, width, cores)
+
+
+def _stage_strided(b: Builder, pos: int) -> None:
+    """An input the vector loop reads at a stride (a pooling window `X[.., 2*w + s]`) is staged
+    split into its phases at the innermost enclosing loop of the output, so each phase is one
+    contiguous vector load instead of a lane-by-lane gather."""
+    chain = _chain(_top_nests(b.nest.body)[pos])
+    vec = chain[-1]
+    store = next((s for s in walk_stmts(vec.body) if isinstance(s, Store)), None)
+    if vec.kind is not LoopKind.VECTOR or store is None:
+        return
+    out = {v for e in store.index for v in free_vars(e)}
+    at = next((lp for lp in reversed(chain[:-1]) if lp.var in out), None)
+    if at is None:
+        return
+    for ld in loads(store.value):
+        if not ld.index or any(vec.var in free_vars(e) for e in ld.index[:-1]):
+            continue
+        stride = abs((affine(ld.index[-1]) or {}).get(vec.var, 1))
+        if stride > 1 and ld.buffer.size >= 1 << 12:
+            name = symbol_names(b.nest)[ld.buffer]
+            last = len(ld.index) - 1
+            b.try_step(CacheRead(name, b.name(at), last, stride))
+            return
 
 
 def _parallelize(b: Builder, pos: int, width: int, cores: int) -> None:

@@ -117,7 +117,9 @@ def _divmod(e: Expr, f: int, inner: dict[Var, int]) -> tuple[Expr, Expr]:
             return simplify(from_affine({**q, None: 0})), simplify(from_affine(rem))
         if q:
             rest = from_affine(rem)
-            whole = Binary(BinaryOp.ADD, from_affine({**q, None: 0}), Binary(BinaryOp.FLOORDIV, rest, const(f)))
+            whole = Binary(
+                BinaryOp.ADD, from_affine({**q, None: 0}), Binary(BinaryOp.FLOORDIV, rest, const(f))
+            )
             return simplify(whole), simplify(Binary(BinaryOp.MOD, rest, const(f)))
     return (
         simplify(Binary(BinaryOp.FLOORDIV, e, const(f))),
@@ -156,9 +158,9 @@ def _fill(
     needs_pad = False
     for k, (e, n) in enumerate(zip(src, buf.shape, strict=True)):
         span = interval(e, ranges)
-        beyond_region = (block is not None and k == block[0] and staged.shape[0] * block[1] > reg.extent[k]) or (
-            phase is not None and k == phase[0] and phase[1] * staged.shape[k + 1] > reg.extent[k]
-        )
+        beyond_region = (
+            block is not None and k == block[0] and staged.shape[0] * block[1] > reg.extent[k]
+        ) or (phase is not None and k == phase[0] and phase[1] * staged.shape[k + 1] > reg.extent[k])
         if span is None or span[0] < 0 or span[1] >= n or beyond_region:
             needs_pad = True
     value = Load(buf, src, pad) if needs_pad else Load(buf, src)
@@ -167,6 +169,10 @@ def _fill(
         inside = Binary(BinaryOp.LT, coords[block[0]], const(reg.extent[block[0]]))
         value = Select(inside, value, Const(0 if buf.dtype.is_int else 0.0, buf.dtype))
     stmt: Stmt = Store(staged, tuple(vars_), value)
-    for v, n in reversed(list(zip(vars_, staged.shape, strict=True))):
+    order = list(zip(vars_, staged.shape, strict=True))
+    if phase is not None:  # NOTE: the phase innermost, so the copy reads the source in its own order
+        d = phase[0]
+        order[d], order[d + 1] = order[d + 1], order[d]
+    for v, n in reversed(order):
         stmt = Loop(v, n, LoopKind.SERIAL, (stmt,))
     return stmt

@@ -120,3 +120,13 @@ def test_a_convolution_row_shorter_than_a_vector_still_gets_the_register_tile():
     if k.target.vector_bits >= 512:  # 12 of 16 lanes; on 8-lane targets the row is full vectors anyway
         assert any(isinstance(s, CacheWrite) for s in k.built.schedule.steps)
     assert k.check(seed=2).ok
+
+
+def test_a_strided_pooling_window_is_staged_by_phase():
+    text = (
+        "dim OL = (L + 2 - 3) // 2 + 1\n"
+        "kernel mp(X: f32[N, C, L]) -> (Y: f32[N, C, OL]) { Y[n, c, o] max= X[n, c, 2 * o + t - 1, pad=-inf] where t < 3 }"
+    )
+    k = default_of(text, N=2, C=8, L=1000)
+    assert any(isinstance(s, CacheRead) and s.stride == 2 for s in k.built.schedule.steps)
+    assert k.check(seed=0).ok
