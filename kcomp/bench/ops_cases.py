@@ -10,6 +10,7 @@ wants int64.  The five kernels of the generic-scheduling issue's table are here 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,8 +32,6 @@ class _Lazy:
         self._name = name
 
     def __getattr__(self, attr: str) -> Any:
-        import importlib
-
         return getattr(importlib.import_module(self._name), attr)
 
 
