@@ -27,15 +27,12 @@ from rich.console import Console
 from rich.table import Table
 
 import kcomp
-from kcomp.bench import machine as host_machine
-from kcomp.bench.peers import torch_available
 from kcomp.bench.report import failures, load_warning, machine_line
-from kcomp.bench.torch_peer import torch_calls
+from kcomp.bench.torch_peer import suite_end, suite_start, time_systems
 from kcomp.errors import UsageError
 from kcomp.loops import Alloc, LoopNest, walk_stmts
 from kcomp.loops.dependence import accesses
 from kcomp.passes.producers import sequence
-from kcomp.targets.base import interleave
 
 Progress = Callable[[str], None]
 
@@ -185,22 +182,12 @@ def run_suite(
 ) -> dict[str, Any]:
     say = progress or (lambda _msg: None)
     names = list(cases) if cases is not None else list(CASES)
-    others = host_machine.OtherCpu()
-    info: dict[str, Any] = {
-        **host_machine.describe_host(),
-        "load_avg_1m": {"start": host_machine.load_average()},
-    }
-    if roofs:
-        info.update(host_machine.measure_roofs())
-    why_not = torch_available() if with_torch else "not requested"
-    if why_not:
-        info["torch_error"] = why_not
+    info, others, torch_ok = suite_start(roofs, with_torch)
     rows = []
     for name in names:
         say(f"fusion {name}")
-        rows.append(_row(CASES[name], quick, budget_s, info, why_not is None))
-    info["load_avg_1m"]["end"] = host_machine.load_average()
-    info["other_cpu_cores"] = others.stop()
+        rows.append(_row(CASES[name], quick, budget_s, info, torch_ok))
+    suite_end(info, others)
     return {"suite": "fusion", "machine": info, "rows": rows}
 
 
@@ -241,20 +228,8 @@ def _row(case: Case, quick: bool, budget_s: float, info: dict[str, Any], with_to
                 reference_out = k(**inputs)
         except Exception as e:  # a failed system is a recorded result, never a crashed suite
             row["extra"][f"{system}_error"] = f"{type(e).__name__}: {e}"
-    threads = None
-    if with_torch and inputs is not None:
-        threads = torch_calls(torch_function(case.name), inputs, reference_out, row, calls)
-    try:
-        times, errors = interleave(calls, budget_s=budget_s * len(calls))
-    finally:
-        if threads is not None:
-            import torch
-
-            torch.set_num_threads(threads)
-    for system, m in times.items():
-        row["times_s"][system] = m.time_s
-    for system, message in errors.items():
-        row["extra"][f"{system}_error"] = message
+    torch_fn = torch_function(case.name) if with_torch and inputs is not None else None
+    row["times_s"].update(time_systems(calls, row, budget_s, torch_fn, inputs, reference_out))
     compulsory = sum(b.size * b.dtype.itemsize for b in (*built.program.inputs, *built.program.outputs))
     row["extra"]["compulsory_bytes"] = compulsory
     t = row["times_s"].get("kcomp")

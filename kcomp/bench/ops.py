@@ -21,11 +21,9 @@ from rich.console import Console
 from rich.table import Table
 
 import kcomp
-from kcomp.bench import machine as host_machine
 from kcomp.bench.ops_cases import CASES, OpCase
-from kcomp.bench.peers import torch_available
 from kcomp.bench.report import failures, load_warning, machine_line
-from kcomp.bench.torch_peer import torch_calls
+from kcomp.bench.torch_peer import suite_end, suite_start, time_systems
 from kcomp.errors import UsageError
 from kcomp.targets.base import interleave
 
@@ -55,23 +53,13 @@ def run_suite(
     with_torch: bool = True,
 ) -> dict[str, Any]:
     say = progress or (lambda _msg: None)
-    others = host_machine.OtherCpu()
-    info: dict[str, Any] = {
-        **host_machine.describe_host(),
-        "load_avg_1m": {"start": host_machine.load_average()},
-    }
-    if roofs:
-        info.update(host_machine.measure_roofs())
-    why_not = torch_available() if with_torch else "not requested"
-    if why_not:
-        info["torch_error"] = why_not
+    info, others, torch_ok = suite_start(roofs, with_torch)
     info["call_overhead_s"] = call_overhead(budget_s)
     rows = []
     for name, scale in _selected(cases, quick):
         say(f"ops {name}/{scale}")
-        rows.append(_row(CASES[name], scale, budget_s, why_not is None))
-    info["load_avg_1m"]["end"] = host_machine.load_average()
-    info["other_cpu_cores"] = others.stop()
+        rows.append(_row(CASES[name], scale, budget_s, torch_ok))
+    suite_end(info, others)
     return {"suite": "ops", "machine": info, "rows": rows}
 
 
@@ -120,21 +108,12 @@ def _row(case: OpCase, scale: str, budget_s: float, with_torch: bool) -> dict[st
     except Exception as e:  # a case kcomp cannot build is a recorded result, never a crashed suite
         row["extra"]["kcomp_error"] = f"{type(e).__name__}: {e}"
         return row
-    threads = torch_calls(case.torch, inputs, expected, row, calls) if with_torch else None
-    try:
-        times, errors = interleave(calls, budget_s=budget_s * len(calls))
-    finally:
-        if threads is not None:
-            import torch
-
-            torch.set_num_threads(threads)
-    for system, m in times.items():
+    times = time_systems(calls, row, budget_s, case.torch if with_torch else None, inputs, expected)
+    for system, t in times.items():
         if system == "kcomp_api":
-            row["extra"]["api_call_s"] = m.time_s
+            row["extra"]["api_call_s"] = t
         else:
-            row["times_s"][system] = m.time_s
-    for system, message in errors.items():
-        row["extra"][f"{system}_error"] = message
+            row["times_s"][system] = t
     return row
 
 

@@ -15,6 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from kcomp.bench import machine as host_machine
+from kcomp.bench.peers import torch_available
+from kcomp.targets.base import interleave
+
 THREADS = 2
 
 
@@ -63,3 +67,48 @@ def torch_calls(
     except Exception as e:  # Inductor failing is a result too
         row["extra"]["torch_compile_error"] = f"{type(e).__name__}: {e}"
     return before
+
+
+def suite_start(roofs: bool, with_torch: bool) -> tuple[dict[str, Any], Any, bool]:
+    """The machine section a torch-comparing suite starts with (host, load, roofs, torch's
+    availability), the CPU watcher to stop at the end (`suite_end`), and whether torch runs."""
+    others = host_machine.OtherCpu()
+    info: dict[str, Any] = {
+        **host_machine.describe_host(),
+        "load_avg_1m": {"start": host_machine.load_average()},
+    }
+    if roofs:
+        info.update(host_machine.measure_roofs())
+    why_not = torch_available() if with_torch else "not requested"
+    if why_not:
+        info["torch_error"] = why_not
+    return info, others, why_not is None
+
+
+def suite_end(info: dict[str, Any], others: Any) -> None:
+    info["load_avg_1m"]["end"] = host_machine.load_average()
+    info["other_cpu_cores"] = others.stop()
+
+
+def time_systems(
+    calls: dict[str, Callable[[], object]],
+    row: dict[str, Any],
+    budget_s: float,
+    torch_fn: Callable[..., Any] | None = None,
+    inputs: dict[str, np.ndarray] | None = None,
+    expected: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Median seconds per system of `calls`, plus torch eager and Inductor when `torch_fn` is given,
+    all timed interleaved (`targets.base.interleave`, `budget_s` each); a system that fails is
+    noted in `row["extra"]` as `<system>_error`."""
+    threads = torch_calls(torch_fn, inputs or {}, expected, row, calls) if torch_fn is not None else None
+    try:
+        times, errors = interleave(calls, budget_s=budget_s * len(calls))
+    finally:
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+    for system, message in errors.items():
+        row["extra"][f"{system}_error"] = message
+    return {system: m.time_s for system, m in times.items()}
