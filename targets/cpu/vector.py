@@ -79,10 +79,19 @@ class Promotion:
     buffer: Buffer
     slots: dict[int, str] = field(default_factory=dict)
     failed: bool = False
+    lanes: set[str | None] = field(default_factory=set)  # the lane counts of its accesses
+    unaligned: bool = False
 
-    def slot(self, offset: int, width: int, name: str) -> str:
-        if offset % width:
-            self.failed = True
+    def slot(self, offset: int, width: int, name: str, lanes: str | None = None) -> str:
+        """The register for the W lanes at `offset`.  Offsets are multiples of W, or (a tile whose
+        rows are shorter than a vector: 15 columns of a 16-lane machine) every access covers the same
+        constant number of lanes L and the offsets are multiples of L, so no two registers overlap."""
+        self.lanes.add(lanes)
+        self.unaligned |= offset % width != 0
+        if self.unaligned:
+            (only,) = self.lanes if len(self.lanes) == 1 else (None,)
+            if only is None or not only.isdigit() or any(o % int(only) for o in (*self.slots, offset)):
+                self.failed = True
         if offset not in self.slots:
             self.slots[offset] = f"{name}_v{offset}"
         return self.slots[offset]
@@ -283,7 +292,7 @@ class VectorLoop:
                 if not isinstance(at, Const):
                     promo.failed = True
                     return "/* unpromotable */;"
-                return f"{promo.slot(int(at.value), self.w, self.em.names(buf))} = {value.text};"
+                return f"{promo.slot(int(at.value), self.w, self.em.names(buf), self.n)} = {value.text};"
             ptr = f"&{self.em.names(buf)}[{self.em.expr.index(at)}]"
             s_ = "f32" if buf.dtype is DType.F32 else "i32"
             if self.n is not None:
@@ -367,7 +376,7 @@ class VectorLoop:
                 promo = self.em.promotions.get(buf)
                 if promo is not None:
                     if isinstance(at, Const):
-                        return V(promo.slot(int(at.value), self.w, self.em.names(buf)), True, dt)
+                        return V(promo.slot(int(at.value), self.w, self.em.names(buf), self.n), True, dt)
                     promo.failed = True
                 ptr = f"&{self.em.names(buf)}[{self.em.expr.index(at)}]"
                 s = "f32" if buf.dtype is DType.F32 else "i32"
