@@ -33,6 +33,7 @@ from kcomp.expr import (
     Select,
     Unary,
     UnaryOp,
+    Var,
     children,
     free_vars,
     loads,
@@ -59,6 +60,7 @@ class Builder:
     def __init__(self, nest: LoopNest):
         self.nest = nest
         self.steps: list[Step] = []
+        self.write_backs: list[tuple[Buffer, Var]] = []  # register tiles: (tensor, write-back loop)
 
     def names(self) -> dict[object, str]:
         return symbol_names(self.nest)

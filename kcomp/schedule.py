@@ -20,6 +20,8 @@
     inline P                  an elementwise P is substituted into its readers; its nest disappears
     materialize P             P keeps its own nest and buffer (the default; records the decision)
     online M S                S += exp(u - M) * v after M max= u: one pass with a running max
+    epilogue Z at LOOP        an elementwise Z of P computed on P's tile where LOOP writes it back
+                              (after `cache_write P at LOOP`; docs/fusion.md)
 
 A step addresses loops by the names `kcomp compile --emit loops` prints for the nest as it stands
 after the steps before it, and tensors by name.  `str(schedule)` is the canonical text (one step
@@ -189,6 +191,16 @@ class Materialize:
 
 
 @dataclass(frozen=True, slots=True)
+class Epilogue:
+    tensor: str
+    at: str
+    verb: ClassVar[str] = "epilogue"
+
+    def words(self) -> list[str]:
+        return [self.tensor, "at", self.at]
+
+
+@dataclass(frozen=True, slots=True)
 class Online:
     max: str  # M[..] max= u
     sum: str  # S[..] += exp(u - M[..]) * v
@@ -215,6 +227,7 @@ Step = (
     | Inline
     | Materialize
     | Online
+    | Epilogue
 )
 STEP_TYPES: dict[str, type] = {cls.verb: cls for cls in Step.__args__}
 USAGE = {
@@ -234,6 +247,7 @@ USAGE = {
     "inline": "inline TENSOR",
     "materialize": "materialize TENSOR",
     "online": "online MAX SUM",
+    "epilogue": "epilogue TENSOR at LOOP",
 }
 
 
@@ -430,12 +444,17 @@ def _parse_step(words: list[tuple[str, int]], span: Span, raw: str, line: int, c
             dim, stride = number(4), number(5)
             done(6)
             return CacheRead(tensor, loop, dim, stride)
-        case "cache_write" | "cache_read" | "compute_at":
+        case "cache_write" | "cache_read" | "compute_at" | "epilogue":
             tensor = name(0)
             keyword(1, "at")
             loop = name(2)
             done(3)
-            kind = {"cache_write": CacheWrite, "cache_read": CacheRead, "compute_at": ComputeAt}[verb]
+            kind = {
+                "cache_write": CacheWrite,
+                "cache_read": CacheRead,
+                "compute_at": ComputeAt,
+                "epilogue": Epilogue,
+            }[verb]
             return kind(tensor, loop)
         case "inline" | "materialize":
             tensor = name(0)

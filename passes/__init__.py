@@ -18,6 +18,7 @@ from kcomp.passes.cache_read import cache_read
 from kcomp.passes.cache_write import cache_write
 from kcomp.passes.compute_at import compute_at
 from kcomp.passes.double_buffer import double_buffer
+from kcomp.passes.epilogue import epilogue
 from kcomp.passes.fuse import fuse
 from kcomp.passes.inline import inline, materialize
 from kcomp.passes.layout import layout
@@ -30,6 +31,7 @@ from kcomp.schedule import (
     CacheWrite,
     ComputeAt,
     DoubleBuffer,
+    Epilogue,
     Fuse,
     Inline,
     Layout,
@@ -57,6 +59,7 @@ PASSES: dict[type, Callable[[LoopNest, Step], LoopNest]] = {
     Unroll: unroll,
     CacheWrite: cache_write,
     CacheRead: cache_read,
+    Epilogue: epilogue,
     Pack: cache_read,
     Layout: layout,
     DoubleBuffer: double_buffer,

@@ -18,6 +18,7 @@ from kcomp.schedule import (
     CacheWrite,
     ComputeAt,
     DoubleBuffer,
+    Epilogue,
     Fuse,
     Inline,
     Layout,
@@ -56,6 +57,8 @@ EXAMPLES = [
     ("inline t", Inline("t")),
     ("materialize t", Materialize("t")),
     ("online mx s", Online("mx", "s")),
+    ("epilogue Z at j_o", Epilogue("Z", "j_o")),
+    ("cache_read X at h stride 3 2", CacheRead("X", "h", 3, 2)),
 ]
 EVERYTHING = Schedule(tuple(step for _, step in EXAMPLES))
 
@@ -160,7 +163,7 @@ def _error(text: str, message: str, col: int, line: int = 1) -> SourceError:
 def test_unknown_step_lists_the_known_steps():
     e = _error(
         "split i 4\n  frob i",
-        r"unknown schedule step 'frob'; steps are: cache_read, cache_write, compute_at, double_buffer, fuse",
+        r"unknown schedule step 'frob'; steps are: cache_read, cache_write, compute_at, double_buffer, epilogue, fuse",
         3,
         2,
     )

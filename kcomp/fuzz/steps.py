@@ -24,6 +24,7 @@ from kcomp.schedule import (
     CacheRead,
     CacheWrite,
     ComputeAt,
+    Epilogue,
     Fuse,
     Inline,
     Layout,
@@ -54,7 +55,7 @@ KINDS = (
     "pack",
 )
 # Drawn when the nest has intermediates: a layout, and the fusion steps (docs/fusion.md).
-FUSION_KINDS = ("layout", "compute_at", "compute_at", "inline", "materialize", "online")
+FUSION_KINDS = ("layout", "compute_at", "compute_at", "inline", "materialize", "online", "epilogue")
 
 
 class Chooser(Protocol):
@@ -160,6 +161,8 @@ def draw_step(choose: Chooser, nest: LoopNest) -> Step | None:
             return Inline(names[choose.choice(temps)])
         case "materialize":
             return Materialize(names[choose.choice(temps)])
+        case "epilogue":  # a consumer into a write-back: legal only after a cache_write there
+            return Epilogue(names[choose.choice(sorted(written, key=names.get))], name) if written else None
         case "online":
             if len(temps) < 2:
                 return None
