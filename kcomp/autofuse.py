@@ -33,7 +33,6 @@ from kcomp.expr import (
     Select,
     Unary,
     UnaryOp,
-    Var,
     children,
     free_vars,
     loads,
@@ -60,7 +59,6 @@ class Builder:
     def __init__(self, nest: LoopNest):
         self.nest = nest
         self.steps: list[Step] = []
-        self.write_backs: list[tuple[Buffer, Var]] = []  # register tiles: (tensor, write-back loop)
 
     def names(self) -> dict[object, str]:
         return symbol_names(self.nest)

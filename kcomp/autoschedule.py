@@ -32,14 +32,12 @@ from kcomp.contraction import classify
 from kcomp.expr import Binary, BinaryOp, Const, Load, Var, free_vars, loads, walk
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, walk_stmts
 from kcomp.loops.common import body_exprs
-from kcomp.passes.producers import sequence
 from kcomp.printer import symbol_names
 from kcomp.program import Program
 from kcomp.schedule import (
     CacheRead,
     CacheWrite,
     ComputeAt,
-    Epilogue,
     Fuse,
     Pack,
     Parallel,
@@ -67,7 +65,6 @@ def default_schedule(program: Program, nest: LoopNest, target: object, fuse: boo
         fuse_by_rule(b)
     # NOTE: steps rename loops but never add or remove top-level nests, so a nest's position is
     # how it is found again after each step.
-    epilogues = fuse and (steps is None or Epilogue in steps)
     for pos, top in enumerate(_top_nests(b.nest.body)):
         names = b.names()
         chain = _chain(top)
@@ -81,21 +78,7 @@ def default_schedule(program: Program, nest: LoopNest, target: object, fuse: boo
                 _generic(b, pos, width, cores)
         elif not _conv(b, pos, chain, names, width, cores):
             _generic(b, pos, width, cores)
-    if epilogues:
-        _epilogues(b)
     return Schedule(tuple(b.steps))
-
-
-def _epilogues(b: Builder) -> None:
-    """Each elementwise consumer of a register tile's tensor (bias, activation, residual) moves
-    into the tile's write-back (`epilogue`): computed on the accumulator, no pass of its own."""
-    for buf, var in b.write_backs:
-        for top in list(sequence(b.nest.body)):
-            names = b.names()
-            if var not in names or not any(ld.buffer is buf for e in body_exprs((top,)) for ld in loads(e)):
-                continue
-            for z in {s.buffer for s in walk_stmts((top,)) if isinstance(s, Store)}:
-                b.try_step(Epilogue(names[z], names[var]))
 
 
 def _top_nests(body: tuple[Stmt, ...]) -> list[Loop]:
@@ -180,22 +163,11 @@ def _gemm(b: Builder, pos: int, chain: list[Loop], names: dict, width: int, core
     if packed and threads and batch is None:
         b.try_step(Parallel(loop(f"{bname}_pack_0")))  # the copy is memory-bound: both cores
     cname = symbol_names(b.nest)[store.buffer]
-    _write_back(b, pos, store, cname, loop(f"{nj}_o"))
+    b.try_step(CacheWrite(cname, loop(f"{nj}_o")))
     if threads and batch is None:
         for candidate in (loop(f"{ni}_o"), loop(f"{nj}_o")):
             if b.try_step(Parallel(candidate)):
                 break
-
-
-def _write_back(b: Builder, pos: int, store: Store, tensor: str, at: str) -> None:
-    """`cache_write tensor at at`, remembering the tile for `_epilogues`."""
-    if b.try_step(CacheWrite(tensor, at)):
-        top = _top_nests(b.nest.body)[pos]
-        var = next(
-            (s.var for s in walk_stmts((top,)) if isinstance(s, Loop) and b.names()[s.var] == at), None
-        )
-        if var is not None:
-            b.write_backs.append((store.buffer, var))
 
 
 def _display(b: Builder, pos: int, raw: str) -> str:
@@ -304,7 +276,7 @@ def _conv(b: Builder, pos: int, chain: list[Loop], names: dict, width: int, core
             b.try_step(CacheRead(xname, at, last, stride))
         elif b.try_step(CacheRead(xname, at)):
             b.try_step(Vectorize(loop(f"{xname}_local_{last}")))
-    _write_back(b, pos, store, symbol_names(b.nest)[store.buffer], loop(f"{nw}_o"))
+    b.try_step(CacheWrite(symbol_names(b.nest)[store.buffer], loop(f"{nw}_o")))
     if cores > 1 and _work(chain[0]) >= PARALLEL_MIN_WORK and outer:
         before = (b.nest, b.steps)
         fused = names[outer[0].var]
