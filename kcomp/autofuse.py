@@ -12,7 +12,8 @@ last is decided first, so its producers' own inputs are decided once they sit in
      layernorm) and the work it repeats is small (at most a quarter more than unfused, a stencil's
      halo): the chain runs row by row with the row in cache, reading the input once from memory.
   3. A running-max pair (`M max= u`, `S += exp(u - M) * v`) whose rows exceed `budget` becomes one
-     pass (`online M S`): the row is read once even though it does not fit the cache.
+     pass (`online M S`), and so does a mean/variance pair (`welford M V`): the row is read once
+     even though it does not fit the cache.
 
 Every decision is an ordinary schedule step that is kept only if its pass accepts it, so the rules
 need not prove legality themselves.
@@ -43,7 +44,7 @@ from kcomp.loops.common import enclosing
 from kcomp.passes import apply_step
 from kcomp.passes.producers import reads_in, sequence, writes
 from kcomp.printer import symbol_names
-from kcomp.schedule import ComputeAt, Inline, Online, Step
+from kcomp.schedule import ComputeAt, Inline, Online, Step, Welford
 
 FUSE_BUDGET = 128 << 10  # bytes of one intermediate's region: fits L2 on every x86 core we meet
 RECOMPUTE_LIMIT = 1.25  # work of a fused producer relative to its unfused work
@@ -254,17 +255,18 @@ def _operations(e: Expr) -> Iterator[Expr]:
 
 
 def _online_pairs(b: Builder, budget: int) -> None:
-    """Rule 3: `online M S` for max/sum pairs whose reduction rows exceed the budget."""
-    seq = sequence(b.nest.body)
-    names = symbol_names(b.nest)
-    temps = _intermediates(b.nest)
-    for m in temps:
-        ups = [s for s in seq if m in writes(s) and reads_in((s,), m)]
-        if len(ups) != 1 or _row_bytes(ups[0], m) <= budget:
-            continue
-        for s in temps:
-            if s is not m and b.try_step(Online(names[m], names[s])):
-                return
+    """Rule 3: `online M S` for max/sum pairs, `welford M V` for mean/variance pairs, whose
+    reduction rows exceed the budget (each row is then read once)."""
+    for one_pass in (Online, Welford):
+        seq = sequence(b.nest.body)
+        names = symbol_names(b.nest)
+        temps = _intermediates(b.nest)
+        for m in temps:
+            ups = [s for s in seq if m in writes(s) and reads_in((s,), m)]
+            if len(ups) != 1 or _row_bytes(ups[0], m) <= budget:
+                continue
+            if any(s is not m and b.try_step(one_pass(names[m], names[s])) for s in temps):
+                break
 
 
 def _row_bytes(update: Stmt, buf: Buffer) -> int:

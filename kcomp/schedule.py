@@ -20,6 +20,7 @@
     inline P                  an elementwise P is substituted into its readers; its nest disappears
     materialize P             P keeps its own nest and buffer (the default; records the decision)
     online M S                S += exp(u - M) * v after M max= u: one pass with a running max
+    welford M V               M += u / D and V += (u - M)^2 * c: one pass (lane-split Welford updates)
     epilogue Z at LOOP        an elementwise Z of P computed on P's tile where LOOP writes it back
                               (after `cache_write P at LOOP`; docs/fusion.md)
 
@@ -191,6 +192,16 @@ class Materialize:
 
 
 @dataclass(frozen=True, slots=True)
+class Welford:
+    mean: str
+    var: str
+    verb: ClassVar[str] = "welford"
+
+    def words(self) -> list[str]:
+        return [self.mean, self.var]
+
+
+@dataclass(frozen=True, slots=True)
 class Epilogue:
     tensor: str
     at: str
@@ -227,6 +238,7 @@ Step = (
     | Inline
     | Materialize
     | Online
+    | Welford
     | Epilogue
 )
 STEP_TYPES: dict[str, type] = {cls.verb: cls for cls in Step.__args__}
@@ -248,6 +260,7 @@ USAGE = {
     "materialize": "materialize TENSOR",
     "online": "online MAX SUM",
     "epilogue": "epilogue TENSOR at LOOP",
+    "welford": "welford MEAN VAR",
 }
 
 
@@ -464,6 +477,10 @@ def _parse_step(words: list[tuple[str, int]], span: Span, raw: str, line: int, c
             step = Online(name(0), name(1))
             done(2)
             return step
+        case "welford":
+            welford = Welford(name(0), name(1))
+            done(2)
+            return welford
         case "pack":
             tensor = name(0)
             keyword(1, "at")
@@ -504,6 +521,8 @@ def _validated(step: Step, span: Span | None) -> Step:
             problem = f"layout: {' '.join(map(str, o))} is not a permutation of 0..{len(o) - 1}"
         case Online(max=m, sum=t) if m == t:
             problem = "online: the running maximum and the sum are two different tensors"
+        case Welford(mean=m, var=t) if m == t:
+            problem = "welford: the mean and the variance are two different tensors"
         case Split(tail=t) if t not in ("guard", "peel"):
             problem = f"split: tail must be 'guard' or 'peel', not {t!r}"
     if problem:

@@ -26,6 +26,7 @@ from kcomp.passes.online import online
 from kcomp.passes.reorder import reorder
 from kcomp.passes.split import split
 from kcomp.passes.tile import tile
+from kcomp.passes.welford import welford
 from kcomp.schedule import (
     CacheRead,
     CacheWrite,
@@ -46,6 +47,7 @@ from kcomp.schedule import (
     Tile,
     Unroll,
     Vectorize,
+    Welford,
     format_step,
 )
 
@@ -60,6 +62,7 @@ PASSES: dict[type, Callable[[LoopNest, Step], LoopNest]] = {
     CacheWrite: cache_write,
     CacheRead: cache_read,
     Epilogue: epilogue,
+    Welford: welford,
     Pack: cache_read,
     Layout: layout,
     DoubleBuffer: double_buffer,

@@ -94,7 +94,10 @@ def epilogue(nest: LoopNest, step: Epilogue) -> LoopNest:
         def to_z(t: Stmt) -> Stmt | None:
             if isinstance(t, Store) and t.buffer is p:
                 mapping = dict(zip(zstore.index, t.index, strict=True))
-                value = rewrite(zstore.value, lambda n: Load(p, t.index) if isinstance(n, Load) and n.buffer is p else None)
+                value = rewrite(
+                    zstore.value,
+                    lambda n: Load(p, t.index) if isinstance(n, Load) and n.buffer is p else None,
+                )
                 return Store(z, t.index, substitute(value, mapping))
             return None
 

@@ -25,10 +25,10 @@ from kcomp.loops import LoopNest
 from kcomp.passes import apply
 from kcomp.printer import canonical
 from kcomp.program import Program
-from kcomp.schedule import ComputeAt, Inline, Materialize, Online, Schedule, Step, format_step
+from kcomp.schedule import ComputeAt, Inline, Materialize, Online, Schedule, Step, Welford, format_step
 from kcomp.search.rules import Units
 
-FUSION_STEPS = (ComputeAt, Inline, Materialize, Online)
+FUSION_STEPS = (ComputeAt, Inline, Materialize, Online, Welford)
 
 
 @dataclass(eq=False)

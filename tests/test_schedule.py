@@ -32,6 +32,7 @@ from kcomp.schedule import (
     Tile,
     Unroll,
     Vectorize,
+    Welford,
     parse_schedule,
 )
 
@@ -58,6 +59,7 @@ EXAMPLES = [
     ("materialize t", Materialize("t")),
     ("online mx s", Online("mx", "s")),
     ("epilogue Z at j_o", Epilogue("Z", "j_o")),
+    ("welford mean var", Welford("mean", "var")),
     ("cache_read X at h stride 3 2", CacheRead("X", "h", 3, 2)),
 ]
 EVERYTHING = Schedule(tuple(step for _, step in EXAMPLES))

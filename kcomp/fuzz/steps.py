@@ -38,6 +38,7 @@ from kcomp.schedule import (
     Tile,
     Unroll,
     Vectorize,
+    Welford,
 )
 
 T = TypeVar("T")
@@ -55,7 +56,16 @@ KINDS = (
     "pack",
 )
 # Drawn when the nest has intermediates: a layout, and the fusion steps (docs/fusion.md).
-FUSION_KINDS = ("layout", "compute_at", "compute_at", "inline", "materialize", "online", "epilogue")
+FUSION_KINDS = (
+    "layout",
+    "compute_at",
+    "compute_at",
+    "inline",
+    "materialize",
+    "online",
+    "welford",
+    "epilogue",
+)
 
 
 class Chooser(Protocol):
@@ -110,7 +120,8 @@ def draw_step(choose: Chooser, nest: LoopNest) -> Step | None:
     name = names[loop.var]
     written, read = accesses(nest.body)
     temps = [s.buffer for s in walk_stmts(nest.body) if isinstance(s, Alloc)]
-    match choose.choice((*KINDS, *FUSION_KINDS) if temps else KINDS):
+    kind = choose.choice((*KINDS, *FUSION_KINDS) if temps else KINDS)
+    match kind:
         case "split":
             return Split(name, choose.integer(1, loop.extent), choose.choice(("guard", "peel")))
         case "tile":
@@ -163,11 +174,11 @@ def draw_step(choose: Chooser, nest: LoopNest) -> Step | None:
             return Materialize(names[choose.choice(temps)])
         case "epilogue":  # a consumer into a write-back: legal only after a cache_write there
             return Epilogue(names[choose.choice(sorted(written, key=names.get))], name) if written else None
-        case "online":
+        case "online" | "welford":
             if len(temps) < 2:
                 return None
             m, t = choose.subset(temps, 2)[:2]
-            return Online(names[m], names[t])
+            return (Online if kind == "online" else Welford)(names[m], names[t])
         case _:
             buf = choose.choice(temps)
             return Layout(names[buf], tuple(choose.permutation(range(len(buf.shape)))))
