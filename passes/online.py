@@ -53,16 +53,16 @@ _SUBSTITUTION_DEPTH = 8
 def online(nest: LoopNest, step: Online) -> LoopNest:
     r = Resolver(nest, format_step(step))
     m, s = r.buffer(step.max), r.buffer(step.sum)
-    body = _siblings(nest.body, m, s)
+    body = siblings(nest.body, m, s)
     if body is None:
         raise r.error(f"{step.max} and {step.sum} are not computed side by side in one statement list")
-    _, m_upd = _pair(r, body, m, step.max)
-    s_init, s_upd = _pair(r, body, s, step.sum)
+    _, m_upd = pair(r, body, m, step.max)
+    s_init, s_upd = pair(r, body, s, step.sum)
     if not body.index(m_upd) < body.index(s_upd):
         raise r.error(f"{step.sum} must be reduced after {step.max}")
-    m_loops, m_store = _chain(r, m_upd, step.max)
-    s_loops, s_store = _chain(r, s_upd, step.sum)
-    if not _is_update(m_store, BinaryOp.MAX) or not _is_update(s_store, BinaryOp.ADD):
+    m_loops, m_store = chain(r, m_upd, step.max)
+    s_loops, s_store = chain(r, s_upd, step.sum)
+    if not is_update(m_store, BinaryOp.MAX) or not is_update(s_store, BinaryOp.ADD):
         raise r.error(
             f"needs {step.max}[..] = max({step.max}[..], u) and {step.sum}[..] = {step.sum}[..] + exp(u - {step.max}[..]) * v"
         )
@@ -72,17 +72,17 @@ def online(nest: LoopNest, step: Online) -> LoopNest:
         )
     to_s = {a.var: b.var for a, b in zip(m_loops, s_loops, strict=True)}
     m_index = tuple(substitute(e, to_s) for e in m_store.index)
-    if _text(m_index) != _text(s_store.index):
+    if text(m_index) != text(s_store.index):
         raise r.error(f"{step.max} and {step.sum} are reduced at different indices")
     u = substitute(m_store.value.rhs, to_s)
     first, last = body.index(m_upd), body.index(s_upd)
     between = body[first + 1 : last]
-    w = _resolve(s_store.value.rhs, between, {m, s})
+    w = resolve(s_store.value.rhs, between, {m, s})
     found = _split_term(w, m, m_index)
     if found is None:
         raise r.error(f"the summand of {step.sum} is not exp(u - {step.max}[..]) times a factor")
     a, v = found
-    if _text((a,)) != _text((u,)):
+    if text((a,)) != text((u,)):
         raise r.error(
             f"the exponent's u ({format_expr(a)}) is not the value {step.max} takes the maximum of ({format_expr(u)})"
         )
@@ -105,21 +105,21 @@ def online(nest: LoopNest, step: Online) -> LoopNest:
             new_body += [*([s_init] if late_init else []), combined, final]
         elif t is not s_upd and not (late_init and t is s_init):
             new_body.append(t)
-    return _replace_body(nest, body, tuple(new_body))
+    return replace_body(nest, body, tuple(new_body))
 
 
-def _siblings(body: tuple[Stmt, ...], m: Buffer, s: Buffer) -> tuple[Stmt, ...] | None:
+def siblings(body: tuple[Stmt, ...], m: Buffer, s: Buffer) -> tuple[Stmt, ...] | None:
     """The innermost statement list in which both `m` and `s` are written by direct children."""
     direct = [t for t in body if m in stored(t)], [t for t in body if s in stored(t)]
     for t in body:
         if not isinstance(t, Store) and (m in stored(t) or s in stored(t)):
-            inner = _siblings(t.body, m, s)
+            inner = siblings(t.body, m, s)
             if inner is not None:
                 return inner
     return body if all(direct) else None
 
 
-def _pair(r: Resolver, body: tuple[Stmt, ...], buf: Buffer, name: str) -> tuple[Stmt, Stmt]:
+def pair(r: Resolver, body: tuple[Stmt, ...], buf: Buffer, name: str) -> tuple[Stmt, Stmt]:
     found = [t for t in body if buf in stored(t)]
     if len(found) != 2 or buf in reads(found[0]) or buf not in reads(found[1]):
         raise r.error(
@@ -128,7 +128,7 @@ def _pair(r: Resolver, body: tuple[Stmt, ...], buf: Buffer, name: str) -> tuple[
     return found[0], found[1]
 
 
-def _chain(r: Resolver, t: Stmt, name: str) -> tuple[list[Loop], Store]:
+def chain(r: Resolver, t: Stmt, name: str) -> tuple[list[Loop], Store]:
     found = store_chain(t)
     if found is None or any(lp.kind is not LoopKind.SERIAL for lp in found[0]):
         raise r.error(
@@ -137,23 +137,23 @@ def _chain(r: Resolver, t: Stmt, name: str) -> tuple[list[Loop], Store]:
     return found
 
 
-def _is_update(st: Store, op: BinaryOp) -> bool:
+def is_update(st: Store, op: BinaryOp) -> bool:
     v = st.value
     return (
         isinstance(v, Binary)
         and v.op is op
         and isinstance(v.lhs, Load)
         and v.lhs.buffer is st.buffer
-        and _text(v.lhs.index) == _text(st.index)
+        and text(v.lhs.index) == text(st.index)
         and not any(ld.buffer is st.buffer for ld in loads(v.rhs))
     )
 
 
-def _text(index: tuple[Expr, ...]) -> tuple[str, ...]:
+def text(index: tuple[Expr, ...]) -> tuple[str, ...]:
     return tuple(format_expr(e, typed=True) for e in index)
 
 
-def _resolve(w: Expr, between: tuple[Stmt, ...], keep: set[Buffer]) -> Expr:
+def resolve(w: Expr, between: tuple[Stmt, ...], keep: set[Buffer]) -> Expr:
     """`w` with loads of elementwise intermediates computed in `between` replaced by their values."""
     for _ in range(_SUBSTITUTION_DEPTH):
         before = w
@@ -202,7 +202,7 @@ def _split_term(w: Expr, m: Buffer, m_index: tuple[Expr, ...]) -> tuple[Expr, Ex
             and e.x.op is BinaryOp.SUB
         ):
             rhs = e.x.rhs
-            if isinstance(rhs, Load) and rhs.buffer is m and _text(rhs.index) == _text(m_index):
+            if isinstance(rhs, Load) and rhs.buffer is m and text(rhs.index) == text(m_index):
                 return e.x.lhs
         return None
 
@@ -257,7 +257,7 @@ def _finalize(init: Stmt, s: Buffer, m: Buffer) -> Stmt:
     return map_stmts((copy,), visit)[0]
 
 
-def _replace_body(nest: LoopNest, old: tuple[Stmt, ...], new: tuple[Stmt, ...]) -> LoopNest:
+def replace_body(nest: LoopNest, old: tuple[Stmt, ...], new: tuple[Stmt, ...]) -> LoopNest:
     """`nest` with the statement list `old` (identity) replaced by `new`."""
 
     def swap(body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:

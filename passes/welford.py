@@ -30,7 +30,7 @@ from kcomp.dtypes import DType
 from kcomp.expr import Binary, BinaryOp, Buffer, Cast, Const, Expr, Load, Scope, Var, loads, substitute
 from kcomp.loops import Alloc, Loop, LoopKind, LoopNest, Stmt, Store
 from kcomp.loops.common import Resolver
-from kcomp.passes.online import _chain, _is_update, _pair, _replace_body, _resolve, _siblings, _text
+from kcomp.passes.online import chain, is_update, pair, replace_body, resolve, siblings, text
 from kcomp.passes.producers import reads, writes
 from kcomp.printer import format_expr
 from kcomp.schedule import Welford, format_step
@@ -41,16 +41,16 @@ LANES = (16, 8, 4, 2, 1)
 def welford(nest: LoopNest, step: Welford) -> LoopNest:
     r = Resolver(nest, format_step(step))
     m, v = r.buffer(step.mean), r.buffer(step.var)
-    body = _siblings(nest.body, m, v)
+    body = siblings(nest.body, m, v)
     if body is None:
         raise r.error(f"{step.mean} and {step.var} are not computed side by side in one statement list")
-    _, m_upd = _pair(r, body, m, step.mean)
-    v_init, v_upd = _pair(r, body, v, step.var)
+    _, m_upd = pair(r, body, m, step.mean)
+    v_init, v_upd = pair(r, body, v, step.var)
     if not body.index(m_upd) < body.index(v_upd):
         raise r.error(f"{step.var} must be reduced after {step.mean}")
-    m_loops, m_store = _chain(r, m_upd, step.mean)
-    v_loops, v_store = _chain(r, v_upd, step.var)
-    if not _is_update(m_store, BinaryOp.ADD) or not _is_update(v_store, BinaryOp.ADD):
+    m_loops, m_store = chain(r, m_upd, step.mean)
+    v_loops, v_store = chain(r, v_upd, step.var)
+    if not is_update(m_store, BinaryOp.ADD) or not is_update(v_store, BinaryOp.ADD):
         raise r.error(f"needs {step.mean}[..] += u / D and {step.var}[..] += (u - {step.mean}[..])^2 * c")
     if [lp.extent for lp in m_loops] != [lp.extent for lp in v_loops]:
         raise r.error(
@@ -61,7 +61,7 @@ def welford(nest: LoopNest, step: Welford) -> LoopNest:
         raise r.error(f"{step.mean} must be reduced over one innermost loop")
     d_loop = reduced[0]
     to_m = {b.var: a.var for a, b in zip(m_loops, v_loops, strict=True)}
-    if _text(tuple(substitute(e, to_m) for e in v_store.index)) != _text(m_store.index):
+    if text(tuple(substitute(e, to_m) for e in v_store.index)) != text(m_store.index):
         raise r.error(f"{step.mean} and {step.var} are reduced at different indices")
     u = _average(m_store.value.rhs, d_loop.extent)
     if u is None:
@@ -70,12 +70,12 @@ def welford(nest: LoopNest, step: Welford) -> LoopNest:
         )
     first, last = body.index(m_upd), body.index(v_upd)
     between = body[first + 1 : last]
-    w = substitute(_resolve(v_store.value.rhs, between, {m, v}), to_m)
+    w = substitute(resolve(v_store.value.rhs, between, {m, v}), to_m)
     found = _squared_deviation(w, m, m_store.index)
     if found is None:
         raise r.error(f"{step.var}'s summand is not (u - {step.mean}[..])^2 times a constant")
     u2, scale = found
-    if _text((u2,)) != _text((u,)):
+    if text((u2,)) != text((u,)):
         raise r.error(
             f"the deviation's u ({format_expr(u2)}) is not what {step.mean} averages ({format_expr(u)})"
         )
@@ -94,7 +94,7 @@ def welford(nest: LoopNest, step: Welford) -> LoopNest:
             new_body.append(combined)
         elif t is not v_upd and t is not v_init:
             new_body.append(t)
-    return _replace_body(nest, body, tuple(new_body))
+    return replace_body(nest, body, tuple(new_body))
 
 
 def _average(e: Expr, n: int) -> Expr | None:
@@ -118,12 +118,12 @@ def _squared_deviation(e: Expr, m: Buffer, index: tuple[Expr, ...]) -> tuple[Exp
         e = e.lhs
     elif isinstance(e, Binary) and e.op is BinaryOp.MUL and _constant(e.lhs) is not None:
         scale, e = Const(_constant(e.lhs), DType.F32), e.rhs
-    if not (isinstance(e, Binary) and e.op is BinaryOp.MUL and _text((e.lhs,)) == _text((e.rhs,))):
+    if not (isinstance(e, Binary) and e.op is BinaryOp.MUL and text((e.lhs,)) == text((e.rhs,))):
         return None
     d = e.lhs
     if not (isinstance(d, Binary) and d.op is BinaryOp.SUB and isinstance(d.rhs, Load)):
         return None
-    if d.rhs.buffer is not m or _text(d.rhs.index) != _text(index):
+    if d.rhs.buffer is not m or text(d.rhs.index) != text(index):
         return None
     return d.lhs, scale
 
