@@ -220,10 +220,10 @@ def _conv_like(chain: list[Loop]) -> tuple[list[Loop], Loop, Loop, list[Loop], L
     # NOTE: an output index may combine loops (a grouped convolution's `k_o * 8 + k_i` after the
     # group split); the last one must be a loop of its own, the vector loop w
     out_vars = list(dict.fromkeys(v for e in s.index for v in free_vars(e) if v in by_var))
-    if not isinstance(s.index[-1], Var) or s.index[-1] not in by_var:
+    if not s.index or not isinstance(s.index[-1], Var) or s.index[-1] not in by_var:
         return None
     w = by_var[s.index[-1]]
-    x = next((ld for ld in ins if w.var in free_vars(ld.index[-1])), None)
+    x = next((ld for ld in ins if ld.index and w.var in free_vars(ld.index[-1])), None)
     f = next((ld for ld in ins if ld is not x), None)
     if x is None or f is None or any(w.var in free_vars(e) for e in f.index):
         return None

@@ -130,3 +130,15 @@ def test_a_strided_pooling_window_is_staged_by_phase():
     k = default_of(text, N=2, C=8, L=1000)
     assert any(isinstance(s, CacheRead) and s.stride == 2 for s in k.built.schedule.steps)
     assert k.check(seed=0).ok
+
+
+def test_a_rank_zero_operand_does_not_trip_the_convolution_rule():
+    """Regression (`kcomp fuzz --programs 300 --seed 1`, program 293): a scalar tensor `t0[]` among a
+    four-loop nest's operands made the rule index the last dimension of a load that has none."""
+    text = """dim D0 = 1, D1 = 4, E0 = (D1 - 1) // 2 + 1
+kernel fz(A: f32[D0, D1, D1], I1: i32[D1], B: f32[E0, D1, D0], C: f32[E0, E0], I4: i32[D1], F: f32[D1, D0]) -> (t1: i32[E0, D1], t2: f32[E0, D1]) {
+    t0[] min= max(A[i, I1[j], j], B[j, j, i, pad=1.0]) where i < D0, j < D1
+    t1[i, j] argmin= (-C[k, I4[j], pad=-1.0]) where i < E0, j < D1, k < E0
+    t2[i, j] += (t0[] + F[k, l]) where i < E0, j < D1, k < D1
+}"""
+    assert default_of(text).check(seed=0).ok
