@@ -81,3 +81,22 @@ def test_what_is_not_a_contraction(text):
         classify(chain_of(text, {d: n for d, n in shapes.items() if f"{d}]" in text or f"{d}," in text}))
         is None
     )
+
+
+def test_a_tile_reading_strided_rows_of_its_broadcast_operand_stays_within_the_l1_ways():
+    """A[i, k] rows lie K floats apart (one L1 set at a power-of-two K): at most 8 rows per tile;
+    Aᵀ's rows are contiguous, so it may use the full accumulator budget."""
+    from kcomp.autoschedule import ROWS_SHARING_L1_SETS, _tile_sizes
+    from kcomp.schedule import Split
+
+    for layout, strided in (("nn", True), ("tn", False)):
+        args, product, _ = LAYOUTS[layout]
+        k = compile(
+            f"kernel mm({args}) -> (C: f32[M, N]) {{ C[i, j] += {product} }}",
+            shapes={"M": 96, "N": 64, "K": 64},
+        )
+        rows = next(s.factor for s in k.built.schedule.steps if isinstance(s, Split) and s.loop == "i")
+        width = k.target.vector_bits // 32
+        assert rows == _tile_sizes(96, 64, width, strided)[0]
+        assert (rows <= ROWS_SHARING_L1_SETS) if strided else rows == _tile_sizes(96, 64, width)[0]
+        assert k.check(seed=1).ok
