@@ -53,15 +53,9 @@ _SUBSTITUTION_DEPTH = 8
 def online(nest: LoopNest, step: Online) -> LoopNest:
     r = Resolver(nest, format_step(step))
     m, s = r.buffer(step.max), r.buffer(step.sum)
-    body = siblings(nest.body, m, s)
-    if body is None:
-        raise r.error(f"{step.max} and {step.sum} are not computed side by side in one statement list")
-    _, m_upd = pair(r, body, m, step.max)
-    s_init, s_upd = pair(r, body, s, step.sum)
-    if not body.index(m_upd) < body.index(s_upd):
-        raise r.error(f"{step.sum} must be reduced after {step.max}")
-    m_loops, m_store = chain(r, m_upd, step.max)
-    s_loops, s_store = chain(r, s_upd, step.sum)
+    body, m_upd, s_init, s_upd, (m_loops, m_store), (s_loops, s_store) = reductions(
+        r, nest, m, s, step.max, step.sum
+    )
     if not is_update(m_store, BinaryOp.MAX) or not is_update(s_store, BinaryOp.ADD):
         raise r.error(
             f"needs {step.max}[..] = max({step.max}[..], u) and {step.sum}[..] = {step.sum}[..] + exp(u - {step.max}[..]) * v"
@@ -106,6 +100,20 @@ def online(nest: LoopNest, step: Online) -> LoopNest:
         elif t is not s_upd and not (late_init and t is s_init):
             new_body.append(t)
     return replace_body(nest, body, tuple(new_body))
+
+
+def reductions(r: Resolver, nest: LoopNest, a: Buffer, b: Buffer, a_name: str, b_name: str) -> tuple:
+    """What a one-pass rewrite of reductions `a` then `b` starts from: their common statement list,
+    a's update, b's initialisation and update, and each update's (loops, store); ScheduleError
+    naming the step when they are not shaped so."""
+    body = siblings(nest.body, a, b)
+    if body is None:
+        raise r.error(f"{a_name} and {b_name} are not computed side by side in one statement list")
+    _, a_upd = pair(r, body, a, a_name)
+    b_init, b_upd = pair(r, body, b, b_name)
+    if not body.index(a_upd) < body.index(b_upd):
+        raise r.error(f"{b_name} must be reduced after {a_name}")
+    return body, a_upd, b_init, b_upd, chain(r, a_upd, a_name), chain(r, b_upd, b_name)
 
 
 def siblings(body: tuple[Stmt, ...], m: Buffer, s: Buffer) -> tuple[Stmt, ...] | None:

@@ -30,7 +30,7 @@ from kcomp.dtypes import DType
 from kcomp.expr import Binary, BinaryOp, Buffer, Cast, Const, Expr, Load, Scope, Var, loads, substitute
 from kcomp.loops import Alloc, Loop, LoopKind, LoopNest, Stmt, Store
 from kcomp.loops.common import Resolver
-from kcomp.passes.online import chain, is_update, pair, replace_body, resolve, siblings, text
+from kcomp.passes.online import is_update, reductions, replace_body, resolve, text
 from kcomp.passes.producers import reads, writes
 from kcomp.printer import format_expr
 from kcomp.schedule import Welford, format_step
@@ -41,15 +41,9 @@ LANES = (16, 8, 4, 2, 1)
 def welford(nest: LoopNest, step: Welford) -> LoopNest:
     r = Resolver(nest, format_step(step))
     m, v = r.buffer(step.mean), r.buffer(step.var)
-    body = siblings(nest.body, m, v)
-    if body is None:
-        raise r.error(f"{step.mean} and {step.var} are not computed side by side in one statement list")
-    _, m_upd = pair(r, body, m, step.mean)
-    v_init, v_upd = pair(r, body, v, step.var)
-    if not body.index(m_upd) < body.index(v_upd):
-        raise r.error(f"{step.var} must be reduced after {step.mean}")
-    m_loops, m_store = chain(r, m_upd, step.mean)
-    v_loops, v_store = chain(r, v_upd, step.var)
+    body, m_upd, v_init, v_upd, (m_loops, m_store), (v_loops, v_store) = reductions(
+        r, nest, m, v, step.mean, step.var
+    )
     if not is_update(m_store, BinaryOp.ADD) or not is_update(v_store, BinaryOp.ADD):
         raise r.error(f"needs {step.mean}[..] += u / D and {step.var}[..] += (u - {step.mean}[..])^2 * c")
     if [lp.extent for lp in m_loops] != [lp.extent for lp in v_loops]:
