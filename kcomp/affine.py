@@ -185,7 +185,8 @@ def simplify(e: Expr) -> Expr:
 def simplify_within(e: Expr, ranges: dict[Var, int]) -> Expr:
     """`simplify`, plus floor division and modulo by a constant d of an affine value whose part not
     divisible by d stays in [0, d) over `ranges`: `(4*k_o + k_i) // 4 -> k_o` and `% 4 -> k_i` for
-    k_i < 4 (what a split leaves behind in a grouped convolution's `k // 4`)."""
+    k_i < 4 (what a split leaves behind in a grouped convolution's `k // 4`), and
+    `(2*h - 2*r + 2) // 2 -> h - r + 1` (a transposed convolution's phase, passes/phases.py)."""
 
     def rule(x: Expr) -> Expr | None:
         if not (
@@ -201,10 +202,13 @@ def simplify_within(e: Expr, ranges: dict[Var, int]) -> Expr:
             return None
         whole = {v: c // d for v, c in a.items() if v is not None and c % d == 0}
         rest: Affine = {v: c for v, c in a.items() if v is not None and c % d != 0}
-        rest[None] = a.get(None, 0)
-        span = interval(from_affine(rest), ranges)
-        if span is None or span[0] < 0 or span[1] >= d:
-            return None
-        return from_affine({**whole, None: 0}) if x.op is BinaryOp.FLOORDIV else from_affine(rest)
+        # NOTE: the constant's multiple of d moves to the quotient: (2*x - 2) // 2 -> x - 1
+        k = a.get(None, 0)
+        for q in dict.fromkeys((0, k // d)):
+            rest[None] = k - q * d
+            span = interval(from_affine(rest), ranges)
+            if span is not None and span[0] >= 0 and span[1] < d:
+                return from_affine({**whole, None: q}) if x.op is BinaryOp.FLOORDIV else from_affine(rest)
+        return None
 
     return simplify(rewrite(simplify(e), rule))

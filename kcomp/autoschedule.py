@@ -29,7 +29,7 @@ from typing import Any
 from kcomp.affine import affine
 from kcomp.autofuse import Builder, fuse_by_rule
 from kcomp.contraction import classify
-from kcomp.expr import Binary, BinaryOp, Const, Load, Var, free_vars, loads, walk
+from kcomp.expr import Binary, BinaryOp, Const, Load, free_vars, loads, walk
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, walk_stmts
 from kcomp.loops.common import body_exprs
 from kcomp.printer import symbol_names
@@ -41,6 +41,7 @@ from kcomp.schedule import (
     Fuse,
     Pack,
     Parallel,
+    Phases,
     Reorder,
     Schedule,
     Split,
@@ -63,6 +64,8 @@ def default_schedule(program: Program, nest: LoopNest, target: object, fuse: boo
     steps = getattr(getattr(target, "capabilities", None), "steps", None)
     if fuse and (steps is None or ComputeAt in steps):
         fuse_by_rule(b)
+    if steps is None or Phases in steps:
+        _split_phases(b)
     # NOTE: steps rename loops but never add or remove top-level nests, so a nest's position is
     # how it is found again after each step.
     for pos, top in enumerate(_top_nests(b.nest.body)):
@@ -82,6 +85,28 @@ def default_schedule(program: Program, nest: LoopNest, target: object, fuse: boo
         elif not _conv(b, pos, chain, names, width, cores):
             _generic(b, pos, width, cores)
     return Schedule(tuple(b.steps))
+
+
+def _split_phases(b: Builder) -> None:
+    """Rule 0: an update that reads its input only where `(.. h ..) % s == 0` (a transposed
+    convolution in gather form) is split into one nest per residue of each such output loop
+    (passes/phases.py), so no tap is computed to be multiplied by a masked zero."""
+    changed = True
+    while changed:
+        changed = False
+        for top in _top_nests(b.nest.body):
+            stmts = [s for s in walk_stmts((top,)) if isinstance(s, Store)]
+            if len(stmts) != 1:
+                continue
+            moduli = [n for n in walk(stmts[0].value) if isinstance(n, Binary) and n.op is BinaryOp.MOD]
+            phased = {v for n in moduli for v in free_vars(n.lhs)}
+            written = {v for e in stmts[0].index for v in free_vars(e)}
+            for lp in _chain(top):
+                if lp.var in phased and lp.var in written and b.try_step(Phases(b.name(lp))):
+                    changed = True
+                    break
+            if changed:
+                break
 
 
 def _top_nests(body: tuple[Stmt, ...]) -> list[Loop]:
@@ -231,9 +256,12 @@ def _conv_like(chain: list[Loop]) -> tuple[list[Loop], Loop, Loop, list[Loop], L
     # NOTE: an output index may combine loops (a grouped convolution's `k_o * 8 + k_i` after the
     # group split); the last one must be a loop of its own, the vector loop w
     out_vars = list(dict.fromkeys(v for e in s.index for v in free_vars(e) if v in by_var))
-    if not s.index or not isinstance(s.index[-1], Var) or s.index[-1] not in by_var:
+    # NOTE: ... and may step by a stride (a transposed convolution's phase writes `Y[.., 2*w + 1]`)
+    last = affine(s.index[-1]) if s.index else None
+    wv = [v for v in last or {} if v is not None]
+    if last is None or len(wv) != 1 or wv[0] not in by_var or last[wv[0]] < 1:
         return None
-    w = by_var[s.index[-1]]
+    w = by_var[wv[0]]
     x = next((ld for ld in ins if ld.index and w.var in free_vars(ld.index[-1])), None)
     f = next((ld for ld in ins if ld is not x), None)
     if x is None or f is None or any(w.var in free_vars(e) for e in f.index):
@@ -290,11 +318,12 @@ def _conv(b: Builder, pos: int, chain: list[Loop], names: dict, width: int, core
     b.try_step(CacheWrite(symbol_names(b.nest)[store.buffer], loop(f"{nw}_o")))
     if cores > 1 and _work(chain[0]) >= PARALLEL_MIN_WORK and outer:
         before = (b.nest, b.steps)
-        fused = names[outer[0].var]
+        fused = b.names()[outer[0].var]
         for lp in outer[1:]:
-            if not b.try_step(Fuse(fused, names[lp.var])):
+            inner = b.names()[lp.var]
+            if not b.try_step(Fuse(fused, inner)):
                 break
-            fused = f"{fused}_{names[lp.var]}"
+            fused = loop(f"{fused}_{inner}")
         if not b.try_step(Parallel(fused)):
             # NOTE: fused indices the dependence test cannot see through (a group's `q // 48 % 4`):
             # the first outer loop with an iteration per core instead

@@ -23,6 +23,8 @@
     welford M V               M += u / D and V += (u - M)^2 * c: one pass (lane-split Welford updates)
     epilogue Z at LOOP        an elementwise Z of P computed on P's tile where LOOP writes it back
                               (after `cache_write P at LOOP`; docs/fusion.md)
+    phases h                  the nest of `Y[..h..] += select((h + p - r) % s == 0, ..)` becomes one
+                              nest per residue of h mod s, each with only its taps of r
 
 A step addresses loops by the names `kcomp compile --emit loops` prints for the nest as it stands
 after the steps before it, and tensors by name.  `str(schedule)` is the canonical text (one step
@@ -98,6 +100,15 @@ class Parallel:
 
     def words(self) -> list[str]:
         return [self.loop] + (["reduce"] if self.reduce else [])
+
+
+@dataclass(frozen=True, slots=True)
+class Phases:
+    loop: str
+    verb: ClassVar[str] = "phases"
+
+    def words(self) -> list[str]:
+        return [self.loop]
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +251,7 @@ Step = (
     | Online
     | Welford
     | Epilogue
+    | Phases
 )
 STEP_TYPES: dict[str, type] = {cls.verb: cls for cls in Step.__args__}
 USAGE = {
@@ -261,6 +273,7 @@ USAGE = {
     "online": "online MAX SUM",
     "epilogue": "epilogue TENSOR at LOOP",
     "welford": "welford MEAN VAR",
+    "phases": "phases LOOP",
 }
 
 
@@ -445,10 +458,10 @@ def _parse_step(words: list[tuple[str, int]], span: Span, raw: str, line: int, c
                 keyword(1, "reduce")
             done(2)
             return Parallel(loop, len(args) > 1)
-        case "unroll":
+        case "unroll" | "phases":
             loop = name(0)
             done(1)
-            return Unroll(loop)
+            return Unroll(loop) if verb == "unroll" else Phases(loop)
         case "cache_read" if len(args) > 3:
             tensor = name(0)
             keyword(1, "at")

@@ -23,6 +23,7 @@ from kcomp.passes.fuse import fuse
 from kcomp.passes.inline import inline, materialize
 from kcomp.passes.layout import layout
 from kcomp.passes.online import online
+from kcomp.passes.phases import phases
 from kcomp.passes.reorder import reorder
 from kcomp.passes.split import split
 from kcomp.passes.tile import tile
@@ -40,6 +41,7 @@ from kcomp.schedule import (
     Online,
     Pack,
     Parallel,
+    Phases,
     Reorder,
     Schedule,
     Split,
@@ -70,6 +72,7 @@ PASSES: dict[type, Callable[[LoopNest, Step], LoopNest]] = {
     Inline: inline,
     Materialize: materialize,
     Online: online,
+    Phases: phases,
 }
 
 

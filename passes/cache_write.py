@@ -41,10 +41,10 @@ def cache_write(nest: LoopNest, step: CacheWrite) -> LoopNest:
             f"{step.tensor} is accessed at more than one index inside {step.at}; cannot keep one tile of it"
         )
     inner = {s.var: s.extent for s in walk_stmts(loop.body) if isinstance(s, Loop)}
-    reg = region(r, step.tensor, indices, inner)
+    reg = region(r, step.tensor, indices, inner, strided=True)
     local = Buffer(f"{r.name(buf)}_local", buf.dtype, reg.extent, Scope.LOCAL)
     body = rename_buffer(loop.body, buf, local, lambda idx: reg.offset(idx, inner))
-    kinds = _kinds(loop, indices[0], inner)
+    kinds = _kinds(loop, indices[0], inner, reg)
     outer = {v: n for v, n in extents(nest).items() if v not in inner}
     body = drop_tile_guards(body, local, indices[0], buf.shape, {**outer, **inner})
     load = copy_loops(reg, buf, local, kinds, outer, to_local=True)
@@ -113,15 +113,19 @@ def _implied_by_bounds(cond: Expr, index: tuple[Expr, ...], shape: tuple[int, ..
     lhs, rhs = affine(cond.lhs), affine(cond.rhs)
     if lhs is None or rhs is None or any(v is not None for v in rhs):
         return False
+    n = rhs.get(None, 0) - lhs.get(None, 0)  # the condition: L < n, L the variable part
+    lin = {v: c for v, c in lhs.items() if v is not None}
     for e, size in zip(index, shape, strict=True):
         a = affine(e)
-        if a is None:
+        if a is None or not lin:
             continue
-        diff = {v: lhs.get(v, 0) - a.get(v, 0) for v in {*lhs, *a}}
-        if (
-            all(c == 0 for v, c in diff.items() if v is not None)
-            and rhs.get(None, 0) - diff.get(None, 0) >= size
-        ):
+        # NOTE: the index is g*L + k (g > 1 on a strided tile, a transposed convolution's phase);
+        # inside the tensor g*L + k < size, so L < ceil((size - k) / g)
+        v0 = next(iter(lin))
+        g = a.get(v0, 0) // lin[v0] if lin[v0] else 0
+        if g < 1 or {v: c for v, c in a.items() if v is not None} != {v: g * c for v, c in lin.items()}:
+            continue
+        if -(-(size - a.get(None, 0)) // g) <= n:
             return True
     return False
 
@@ -145,15 +149,19 @@ def clamp_loads(e: Expr, ranges: dict[Var, int]) -> Expr:
     return rewrite(e, fix)
 
 
-def _kinds(loop: Loop, index: tuple[Expr, ...], inner: dict[Var, int]) -> list[LoopKind]:
+def _kinds(loop: Loop, index: tuple[Expr, ...], inner: dict[Var, int], reg: Region) -> list[LoopKind]:
     """Per tile dimension, the kind of the inner loop spanning it alone (else serial)."""
     by_var = {s.var: s for s in walk_stmts(loop.body) if isinstance(s, Loop)}
     out = []
-    for e in index:
+    for d, e in enumerate(index):
         a = affine(e) or {}
         vs = [v for v in a if v in inner]
         kind = LoopKind.SERIAL
-        if len(vs) == 1 and a[vs[0]] == 1 and by_var[vs[0]].kind in (LoopKind.UNROLLED, LoopKind.VECTOR):
+        if (
+            len(vs) == 1
+            and a[vs[0]] == reg.step(d)
+            and by_var[vs[0]].kind in (LoopKind.UNROLLED, LoopKind.VECTOR)
+        ):
             kind = by_var[vs[0]].kind
         out.append(kind)
     return out
@@ -164,7 +172,10 @@ def copy_loops(
 ) -> Stmt:
     """Loops copying the region between `buf` and `local`, guarded where it may leave `buf`."""
     vars_ = [Var(f"{local.name}_{d}") for d in range(len(reg.extent))]
-    src: tuple[Expr, ...] = tuple(Binary(BinaryOp.ADD, b, v) for b, v in zip(reg.base, vars_, strict=True))
+    src: tuple[Expr, ...] = tuple(
+        Binary(BinaryOp.ADD, b, v if reg.step(d) == 1 else Binary(BinaryOp.MUL, v, const(reg.step(d))))
+        for d, (b, v) in enumerate(zip(reg.base, vars_, strict=True))
+    )
     conds: list[Expr] = []
     for d, (e, n) in enumerate(zip(src, buf.shape, strict=True)):
         span = interval(e, {**outer, **{v: reg.extent[k] for k, v in enumerate(vars_)}})

@@ -26,6 +26,7 @@ from kcomp.schedule import (
     Online,
     Pack,
     Parallel,
+    Phases,
     Reorder,
     Schedule,
     Split,
@@ -61,6 +62,7 @@ EXAMPLES = [
     ("epilogue Z at j_o", Epilogue("Z", "j_o")),
     ("welford mean var", Welford("mean", "var")),
     ("cache_read X at h stride 3 2", CacheRead("X", "h", 3, 2)),
+    ("phases h", Phases("h")),
 ]
 EVERYTHING = Schedule(tuple(step for _, step in EXAMPLES))
 
