@@ -34,6 +34,8 @@ from kcomp.search.loop_rules import top_nests
 LINE = 64  # bytes per cache line
 SLOW_UNARY = frozenset({UnaryOp.EXP, UnaryOp.LOG, UnaryOp.TANH, UnaryOp.ERF, UnaryOp.SIGMOID})
 FEATURES = ("compute", "l1", "l2", "dram", "overhead", "spills", "regions", "vector", "parallel")
+TRAFFIC = ("l1_bytes", "l2_bytes", "bytes")  # bytes moved into L1, into L2, and from DRAM
+SUMMED = ("compute", "l1", "l2", "dram", "overhead", "spills", "regions", "time", "flops", *TRAFFIC)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class Estimate:
     time: float = 0.0
     flops: float = 0.0
     bytes: float = 0.0  # DRAM traffic
+    l1_bytes: float = 0.0  # moved into L1 (from L2)
+    l2_bytes: float = 0.0  # moved into L2 (from L3)
 
     def features(self) -> np.ndarray:
         """What the learned model reads: times and counts as log(1 + microseconds), fractions as they are."""
@@ -85,6 +89,11 @@ class Estimate:
     @property
     def memory_bound(self) -> bool:
         return max(self.l1, self.l2, self.dram) > self.compute
+
+    def traffic(self) -> dict[str, float]:
+        """Bytes per call moved into each cache level, as the counters a measurement without hardware
+        counters carries (labelled `est.`: the model's figures, not counted ones)."""
+        return {"est.l1_bytes": self.l1_bytes, "est.l2_bytes": self.l2_bytes, "est.dram_bytes": self.bytes}
 
 
 @dataclass
@@ -120,9 +129,9 @@ def estimate(nest: LoopNest, machine: Machine) -> Estimate:
         e.l1 = traffic[0] / (machine.l1_bw * threads) * cycle
         e.l2 = traffic[1] / (machine.l2_bw * threads) * cycle
         e.dram = traffic[2] / (machine.dram_gbps * 1e9)
-        e.bytes = traffic[2]
+        e.l1_bytes, e.l2_bytes, e.bytes = traffic
         e.time = max(e.compute, e.l1, e.l2, e.dram) + e.overhead
-        for f in ("compute", "l1", "l2", "dram", "overhead", "spills", "regions", "time", "flops", "bytes"):
+        for f in SUMMED:
             setattr(total, f, getattr(total, f) + getattr(e, f))
         work, vector, parallel = work + w.work, vector + e.vector, parallel + e.parallel
     total.vector = vector / work if work else 0.0

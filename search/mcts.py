@@ -19,11 +19,13 @@ One round: `simulations` descents per candidate wanted, then one batch of measur
                model
 
 Reward: speedup over the default schedule (trial 0), shaped by the trial's counters (penalties for
-stall cycles on the accelerator and unstable timings); failures score 0 and the search goes on.
-Q is normalised by the best value seen, so UCT sees [0, 1].  Profile guidance reads the best
-trial: memory-bound (analytical traffic over compute, or accelerator DMA stalls) favours tiling,
-staging and cache actions (and, on the accelerator, double buffering and larger tiles);
-compute-bound favours vectorize, unroll and parallel.  Everything random draws from one
+stall cycles on the accelerator, cache misses or register spills on the CPU, and unstable timings);
+failures score 0 and the search goes on.  Q is normalised by the best value seen, so UCT sees
+[0, 1].  Profile guidance reads the best trial: memory-bound (accelerator DMA stalls; on the CPU,
+hardware cache and TLB misses or, without them, estimated DRAM traffic against the measured time;
+else the analytical traffic over compute) favours tiling, staging and cache actions (and, on the
+accelerator, double buffering and larger tiles); compute-bound (scalar code or spills in the
+CPU's assembly, among others) favours vectorize, unroll and parallel.  Everything random draws from one
 `random.Random(seed)`, and every collection is walked in a fixed order: a seed gives one run.
 """
 
@@ -42,7 +44,7 @@ from kcomp.loops import LoopNest
 from kcomp.passes import apply
 from kcomp.printer import structural_hash
 from kcomp.schedule import Schedule
-from kcomp.search.cost_model import Estimate, LearnedModel
+from kcomp.search.cost_model import Estimate, LearnedModel, Machine
 from kcomp.search.measure import Measurer
 from kcomp.search.rules import Action
 from kcomp.search.space import Space, State
@@ -51,6 +53,13 @@ from kcomp.search.strategy import Budget, Session, TuneResult
 MEMORY_KINDS = {"split": 1.5, "order": 1.2, "stage": 1.5, "cache_write": 1.5}
 COMPUTE_KINDS = {"vectorize": 1.5, "unroll": 1.5, "parallel": 1.3}
 DMA_KINDS = {"double_buffer": 2.0, "tile": 1.5}
+# What CPU counters count as a memory-bound, or badly compiled, kernel (docs/search.md, "Profile guidance")
+MISSES = 5.0  # hardware: last-level cache misses per 1000 instructions
+TLB_MISSES = 2.0  # hardware: dTLB misses per 1000 instructions
+FULL_MISSES = 20.0  # hardware: the cache-miss rate that takes the full CPU penalty
+VECTOR_SHARE = 0.5  # derived: packed FP instructions under this share of all FP: mostly scalar code
+SPILLS = 0.3  # derived: vector-register stack moves per FP instruction past which registers ran out
+DRAM_SHARE = 0.5  # derived: the share of the measured time the estimated DRAM traffic would take
 
 
 @dataclass
@@ -116,25 +125,66 @@ def stall_fraction(counters: dict[str, float]) -> float:
     return min(1.0, waits / cycles)
 
 
+def cpu_waste(counters: dict[str, float]) -> float:
+    """CPU, in [0, 1]: with hardware counters, last-level cache misses per 1000 instructions over
+    `FULL_MISSES`; with counters derived from the build, vector-register spills and reloads per
+    floating-point instruction of the kernel's code."""
+    if counters.get("hw.instructions", 0.0) > 0:
+        return min(1.0, _per_kilo(counters, "hw.cache_misses") / FULL_MISSES)
+    return min(1.0, _per_fp(counters, "asm.spills") or 0.0)
+
+
+def cpu_bound(counters: dict[str, float], time_s: float | None) -> str | None:
+    """What a CPU trial's counters say limits it: "memory", "compute", or None (the estimate decides).
+
+    Hardware: memory when last-level cache or dTLB misses per 1000 instructions reach `MISSES` or
+    `TLB_MISSES` (few misses rule out DRAM, not L2: None).  Derived: compute when gcc left the
+    arithmetic mostly scalar (packed under `VECTOR_SHARE` of the FP instructions) or vector registers
+    spill (over `SPILLS` stack moves per FP instruction); memory when the estimated DRAM bytes, at the
+    cost model's bandwidth, would take `DRAM_SHARE` of the measured time or more."""
+    if counters.get("hw.instructions", 0.0) > 0:
+        missing = _per_kilo(counters, "hw.cache_misses") >= MISSES
+        return "memory" if missing or _per_kilo(counters, "hw.dtlb_misses") >= TLB_MISSES else None
+    vector, spills = _per_fp(counters, "asm.vector_fp"), _per_fp(counters, "asm.spills")
+    if vector is not None and spills is not None and (vector < VECTOR_SHARE or spills > SPILLS):
+        return "compute"
+    dram_s = counters.get("est.dram_bytes", 0.0) / (Machine().dram_gbps * 1e9)
+    return "memory" if time_s and dram_s >= DRAM_SHARE * time_s else None
+
+
+def _per_kilo(counters: dict[str, float], key: str) -> float:
+    return 1000 * counters.get(key, 0.0) / counters["hw.instructions"]
+
+
+def _per_fp(counters: dict[str, float], key: str) -> float | None:
+    """A count per floating-point instruction of the kernel's assembly (None: no FP instructions)."""
+    fp = counters.get("asm.vector_fp", 0.0) + counters.get("asm.scalar_fp", 0.0)
+    return counters.get(key, 0.0) / fp if fp > 0 else None
+
+
 def penalty(counters: Any) -> float:
-    """The share of a trial's reward its counters take away (at most 0.3): accelerator stall cycles, or
-    CPU timings whose spread (max - min over min) says the figure is unstable."""
+    """The share of a trial's reward its counters take away (at most 0.3): accelerator stall cycles,
+    CPU cache misses or spills (`cpu_waste`, up to 0.1), and CPU timings whose spread (max - min over
+    min) says the figure is unstable."""
     c = flatten(counters)
-    p = 0.5 * stall_fraction(c)
+    p = 0.5 * stall_fraction(c) + 0.1 * cpu_waste(c)
     if c.get("min_s", 0.0) > 0 and "max_s" in c:
         p += 0.05 * min(1.0, (c["max_s"] - c["min_s"]) / c["min_s"])
     return min(0.3, p)
 
 
 def guidance(trial: Any, est: Estimate | None) -> Guidance:
+    """Prior multipliers from the best trial: DMA-bound on the accelerator; else memory- or
+    compute-bound as the CPU counters say (`cpu_bound`), or failing them as the estimate says."""
     c = flatten(getattr(trial, "counters", {}))
     if stall_fraction(c) > 0.1:
         return Guidance(dict(DMA_KINDS), larger_tiles=True)
-    if est is not None and est.memory_bound:
-        return Guidance(dict(MEMORY_KINDS))
-    if est is not None:
-        return Guidance(dict(COMPUTE_KINDS))
-    return Guidance()
+    bound = cpu_bound(c, getattr(trial, "time_s", None))
+    if bound is None and est is not None:
+        bound = "memory" if est.memory_bound else "compute"
+    if bound is None:
+        return Guidance()
+    return Guidance(dict(MEMORY_KINDS if bound == "memory" else COMPUTE_KINDS))
 
 
 class MCTS:
@@ -473,4 +523,4 @@ class _Record:
         return structural_hash(self.nest)
 
 
-__all__ = ["MCTS", "Guidance", "guidance", "penalty"]
+__all__ = ["MCTS", "Guidance", "cpu_bound", "guidance", "penalty"]

@@ -10,7 +10,8 @@ One batch (`Measurer.measure`) runs in two phases, never overlapping:
      failure -> `build_error`, a dead worker -> `crash`, over `build_timeout_s` -> `timeout`.
   2. time: the built candidates go one at a time to the `timer` executor (one process): compile again
      (a cache hit), `CompiledKernel.check` against the numpy reference (a mismatch -> `wrong`, not
-     timed), then `CompiledKernel.benchmark` (the target's median; its counters are kept).  A segfault
+     timed), then `CompiledKernel.benchmark` (the target's median; its counters are kept, and
+     counters derived from the build get the cost model's traffic of the scheduled nest, `est.*`).  A segfault
      kills only that worker -> `crash`; past `timeout_s` the worker is killed -> `timeout`.
 Workers are processes started with the *spawn* context (a fork after OpenMP started can hang), kept
 for the Measurer's lifetime and replaced when one dies or is killed.  Jobs and results are plain data
@@ -336,7 +337,20 @@ def time_candidate(job: Job) -> dict[str, Any]:
         return _failed(Status.BUILD_ERROR, e)
     except Exception as e:
         return _failed(Status.CRASH, f"{type(e).__name__}: {e}")
-    return {"status": Status.OK.value, "time_s": float(m.time_s), "counters": _jsonable(m.counters)}
+    counters = {**m.counters, **_estimated_traffic(kernel, m.counters)}
+    return {"status": Status.OK.value, "time_s": float(m.time_s), "counters": _jsonable(counters)}
+
+
+def _estimated_traffic(kernel: CompiledKernel, counters: Mapping[str, Any]) -> dict[str, Any]:
+    """The cost model's bytes per cache level (`est.*`) for a measurement whose counters are derived
+    from the build (no hardware counters): the scheduled nest is known here, not in `profile`."""
+    if counters.get("counter_source") != "derived":
+        return {}
+    built = kernel.built
+    try:
+        return built.target.estimate(built.nest, built.schedule).traffic()
+    except Exception as e:  # a counter is never a reason to lose a measurement
+        return {"est_note": f"no traffic estimate: {type(e).__name__}: {e}"}
 
 
 def _jsonable(counters: Mapping[str, Any]) -> dict[str, Any]:

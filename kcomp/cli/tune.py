@@ -237,6 +237,10 @@ def _summary(args: argparse.Namespace, measurer: Any, result: Any, db_path: Any)
         summary["best_cycles"] = counters["cycles"]
         summary["utilization"] = counters.get("utilization")
         summary["best_counters"] = counters
+    if "counter_source" in counters:  # the CPU's: hardware counters, or counts derived from the build
+        summary["counter_source"] = counters["counter_source"]
+        summary["counter_note"] = counters.get("counter_note", "")
+        summary["best_counters"] = counters
     return summary
 
 
@@ -302,6 +306,31 @@ def _ceiling_line(c: dict[str, Any] | None) -> str | None:
     )
 
 
+def _counter_line(s: dict[str, Any]) -> str | None:
+    """Which counters the CPU measured with, and the best trial's."""
+    c = s.get("best_counters") or {}
+    if s.get("counter_source") == "hardware":
+        n = c.get("hw.instructions") or 1.0
+        return (
+            f"counters: hardware (perf_event), per call: {n:.3g} instructions,"
+            f" {n / (c.get('hw.cycles') or 1.0):.2f} per cycle; {1000 * c.get('hw.cache_misses', 0) / n:.3g}"
+            f" cache and {1000 * c.get('hw.dtlb_misses', 0) / n:.3g} dTLB misses per 1000 instructions"
+        )
+    if s.get("counter_source") == "derived":
+        traffic = ", ".join(
+            f"{level} {c[f'est.{key}_bytes'] / 1e3:.3g} kB"
+            for level, key in (("L1", "l1"), ("L2", "l2"), ("DRAM", "dram"))
+            if f"est.{key}_bytes" in c
+        )
+        return (
+            f"counters: derived from the build ({s.get('counter_note') or 'no hardware counters'}):"
+            f" {c.get('asm.vector_fp', 0):g} packed and {c.get('asm.scalar_fp', 0):g} scalar FP instructions"
+            f" ({c.get('asm.fma', 0):g} FMA), {c.get('asm.spills', 0):g} vector spills"
+            + (f"; estimated traffic per call: {traffic}" if traffic else "")
+        )
+    return None
+
+
 def _print_table(con: Console, s: dict[str, Any], result: Any, flops: int) -> None:
     ranked: dict[str, Any] = {}
     for t in sorted((t for t in (result.default, *result.trials) if t and t.ok), key=lambda t: t.time_s):
@@ -337,9 +366,9 @@ def _print_table(con: Console, s: dict[str, Any], result: Any, flops: int) -> No
                 f"      (timed again at the end: default {_ms(again[0])}, best {_ms(again[1])}; the speedup"
                 " uses each one's faster figure)"
             )
-        line = _ceiling_line(s.get("ceilings"))
-        if line:
-            con.print(line)
+        for line in (_counter_line(s), _ceiling_line(s.get("ceilings"))):
+            if line:
+                con.print(line)
     if s["db"]:
         con.print(
             f"trials kept in {s['db']}; `kcomp compile`/`run` use the best one on this hardware"

@@ -19,6 +19,7 @@ from kcomp.loops import LoopNest
 from kcomp.schedule import NONE, Schedule
 from kcomp.targets.base import Arg, Capabilities, Measurement, Target, bench
 from kcomp.targets.cpu import build as _build
+from kcomp.targets.cpu import counters as _counters
 from kcomp.targets.cpu import host, runtime, sanitize
 from kcomp.targets.cpu import isa as _isa
 from kcomp.targets.cpu.build import Library
@@ -122,6 +123,12 @@ class CpuTarget(Target):
     def profile(
         self, artifact: Library, args: Sequence[Arg], *, budget_s: float = 0.1, cutoff_s: float | None = None
     ) -> Measurement:
-        """Median seconds per call."""
-        m = bench(self.caller(artifact, args), budget_s=budget_s, cutoff_s=cutoff_s)
-        return Measurement(m.time_s, {**m.counters, "threads": self.threads})
+        """Median seconds per call, and the counters of targets/cpu/counters.py: hardware counters of a
+        few more calls where perf_event works, else counts read from the library's machine code
+        (`counter_source` says which)."""
+        call = self.caller(artifact, args)
+        m = bench(call, budget_s=budget_s, cutoff_s=cutoff_s)
+        extra = _counters.profile_counters(
+            artifact, call, m.time_s, budget_s, cut_short="cut_short" in m.counters
+        )
+        return Measurement(m.time_s, {**m.counters, "threads": self.threads, **extra})

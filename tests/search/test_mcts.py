@@ -18,7 +18,7 @@ from kcomp.passes import apply
 from kcomp.pipeline import front
 from kcomp.schedule import parse_schedule
 from kcomp.search.cost_model import Estimate, LearnedModel, Machine, estimate
-from kcomp.search.mcts import DMA_KINDS, MCTS, MEMORY_KINDS, guidance, penalty
+from kcomp.search.mcts import COMPUTE_KINDS, DMA_KINDS, MCTS, MEMORY_KINDS, guidance, penalty
 from kcomp.search.random_search import RandomSearch
 from kcomp.search.rules import Action
 from kcomp.search.space import Space
@@ -156,6 +156,45 @@ def test_profile_guidance_biases_the_priors():
     memory_bound = guidance(SimpleNamespace(counters={}), Estimate(compute=1.0, dram=3.0))
     assert memory_bound.kinds == MEMORY_KINDS
     assert guidance(SimpleNamespace(counters={}), Estimate(compute=3.0, dram=1.0)).kinds["vectorize"] > 1.0
+
+
+def test_cpu_counters_shape_the_reward_and_the_priors():
+    def best(counters, time_s=1e-3):
+        return SimpleNamespace(counters=counters, time_s=time_s)
+
+    memory_est, compute_est = Estimate(compute=1.0, dram=3.0), Estimate(compute=3.0, dram=1.0)
+    clean = {"counter_source": "derived", "asm.vector_fp": 100, "asm.scalar_fp": 5, "asm.spills": 0}
+    scalar = {**clean, "asm.vector_fp": 10, "asm.scalar_fp": 90}
+    spilling = {**clean, "asm.spills": 50}
+    # what gcc made of the schedule outweighs a memory-bound estimate: scalar code or spills want
+    # vectorize and unroll; clean code leaves the decision to the estimate
+    assert guidance(best(scalar), memory_est).kinds == COMPUTE_KINDS
+    assert guidance(best(spilling), memory_est).kinds == COMPUTE_KINDS
+    assert guidance(best(clean), memory_est).kinds == MEMORY_KINDS
+    # estimated DRAM bytes that take most of the measured time at the model's 20 GB/s: memory-bound
+    streaming = {**clean, "est.dram_bytes": 20e6}  # 1 ms at 20 GB/s
+    assert guidance(best(streaming, 1.5e-3), compute_est).kinds == MEMORY_KINDS
+    assert guidance(best(streaming, 10e-3), compute_est).kinds == COMPUTE_KINDS
+    # hardware counters: last-level misses per 1000 instructions
+    missing = {"counter_source": "hardware", "hw.instructions": 1e6, "hw.cycles": 2e6, "hw.cache_misses": 1e4}
+    assert guidance(best(missing), compute_est).kinds == MEMORY_KINDS
+    assert guidance(best({**missing, "hw.cache_misses": 100}), compute_est).kinds == COMPUTE_KINDS
+    assert guidance(best({**missing, "hw.cache_misses": 0, "hw.dtlb_misses": 5e3}), compute_est).kinds == (
+        MEMORY_KINDS
+    )
+    # the reward: a tenth of the spills per FP instruction, or of the miss rate over 20 per 1000
+    assert penalty(spilling) == pytest.approx(0.1 * 50 / 105)
+    assert penalty(clean) == penalty(scalar) == 0.0
+    assert penalty(missing) == pytest.approx(0.05)
+    assert penalty({**missing, "hw.cache_misses": 1e6}) == pytest.approx(0.1)
+
+
+def test_the_estimate_moves_fewer_bytes_at_each_level_further_out():
+    measurer = FakeMeasurer(TOY.replace("96", "256"))
+    est = estimate(apply(measurer.naive, measurer.default_schedule), Machine.of(AVX2))
+    traffic = est.traffic()
+    assert traffic["est.l1_bytes"] >= traffic["est.l2_bytes"] >= traffic["est.dram_bytes"] == est.bytes
+    assert traffic["est.dram_bytes"] >= 3 * 256 * 256 * 4  # A, B and C once at least
 
 
 def test_the_cost_model_ranks_the_obvious_and_learns_a_scale():

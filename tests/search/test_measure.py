@@ -17,6 +17,7 @@ from kcomp.search.measure import (
     WorkerCrashed,
     WorkerError,
     WorkerTimeout,
+    time_candidate,
 )
 
 
@@ -63,6 +64,18 @@ def test_every_failure_is_a_trial_and_the_batch_goes_on(matmul_file):
     for name in ("illegal", "segfault", "hang", "wrong", "build_error"):
         assert by_name[name].time_s is None
     assert sorted(map(id, seen)) == sorted(map(id, trials))  # on_trial saw each one, once
+
+
+def test_a_cpu_trial_says_which_counters_it_carries(matmul_file):
+    m = Measurer(matmul_file, budget_s=0.005)
+    outcome = time_candidate(m.job(m.default_schedule))
+    c = outcome["counters"]
+    assert outcome["status"] == "ok" and c["counter_source"] in ("hardware", "derived")
+    if c["counter_source"] == "derived":  # no perf_event: the build's counts and the model's traffic
+        assert c["asm.vector_fp"] + c["asm.scalar_fp"] > 0 and c["counter_note"]
+        assert c["est.l1_bytes"] >= c["est.l2_bytes"] >= c["est.dram_bytes"] > 0
+    else:
+        assert c["hw.instructions"] > 0 and not any(k.startswith(("est.", "asm.")) for k in c)
 
 
 def test_stop_skips_candidates_not_yet_timed(matmul_file):

@@ -43,6 +43,9 @@ def test_tune_records_every_trial_and_compile_uses_the_best(matmul_file, tmp_pat
     assert result["trials"] == 4 and result["measured"] == 5 and result["db_hits"] == 0
     assert result["failures"] == 0 and result["failures_by_status"] == {}
     assert result["strategy"] == "random" and result["db"] == str(config().db_path)
+    # which counters the CPU measured with: perf_event's, or (where it is not supported) the build's
+    assert result["counter_source"] == result["best_counters"]["counter_source"] in ("hardware", "derived")
+    assert result["counter_source"] == "hardware" or "perf_event" in result["counter_note"]
     # the speedup rests on the default and the best timed again at the end, each at its faster figure
     c = result.get("confirmed")
     if result["best_schedule"] == result["default_schedule"]:
@@ -77,6 +80,7 @@ def test_tune_records_every_trial_and_compile_uses_the_best(matmul_file, tmp_pat
     assert main(["tune", str(matmul_file), *FAST, "--trials", "4", "--resume"]) == 0
     out = capsys.readouterr().out
     assert "top schedules for matmul on cpu" in out and "0 measured now, 5 read from the database" in out
+    assert "counters: hardware (perf_event)" in out or "counters: derived from the build (perf_event" in out
 
 
 def test_no_db_keeps_nothing(matmul_file, capsys):
