@@ -53,8 +53,8 @@ BINARY_TEMPLATE = {
 FLOAT_BINARY_TEMPLATE = {
     BinaryOp.DIV: "({a} / {b})",
     BinaryOp.POW: "pow{f}({a}, {b})",
-    BinaryOp.MAX: "fmax{f}({a}, {b})",  # NaN-ignoring, like np.fmax
-    BinaryOp.MIN: "fmin{f}({a}, {b})",
+    BinaryOp.MAX: "kc_fmax{f}({a}, {b})",  # NaN-ignoring, like np.fmax (an inline helper: no libm call)
+    BinaryOp.MIN: "kc_fmin{f}({a}, {b})",
 }
 INT_BINARY_TEMPLATE = {
     BinaryOp.DIV: "kc_div_{s}({a}, {b})",  # truncating, but x/0 == 0 and x/-1 wraps instead of trapping
@@ -72,7 +72,7 @@ FLOAT_UNARY_TEMPLATE = {
     UnaryOp.TANH: "tanh{f}({x})",
     UnaryOp.ERF: "erf{f}({x})",
     UnaryOp.SIGMOID: "({one} / ({one} + exp{f}(-{x})))",
-    UnaryOp.RELU: "fmax{f}({x}, {zero})",
+    UnaryOp.RELU: "kc_fmax{f}({x}, {zero})",
     UnaryOp.ABS: "fabs{f}({x})",
 }
 INT_UNARY_TEMPLATE = {

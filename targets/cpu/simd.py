@@ -94,6 +94,31 @@ static inline kc_vf32 kc_rmin_f32(kc_vf32 acc, kc_vf32 x) {{ return (kc_vf32)_mm
 static inline kc_vf32 kc_rmax_f32(kc_vf32 acc, kc_vf32 x) {{ return kc_blend_f32(x > acc, x, acc); }}
 static inline kc_vf32 kc_rmin_f32(kc_vf32 acc, kc_vf32 x) {{ return kc_blend_f32(x < acc, x, acc); }}
 #endif
+/* A vector accumulator's lanes combined in log2(lanes) shuffle steps instead of one scalar
+ * operation per lane (+ reassociates, as the numeric policy allows; max/min accumulators are never
+ * NaN, see above). */
+#if defined(__AVX512F__) && {nbytes} == 64
+static inline float kc_hsum_f32(kc_vf32 v) {{ return _mm512_reduce_add_ps((__m512)v); }}
+static inline float kc_hmax_f32(kc_vf32 v) {{ return _mm512_reduce_max_ps((__m512)v); }}
+static inline float kc_hmin_f32(kc_vf32 v) {{ return _mm512_reduce_min_ps((__m512)v); }}
+#elif defined(__AVX__) && {nbytes} == 32
+static inline __m128 kc_half_f32(kc_vf32 v) {{ return _mm256_extractf128_ps((__m256)v, 1); }}
+static inline __m128 kc_low_f32(kc_vf32 v) {{ return _mm256_castps256_ps128((__m256)v); }}
+#define KC_H128(NAME, OP)                                                                  \
+    static inline float NAME(kc_vf32 v) {{                                                 \
+        __m128 x = OP(kc_low_f32(v), kc_half_f32(v));                                      \
+        x = OP(x, _mm_movehl_ps(x, x));                                                    \
+        x = OP(x, _mm_shuffle_ps(x, x, 1));                                                \
+        return _mm_cvtss_f32(x);                                                           \
+    }}
+KC_H128(kc_hsum_f32, _mm_add_ps)
+KC_H128(kc_hmax_f32, _mm_max_ps)
+KC_H128(kc_hmin_f32, _mm_min_ps)
+#else
+static inline float kc_hsum_f32(kc_vf32 v) {{ float t = v[0]; for (int l = 1; l < {nbytes} / 4; l++) t += v[l]; return t; }}
+static inline float kc_hmax_f32(kc_vf32 v) {{ float t = v[0]; for (int l = 1; l < {nbytes} / 4; l++) t = v[l] > t ? v[l] : t; return t; }}
+static inline float kc_hmin_f32(kc_vf32 v) {{ float t = v[0]; for (int l = 1; l < {nbytes} / 4; l++) t = v[l] < t ? v[l] : t; return t; }}
+#endif
 static inline kc_vi32 kc_rmax_i32(kc_vi32 acc, kc_vi32 x) {{ return kc_vmax_i32(acc, x); }}
 static inline kc_vi32 kc_rmin_i32(kc_vi32 acc, kc_vi32 x) {{ return kc_vmin_i32(acc, x); }}
 #if defined(__AVX512F__) && {nbytes} == 64

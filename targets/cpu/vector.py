@@ -58,6 +58,7 @@ FLOAT_INFIX = {**INFIX, BinaryOp.DIV: "/"}
 MASK_INFIX = {BinaryOp.AND: "&", BinaryOp.OR: "|", BinaryOp.EQ: "==", BinaryOp.NE: "!="}
 HELPER = {BinaryOp.MAX: "kc_vmax", BinaryOp.MIN: "kc_vmin"}
 RUNNING = {BinaryOp.MAX: "kc_rmax", BinaryOp.MIN: "kc_rmin"}  # accumulators that are never NaN
+HORIZONTAL = {BinaryOp.ADD: "kc_hsum_f32", BinaryOp.MAX: "kc_hmax_f32", BinaryOp.MIN: "kc_hmin_f32"}
 ACCUMULATORS = 4  # partial vector accumulators of a long reduction: covers an add's latency
 VECTOR_MATH = {
     UnaryOp.EXP: "kc_vexp_f32",
@@ -411,7 +412,7 @@ class VectorLoop:
             [f"{first} >= 0", f"{nv} > 0"]
             + [f"({x.index(i)}) >= 0 && ({x.index(i)}) < {n}" for i, n in zip(rest, buf.shape, strict=False)]
         )
-        pad = self.vec(V(emit_pad(e.pad, buf.dtype), False, buf.dtype), buf.dtype).text
+        pad = self.vec(V(emit_const(e.pad, buf.dtype), False, buf.dtype), buf.dtype).text
         start_form = affine(simplify(substitute(last, {self.v: self.base})))
         # NOTE: loop variables are never negative, so an affine start with no negative term is not
         # either: the lane-by-lane path for a start left of the buffer is then dead code.
@@ -485,7 +486,7 @@ class VectorLoop:
         t = self._fresh()
         parts = [f"({{ {VTYPE[dt]} {t} = {{0}};"]
         for lane in range(self.w):
-            scalar = simplify_expr(substitute(e, {self.v: self._lane(lane)}))
+            scalar = simplify(substitute(e, {self.v: self._lane(lane)}))
             text = self.em.expr.value(scalar)
             if dt is DType.BOOL:
                 text = f"-(int32_t)({text})"
@@ -564,20 +565,15 @@ class VectorLoop:
         for other in accs[1:]:
             new = f"{RUNNING[op]}_{sfx}({acc}, {other})" if op in RUNNING else f"({acc} {INFIX[op]} {other})"
             lines.append(f"{pad}{acc} = {new};")
-        lines.append(f"{pad}{CTYPE[dt]} {total} = {acc}[0];")
-        for lane in range(1, self.w):
-            lines.append(f"{pad}{total} = {self.em.expr.binary(op, dt, total, f'{acc}[{lane}]')};")
+        if dt is DType.F32 and op in HORIZONTAL:
+            lines.append(f"{pad}{CTYPE[dt]} {total} = {HORIZONTAL[op]}({acc});")
+        else:
+            lines.append(f"{pad}{CTYPE[dt]} {total} = {acc}[0];")
+            for lane in range(1, self.w):
+                lines.append(f"{pad}{total} = {self.em.expr.binary(op, dt, total, f'{acc}[{lane}]')};")
         target = f"{self.em.names(s.buffer)}[{self.em.expr.flat(s.buffer, s.index)}]"
         lines.append(f"{pad}{target} = {self.em.expr.binary(op, dt, target, total)};")
         return lines
-
-
-def emit_pad(value: float | int, dtype: DType) -> str:
-    return emit_const(value, dtype)
-
-
-def simplify_expr(e: Expr) -> Expr:
-    return simplify(e)
 
 
 def _storage(dt: DType) -> DType:
