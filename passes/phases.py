@@ -27,7 +27,7 @@ from dataclasses import replace
 
 from kcomp.affine import affine, from_affine, simplify_within
 from kcomp.dtypes import DType
-from kcomp.expr import Binary, BinaryOp, Const, Expr, Load, Select, Var, conjuncts, free_vars, rewrite, walk
+from kcomp.expr import Binary, BinaryOp, Const, Expr, Load, Select, Var, conjuncts, free_vars, loads, rewrite
 from kcomp.loops import Loop, LoopNest, Stmt, Store, map_stmts, walk_stmts
 from kcomp.loops.common import Resolver, clone, enclosing, map_exprs, replace_stmt, substitute_body
 from kcomp.printer import format_expr
@@ -42,7 +42,7 @@ def phases(nest: LoopNest, step: Phases) -> LoopNest:
     if not isinstance(top, Loop) or any(not isinstance(s, Loop) for s in around):
         raise r.error(f"loop {step.loop} is not in a nest of loops")
     store = _accumulation(r, top)
-    if not any(affine(e) is not None and set(affine(e) or {}) <= {loop.var, None} for e in store.index):
+    if not any(loop.var in (lin := affine(e) or {}) and set(lin) <= {loop.var, None} for e in store.index):
         raise r.error(
             f"no index of {r.name(store.buffer)} is {step.loop} alone, so its residues could write"
             " the same elements"
@@ -83,17 +83,13 @@ def _accumulation(r: Resolver, top: Loop) -> Store:
         raise r.error(
             f"{r.name(store.buffer)} is not accumulated (`+=`): its skipped taps would not be zeros"
         )
-    if any(ld.buffer is store.buffer and ld.index != store.index for ld in _loads(v)):
+    if any(ld.buffer is store.buffer and ld.index != store.index for ld in loads(v)):
         raise r.error(f"{r.name(store.buffer)} is read at another element than it writes")
     return store
 
 
 def _reads(e: Expr, store: Store) -> bool:
     return isinstance(e, Load) and e.buffer is store.buffer and e.index == store.index
-
-
-def _loads(e: Expr) -> list[Load]:
-    return [n for n in walk(e) if isinstance(n, Load)]
 
 
 def _modular(r: Resolver, store: Store, loop: Loop) -> tuple[Binary, int]:
