@@ -23,6 +23,8 @@
     welford M V               M += u / D and V += (u - M)^2 * c: one pass (lane-split Welford updates)
     epilogue Z at LOOP        an elementwise Z of P computed on P's tile where LOOP writes it back
                               (after `cache_write P at LOOP`; docs/fusion.md)
+    bind i_o blockIdx.x       CUDA: the iterations of i_o are the blocks (threadIdx.x: the threads) along
+                              that axis of the launch (docs/cuda.md); other targets run the loop serially
     phases h                  the nest of `Y[..h..] += select((h + p - r) % s == 0, ..)` becomes one
                               nest per residue of h mod s, each with only its taps of r
 
@@ -109,6 +111,25 @@ class Phases:
 
     def words(self) -> list[str]:
         return [self.loop]
+
+
+BIND_LEVELS = ("blockIdx", "threadIdx")
+BIND_AXES = ("x", "y", "z")
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    loop: str
+    level: str  # "blockIdx" or "threadIdx"
+    axis: str  # "x", "y" or "z"
+    verb: ClassVar[str] = "bind"
+
+    @property
+    def binding(self) -> str:
+        return f"{self.level}.{self.axis}"
+
+    def words(self) -> list[str]:
+        return [self.loop, self.binding]
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +273,7 @@ Step = (
     | Welford
     | Epilogue
     | Phases
+    | Bind
 )
 STEP_TYPES: dict[str, type] = {cls.verb: cls for cls in Step.__args__}
 USAGE = {
@@ -274,6 +296,7 @@ USAGE = {
     "epilogue": "epilogue TENSOR at LOOP",
     "welford": "welford MEAN VAR",
     "phases": "phases LOOP",
+    "bind": "bind LOOP blockIdx.x|y|z|threadIdx.x|y|z",
 }
 
 
@@ -490,6 +513,15 @@ def _parse_step(words: list[tuple[str, int]], span: Span, raw: str, line: int, c
             step = Online(name(0), name(1))
             done(2)
             return step
+        case "bind":
+            loop = name(0)
+            if len(args) < 2:
+                raise fail("bind: missing the axis", 1)
+            level, _, axis = args[1][0].partition(".")
+            if level not in BIND_LEVELS or axis not in BIND_AXES:
+                raise fail(f"bind: {args[1][0]!r} is not blockIdx.x|y|z or threadIdx.x|y|z", 1)
+            done(2)
+            return Bind(loop, level, axis)
         case "welford":
             welford = Welford(name(0), name(1))
             done(2)
@@ -536,6 +568,8 @@ def _validated(step: Step, span: Span | None) -> Step:
             problem = "online: the running maximum and the sum are two different tensors"
         case Welford(mean=m, var=t) if m == t:
             problem = "welford: the mean and the variance are two different tensors"
+        case Bind(level=lv, axis=ax) if lv not in BIND_LEVELS or ax not in BIND_AXES:
+            problem = f"bind: {lv}.{ax} is not blockIdx.x|y|z or threadIdx.x|y|z"
         case Split(tail=t) if t not in ("guard", "peel"):
             problem = f"split: tail must be 'guard' or 'peel', not {t!r}"
     if problem:

@@ -14,6 +14,7 @@ from kcomp.config import config
 from kcomp.loops import LoopNest
 from kcomp.loops.verify import VerifyError, verify
 from kcomp.passes.annotate import parallel, unroll, vectorize
+from kcomp.passes.bind import bind
 from kcomp.passes.cache_read import cache_read
 from kcomp.passes.cache_write import cache_write
 from kcomp.passes.compute_at import compute_at
@@ -29,6 +30,7 @@ from kcomp.passes.split import split
 from kcomp.passes.tile import tile
 from kcomp.passes.welford import welford
 from kcomp.schedule import (
+    Bind,
     CacheRead,
     CacheWrite,
     ComputeAt,
@@ -73,6 +75,7 @@ PASSES: dict[type, Callable[[LoopNest, Step], LoopNest]] = {
     Materialize: materialize,
     Online: online,
     Phases: phases,
+    Bind: bind,
 }
 
 

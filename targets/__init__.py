@@ -1,7 +1,7 @@
 """Code generation targets behind one interface (`kcomp.targets.base.Target`), found by name.
 
 A target spec is `family` or `family:variant`, case-insensitive: "cpu" (this host), "cpu:avx2" (an
-ISA level), "accel", "accel:small", "accel:FILE.toml".  `TARGETS` maps each family to the class that
+ISA level), "accel", "accel:small", "accel:FILE.toml", "cuda", "cuda:sm_90".  `TARGETS` maps each family to the class that
 parses the rest (`from_spec`), as `module:Class` text: a target's package is imported only when the
 target is used.  Adding a target is a package under targets/ and one entry here; a target kept
 outside kcomp (a plugin, a test's) registers through `KCOMP_TARGETS=family=module:Class`, which
@@ -22,6 +22,7 @@ SIMULATED = "accel"  # what `kcomp sim` simulates unless told otherwise
 TARGETS: dict[str, str] = {
     "cpu": "kcomp.targets.cpu.target:CpuTarget",
     "accel": "kcomp.targets.accel.target:AccelTarget",
+    "cuda": "kcomp.targets.cuda.target:CudaTarget",
 }
 
 

@@ -127,6 +127,11 @@ class Target(abc.ABC):
         """Call the kernel with arguments in ABI order; outputs are written in place.  Returns the
         target's report of the run (a simulator's, say) or None."""
 
+    def run_mode(self) -> str | None:
+        """How `run` runs here, where a target has several ways (the CUDA target: "gpu" or
+        "emulated"); None where there is one."""
+        return None
+
     def quick_call(
         self, artifact: Any, inputs: Sequence[str], params: dict[str, Arg]
     ) -> Callable[[tuple], list[np.ndarray] | None] | None:

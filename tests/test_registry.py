@@ -36,13 +36,15 @@ def plugins(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_families_are_imported_when_used():
-    assert set(TARGETS) == {"cpu", "accel"} and all(":" in where for where in TARGETS.values())
+    assert set(TARGETS) == {"cpu", "accel", "cuda"} and all(":" in where for where in TARGETS.values())
     assert target_class("cpu") is CpuTarget and target_class("accel") is AccelTarget
+    assert target_class("cuda").__name__ == "CudaTarget"
 
 
 def test_specs_are_normalised_by_their_target(tmp_path: Path):
     assert get_target(" CPU:AVX2 ").name == "cpu:avx2"
     assert get_target("Accel:SMALL").name == "accel:small"
+    assert get_target("CUDA").name == "cuda:sm_80" and get_target("cuda:SM_90").name == "cuda:sm_90"
     config_file = tmp_path / "Big.toml"
     config_file.write_text('name = "big"\ndim = 32\n')
     assert get_target(f"accel:{config_file}").cfg.dim == 32  # a file name keeps its case
@@ -68,7 +70,7 @@ def test_a_plugin_that_does_not_load_says_why(plugins):
         get_target("odd")
     with pytest.raises(UsageError, match=r"target 'half': cannot load kcomp.errors:Nothing"):
         get_target("half")
-    with pytest.raises(UsageError, match=r"unknown target 'tpu'; known targets: accel, cpu, gone, half, odd"):
+    with pytest.raises(UsageError, match=r"unknown target 'tpu'; known targets: accel, cpu, cuda, gone, half, odd"):
         get_target("tpu")
 
 

@@ -14,6 +14,7 @@ from kcomp.errors import SourceError
 from kcomp.schedule import (
     NONE,
     STEP_TYPES,
+    Bind,
     CacheRead,
     CacheWrite,
     ComputeAt,
@@ -63,6 +64,8 @@ EXAMPLES = [
     ("welford mean var", Welford("mean", "var")),
     ("cache_read X at h stride 3 2", CacheRead("X", "h", 3, 2)),
     ("phases h", Phases("h")),
+    ("bind i_o blockIdx.x", Bind("i_o", "blockIdx", "x")),
+    ("bind i_i threadIdx.z", Bind("i_i", "threadIdx", "z")),
 ]
 EVERYTHING = Schedule(tuple(step for _, step in EXAMPLES))
 
@@ -167,7 +170,7 @@ def _error(text: str, message: str, col: int, line: int = 1) -> SourceError:
 def test_unknown_step_lists_the_known_steps():
     e = _error(
         "split i 4\n  frob i",
-        r"unknown schedule step 'frob'; steps are: cache_read, cache_write, compute_at, double_buffer, epilogue, fuse",
+        r"unknown schedule step 'frob'; steps are: bind, cache_read, cache_write, compute_at, double_buffer, epilogue, fuse",
         3,
         2,
     )

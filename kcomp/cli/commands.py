@@ -91,6 +91,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "shapes": dict(k.built.program.dims),
         "ok": True,
     }
+    if (mode := k.target.run_mode()) is not None:
+        result["mode"] = mode
     if args.sanitize or args.check:
         c = k.check(inputs=given, params=params, sanitize=args.sanitize)
         result.update(
@@ -110,6 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         m = k.benchmark(inputs=given, params=params)
         flops = k.built.program.flops
         result.update(time_s=m.time_s, gflops=flops / m.time_s / 1e9 if m.time_s > 0 else None)
+        result["time_source"] = m.counters.get("time_source", "measured")  # a target's model says "model"
     else:
         result.update(time_s=None, gflops=None)
     if args.json:
@@ -135,7 +138,12 @@ def _print_run(r: dict) -> None:
                 )
     if r.get("time_s") is not None:
         gf = f"  {r['gflops']:.2f} GFLOP/s" if r.get("gflops") else ""
-        con.print(f"time      {r['time_s'] * 1e3:.3f} ms (median){gf}")
+        how = (
+            "(median)"
+            if r.get("time_source", "measured") == "measured"
+            else f"({r['time_source']}, not measured)"
+        )
+        con.print(f"time      {r['time_s'] * 1e3:.3f} ms {how}{gf}")
 
 
 COMMANDS = {"compile": cmd_compile, "run": cmd_run}

@@ -25,8 +25,27 @@ class LoopKind(enum.Enum):
     PARALLEL = "parallel"
     VECTOR = "vector"
     UNROLLED = "unrolled"
-    GPU_BLOCK = "gpu_block"
-    GPU_THREAD = "gpu_thread"
+    # CUDA's grid and block axes (`bind LOOP blockIdx.x`): the loop's iterations are the blocks or
+    # the threads along that axis; every other target runs them as serial loops
+    BLOCK_X = "blockIdx.x"
+    BLOCK_Y = "blockIdx.y"
+    BLOCK_Z = "blockIdx.z"
+    THREAD_X = "threadIdx.x"
+    THREAD_Y = "threadIdx.y"
+    THREAD_Z = "threadIdx.z"
+
+    @property
+    def is_block(self) -> bool:
+        return self.value.startswith("blockIdx")
+
+    @property
+    def is_thread(self) -> bool:
+        return self.value.startswith("threadIdx")
+
+    @property
+    def axis(self) -> str:
+        """'x', 'y' or 'z' of a bound kind; '' for the others."""
+        return self.value[-1] if self.is_block or self.is_thread else ""
 
 
 @dataclass(frozen=True, eq=False)

@@ -213,7 +213,7 @@ class CExpr:
         check_supported(buf.dtype)
         widen = f"({buf.dtype.compute.c_type})" if buf.dtype.compute is not buf.dtype else ""
         if e.pad is None:
-            return f"{widen}{self.name(buf)}[{self.flat(buf, e.index)}]"
+            return f"{widen}{self.element(buf, self.flat(buf, e.index))}"
         temps = []
         for _ in e.index:
             temps.append(f"kc_t{self._temps}")
@@ -222,7 +222,11 @@ class CExpr:
         inside = " && ".join(f"{t} >= 0 && {t} < {n}" for t, n in zip(temps, buf.shape, strict=True)) or "1"
         flat = self._horner(temps, buf.shape)
         pad = emit_const(e.pad, buf.dtype)
-        return f"({{ {decls} ({inside}) ? {widen}{self.name(buf)}[{flat}] : {pad}; }})"
+        return f"({{ {decls} ({inside}) ? {widen}{self.element(buf, flat)} : {pad}; }})"
+
+    def element(self, buf: Buffer, flat: str) -> str:
+        """A read of `buf` at the flat offset `flat` (a CUDA emitter wraps global and shared reads)."""
+        return f"{self.name(buf)}[{flat}]"
 
     # -- indices (int64) ---------------------------------------------------------------------------
     def index(self, e: Expr) -> str:

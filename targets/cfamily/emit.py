@@ -173,7 +173,7 @@ class CEmitter:
                 self.touch(s.buffer, *s.index, s.value)
                 flat = self.expr.flat(s.buffer, s.index)
                 value = store_cast(self.expr.value(s.value), s.value.dtype, s.buffer.dtype)
-                return [f"{pad}{self.names(s.buffer)}[{flat}] = {value};"]
+                return [f"{pad}{self.assignment(s.buffer, flat, value)};"]
             case Guard():
                 self.touch(s.cond)
                 head = f"{pad}if ({self.expr.value(s.cond)}) {{"
@@ -183,6 +183,10 @@ class CEmitter:
             case Alloc():
                 return self.alloc(s, depth, in_parallel)
         raise TypeError(f"not a statement: {s!r}")
+
+    def assignment(self, buf: Buffer, flat: str, value: str) -> str:
+        """The store of `value` into `buf` at the flat offset `flat` (a CUDA emitter wraps it)."""
+        return f"{self.names(buf)}[{flat}] = {value}"
 
     def touch(self, *items: Expr | Buffer) -> None:
         """Scalar code is about to access these (a subclass that keeps buffers in registers hears of it)."""

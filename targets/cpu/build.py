@@ -26,7 +26,7 @@ from pathlib import Path
 from kcomp.config import Config, config
 from kcomp.errors import BuildError, UsageError
 from kcomp.targets.cpu import host
-from kcomp.targets.cpu.signature import Signature
+from kcomp.targets.cfamily.signature import Signature
 
 GCC = "gcc"
 BASE_FLAGS = (

@@ -1,6 +1,6 @@
 """C source from a LoopNest: one exported `kc_<name>` function plus the prelude of numeric helpers.
 
-    /* kcomp-signature: {...} */            <- read back by build (targets/cpu/signature.py)
+    /* kcomp-signature: {...} */            <- read back by build (targets/cfamily/signature.py)
     <prelude.h>
     int kc_abi_version(void);  void kc_set_threads(int);
     void kc_matmul(const float* restrict A, const float* restrict B, float* restrict C) {
@@ -24,10 +24,14 @@ from kcomp.loops import Alloc, Loop, LoopKind, LoopNest, Store, walk_stmts
 from kcomp.loops.dependence import reduction_updates
 from kcomp.targets.cfamily.emit import CEmitter
 from kcomp.targets.cpu import simd
-from kcomp.targets.cpu.signature import Signature
+from kcomp.targets.cfamily.signature import Signature
 from kcomp.targets.cpu.vector import Promotion, Unvectorizable, VectorLoop
 
-PRELUDE = resources.files("kcomp.targets.cpu").joinpath("prelude.h").read_text()
+PRELUDE = (
+    resources.files("kcomp.targets.cpu").joinpath("prelude.h").read_text()
+    + "\n"
+    + resources.files("kcomp.targets.cfamily").joinpath("numeric.h").read_text()
+)
 
 
 class CpuEmitter(CEmitter):

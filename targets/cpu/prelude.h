@@ -1,10 +1,5 @@
-/* kcomp C prelude: the numeric policy's helpers (kcomp/semantics.py is the definition).
- *
- * Integers: `/` truncates toward zero, `//` and `%` are floor division and floor modulo (Python's),
- * overflow wraps (the library is built with -fwrapv).  Division by zero yields 0 and x / -1 wraps
- * (numpy's results) instead of trapping.  Float `//` and `%` follow numpy's npy_divmod exactly.
- * Everything is static inline: with a constant divisor gcc folds the special cases away.
- */
+/* kcomp C prelude of the CPU target: includes, heap temporaries; the numeric helpers follow it
+ * (targets/cfamily/numeric.h, shared with the CUDA target). */
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -55,68 +50,4 @@ static inline void kc_free(void *p) {
     free(p);
 }
 
-/* Float max/min are numpy's fmax/fmin: a NaN operand yields the other one.  gcc calls libm's fmaxf
- * for them unless math is finite-only, and that call cost ~12 ns on one Xeon session (a third of a
- * 256x256 softmax: a row's lanes are combined by it); a compare and a select stay inline. */
-static inline float kc_fmaxf(float a, float b) { return (a >= b || b != b) ? a : b; }
-static inline float kc_fminf(float a, float b) { return (a <= b || b != b) ? a : b; }
-static inline double kc_fmax(double a, double b) { return (a >= b || b != b) ? a : b; }
-static inline double kc_fmin(double a, double b) { return (a <= b || b != b) ? a : b; }
-
-#define KC_INT_HELPERS(S, T, UT)                                                     \
-    static inline T kc_neg_##S(T a) { return (T)(0u - (UT)a); }                      \
-    static inline T kc_div_##S(T a, T b) {                                           \
-        if (b == 0) return 0;                                                        \
-        if (b == -1) return kc_neg_##S(a);                                           \
-        return a / b;                                                                \
-    }                                                                                \
-    static inline T kc_floordiv_##S(T a, T b) {                                      \
-        if (b == 0) return 0;                                                        \
-        if (b == -1) return kc_neg_##S(a);                                           \
-        T q = a / b;                                                                 \
-        return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;                     \
-    }                                                                                \
-    static inline T kc_mod_##S(T a, T b) {                                           \
-        if (b == 0 || b == -1) return 0;                                             \
-        T r = a % b;                                                                 \
-        return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;                         \
-    }                                                                                \
-    static inline T kc_max_##S(T a, T b) { return a > b ? a : b; }                   \
-    static inline T kc_min_##S(T a, T b) { return a < b ? a : b; }                   \
-    static inline T kc_abs_##S(T a) { return a < 0 ? kc_neg_##S(a) : a; }            \
-    static inline T kc_pow_##S(T a, T b) {                                           \
-        if (b < 0) return a == 1 ? 1 : a == -1 ? ((b & 1) ? -1 : 1) : 0;             \
-        UT r = 1, x = (UT)a;                                                         \
-        for (; b; b >>= 1, x *= x)                                                   \
-            if (b & 1) r *= x;                                                       \
-        return (T)r;                                                                 \
-    }
-
-KC_INT_HELPERS(i32, int32_t, uint32_t)
-KC_INT_HELPERS(i64, int64_t, uint64_t)
-
-#define KC_FLOAT_HELPERS(S, T, F)                                                    \
-    static inline T kc_floordiv_##S(T a, T b) {                                      \
-        if (!b) return a / b;                                                        \
-        T mod = fmod##F(a, b);                                                       \
-        T div = (a - mod) / b;                                                       \
-        if (mod) {                                                                   \
-            if (isless(b, 0) != isless(mod, 0)) div -= (T)1;                         \
-        }                                                                            \
-        if (!div) return copysign##F(0, a / b);                                      \
-        T fl = floor##F(div);                                                        \
-        return isgreater(div - fl, (T)0.5) ? fl + (T)1 : fl;                         \
-    }                                                                                \
-    static inline T kc_mod_##S(T a, T b) {                                           \
-        T mod = fmod##F(a, b);                                                       \
-        if (!b) return mod;                                                          \
-        if (mod) {                                                                   \
-            if (isless(b, 0) != isless(mod, 0)) mod += b;                            \
-        } else {                                                                     \
-            mod = copysign##F(0, b);                                                 \
-        }                                                                            \
-        return mod;                                                                  \
-    }
-
-KC_FLOAT_HELPERS(f32, float, f)
-KC_FLOAT_HELPERS(f64, double, )
+#define KC_INLINE static inline

@@ -10,27 +10,14 @@ may still be parked is unsafe); ctypes releases the GIL during the call.
 from __future__ import annotations
 
 import ctypes
-import numbers
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from kcomp.dtypes import DType
 from kcomp.errors import UsageError
+from kcomp.targets.cfamily.signature import ABI_VERSION, PARAM_CTYPE, Signature, checked_arguments, scalar
 from kcomp.targets.cpu.build import Library
-from kcomp.targets.cpu.signature import ABI_VERSION, ArgSpec, Signature
-
-# By-value C types of scalar parameters; f16 travels as float (docs/abi.md).
-PARAM_CTYPE = {
-    DType.F32: ctypes.c_float,
-    DType.F64: ctypes.c_double,
-    DType.F16: ctypes.c_float,
-    DType.I32: ctypes.c_int32,
-    DType.I8: ctypes.c_int8,
-    DType.BOOL: ctypes.c_bool,
-}
-INT_RANGE = {DType.I32: (-(2**31), 2**31 - 1), DType.I8: (-128, 127)}
 
 
 class Kernel:
@@ -62,15 +49,7 @@ class Kernel:
 
     def bind(self, args: Sequence[object]) -> Callable[[], None]:
         """A zero-argument call with `args` checked and converted once (what profiling times)."""
-        specs = self.signature.args
-        if len(args) != len(specs):
-            names = ", ".join(a.name for a in specs)
-            raise UsageError(
-                f"{self.signature.entry} takes {len(specs)} arguments ({names}), got {len(args)}"
-            )
-        converted = [_convert(spec, arg) for spec, arg in zip(specs, args, strict=True)]
-        _check_overlap(specs, args)
-        return _BoundCall(self._fn, converted, args)
+        return _BoundCall(self._fn, checked_arguments(self.signature, args), args)
 
     def __call__(self, args: Sequence[object]) -> None:
         self.bind(args)()
@@ -87,7 +66,7 @@ class Kernel:
         order = [n for n in (a.name for a in self.signature.args if a.role == "input")]
         wanted = [(specs[n].shape, specs[n].dtype.numpy, inputs.index(n)) for n in order]
         outs = [(a.shape, a.dtype.numpy) for a in self.signature.args if a.role == "output"]
-        values = [_scalar(a, params[a.name]) for a in self.signature.args if a.role == "param"]
+        values = [scalar(a, params[a.name]) for a in self.signature.args if a.role == "param"]
         fn, set_threads, ndarray, empty = self._fn, self._set_threads, np.ndarray, np.empty
         address, from_buffer = ctypes.addressof, ctypes.c_char.from_buffer
         count = len(inputs)
@@ -135,52 +114,3 @@ def load(library: Library) -> Kernel:
     if kernel is None:
         kernel = _LOADED[library.path] = Kernel(library)
     return kernel
-
-
-def _convert(spec: ArgSpec, arg: object) -> object:
-    if spec.role == "param":
-        return _scalar(spec, arg)
-    if not isinstance(arg, np.ndarray):
-        raise UsageError(f"argument {spec.name}: expected a numpy array, got {type(arg).__name__}")
-    if arg.dtype != spec.dtype.numpy:
-        raise UsageError(f"argument {spec.name}: expected dtype {spec.dtype.numpy}, got {arg.dtype}")
-    if arg.shape != spec.shape:
-        raise UsageError(f"argument {spec.name}: expected shape {spec.shape}, got {arg.shape}")
-    if not arg.flags.c_contiguous:
-        raise UsageError(f"argument {spec.name}: must be C-contiguous (use np.ascontiguousarray)")
-    if spec.role == "output" and not arg.flags.writeable:
-        raise UsageError(f"argument {spec.name}: output array is read-only")
-    return arg.ctypes.data
-
-
-def _scalar(spec: ArgSpec, arg: object) -> object:
-    if isinstance(arg, np.ndarray) and arg.ndim == 0:
-        arg = arg.item()
-    ctype = PARAM_CTYPE[spec.dtype]
-    if spec.dtype is DType.BOOL:
-        if not isinstance(arg, bool | np.bool_):
-            raise UsageError(f"parameter {spec.name}: expected a bool, got {arg!r}")
-        return ctype(bool(arg))
-    if spec.dtype.is_int:
-        if not isinstance(arg, numbers.Integral) or isinstance(arg, bool | np.bool_):
-            raise UsageError(f"parameter {spec.name}: expected an integer ({spec.dtype}), got {arg!r}")
-        lo, hi = INT_RANGE[spec.dtype]
-        if not lo <= int(arg) <= hi:
-            raise UsageError(f"parameter {spec.name}: {arg} does not fit in {spec.dtype}")
-        return ctype(int(arg))
-    if not isinstance(arg, numbers.Real):
-        raise UsageError(f"parameter {spec.name}: expected a number ({spec.dtype}), got {arg!r}")
-    return ctype(float(arg))
-
-
-def _check_overlap(specs: Sequence[ArgSpec], args: Sequence[object]) -> None:
-    """Outputs are `restrict` pointers: one sharing memory with another argument is undefined."""
-    arrays = [(s, a) for s, a in zip(specs, args, strict=True) if isinstance(a, np.ndarray)]
-    for i, (spec, arr) in enumerate(arrays):
-        if spec.role != "output":
-            continue
-        for j, (other_spec, other) in enumerate(arrays):
-            if i != j and np.may_share_memory(arr, other):
-                raise UsageError(
-                    f"argument {spec.name} shares memory with {other_spec.name}; pass separate arrays"
-                )

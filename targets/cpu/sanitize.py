@@ -33,7 +33,7 @@ import numpy as np
 from kcomp.config import config
 from kcomp.errors import BuildError, CheckFailed
 from kcomp.targets.cpu import build as _build
-from kcomp.targets.cpu.signature import Signature
+from kcomp.targets.cfamily.signature import Signature
 
 SANITIZE_FLAGS = (
     "-fsanitize=address,undefined",

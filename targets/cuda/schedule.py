@@ -1,0 +1,125 @@
+"""The CUDA target's default schedule: the fusion rules every target shares, then, per top-level
+nest, its outer independent loops fused and split into blocks of threads.
+
+    for i, j (independent), k (carried):  fuse i j; split i_j T; bind i_j_o blockIdx.x;
+                                          bind i_j_i threadIdx.x; cache_write C at i_j_i
+
+Each thread computes one point of the fused space, running what is left (a reduction, a fused row)
+on its own; a contraction's point accumulates in a register (`cache_write` at the thread loop).  A
+nest with no independent outer loop (a reduction to one value) runs on one thread.  Cross-thread
+reductions, shared-memory tiles and register tiles are what a tuned or hand-written schedule adds
+(docs/cuda.md); this rule only makes every kernel run correctly on the GPU's threads.
+"""
+
+from __future__ import annotations
+
+from kcomp.autofuse import Builder, fuse_by_rule
+from kcomp.errors import ScheduleError
+from kcomp.loops import Loop, LoopNest, Store, walk_stmts
+from kcomp.loops.dependence import carried
+from kcomp.passes import apply_step
+from kcomp.passes.bind import LIMITS
+from kcomp.program import Program
+from kcomp.schedule import Bind, CacheWrite, Fuse, Schedule, Split, Step
+from kcomp.search.loop_rules import top_nests
+from kcomp.targets.cuda.emit import emit
+
+FUSE_BUDGET = 8 << 10  # bytes of a fused intermediate's region: a thread's share of local memory
+THREADS = 256  # threads per block: 8 warps, enough to hide latency with several blocks per SM
+
+
+def default_schedule(program: Program, nest: LoopNest, fuse: bool = True) -> Schedule:
+    """The rules above; when fusion leaves a thread more local memory than it may have (the emitter
+    refuses it), the same rules without fusion."""
+    b = Builder(nest)
+    if fuse:
+        fuse_by_rule(b, FUSE_BUDGET)
+    for pos in range(len(top_nests(b.nest.body))):
+        _bind_outer(b, pos)
+    if fuse and b.steps:
+        try:
+            emit(b.nest)
+        except ScheduleError:
+            return default_schedule(program, nest, fuse=False)
+    return Schedule(tuple(b.steps))
+
+
+def _independent_prefix(top: Loop) -> list[Loop]:
+    """The perfectly nested loops from `top` down whose iterations are independent."""
+    out, node = [], top
+    while isinstance(node, Loop) and carried(node) is None:
+        out.append(node)
+        if len(node.body) != 1:
+            break
+        node = node.body[0]
+    return out
+
+
+def _bind_outer(b: Builder, pos: int) -> None:
+    """Threads along the innermost independent loop (the contiguous one, so a warp's accesses
+    coalesce), the next one filling the block to `THREADS`; the loops outside them, blocks."""
+    prefix = _independent_prefix(top_nests(b.nest.body)[pos])
+    if not prefix:
+        return
+    while len(prefix) > 3 and _try(b, Fuse(b.name(prefix[0]), b.name(prefix[1])), pos):
+        prefix = _independent_prefix(top_nests(b.nest.body)[pos])
+    x, rest = prefix[-1], prefix[:-1][-2:]
+    blocks = [b.name(lp) for lp in rest]  # outermost first; splitting x renames nothing outside it
+    if x.extent <= THREADS:
+        b.try_step(Bind(b.name(x), "threadIdx", "x"))
+        ty = _largest_divisor(rest[-1].extent, THREADS // x.extent) if rest else 1
+        if ty > 1 and b.try_step(Split(blocks[-1], ty)):
+            split = _independent_prefix(top_nests(b.nest.body)[pos])
+            b.try_step(Bind(b.name(split[len(rest)]), "threadIdx", "y"))
+            blocks[-1] = b.name(split[len(rest) - 1])
+    elif b.try_step(Split(b.name(x), THREADS)):
+        split = _independent_prefix(top_nests(b.nest.body)[pos])
+        b.try_step(Bind(b.name(split[len(rest) + 1]), "threadIdx", "x"))
+        blocks.append(b.name(split[len(rest)]))
+    # grid x is the largest axis: the innermost block loop; blocks bind outermost first
+    for name, axis in reversed(list(zip(reversed(blocks), "xyz", strict=False))):
+        lp = _loops(b).get(name)
+        if (
+            lp is None
+            or lp.extent > LIMITS[f"blockIdx.{axis}"]
+            or not b.try_step(Bind(name, "blockIdx", axis))
+        ):
+            break
+    _accumulate_in_register(b, pos)
+
+
+def _loops(b: Builder) -> dict[str, Loop]:
+    names = b.names()
+    return {names[lp.var]: lp for lp in walk_stmts(b.nest.body) if isinstance(lp, Loop)}
+
+
+def _largest_divisor(n: int, limit: int) -> int:
+    return max((d for d in range(1, min(n, limit) + 1) if n % d == 0), default=1)
+
+
+def _try(b: Builder, step: Step, pos: int) -> bool:
+    """`step`, kept only when the nest at `pos` still starts with an independent loop (the fused index
+    of some nests is beyond the dependence test, and the loop would no longer bind)."""
+    try:
+        nest = apply_step(b.nest, step)
+    except ScheduleError:
+        return False
+    if not _independent_prefix(top_nests(nest.body)[pos]):
+        return False
+    b.nest, b.steps = nest, [*b.steps, step]
+    return True
+
+
+def _accumulate_in_register(b: Builder, pos: int) -> None:
+    """A thread's point of a reduction accumulates in a register, written back once."""
+    threads = [
+        lp for lp in walk_stmts((top_nests(b.nest.body)[pos],)) if isinstance(lp, Loop) and lp.kind.is_thread
+    ]
+    if not threads:
+        return
+    inner = threads[-1]
+    loops = [s for s in walk_stmts(inner.body) if isinstance(s, Loop)]
+    updates = [s for s in walk_stmts(inner.body) if isinstance(s, Store)]
+    if loops and len(updates) == 1:
+        buf = updates[0].buffer
+        b.try_step(CacheWrite(b.names().get(buf, buf.name), b.name(inner)))
