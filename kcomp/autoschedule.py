@@ -70,7 +70,7 @@ def default_schedule(program: Program, nest: LoopNest, target: object, fuse: boo
     # how it is found again after each step.
     for pos, top in enumerate(_top_nests(b.nest.body)):
         names = b.names()
-        chain = _chain(top)
+        chain = perfect_chain(top)
         gemm = _gemm_like(chain) if width > 1 else None
         if _fused(chain):
             _fused_nest(b, pos, width, cores)
@@ -101,7 +101,7 @@ def _split_phases(b: Builder) -> None:
             moduli = [n for n in walk(stmts[0].value) if isinstance(n, Binary) and n.op is BinaryOp.MOD]
             phased = {v for n in moduli for v in free_vars(n.lhs)}
             written = {v for e in stmts[0].index for v in free_vars(e)}
-            for lp in _chain(top):
+            for lp in perfect_chain(top):
                 if lp.var in phased and lp.var in written and b.try_step(Phases(b.name(lp))):
                     changed = True
                     break
@@ -119,7 +119,7 @@ def _top_nests(body: tuple[Stmt, ...]) -> list[Loop]:
     return out
 
 
-def _chain(top: Loop) -> list[Loop]:
+def perfect_chain(top: Loop) -> list[Loop]:
     """The perfectly nested loops from `top` down."""
     chain = [top]
     while len(chain[-1].body) == 1 and isinstance(chain[-1].body[0], Loop):
@@ -355,7 +355,7 @@ def _grouped(b: Builder, pos: int, chain: list[Loop], names: dict) -> tuple[Any,
                 continue
             before = (b.nest, b.steps)
             if b.try_step(Split(names[lp.var], group)):
-                new_chain = _chain(_top_nests(b.nest.body)[pos])
+                new_chain = perfect_chain(_top_nests(b.nest.body)[pos])
                 found = _conv_like(new_chain)
                 if found is not None:
                     return found, new_chain, b.names()
@@ -387,11 +387,11 @@ def _vectorize_inner(b: Builder, path: tuple[int, ...], width: int) -> None:
         # NOTE: vectorizing renames nothing, so the inner nests are found again by position.
         body = b.nest.body
         for k in path:
-            body = _chain(_top_nests(body)[k])[-1].body
+            body = perfect_chain(_top_nests(body)[k])[-1].body
         return _top_nests(body)
 
     for k in range(len(inner_nests())):
-        chain = _chain(inner_nests()[k])
+        chain = perfect_chain(inner_nests()[k])
         stores = [s for s in walk_stmts(chain[-1].body) if isinstance(s, Store)]
         if _fused(chain):
             _vectorize_inner(b, (*path, k), width)
@@ -400,7 +400,7 @@ def _vectorize_inner(b: Builder, path: tuple[int, ...], width: int) -> None:
 
 
 def _generic(b: Builder, pos: int, width: int, cores: int) -> None:
-    chain = _chain(_top_nests(b.nest.body)[pos])
+    chain = perfect_chain(_top_nests(b.nest.body)[pos])
     body = chain[-1].body
     stores = [s for s in walk_stmts(body) if isinstance(s, Store)]
     if width > 1 and stores:
@@ -414,7 +414,7 @@ def _stage_strided(b: Builder, pos: int) -> None:
     """An input the vector loop reads at a stride (a pooling window `X[.., 2*w + s]`) is staged
     split into its phases at the innermost enclosing loop of the output, so each phase is one
     contiguous vector load instead of a lane-by-lane gather."""
-    chain = _chain(_top_nests(b.nest.body)[pos])
+    chain = perfect_chain(_top_nests(b.nest.body)[pos])
     vec = chain[-1]
     store = next((s for s in walk_stmts(vec.body) if isinstance(s, Store)), None)
     if vec.kind is not LoopKind.VECTOR or store is None:
@@ -437,7 +437,7 @@ def _stage_strided(b: Builder, pos: int) -> None:
 def _parallelize(b: Builder, pos: int, width: int, cores: int) -> None:
     """The outermost independent loop with an iteration per core; failing that, the vector loop is
     split into one contiguous block per core and its block loop, moved outermost, runs in parallel."""
-    chain = _chain(_top_nests(b.nest.body)[pos])
+    chain = perfect_chain(_top_nests(b.nest.body)[pos])
     for lp in chain:
         if lp.extent >= cores and lp.kind.value != "vector" and b.try_step(Parallel(b.name(lp))):
             return

@@ -323,7 +323,7 @@ def time_candidate(job: Job) -> dict[str, Any]:
     """Phase 2, in the timing worker: check against the reference, then time (median)."""
     try:
         kernel = _compile(job)
-        check = kernel.check(seed=job.seed)
+        check = _checked_kernel(job, kernel).check(seed=job.seed)
         if not check.ok:
             return _failed(
                 Status.WRONG,
@@ -339,6 +339,30 @@ def time_candidate(job: Job) -> dict[str, Any]:
         return _failed(Status.CRASH, f"{type(e).__name__}: {e}")
     counters = {**m.counters, **_estimated_traffic(kernel, m.counters)}
     return {"status": Status.OK.value, "time_s": float(m.time_s), "counters": _jsonable(counters)}
+
+
+def _checked_kernel(job: Job, kernel: CompiledKernel) -> CompiledKernel:
+    """The kernel a candidate is checked on: itself, or where the target's check costs too much per
+    element (`Target.check_extent`), the same schedule at every dimension cut down to the smallest of
+    16, 32, .. the limit at which the schedule still applies (a split wider than a cut dimension is
+    refused, so the next size is tried)."""
+    limit = kernel.target.check_extent()
+    dims = dict(kernel.built.program.dims)
+    if limit is None or max(dims.values(), default=0) <= limit:
+        return kernel
+    module = _module(job.source, job.file)
+    schedule = parse_schedule(job.schedule, "<candidate>")
+    cap = 16
+    while cap <= limit:
+        shapes = {d: min(v, cap) for d, v in dims.items()}
+        try:
+            return CompiledKernel(module, module.kernel(job.kernel), job.target, shapes, schedule)
+        except (ScheduleError, SourceError, UsageError):
+            cap *= 2
+    raise ScheduleError(
+        f"no cut-down shapes (each dimension at most {limit}) take this schedule, and a check at"
+        f" {', '.join(f'{d}={v}' for d, v in dims.items())} costs too much on {kernel.target.name}"
+    )
 
 
 def _estimated_traffic(kernel: CompiledKernel, counters: Mapping[str, Any]) -> dict[str, Any]:

@@ -132,6 +132,13 @@ class Target(abc.ABC):
         "emulated"); None where there is one."""
         return None
 
+    def check_extent(self) -> int | None:
+        """The largest extent of a dimension a correctness check should run at, for a target whose
+        runs cost far more per element than the hardware's (an emulation); None: the shapes given.
+        The tuner then checks every candidate at dimensions cut down to the smallest of 16, 32, ..
+        this limit where its schedule applies (search/measure.py), and times it at the real ones."""
+        return None
+
     def quick_call(
         self, artifact: Any, inputs: Sequence[str], params: dict[str, Arg]
     ) -> Callable[[tuple], list[np.ndarray] | None] | None:

@@ -237,6 +237,8 @@ def _summary(args: argparse.Namespace, measurer: Any, result: Any, db_path: Any)
         summary["best_cycles"] = counters["cycles"]
         summary["utilization"] = counters.get("utilization")
         summary["best_counters"] = counters
+    if counters.get("time_source") == "model":  # a target's proxy model (CUDA without a GPU)
+        summary["time_source"] = "model"
     if "counter_source" in counters:  # the CPU's: hardware counters, or counts derived from the build
         summary["counter_source"] = counters["counter_source"]
         summary["counter_note"] = counters.get("counter_note", "")
@@ -252,7 +254,7 @@ def _confirm(measurer: Any, result: Any, err: Console) -> dict[str, Any]:
     best, default = result.best, result.default
     if best is None or default is None or not default.ok or best is default:
         return {}
-    if "cycles" in (best.counters or {}):
+    if "cycles" in (best.counters or {}) or (best.counters or {}).get("time_source") == "model":
         return {}
     err.print("[dim]confirming: timing the default and the best schedule again[/]")
     again = measurer.measure([default.schedule, best.schedule])
@@ -276,6 +278,8 @@ def _ceilings(measurer: Any, s: dict[str, Any]) -> dict[str, Any] | None:
             return None
         return {"roof": "ideal cycles", "ideal_cycles": ideal, "of_roof": ideal / s["best_cycles"]}
 
+    if s.get("time_source") == "model":
+        return None  # this machine's roofs say nothing of the modelled GPU's
     program = measurer.program
     nbytes = sum(b.size * b.dtype.itemsize for b in (*program.inputs, *program.outputs))
     roofs = measure_roofs(copy_bytes=64 << 20, budget_s=0.2)
@@ -315,6 +319,13 @@ def _counter_line(s: dict[str, Any]) -> str | None:
             f"counters: hardware (perf_event), per call: {n:.3g} instructions,"
             f" {n / (c.get('hw.cycles') or 1.0):.2f} per cycle; {1000 * c.get('hw.cache_misses', 0) / n:.3g}"
             f" cache and {1000 * c.get('hw.dtlb_misses', 0) / n:.3g} dTLB misses per 1000 instructions"
+        )
+    if s.get("counter_source") == "model":
+        return (
+            f"times: the proxy model of {c.get('model.gpu', 'a GPU')} (no GPU here), not measurements;"
+            f" best: compute {c.get('model.compute_s', 0) * 1e6:.3g} us, memory {c.get('model.memory_s', 0) * 1e6:.3g} us,"
+            f" occupancy {c.get('model.occupancy', 0):.0%}, {c.get('model.registers', 0)} registers,"
+            f" {c.get('model.spill_bytes', 0)} B spilled (docs/cuda.md)"
         )
     if s.get("counter_source") == "derived":
         traffic = ", ".join(

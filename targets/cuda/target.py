@@ -30,6 +30,7 @@ from kcomp.targets.cfamily.signature import Signature
 from kcomp.targets.cuda import build as _build
 from kcomp.targets.cuda import model, runtime
 from kcomp.targets.cuda.emit import DTYPES, CudaEmitter, emit
+from kcomp.targets.cuda.rules import CudaRules
 from kcomp.targets.cuda.schedule import default_schedule
 
 if TYPE_CHECKING:
@@ -109,6 +110,10 @@ class CudaTarget(Target):
     def default_schedule(self, program: Program, nest: LoopNest, fuse: bool = True) -> Schedule:
         return default_schedule(program, nest, fuse)
 
+    def search_rules(self) -> CudaRules:
+        """Per nest, a tiling onto blocks, threads, register tiles and shared-memory stages (rules.py)."""
+        return CudaRules()
+
     def emit(self, nest: LoopNest, schedule: Schedule = NONE) -> str:
         return emit(nest)
 
@@ -153,6 +158,10 @@ class CudaTarget(Target):
             copy_back()
             return {"mode": "gpu", "launches": len(artifact.launches)}
         return runtime.emulated(artifact.emulated, artifact.signature).bind(args)()
+
+    def check_extent(self) -> int | None:
+        """Without a GPU a check runs in the emulation (a fiber per thread): at most 256 per dimension."""
+        return None if runtime.gpu_available() else 256
 
     def run_mode(self) -> str:
         return "gpu" if runtime.gpu_available() else "emulated"
