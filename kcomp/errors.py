@@ -66,6 +66,14 @@ class BuildError(KcompError):
     exit_code = 1
 
 
+class KernelFault(KcompError):
+    """A target's run-time checks caught the kernel misbehaving while it ran (the CUDA emulation's
+    report of a race, an out-of-bounds access or a divergent barrier): a wrong kernel, as a result
+    that differs from the reference is, whatever its outputs.  The fuzzer counts these as `race`."""
+
+    exit_code = 1
+
+
 class CheckFailed(KcompError):
     """A result that does not match the reference within the numeric policy."""
 

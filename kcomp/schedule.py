@@ -25,6 +25,8 @@
                               (after `cache_write P at LOOP`; docs/fusion.md)
     bind i_o blockIdx.x       CUDA: the iterations of i_o are the blocks (threadIdx.x: the threads) along
                               that axis of the launch (docs/cuda.md); other targets run the loop serially
+    bind k_i threadIdx.x reduce   a reduction's loop shared by the threads: partial results combined
+                              across the block (warp shuffles, then shared memory)
     phases h                  the nest of `Y[..h..] += select((h + p - r) % s == 0, ..)` becomes one
                               nest per residue of h mod s, each with only its taps of r
 
@@ -122,6 +124,7 @@ class Bind:
     loop: str
     level: str  # "blockIdx" or "threadIdx"
     axis: str  # "x", "y" or "z"
+    reduce: bool = False  # threads accumulate partial results, combined across the block
     verb: ClassVar[str] = "bind"
 
     @property
@@ -129,7 +132,7 @@ class Bind:
         return f"{self.level}.{self.axis}"
 
     def words(self) -> list[str]:
-        return [self.loop, self.binding]
+        return [self.loop, self.binding] + (["reduce"] if self.reduce else [])
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +299,7 @@ USAGE = {
     "epilogue": "epilogue TENSOR at LOOP",
     "welford": "welford MEAN VAR",
     "phases": "phases LOOP",
-    "bind": "bind LOOP blockIdx.x|y|z|threadIdx.x|y|z",
+    "bind": "bind LOOP blockIdx.x|y|z|threadIdx.x|y|z [reduce]",
 }
 
 
@@ -520,8 +523,10 @@ def _parse_step(words: list[tuple[str, int]], span: Span, raw: str, line: int, c
             level, _, axis = args[1][0].partition(".")
             if level not in BIND_LEVELS or axis not in BIND_AXES:
                 raise fail(f"bind: {args[1][0]!r} is not blockIdx.x|y|z or threadIdx.x|y|z", 1)
-            done(2)
-            return Bind(loop, level, axis)
+            if len(args) > 2:
+                keyword(2, "reduce")
+            done(3)
+            return Bind(loop, level, axis, len(args) > 2)
         case "welford":
             welford = Welford(name(0), name(1))
             done(2)

@@ -14,8 +14,8 @@ the parallel step's (no dependence carried by the loop) plus the shape of a laun
 
 from __future__ import annotations
 
-from kcomp.expr import Scope
-from kcomp.loops import Alloc, Loop, LoopKind, LoopNest, walk_stmts
+from kcomp.expr import Binary, BinaryOp, Load, Scope, free_vars, loads
+from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Store, walk_stmts
 from kcomp.loops.common import Resolver, enclosing, set_kind
 from kcomp.loops.dependence import carried
 from kcomp.schedule import Bind, format_step
@@ -39,9 +39,16 @@ def bind(nest: LoopNest, step: Bind) -> LoopNest:
         raise r.error(
             f"extent {loop.extent} exceeds CUDA's limit of {LIMITS[step.binding]} for {step.binding}"
         )
-    if (why := carried(loop)) is not None:
+    if step.reduce:
+        if step.binding != "threadIdx.x":
+            raise r.error("only threadIdx.x combines partial results across threads (reduce)")
+        found = thread_reduction(loop)
+        if isinstance(found, str):
+            raise r.error(f"cannot bind {step.loop} as a reduction: {found}")
+    elif (why := carried(loop)) is not None:
+        hint = " (or `bind LOOP threadIdx.x reduce`)" if "reduction" in why else ""
         raise r.error(
-            f"cannot bind {step.loop} to {step.binding}: {why}; bind a loop whose iterations are independent"
+            f"cannot bind {step.loop} to {step.binding}: {why}; bind a loop whose iterations are independent{hint}"
         )
     around = enclosing(nest, loop)
     for s in [*around, *walk_stmts(loop.body)]:
@@ -61,3 +68,37 @@ def bind(nest: LoopNest, step: Bind) -> LoopNest:
             if isinstance(s, Loop) and s.kind.is_block:
                 raise r.error(f"block loop {r.name(s.var)} is inside {step.loop}: blocks enclose threads")
     return set_kind(nest, loop, kind)
+
+
+REDUCE_OPS = frozenset({BinaryOp.ADD, BinaryOp.MUL, BinaryOp.MAX, BinaryOp.MIN})
+
+
+def thread_reduction(loop: Loop) -> tuple[Store, BinaryOp] | str:
+    """The update `x[..] = x[..] op v` at the bottom of `loop`'s chain of loops and guards, with its
+    op, when the chain is a reduction into one place the threads of `loop` can share (op + * max
+    min, reassociated as `vectorize ... reduce` does); else why not."""
+    node, chain = loop, [loop.var]
+    while True:
+        if len(node.body) != 1:
+            return "its body must be one statement, through loops and guards, down to one update"
+        node = node.body[0]
+        if isinstance(node, Store):
+            break
+        if isinstance(node, Loop):
+            chain.append(node.var)
+        elif not isinstance(node, Guard):
+            return "an allocation inside it"
+    v = node.value
+    if not (
+        isinstance(v, Binary)
+        and v.op in REDUCE_OPS
+        and isinstance(v.lhs, Load)
+        and v.lhs.buffer is node.buffer
+    ):
+        return f"{node.buffer.name}[..] = {node.buffer.name}[..] op value with op + * max min is needed"
+    same = [str(a) for a in v.lhs.index] == [str(a) for a in node.index]
+    if not same or any(ld.buffer is node.buffer for ld in loads(v.rhs)):
+        return f"the value accumulated into {node.buffer.name} must not read {node.buffer.name} elsewhere"
+    if any(var in free_vars(e) for e in node.index for var in chain):
+        return f"{node.buffer.name} is indexed by a loop of the reduction: not one place"
+    return node, v.op

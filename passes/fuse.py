@@ -4,8 +4,9 @@
 
 The inner loop must be the outer loop's whole body.  The fused loop, named `OUTER_INNER`, keeps the
 outer loop's kind (fuse, then `parallel`, gives threads a longer loop to share), so a parallel or
-vector outer loop needs an inner loop with independent iterations (and a parallel one must not be
-a reduction axis, `parallel LOOP reduce`), and an unrolled one a fused extent within the unroll limit.
+vector outer loop (or one bound to CUDA's blocks or threads) needs an inner loop with independent
+iterations (and a parallel one must not be a reduction axis, `parallel LOOP reduce`), and an unrolled
+one a fused extent within the unroll limit.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def fuse(nest: LoopNest, step: Fuse) -> LoopNest:
         raise r.error(
             f"{step.outer} is {outer.kind.value} and the fused loop would run {step.inner}"
             f" {_HOW[outer.kind]} too, but {why}"
+        )
+    if (outer.kind.is_block or outer.kind.is_thread) and (why := carried(inner)) is not None:
+        raise r.error(
+            f"{step.outer} is bound to {outer.kind.value} and the fused loop would run {step.inner}"
+            f" on CUDA's {'blocks' if outer.kind.is_block else 'threads'} too, but {why}"
         )
     if outer.kind is LoopKind.PARALLEL and (sums := is_reduction_of(outer)):
         raise r.error(

@@ -4,7 +4,7 @@
                [--out DIR] [--timeout S] [--workers W] [--no-shrink] [--mutants N] [--json]
 
 Prints a progress line and a summary table (or, with --json, one object whose counts are under
-`ok`, `mismatch`, `crash`, `compile_error`, `timeout`, `unsupported`, with `programs`, `seed`,
+`ok`, `mismatch`, `race`, `crash`, `compile_error`, `timeout`, `unsupported`, with `programs`, `seed`,
 `cases`, `wall_s`, `reproducers`).  Failures are shrunk and saved in --out.  `--mutants N` also runs
 N invalid-input mutants (kcomp.fuzz.mutate) and puts its counts under `mutants`.  Exit codes: 0 no
 failure, 1 any failure (a kcomp bug), 2 bad flags.
@@ -117,11 +117,13 @@ def _print(report: dict[str, Any]) -> None:
     )
     table.add_column("outcome")
     table.add_column("cases", justify="right")
-    for k in ("ok", "unsupported", "mismatch", "crash", "compile_error", "timeout"):
+    for k in ("ok", "unsupported", "mismatch", "race", "crash", "compile_error", "timeout"):
         style = "red" if k not in ("ok", "unsupported") and report[k] else ""
         table.add_row(k, f"[{style}]{report[k]}[/]" if style else str(report[k]))
     if report["generator_errors"]:
         table.add_row("generator_errors", f"[red]{report['generator_errors']}[/]")
+    if report.get("refused_walks"):  # not a failure: walks cut to what the target's emitter takes
+        table.add_row("refused_walks", str(report["refused_walks"]))
     con.print(table)
     con.print(f"{report['cases']} cases in {report['wall_s']:.1f} s")
     for f in report["failures"][:20]:

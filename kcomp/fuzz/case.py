@@ -1,7 +1,7 @@
 """One fuzz case: a program on a target with a schedule, how a worker runs it, and what came of it.
 
-The outcomes (kcomp.fuzz.run's docstring explains each): ok, mismatch, crash, compile_error, timeout,
-and unsupported (the target raised `Unsupported`: the kernel is outside what it runs).
+The outcomes (kcomp.fuzz.run's docstring explains each): ok, mismatch, race, crash, compile_error,
+timeout, and unsupported (the target raised `Unsupported`: the kernel is outside what it runs).
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from kcomp.api import compile as compile_kernel
-from kcomp.errors import KcompError, Unsupported
+from kcomp.errors import KcompError, KernelFault, Unsupported
 from kcomp.schedule import parse_schedule
 from kcomp.search.measure import WorkerCrashed, WorkerError, WorkerTimeout
 
-OUTCOMES = ("ok", "mismatch", "crash", "compile_error", "timeout", "unsupported")
-FAILURES = ("mismatch", "crash", "compile_error", "timeout")
+OUTCOMES = ("ok", "mismatch", "race", "crash", "compile_error", "timeout", "unsupported")
+FAILURES = ("mismatch", "race", "crash", "compile_error", "timeout")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,8 @@ class Result:
     def signature(self) -> str:
         """What must stay the same while shrinking: the outcome and, for errors, the exception type."""
         head = self.error.split(":", 1)[0].strip() if self.outcome in ("crash", "compile_error") else ""
+        if self.outcome == "race":  # the emulator's kind of report: race, out of bounds, barrier
+            head = _fault_kind(self.error)
         return f"{self.outcome}:{head}"
 
 
@@ -60,6 +62,8 @@ def run_case(case: Case) -> dict[str, Any]:
         return {"outcome": "crash", "error": _trace("compile", e)}
     try:
         check = kernel.check(seed=case.seed)
+    except KernelFault as e:  # a race, an out-of-bounds access, ...: wrong, whatever the outputs
+        return {"outcome": "race", "error": f"{type(e).__name__}: {e}", "schedule_used": used}
     except KcompError as e:
         return {
             "outcome": "compile_error",
@@ -77,6 +81,13 @@ def run_case(case: Case) -> dict[str, Any]:
             "schedule_used": used,
         }
     return {"outcome": "ok", "schedule_used": used}
+
+
+def _fault_kind(error: str) -> str:
+    """The kind of a run-time fault's report, so shrinking keeps a race a race (not any fault)."""
+    text = error.lower()
+    found = [(text.find(w), w) for w in ("race on", "out-of-bounds", "barrier divergence") if w in text]
+    return min(found)[1] if found else ""
 
 
 def _trace(phase: str, e: BaseException) -> str:

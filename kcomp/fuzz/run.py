@@ -13,6 +13,9 @@ segfault or a hang is classified, never fatal.  Outcomes:
 
     ok             compiled, ran, matched the reference
     mismatch       ran, but an output differs from the reference beyond the numeric policy
+    race           the target's run-time checks caught the kernel misbehaving (`KernelFault`: the
+                   CUDA emulation's race, out-of-bounds access or barrier divergence), whatever
+                   its outputs
     crash          kcomp or the compiled code raised something that is not a KcompError, or the
                    worker process died (a segfault, an abort)
     compile_error  a KcompError (a ScheduleError on replay, a BuildError from gcc, ...) for a
@@ -107,6 +110,7 @@ class Campaign:
                 for p, t in jobs
             ]
             cases: list[Case] = []
+            refused = 0
             for (p, t), future in zip(jobs, drawn, strict=True):
                 got = future.exception() or future.result()
                 if not isinstance(got, dict):
@@ -118,6 +122,7 @@ class Campaign:
                     cases.append(Case(texts[p], t, "default", "unsupported", 0, p))
                 for e in got["errors"]:
                     generator_errors.append({"program": p, "target": t, "error": e})
+                refused += len(got.get("refused", ()))
                 for n, (label, text) in enumerate(got["schedules"]):
                     cases.append(Case(texts[p], t, text, label, case_seed(self.seed, p, len(cases) + n), p))
             futures = [pool.submit(self.case_fn, c, timeout_s=self.timeout_s) for c in cases]
@@ -135,6 +140,7 @@ class Campaign:
             "cases": len(self.results),
             **counts,
             "generator_errors": len(generator_errors),
+            "refused_walks": refused,
             "failures": [
                 {
                     "program": r.case.program,

@@ -1,10 +1,14 @@
 """Random schedule steps drawn on a loop nest as it stands, for fuzzing and property tests.
 
     step = draw_step(RandomChooser(random.Random(0)), nest)     # or None: the drawn kind does not apply
+    step = draw_bind(RandomChooser(random.Random(0)), nest)     # a launch: bind (or the split before it)
 
 A step (split [guard|peel], tile, reorder, fuse, unroll, vectorize [reduce], parallel [reduce],
 cache_write, cache_read, pack, layout) names the current loops and tensors of `nest`; whether it is
-legal is for the pass to say (`apply_step` raises `ScheduleError`).  The draws go through a
+legal is for the pass to say (`apply_step` raises `ScheduleError`), and, through `draw_steps`'s
+`accept`, for the target (the CUDA emitter refuses more than 1024 threads per block, say).  `draw_bind`
+draws the steps of a launch: a loop of the kernel's prefix to a grid axis, an inner one to a block
+axis, sometimes a split first (docs/cuda.md).  The draws go through a
 `Chooser`, so the same code serves `random.Random` (kcomp fuzz) and hypothesis (whose `draw`
 shrinks): tests/passes/test_random_schedules.py wraps `draw` in a chooser of its own.
 """
@@ -12,15 +16,18 @@ shrinks): tests/passes/test_random_schedules.py wraps `draw` in a chooser of its
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from kcomp.errors import ScheduleError
+from kcomp.expr import Scope
 from kcomp.loops import Alloc, Guard, Loop, LoopNest, walk_stmts
+from kcomp.loops.common import enclosing
 from kcomp.loops.dependence import accesses
 from kcomp.passes import apply_step
 from kcomp.printer import symbol_names
 from kcomp.schedule import (
+    Bind,
     CacheRead,
     CacheWrite,
     ComputeAt,
@@ -184,22 +191,57 @@ def draw_step(choose: Chooser, nest: LoopNest) -> Step | None:
             return Layout(names[buf], tuple(choose.permutation(range(len(buf.shape)))))
 
 
-def draw_steps(
-    choose: Chooser, nest: LoopNest, count: int, tries: int = 8
-) -> tuple[LoopNest, list[Step], Exception | None]:
-    """Up to `count` legal steps, each redrawn up to `tries` times while the pass refuses it.
+SPLITS = (2, 4, 8, 16, 32, 64)  # factors of a split before a bind: blocks of a few threads to a warp's two
 
-    Returns the nest after them, the steps, and the exception a pass raised that was not a
-    `ScheduleError` (a kcomp bug: drawing stops there and that step ends the list, so replaying the
+
+def draw_bind(choose: Chooser, nest: LoopNest) -> Step | None:
+    """A random step of a launch: a loop not bound yet to a grid axis (where only block loops and global
+    allocations enclose it) or to a block axis, or, one time in four, a split that makes a loop to bind
+    (None: nothing left to bind).  Whether the binding is legal is the `bind` pass's to say."""
+    names = symbol_names(nest)
+    loops = [
+        s for s in walk_stmts(nest.body) if isinstance(s, Loop) and not (s.kind.is_block or s.kind.is_thread)
+    ]
+    if not loops:
+        return None
+    loop = choose.choice(loops)
+    name = names[loop.var]
+    if loop.extent > 2 and choose.integer(0, 3) == 0:
+        factor = choose.choice([f for f in SPLITS if f < loop.extent] + [choose.integer(2, loop.extent)])
+        return Split(name, factor, choose.choice(("guard", "peel")))
+    in_prefix = all(
+        (isinstance(s, Loop) and s.kind.is_block) or (isinstance(s, Alloc) and s.buffer.scope is Scope.GLOBAL)
+        for s in enclosing(nest, loop)
+    )
+    level = "blockIdx" if in_prefix and choose.integer(0, 3) > 0 else "threadIdx"
+    return Bind(name, level, choose.choice(("x", "x", "y", "z")))
+
+
+def draw_steps(
+    choose: Chooser,
+    nest: LoopNest,
+    count: int,
+    tries: int = 8,
+    draw: Callable[[Chooser, LoopNest], Step | None] = draw_step,
+    accept: Callable[[LoopNest], object] | None = None,
+) -> tuple[LoopNest, list[Step], Exception | None]:
+    """Up to `count` legal steps from `draw`, each redrawn up to `tries` times while the pass (or
+    `accept`, the target's check of the nest after it: `ScheduleError` to refuse) refuses it.
+
+    Returns the nest after them, the steps, and the exception a pass (or `accept`) raised that was not
+    a `ScheduleError` (a kcomp bug: drawing stops there and that step ends the list, so replaying the
     steps reproduces it), else None."""
     steps: list[Step] = []
     for _ in range(count):
         for _ in range(tries):
-            step = draw_step(choose, nest)
+            step = draw(choose, nest)
             if step is None:
                 continue
             try:
-                nest = apply_step(nest, step)
+                after = apply_step(nest, step)
+                if accept is not None:
+                    accept(after)
+                nest = after
             except ScheduleError:
                 continue
             except Exception as e:  # any other error of a pass, a KcompError too, is a bug

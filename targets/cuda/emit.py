@@ -43,9 +43,9 @@ from typing import ClassVar
 from kcomp.dtypes import DType
 from kcomp.errors import ScheduleError, Unsupported
 from kcomp.expr import Buffer, Param, Var, loads
-from kcomp.loops import Alloc, Guard, Loop, LoopNest, Stmt, Store, walk_stmts
+from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, walk_stmts
 from kcomp.loops.dependence import carried
-from kcomp.passes.bind import LIMITS
+from kcomp.passes.bind import LIMITS, thread_reduction
 from kcomp.targets.cfamily.cexpr import CExpr, check_supported
 from kcomp.targets.cfamily.emit import CEmitter
 from kcomp.targets.cfamily.signature import Signature
@@ -123,7 +123,8 @@ class Kernel:
                         f"kernel {name}: a loop of {s.extent} iterations bound to {s.kind.value} exceeds"
                         f" CUDA's limit of {LIMITS[s.kind.value]}"
                     )
-                if (why := carried(s)) is not None:  # bound, then changed by a later step (fuse, ...)
+                reduction = s.kind is LoopKind.THREAD_X and not isinstance(thread_reduction(s), str)
+                if s.extent > 1 and not reduction and (why := carried(s)) is not None:  # bind .. reduce
                     raise ScheduleError(
                         f"kernel {name}: a loop bound to {s.kind.value} is no longer independent: {why}"
                     )

@@ -15,17 +15,18 @@ from __future__ import annotations
 
 from kcomp.autofuse import Builder, fuse_by_rule
 from kcomp.errors import ScheduleError
-from kcomp.loops import Loop, LoopNest, Store, walk_stmts
+from kcomp.loops import Alloc, Guard, Loop, LoopNest, Stmt, Store, walk_stmts
 from kcomp.loops.dependence import carried
 from kcomp.passes import apply_step
-from kcomp.passes.bind import LIMITS
+from kcomp.passes.bind import LIMITS, thread_reduction
 from kcomp.program import Program
-from kcomp.schedule import Bind, CacheWrite, Fuse, Schedule, Split, Step
+from kcomp.schedule import Bind, CacheWrite, Fuse, Reorder, Schedule, Split, Step
 from kcomp.search.loop_rules import top_nests
 from kcomp.targets.cuda.emit import emit
 
 FUSE_BUDGET = 8 << 10  # bytes of a fused intermediate's region: a thread's share of local memory
 THREADS = 256  # threads per block: 8 warps, enough to hide latency with several blocks per SM
+ROW_MIN = 64  # a row's inner loop shorter than this stays one thread's (or is shared without `reduce`)
 
 
 def default_schedule(program: Program, nest: LoopNest, fuse: bool = True) -> Schedule:
@@ -35,13 +36,66 @@ def default_schedule(program: Program, nest: LoopNest, fuse: bool = True) -> Sch
     if fuse:
         fuse_by_rule(b, FUSE_BUDGET)
     for pos in range(len(top_nests(b.nest.body))):
-        _bind_outer(b, pos)
+        if not _rows_to_blocks(b, pos):
+            _bind_outer(b, pos)
     if fuse and b.steps:
         try:
             emit(b.nest)
         except ScheduleError:
             return default_schedule(program, nest, fuse=False)
     return Schedule(tuple(b.steps))
+
+
+def _rows_to_blocks(b: Builder, pos: int) -> bool:
+    """A nest whose independent outer loops hold a row's worth of inner loops (a fused softmax or
+    norm: reductions, then elementwise passes over the row): one block per row, each inner loop of
+    ROW_MIN or more iterations shared by the block's threads (a reduction with `reduce`: partial
+    results combined across the block), split so that a thread's iterations are a warp apart
+    (coalesced).  Kept only when the emitter takes the result (shared memory for the row's
+    intermediates); False leaves the nest to `_bind_outer`."""
+    prefix = _independent_prefix(top_nests(b.nest.body)[pos])
+    if not prefix or len(prefix) > 3 or (len(prefix[-1].body) == 1 and isinstance(prefix[-1].body[0], Loop)):
+        return False
+    inner = [lp for lp in _row_loops(prefix[-1].body) if lp.extent >= ROW_MIN]
+    if not inner:
+        return False
+    trial = Builder(b.nest)
+    for lp, axis in zip(reversed(prefix), "xyz", strict=False):
+        if lp.extent > LIMITS[f"blockIdx.{axis}"]:
+            return False
+    for lp, axis in reversed(list(zip(reversed(prefix), "xyz", strict=False))):
+        if not trial.try_step(Bind(trial.name(lp), "blockIdx", axis)):
+            return False
+    for lp in inner:
+        reduce = carried(lp) is not None
+        if reduce and isinstance(thread_reduction(lp), str):
+            continue  # a reduction the threads cannot share (an arg-reduction): thread 0 runs it
+        threads = min(THREADS, 1 << (lp.extent.bit_length() - 1))
+        before = {x.var for x in _loops(trial).values()}
+        if not trial.try_step(Split(trial.name(lp), threads)):
+            continue
+        made = {x.var: x for x in _loops(trial).values() if x.var not in before}
+        outer = next((x for x in made.values() if isinstance(x.body[0], Loop) and x.body[0].var in made), None)
+        if outer is None or not trial.try_step(Reorder((trial.name(outer.body[0]), trial.name(outer)))):
+            continue
+        trial.try_step(Bind(trial.name(outer.body[0]), "threadIdx", "x", reduce))
+    try:
+        emit(trial.nest)
+    except ScheduleError:
+        return False
+    b.nest, b.steps = trial.nest, [*b.steps, *trial.steps]
+    return True
+
+
+def _row_loops(body: tuple[Stmt, ...]) -> list[Loop]:
+    """The loops directly in `body`, through allocations and guards."""
+    out: list[Loop] = []
+    for s in body:
+        if isinstance(s, Loop):
+            out.append(s)
+        elif isinstance(s, Alloc | Guard):
+            out += _row_loops(s.body)
+    return out
 
 
 def _independent_prefix(top: Loop) -> list[Loop]:
