@@ -214,6 +214,8 @@ def draw_bind(choose: Chooser, nest: LoopNest) -> Step | None:
         for s in enclosing(nest, loop)
     )
     level = "blockIdx" if in_prefix and choose.integer(0, 3) > 0 else "threadIdx"
+    if level == "threadIdx" and choose.integer(0, 3) == 0:
+        return Bind(name, level, "x", reduce=True)  # a reduction's loop, where it is one
     return Bind(name, level, choose.choice(("x", "x", "y", "z")))
 
 

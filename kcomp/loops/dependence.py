@@ -18,6 +18,8 @@ or writes.  The test is conservative (it may refuse a legal loop, never accept a
 
 from __future__ import annotations
 
+import math
+
 from kcomp.affine import affine, from_affine, interval
 from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Var, free_vars, loads, rewrite, walk
 from kcomp.loops import Alloc, Guard, Loop, Stmt, Store, walk_stmts
@@ -61,14 +63,19 @@ def carried(loop: Loop) -> str | None:
         keys = {_key(i) for i in indices} | {_key(i) for i in read.get(buf, [])}
         if len(keys) > 1:
             return f"{buf.name} is accessed at different indices ({'; '.join(sorted(keys))})"
-        if not _separates(indices[0], loop.var, inner) and not _separates_fused(indices[0], loop.var, inner):
+        separated = _separates(indices[0], loop.var, inner, loop.extent)
+        if not separated and not _separates_fused(indices[0], loop.var, inner):
             if not any(loop.var in free_vars(e) for e in indices[0]):
                 return f"every iteration updates the same {buf.name}[{_key(indices[0])}] (a reduction)"
             return f"iterations may write the same elements of {buf.name}"
     return None
 
 
-def _separates(index: tuple[Expr, ...], var: Var, inner: dict[Var, int]) -> bool:
+def _separates(index: tuple[Expr, ...], var: Var, inner: dict[Var, int], extent: int = 0) -> bool:
+    """Some dimension gives different iterations of `var` different places: `c * var + rest` with
+    `rest` spanning fewer than |c| values, or (`extent`: var's) every term of `rest` a multiple of some
+    g > |c| * (extent - 1), so c * (v1 - v2) can never equal rest2 - rest1 (a loop split and
+    reordered with its outer part inside: `X[256 * o + i]` over i, for threads)."""
     for e in (*index, *_recombined(index)):
         a = affine(e)
         if a is None or a.get(var, 0) == 0:
@@ -80,6 +87,8 @@ def _separates(index: tuple[Expr, ...], var: Var, inner: dict[Var, int]) -> bool
             rest = {v: k for v, k in rest.items() if v in inner}
         span = interval(from_affine(dict(rest)), inner) if rest else (0, 0)
         if span is not None and span[1] - span[0] < c:
+            return True
+        if rest and extent and c * (extent - 1) < math.gcd(*(abs(k) for k in rest.values())):
             return True
     return False
 

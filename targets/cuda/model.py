@@ -79,7 +79,7 @@ class Tally:
             if where == "shared":
                 self.shared_accesses += trips
             elif where == "global":
-                self.global_bytes += trips * _bytes_per_lane(buf, index, lane)
+                self.global_bytes += trips * bytes_per_lane(buf, index, lane)
                 self.touched[buf.name] = buf.size * buf.dtype.itemsize
 
     def as_dict(self) -> dict[str, float]:
@@ -99,7 +99,7 @@ def _flops(e: Expr) -> int:
     return sum(1 for n in walk(e) if isinstance(n, Binary | Unary) and n.dtype.is_float)
 
 
-def _bytes_per_lane(buf: Buffer, index: tuple[Expr, ...], lane: Var | None) -> float:
+def bytes_per_lane(buf: Buffer, index: tuple[Expr, ...], lane: Var | None) -> float:
     size = buf.dtype.itemsize
     if lane is None:
         return float(size)

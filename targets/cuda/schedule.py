@@ -13,8 +13,11 @@ reductions, shared-memory tiles and register tiles are what a tuned or hand-writ
 
 from __future__ import annotations
 
+import math
+
 from kcomp.autofuse import Builder, fuse_by_rule
 from kcomp.errors import ScheduleError
+from kcomp.expr import Var, loads
 from kcomp.loops import Alloc, Guard, Loop, LoopNest, Stmt, Store, walk_stmts
 from kcomp.loops.dependence import carried
 from kcomp.passes import apply_step
@@ -23,9 +26,11 @@ from kcomp.program import Program
 from kcomp.schedule import Bind, CacheWrite, Fuse, Reorder, Schedule, Split, Step
 from kcomp.search.loop_rules import top_nests
 from kcomp.targets.cuda.emit import emit
+from kcomp.targets.cuda.model import bytes_per_lane
 
 FUSE_BUDGET = 8 << 10  # bytes of a fused intermediate's region: a thread's share of local memory
 THREADS = 256  # threads per block: 8 warps, enough to hide latency with several blocks per SM
+MANY_POINTS = 1 << 15  # independent points that fill a GPU's threads well enough on their own
 ROW_MIN = 64  # a row's inner loop shorter than this stays one thread's (or is shared without `reduce`)
 
 
@@ -54,11 +59,12 @@ def _rows_to_blocks(b: Builder, pos: int) -> bool:
     (coalesced).  Kept only when the emitter takes the result (shared memory for the row's
     intermediates); False leaves the nest to `_bind_outer`."""
     prefix = _independent_prefix(top_nests(b.nest.body)[pos])
-    if not prefix or len(prefix) > 3 or (len(prefix[-1].body) == 1 and isinstance(prefix[-1].body[0], Loop)):
+    if not prefix or len(prefix) > 3:
         return False
     inner = [lp for lp in _row_loops(prefix[-1].body) if lp.extent >= ROW_MIN]
-    if not inner:
-        return False
+    points = math.prod(lp.extent for lp in prefix)
+    if not inner or (points >= MANY_POINTS and _coalesced(prefix[-1], prefix[-1].var)):
+        return False  # one thread per point: enough of them, and a warp's accesses coalesce
     trial = Builder(b.nest)
     for lp, axis in zip(reversed(prefix), "xyz", strict=False):
         if lp.extent > LIMITS[f"blockIdx.{axis}"]:
@@ -66,6 +72,7 @@ def _rows_to_blocks(b: Builder, pos: int) -> bool:
     for lp, axis in reversed(list(zip(reversed(prefix), "xyz", strict=False))):
         if not trial.try_step(Bind(trial.name(lp), "blockIdx", axis)):
             return False
+    bound = 0
     for lp in inner:
         reduce = carried(lp) is not None
         if reduce and isinstance(thread_reduction(lp), str):
@@ -75,15 +82,32 @@ def _rows_to_blocks(b: Builder, pos: int) -> bool:
         if not trial.try_step(Split(trial.name(lp), threads)):
             continue
         made = {x.var: x for x in _loops(trial).values() if x.var not in before}
-        outer = next((x for x in made.values() if isinstance(x.body[0], Loop) and x.body[0].var in made), None)
+        outer = next(
+            (x for x in made.values() if isinstance(x.body[0], Loop) and x.body[0].var in made), None
+        )
         if outer is None or not trial.try_step(Reorder((trial.name(outer.body[0]), trial.name(outer)))):
             continue
-        trial.try_step(Bind(trial.name(outer.body[0]), "threadIdx", "x", reduce))
+        bound += trial.try_step(Bind(trial.name(outer.body[0]), "threadIdx", "x", reduce))
+    if not bound:
+        return False  # a block per point with one thread working: worse than a thread per point
     try:
         emit(trial.nest)
     except ScheduleError:
         return False
     b.nest, b.steps = trial.nest, [*b.steps, *trial.steps]
+    return True
+
+
+def _coalesced(top: Loop, lane: Var) -> bool:
+    """Whether every access to a global array under `top` is one a warp coalesces when `lane` differs
+    between its lanes (contiguous or shared by the warp)."""
+    private = {a.buffer for a in walk_stmts((top,)) if isinstance(a, Alloc)}
+    for st in walk_stmts((top,)):
+        if not isinstance(st, Store):
+            continue
+        for buf, index in [(st.buffer, st.index), *((ld.buffer, ld.index) for ld in loads(st.value))]:
+            if buf not in private and bytes_per_lane(buf, index, lane) > buf.dtype.itemsize:
+                return False
     return True
 
 

@@ -208,3 +208,54 @@ ptxas info    : Used 40 registers, used 1 barriers, 2048 bytes smem, 376 bytes c
 def test_unsupported_architecture_and_dtype():
     with pytest.raises(UsageError, match="unknown architecture 'sm_70'"):
         get_target("cuda:sm_70")
+
+
+@pytest.mark.parametrize(
+    ("path", "shapes"),
+    [
+        ("examples/softmax.kc", {"N": 5, "D": 1000}),
+        ("examples/layernorm.kc", {"N": 7, "D": 300}),
+        ("examples/rmsnorm.kc", {"N": 3, "D": 129}),
+        ("examples/row_reduce.kc", {"N": 5, "D": 500}),
+        ("examples/matvec.kc", {"M": 9, "K": 70}),
+    ],
+)
+def test_rows_reduce_across_a_blocks_threads(path, shapes):
+    k = kc_compile(path, shapes=shapes, target="cuda", schedule="default")
+    assert "reduce" in str(k.built.schedule) and "kc_block_reduce(" in k.built.source
+    assert k.check(seed=4).ok
+
+
+def test_reduce_across_threads_in_a_hand_written_schedule_with_warp_sized_rows():
+    text = """
+    kernel rs(X: f32[N, D]) -> (S: f32[N]) {
+        S[n] += X[n, d]
+    }
+    """
+    steps = "split d 8; reorder d_i d_o; bind n blockIdx.x; bind d_i threadIdx.x reduce"
+    k = kc_compile(text, shapes={"N": 6, "D": 40}, target="cuda", schedule=steps)
+    assert k.check(seed=2).ok
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        ("bind k threadIdx.y reduce", "only threadIdx.x combines"),
+        ("bind i threadIdx.x reduce", "is indexed by a loop of the reduction"),
+    ],
+)
+def test_bind_reduce_refuses_what_is_not_one_reduction(steps, message):
+    program = kc_compile(MATMUL, shapes={"M": 8, "N": 8, "K": 8}, target="cpu", schedule="none").built.program
+    with pytest.raises(ScheduleError, match=message):
+        apply(lower(program), parse_schedule(steps))
+
+
+def test_a_reduction_across_a_non_power_of_two_block_is_refused():
+    text = "kernel rs(X: f32[N, D]) -> (S: f32[N]) {\n    S[n] += X[n, d]\n}\n"
+    with pytest.raises(ScheduleError, match="power-of-two blockDim.x"):
+        kc_compile(
+            text,
+            shapes={"N": 2, "D": 24},
+            target="cuda",
+            schedule="bind n blockIdx.x; bind d threadIdx.x reduce",
+        )

@@ -40,12 +40,12 @@ def test_bytes_per_lane_follow_the_warps_coalescing():
     buf = Buffer("X", DType.F32, (64, 64))
     lane, other = Var("t"), Var("u")
     one = Const(1, DType.I32)
-    assert model._bytes_per_lane(buf, (other, lane), lane) == 4  # contiguous: its element
-    assert model._bytes_per_lane(buf, (other, other), lane) == 4 / 32  # shared by the warp
-    assert model._bytes_per_lane(buf, (lane, other), lane) == 32  # a row apart: a sector each
-    assert model._bytes_per_lane(buf, (other, Binary(BinaryOp.MUL, lane, Const(2, DType.I32))), lane) == 8
+    assert model.bytes_per_lane(buf, (other, lane), lane) == 4  # contiguous: its element
+    assert model.bytes_per_lane(buf, (other, other), lane) == 4 / 32  # shared by the warp
+    assert model.bytes_per_lane(buf, (lane, other), lane) == 32  # a row apart: a sector each
+    assert model.bytes_per_lane(buf, (other, Binary(BinaryOp.MUL, lane, Const(2, DType.I32))), lane) == 8
     assert (
-        model._bytes_per_lane(buf, (one, Binary(BinaryOp.MUL, lane, lane)), lane) == 32
+        model.bytes_per_lane(buf, (one, Binary(BinaryOp.MUL, lane, lane)), lane) == 32
     )  # not affine: a sector each
 
 

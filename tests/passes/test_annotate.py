@@ -216,3 +216,19 @@ def test_parallel_reduce_errors():
         ScheduleError, match=r"parallel j reduce needs a loop whose only dependence is updates"
     ):
         scheduled(ARGMAX, {"M": 4, "N": 9}, "parallel j reduce")
+
+
+def test_a_split_loop_with_its_outer_part_inside_is_independent():
+    """`for i: for o: C[8 * o + i]` with i < 8: c * (i1 - i2) never equals 8 * (o2 - o1) (the thread
+    loop of a row split for coalescing); with i over 9 values it may (i = 8, o = 0 is i = 0, o = 1)."""
+    rows = "kernel sc(x: f32[M, N]) -> (y: f32[M, N]) { y[i, j] = x[i, j] * 2.0 }"
+    ok = scheduled(rows, {"M": 3, "N": 32}, "split j 8\nreorder j_i j_o\nparallel j_i")
+    assert "parallel for j_i in 0..8:" in format_nest(ok)
+    check_schedule(rows, {"M": 3, "N": 32}, "split j 8\nreorder j_i j_o\nparallel j_i")
+    o, i = Var("o"), Var("i")
+    x, y = Buffer("x", F32, (64,)), Buffer("y", F32, (64,))
+    idx = Binary(BinaryOp.ADD, Binary(BinaryOp.MUL, o, const(8)), i)
+    body = (Loop(o, 4, LoopKind.SERIAL, (Store(y, (idx,), Load(x, (idx,))),)),)
+    nest = LoopNest("dep", (x,), (y,), (), (Loop(i, 9, LoopKind.SERIAL, body),))
+    with pytest.raises(ScheduleError, match="iterations may write the same elements"):
+        apply(nest, parse_schedule("parallel i"))
