@@ -42,23 +42,19 @@ from typing import ClassVar
 
 from kcomp.dtypes import DType
 from kcomp.errors import ScheduleError, Unsupported
-from kcomp.expr import Binary, BinaryOp, Buffer, Const, Load, Param, Scope, Var, loads
-from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, map_stmts, walk_stmts
+from kcomp.expr import Buffer, Param, Var, loads
+from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, walk_stmts
 from kcomp.loops.dependence import carried
 from kcomp.passes.bind import LIMITS, thread_reduction
-from kcomp.targets.cfamily.cexpr import CExpr, check_supported, emit_const
+from kcomp.targets.cfamily.cexpr import CExpr, check_supported
 from kcomp.targets.cfamily.emit import CEmitter
 from kcomp.targets.cfamily.signature import Signature
 from kcomp.targets.cuda.model import Tally, to_comment
+from kcomp.targets.cuda.reduce import BLOCK_REDUCE, reduce_loop
+from kcomp.targets.cuda.vector import vector_loop
 
 NUMERIC = resources.files("kcomp.targets.cfamily").joinpath("numeric.h").read_text()
 DTYPES = frozenset({DType.F32, DType.F64, DType.I32, DType.I8, DType.BOOL})
-IDENTITY = {  # the value a thread's partial result starts from, per reduction op
-    BinaryOp.ADD: lambda d: 0,
-    BinaryOp.MUL: lambda d: 1,
-    BinaryOp.MAX: lambda d: float("-inf") if d.is_float else -(2**31),
-    BinaryOp.MIN: lambda d: float("inf") if d.is_float else 2**31 - 1,
-}
 MAX_THREADS = 1024  # threads per block
 SHARED_LIMIT_BYTES = 48 * 1024  # static __shared__ memory per block
 LOCAL_LIMIT_BYTES = 16 * 1024  # a per-thread array beyond this spills to local memory anyway: refuse
@@ -68,6 +64,13 @@ SHELL = """\
 /* the emulation build force-includes emu.h: fibers for threads, checked accesses */
 #define KC_ALLOC(p, n) cudaMalloc((void**)&(p), (n))
 #define KC_FREE(p) cudaFree(p)
+#define __align__(n) __attribute__((aligned(n)))
+#define KC_VLOAD(M, b, i, n, w, dst) do { for (int kc_l = 0; kc_l < (w); ++kc_l) (dst)[kc_l] = M(b, (i) + kc_l, n); } while (0)
+#define KC_VSTORE(M, b, i, n, w, src) do { for (int kc_l = 0; kc_l < (w); ++kc_l) M(b, (i) + kc_l, n, (src)[kc_l]); } while (0)
+#define KC_LDGV(b, i, n, w, dst) KC_VLOAD(KC_LDG, b, i, n, w, dst)
+#define KC_LDSV(b, i, n, w, dst) KC_VLOAD(KC_LDS, b, i, n, w, dst)
+#define KC_STGV(b, i, n, w, src) KC_VSTORE(KC_STG, b, i, n, w, src)
+#define KC_STSV(b, i, n, w, src) KC_VSTORE(KC_STS, b, i, n, w, src)
 #else
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -77,35 +80,19 @@ SHELL = """\
 #define KC_STG(b, i, n, v) ((b)[i] = (v))
 #define KC_LDS(b, i, n) (b)[i]
 #define KC_STS(b, i, n, v) ((b)[i] = (v))
+/* w consecutive floats, 16- (w = 4) or 8-byte (w = 2) aligned, in one access (emit.py checks the
+ * alignment of the index; arrays are aligned by cudaMalloc and `__align__`) */
+#define KC_VEC4 float4
+#define KC_VEC2 float2
+#define KC_LDGV(b, i, n, w, dst) (*reinterpret_cast<KC_VEC##w*>(dst) = *reinterpret_cast<const KC_VEC##w*>(&(b)[i]))
+#define KC_LDSV(b, i, n, w, dst) KC_LDGV(b, i, n, w, dst)
+#define KC_STGV(b, i, n, w, src) (*reinterpret_cast<KC_VEC##w*>(&(b)[i]) = *reinterpret_cast<const KC_VEC##w*>(src))
+#define KC_STSV(b, i, n, w, src) KC_STGV(b, i, n, w, src)
 #define KC_ALLOC(p, n) cudaMallocAsync((void**)&(p), (n), 0)
 #define KC_FREE(p) cudaFreeAsync((p), 0)
 #endif
 #define KC_ABI_VERSION 1
 #define KC_INLINE static __host__ __device__ inline
-"""
-
-# `bind k threadIdx.x reduce`: the partial results of a row of the block (its threadIdx.x lanes) are
-# combined by shuffles within a warp, then, for rows wider than a warp, through shared memory.  The
-# leading barrier keeps a previous reduction's readers ahead of this one's writers.
-BLOCK_REDUCE = """\
-template <class T, class F>
-__device__ inline T kc_block_reduce(T v, F op) {
-    const unsigned bx = blockDim.x, n = blockDim.x * blockDim.y * blockDim.z;
-    const unsigned tid = threadIdx.x + bx * (threadIdx.y + blockDim.y * threadIdx.z);
-    const unsigned lanes = n - (tid & ~31u) < 32u ? n - (tid & ~31u) : 32u;
-    const unsigned mask = lanes == 32u ? 0xffffffffu : ((1u << lanes) - 1u);
-    const int width = bx < 32u ? (int)bx : 32;
-    for (int off = width / 2; off > 0; off /= 2) v = op(v, __shfl_xor_sync(mask, v, off, width));
-    if (bx <= 32u) return v;
-    __shared__ T kc_red[32];
-    __syncthreads();
-    if ((tid & 31u) == 0) KC_STS(kc_red, tid / 32u, 32, v);
-    __syncthreads();
-    const unsigned first = (tid / bx) * (bx / 32u);
-    T r = KC_LDS(kc_red, first, 32);
-    for (unsigned w = 1; w < bx / 32u; ++w) r = op(r, KC_LDS(kc_red, first + w, 32));
-    return r;
-}
 """
 
 
@@ -333,7 +320,7 @@ class CudaEmitter(CEmitter):
                 f"kernel {self.kernel.name if self.kernel else ''}: shared memory {self.shared_bytes} bytes"
                 f" (with {buf.name}) exceeds the {SHARED_LIMIT_BYTES} bytes of static shared memory per block"
             )
-        decl = f"{pad}{self.INDENT}__shared__ {buf.dtype.c_type} {self.names(buf)}[{max(buf.size, 1)}];"
+        decl = f"{pad}{self.INDENT}__shared__ __align__(16) {buf.dtype.c_type} {self.names(buf)}[{max(buf.size, 1)}];"
         return [f"{pad}{{", decl, *self.block_level(s.body, depth + 1), f"{pad}}}"]
 
     # -- thread level: one thread's code ---------------------------------------------------------
@@ -341,11 +328,13 @@ class CudaEmitter(CEmitter):
         """A thread loop is this thread's index along its axis (guarded where the block is wider)."""
         if s.kind.is_block:
             raise ScheduleError(f"a loop bound to {s.kind.value} inside a kernel's body")
+        if s.kind is LoopKind.VECTOR and (vectorized := vector_loop(self, s, depth)) is not None:
+            return vectorized
         if not s.kind.is_thread:
             return super().loop(s, depth, in_parallel)
         assert self.kernel is not None
         if s.extent > 1 and carried(s) is not None:  # bound with `reduce` (Kernel refuses the rest)
-            return self.reduce_loop(s, depth)
+            return reduce_loop(self, s, depth)
         if not self.chain:
             _check_thread_loop(s, self.kernel, self.space, self.names)
         if any(lp.kind is s.kind for lp in self.chain):
@@ -370,79 +359,6 @@ class CudaEmitter(CEmitter):
                 f"{pad}}}",
             ]
         return [*lines, *inner, f"{pad}}}"]
-
-    def reduce_loop(self, s: Loop, depth: int) -> list[str]:
-        """`bind k threadIdx.x reduce`: each thread accumulates its iterations into a register, the
-        block's row of threads combines them (`kc_block_reduce`: every thread of the block must get
-        there, so no thread loop around it may be narrower than the block), and lane 0 updates the
-        reduced place."""
-        k = self.kernel
-        assert k is not None
-        found = thread_reduction(s)
-        if isinstance(found, str):
-            raise ScheduleError(f"kernel {k.name}: a reduction across threads: {found}")
-        store, op = found
-        bx = k.block["x"]
-        if bx & (bx - 1):
-            raise ScheduleError(
-                f"kernel {k.name}: a reduction across threads needs a power-of-two blockDim.x, not {bx}"
-            )
-        if any(lp.extent < k.block[lp.kind.axis] for lp in self.chain):
-            raise ScheduleError(
-                f"kernel {k.name}: a reduction across threads inside a thread loop narrower than the block:"
-                " every thread must reach its barriers"
-            )
-        self.reduces = True
-        assert isinstance(store.value, Binary)
-        dtype = store.value.dtype.compute
-        part = Buffer(self.names.fresh("kc_part"), dtype, (1,), Scope.LOCAL)
-        zero = (Const(0, DType.I32),)
-        partial = Store(part, zero, Binary(op, Load(part, zero), store.value.rhs))
-        chain = map_stmts(s.body, lambda x: partial if x is store else None)
-        self.space[part] = "local"
-        pad, ind, name, var = self.INDENT * depth, self.INDENT, self.names(part), self.names(s.var)
-        guarded = s.extent < bx
-        self.chain.append(s)
-        self.in_leaf = True  # the partial is the thread's own: no index-0 guard inside
-        try:
-            with self.repeated(s.extent, s.var):
-                body = self.block(chain, depth + 2 + guarded, True)
-        finally:
-            self.chain.pop()
-            self.in_leaf = False
-        if guarded:
-            body = [f"{pad}{ind * 2}if ({var} < {s.extent}) {{", *body, f"{pad}{ind * 2}}}"]
-        combine = self.expr.binary(op, dtype, "a", "b")
-        final = Store(
-            store.buffer, store.index, Binary(op, Load(store.buffer, store.index), Load(part, zero))
-        )
-        # one thread writes: lane 0 of the row, and of the block's axes no loop around binds (every
-        # row there reduced the same values)
-        bound = {lp.kind.axis for lp in self.chain}
-        lead = " && ".join(
-            f"threadIdx.{a} == 0" for a in "xyz" if a == "x" or (k.block[a] > 1 and a not in bound)
-        )
-        self.in_leaf = True
-        try:
-            with self.repeated(1, None):
-                write = self.block((final,), depth + 2, True)
-        finally:
-            self.in_leaf = False
-        return [
-            f"{pad}{{",
-            f"{pad}{ind}{dtype.c_type} {name}[1];",
-            f"{pad}{ind}{name}[0] = {emit_const(IDENTITY[op](dtype), dtype)};",
-            f"{pad}{ind}{{",
-            f"{pad}{ind * 2}const int64_t {var} = threadIdx.x;",
-            *body,
-            f"{pad}{ind}}}",
-            f"{pad}{ind}{name}[0] = kc_block_reduce({name}[0], []({dtype.c_type} a, {dtype.c_type} b)"
-            f" {{ return {combine}; }});",
-            f"{pad}{ind}if ({lead}) {{",
-            *write,
-            f"{pad}{ind}}}",
-            f"{pad}}}",
-        ]
 
     def plain_loop(self, s: Loop, depth: int, in_parallel: bool) -> list[str]:
         """CPU loop kinds (parallel, vector) run as plain loops in a thread."""

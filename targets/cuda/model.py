@@ -82,6 +82,16 @@ class Tally:
                 self.global_bytes += trips * bytes_per_lane(buf, index, lane)
                 self.touched[buf.name] = buf.size * buf.dtype.itemsize
 
+    def vector(
+        self, buf: Buffer, first: tuple[Expr, ...], trips: int, lane: Var | None, space: dict[Buffer, str]
+    ) -> None:
+        """A vector access (vector.py) of `buf` from `first`, `trips` times: one access per lane."""
+        if space.get(buf, "global") == "shared":
+            self.shared_accesses += trips
+        elif space.get(buf, "global") == "global":
+            self.global_bytes += trips * bytes_per_lane(buf, first, lane)
+            self.touched[buf.name] = buf.size * buf.dtype.itemsize
+
     def as_dict(self) -> dict[str, float]:
         return {
             "flops": self.flops,

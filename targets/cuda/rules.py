@@ -6,7 +6,8 @@ tiling of its independent loops onto the launch.
         reorder  O.. y_o x_o [k_o] y_t x_t k|k_i y_r x_r
         bind     O -> blockIdx.z, y_o -> blockIdx.y, x_o -> blockIdx.x, y_t -> threadIdx.y, x_t -> threadIdx.x
         cache_read every operand indexed by k at k_o     (shared-memory staging, `kb` > 0)
-        cache_write the output at x_t, unroll y_r x_r   (an ry x rx register tile per thread)
+        cache_write the output at x_t, unroll y_r, vectorize x_r   (an ry x rx register tile per
+                 thread; its rows float2/float4 accesses where rx is 2 or 4, vector.py)
 
 The decision is the tuple (tx, ty, rx, ry, kb): a block of tx x ty threads, each computing an ry x rx
 tile, with the reduction staged through shared memory kb at a time (0: read from global memory).
@@ -30,15 +31,27 @@ from kcomp.expr import Load, Var, free_vars, loads
 from kcomp.loops import Loop, LoopKind, LoopNest, Store, walk_stmts
 from kcomp.loops.dependence import carried
 from kcomp.passes.bind import LIMITS
-from kcomp.schedule import Bind, CacheRead, CacheWrite, Reorder, Schedule, Split, Step, Unroll
+from kcomp.schedule import (
+    Bind,
+    CacheRead,
+    CacheWrite,
+    Fuse,
+    Reorder,
+    Schedule,
+    Split,
+    Step,
+    Unroll,
+    Vectorize,
+)
 from kcomp.search.loop_rules import LoopRules, top_nests
 from kcomp.search.rules import Action, Units
 from kcomp.targets.cuda.emit import emit
+from kcomp.targets.cuda.vector import WIDTHS
 
 if TYPE_CHECKING:
     from kcomp.search.space import State
 
-BLOCKS = ((32, 8), (16, 16), (32, 4), (64, 4), (128, 1), (256, 1), (64, 2))  # (tx, ty)
+BLOCKS = ((32, 8), (16, 16), (32, 4), (64, 4), (128, 1), (256, 1), (64, 2), (8, 16), (8, 32), (4, 32))  # (tx, ty)
 REGISTER_TILES = ((1, 1), (2, 2), (4, 4), (4, 2), (2, 1), (4, 1))  # (rx, ry)
 K_BLOCKS = (0, 8, 16, 32)
 MAX_VARIANTS = 48
@@ -140,8 +153,14 @@ def tiled_steps(nest: LoopNest, pos: int, v: Variant) -> tuple[Step, ...] | None
     shape = _shape(nest, pos)
     if shape is None:
         return None
-    outer, y, x, k = shape
     b = Builder(nest)
+    while len(shape[0]) > 1:  # grid axes are three: the loops outside y and x become one (z)
+        if not b.try_step(Fuse(b.name(shape[0][0]), b.name(shape[0][1]))):
+            return None
+        shape = _shape(b.nest, pos)
+        if shape is None:
+            return None
+    outer, y, x, k = shape
 
     def split(var, factor):  # -> (outer var, inner var) of the split loop
         loop = next(lp for lp in perfect_chain(top_nests(b.nest.body)[pos]) if lp.var is var)
@@ -152,8 +171,8 @@ def tiled_steps(nest: LoopNest, pos: int, v: Variant) -> tuple[Step, ...] | None
         known.update({chain[at].var, chain[at + 1].var})
         return chain[at].var, chain[at + 1].var
 
-    known = {lp.var for lp in walk_stmts(nest.body) if isinstance(lp, Loop)}
-    out = next(s for s in walk_stmts((top_nests(nest.body)[pos],)) if isinstance(s, Store)).buffer
+    known = {lp.var for lp in walk_stmts(b.nest.body) if isinstance(lp, Loop)}
+    out = next(s for s in walk_stmts((top_nests(b.nest.body)[pos],)) if isinstance(s, Store)).buffer
     try:
         yo = yt = yr = None
         if y is not None:
@@ -183,8 +202,6 @@ def tiled_steps(nest: LoopNest, pos: int, v: Variant) -> tuple[Step, ...] | None
                 continue
             if loops[var].extent > LIMITS[f"{level}.{axis}"] or not b.try_step(Bind(names[var], level, axis)):
                 raise _Refused
-        if len(outer) > 1:
-            raise _Refused  # grid axes are three; fuse more outer loops by hand
         if ko is not None:
             top = top_nests(b.nest.body)[pos]
             store = next(s for s in walk_stmts((top,)) if isinstance(s, Store))
@@ -193,13 +210,18 @@ def tiled_steps(nest: LoopNest, pos: int, v: Variant) -> tuple[Step, ...] | None
                 if buf is not store.buffer and not b.try_step(CacheRead(b.names()[buf], names[ko])):
                     raise _Refused
         b.try_step(CacheWrite(b.names()[out], b.names()[xt]))
-        for var in (yr, xr):
-            if var is not None:
-                b.try_step(Unroll(b.names()[var]))
+        if yr is not None:
+            b.try_step(Unroll(b.names()[yr]))
+        if xr is not None and not (xr_width(b, xr) in WIDTHS and b.try_step(Vectorize(b.names()[xr]))):
+            b.try_step(Unroll(b.names()[xr]))  # a register tile's columns: float2/float4 where they can be
         emit(b.nest)  # the emitter's limits: threads per block, shared and per-thread memory
     except (_Refused, ScheduleError):
         return None
     return tuple(b.steps)
+
+
+def xr_width(b: Builder, var: Var) -> int:
+    return next(lp.extent for lp in walk_stmts(b.nest.body) if isinstance(lp, Loop) and lp.var is var)
 
 
 def _index_vars(load: Load) -> set[Var]:

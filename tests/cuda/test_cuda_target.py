@@ -252,7 +252,7 @@ def test_bind_reduce_refuses_what_is_not_one_reduction(steps, message):
 
 def test_a_reduction_across_a_non_power_of_two_block_is_refused():
     text = "kernel rs(X: f32[N, D]) -> (S: f32[N]) {\n    S[n] += X[n, d]\n}\n"
-    with pytest.raises(ScheduleError, match="power-of-two blockDim.x"):
+    with pytest.raises(ScheduleError, match=r"power-of-two blockDim\.x"):
         kc_compile(
             text,
             shapes={"N": 2, "D": 24},

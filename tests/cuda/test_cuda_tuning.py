@@ -5,19 +5,28 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kcomp.api import compile as kc_compile
 from kcomp.cli import main
+from kcomp.config import Config
 from kcomp.expr import Binary, BinaryOp, Buffer, Const, Var
 from kcomp.lower import lower
 from kcomp.passes import apply
 from kcomp.schedule import Schedule, parse_schedule
+from kcomp.search.loop_rules import top_nests
 from kcomp.search.measure import Job, _checked_kernel, _compile
 from kcomp.targets import get_target
+from kcomp.targets.cuda import build as cuda_build
 from kcomp.targets.cuda import model
 from kcomp.targets.cuda.rules import Variant, tiled_steps, variants
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from test_examples import EXAMPLES, IDS, random_shapes
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nvcc") is None or shutil.which("g++") is None, reason="needs nvcc and g++"
@@ -124,3 +133,52 @@ def test_tune_runs_end_to_end_on_the_model(capsys, tmp_path):
     assert not {k for k in summary["failures_by_status"] if k not in ("illegal",)}
     best = parse_schedule(summary["best_schedule"])
     assert any(s.verb == "bind" for s in best.steps)
+
+
+def _tiled(naive, prefer):
+    """Per nest, the search rules' variant that applies first in the order `prefer` sorts them (a key),
+    else the nest as is; the default schedule where no nest has one."""
+    steps: tuple = ()
+    nest = naive
+    for pos in range(len(top_nests(naive.body))):
+        for v in sorted(variants(nest, pos), key=prefer):
+            found = tiled_steps(nest, pos, v)
+            if found:
+                steps += found
+                nest = apply(nest, Schedule(found))
+                break
+    return Schedule(steps) if steps else "default"
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=IDS)
+def test_every_example_under_a_tiled_shared_memory_vector_schedule(path, tmp_path):
+    """The search rules' tilings (shared-memory k-blocks, float4 register-tile rows where a nest has
+    them) on every example: nvcc builds them for both architectures, the emulation checks them."""
+    shapes = random_shapes(path, np.random.default_rng(11), cap=20)
+    shapes = {d: max(v, 8) * 4 for d, v in shapes.items()}  # divisible tiles: multiples of 4, at least 32
+    module_kernel = kc_compile(path, shapes=shapes, target="cpu", schedule="none")
+    naive = lower(module_kernel.built.program)
+    schedule = _tiled(naive, lambda v: (not v.kb, v.rx != 4))
+    k = kc_compile(path, shapes=shapes, target="cuda", schedule=schedule)
+    assert k.check(seed=2).ok, (shapes, str(schedule))
+    cfg = Config(cache_dir=tmp_path, threads=1)
+    for arch in cuda_build.ARCHS:
+        assert cuda_build.device_build(k.built.source, arch, cfg).resources
+
+
+def test_matmul_tiling_has_shared_tiles_and_float4():
+    naive = _naive({"M": 64, "N": 128, "K": 32})
+    schedule = _tiled(naive, lambda v: (not v.kb, v.rx != 4))
+    k = kc_compile(MATMUL, shapes={"M": 64, "N": 128, "K": 32}, target="cuda", schedule=schedule)
+    src = k.built.source
+    assert "__shared__" in src and "KC_LDSV(" in src and "float4 */" in src
+    assert k.check(seed=1).ok
+
+
+def test_an_elementwise_row_as_float4_loads_and_stores():
+    text = "kernel ax(X: f32[N, D]) -> (Y: f32[N, D]) {\n    Y[n, d] = X[n, d] * 2.0 + X[n, 0]\n}\n"
+    steps = "split d 4; bind n blockIdx.x; bind d_o threadIdx.x; vectorize d_i"
+    k = kc_compile(text, shapes={"N": 3, "D": 64}, target="cuda", schedule=steps)
+    kernel = k.built.source.split("__global__")[1]
+    assert kernel.count("KC_LDGV(") == 1 and "KC_STGV(" in kernel  # X[n, 0] stays a scalar read
+    assert k.check(seed=3).ok
