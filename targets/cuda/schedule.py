@@ -1,14 +1,15 @@
-"""The CUDA target's default schedule: the fusion rules every target shares, then, per top-level
-nest, its outer independent loops fused and split into blocks of threads.
+"""The CUDA target's default schedule: the fusion rules every target shares, then per top-level
+nest one of two rules (docs/cuda.md, "The default schedule"):
 
-    for i, j (independent), k (carried):  fuse i j; split i_j T; bind i_j_o blockIdx.x;
-                                          bind i_j_i threadIdx.x; cache_write C at i_j_i
+    a block per row     for n (independent): {mx max= X[n, d] over d; Y[n, d] = ..}:
+                        bind n blockIdx.x; split d 256; reorder d_i d_o; bind d_i threadIdx.x reduce; ..
+                        when points are few or a thread per point would not coalesce
+    a thread per point  for i, j (independent), k:  split j 256; bind j_i threadIdx.x;
+                        bind i blockIdx.y; bind j_o blockIdx.x; cache_write C at j_i
 
-Each thread computes one point of the fused space, running what is left (a reduction, a fused row)
-on its own; a contraction's point accumulates in a register (`cache_write` at the thread loop).  A
-nest with no independent outer loop (a reduction to one value) runs on one thread.  Cross-thread
-reductions, shared-memory tiles and register tiles are what a tuned or hand-written schedule adds
-(docs/cuda.md); this rule only makes every kernel run correctly on the GPU's threads.
+A nest with no independent outer loop (a reduction to one value) runs on one thread.  Shared-memory
+and register tiles for contractions are the tuner's (rules.py); this rule makes every kernel run
+on the GPU's threads, with coalesced accesses where the layout allows.
 """
 
 from __future__ import annotations

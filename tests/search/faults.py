@@ -4,6 +4,8 @@ candidate's schedule text.  They run inside spawned workers, so they live in an 
 from __future__ import annotations
 
 import ctypes
+import os
+import tempfile
 import time
 
 from kcomp.search.measure import Job, build_candidate, time_candidate
@@ -15,16 +17,27 @@ BUILD_ERROR = "split j 4\n"
 
 
 def build(job: Job) -> dict:
-    """`build_candidate`, with gcc replaced by `false` for the BUILD_ERROR schedule."""
+    """`build_candidate`, with gcc replaced by `false` for the BUILD_ERROR schedule, in a cache of its
+    own (the session's cache may hold this very library from another test: a hit would not build)."""
     if job.schedule != BUILD_ERROR:
         return build_candidate(job)
+    from kcomp.config import config
     from kcomp.targets.cpu import build as cpu_build
 
     saved, cpu_build.GCC = cpu_build.GCC, "false"
-    try:
-        return build_candidate(job)
-    finally:
-        cpu_build.GCC = saved
+    saved_dir = os.environ.get("KCOMP_CACHE_DIR")
+    with tempfile.TemporaryDirectory() as fresh:
+        os.environ["KCOMP_CACHE_DIR"] = fresh
+        config.cache_clear()
+        try:
+            return build_candidate(job)
+        finally:
+            cpu_build.GCC = saved
+            if saved_dir is None:
+                os.environ.pop("KCOMP_CACHE_DIR", None)
+            else:
+                os.environ["KCOMP_CACHE_DIR"] = saved_dir
+            config.cache_clear()
 
 
 def run(job: Job) -> dict:
