@@ -54,7 +54,7 @@ from kcomp.targets.cuda.reduce import BLOCK_REDUCE, reduce_loop
 from kcomp.targets.cuda.vector import vector_loop
 
 NUMERIC = resources.files("kcomp.targets.cfamily").joinpath("numeric.h").read_text()
-DTYPES = frozenset({DType.F32, DType.F64, DType.I32, DType.I8, DType.BOOL})
+DTYPES = frozenset({DType.F32, DType.F64, DType.F16, DType.I32, DType.I8, DType.BOOL})
 MAX_THREADS = 1024  # threads per block
 SHARED_LIMIT_BYTES = 48 * 1024  # static __shared__ memory per block
 LOCAL_LIMIT_BYTES = 16 * 1024  # a per-thread array beyond this spills to local memory anyway: refuse
@@ -65,6 +65,7 @@ SHELL = """\
 #define KC_ALLOC(p, n) cudaMalloc((void**)&(p), (n))
 #define KC_FREE(p) cudaFree(p)
 #define __align__(n) __attribute__((aligned(n)))
+typedef _Float16 kc_half;
 #define KC_VLOAD(M, b, i, n, w, dst) do { for (int kc_l = 0; kc_l < (w); ++kc_l) (dst)[kc_l] = M(b, (i) + kc_l, n); } while (0)
 #define KC_VSTORE(M, b, i, n, w, src) do { for (int kc_l = 0; kc_l < (w); ++kc_l) M(b, (i) + kc_l, n, (src)[kc_l]); } while (0)
 #define KC_LDGV(b, i, n, w, dst) KC_VLOAD(KC_LDG, b, i, n, w, dst)
@@ -73,7 +74,9 @@ SHELL = """\
 #define KC_STSV(b, i, n, w, src) KC_VSTORE(KC_STS, b, i, n, w, src)
 #else
 #include <cuda_runtime.h>
+#include <cuda_fp16.h>
 #include <stdint.h>
+typedef __half kc_half;
 #include <math.h>
 #define KC_LAUNCH(kernel, grid, block, ...) kernel<<<grid, block>>>(__VA_ARGS__)
 #define KC_LDG(b, i, n) (b)[i]
@@ -190,13 +193,8 @@ class CudaEmitter(CEmitter):
                 raise Unsupported(f"the cuda target does not lower {a.dtype.value} yet")
         host = self.host(self.nest.body, 1, [])
         kernels = [line for k, temps in self.kernels for line in self.kernel_source(k, temps)]
-        return "\n".join(
+        code = "\n".join(
             [
-                Signature.of(self.nest, self.entry).to_comment(),
-                to_comment(self.tallies),
-                SHELL,
-                NUMERIC,
-                *([BLOCK_REDUCE] if self.reduces else []),
                 *kernels,
                 'extern "C" int kc_abi_version(void) { return KC_ABI_VERSION; }',
                 f"{self.prototype()} {{",
@@ -206,6 +204,11 @@ class CudaEmitter(CEmitter):
                 "",
             ]
         )
+        # NOTE: f16 is C's _Float16 in the C family's text; nvcc has no such type (its codegen fails on
+        # it), so the kernels name `kc_half`: _Float16 for g++, cuda_fp16.h's __half for nvcc
+        code = code.replace(DType.F16.c_type, "kc_half")
+        head = [Signature.of(self.nest, self.entry).to_comment(), to_comment(self.tallies), SHELL, NUMERIC]
+        return "\n".join([*head, *([BLOCK_REDUCE] if self.reduces else []), code])
 
     def host(self, body: tuple[Stmt, ...], depth: int, temps: list[Buffer]) -> list[str]:
         """The host entry's statements: global temporaries allocated around the launches they serve."""

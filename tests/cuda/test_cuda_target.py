@@ -259,3 +259,17 @@ def test_a_reduction_across_a_non_power_of_two_block_is_refused():
             target="cuda",
             schedule="bind n blockIdx.x; bind d threadIdx.x reduce",
         )
+
+
+def test_f16_tensors_are_cuda_halves(cache):
+    text = """
+    kernel hx(X: f16[N, D], W: f16[D], s: f16) -> (Y: f16[N, D], T: f32[N]) {
+        Y[n, d] = X[n, d] * W[d] + s
+        T[n] += f32(X[n, d])
+    }
+    """
+    k = kc_compile(text, shapes={"N": 5, "D": 300}, target="cuda")
+    assert k.check(seed=6, params={"s": 0.5}).ok
+    assert "typedef __half kc_half;" in k.built.source and "_Float16" not in k.built.source.split("__global__")[1]
+    for arch in cuda_build.ARCHS:
+        assert cuda_build.device_build(k.built.source, arch, cache).resources
