@@ -7,9 +7,9 @@ nest one of two rules (docs/cuda.md, "The default schedule"):
     a thread per point  for i, j (independent), k:  split j 256; bind j_i threadIdx.x;
                         bind i blockIdx.y; bind j_o blockIdx.x; cache_write C at j_i
 
-A nest with no independent outer loop (a reduction to one value) runs on one thread.  Shared-memory
-and register tiles for contractions are the tuner's (rules.py); this rule makes every kernel run
-on the GPU's threads, with coalesced accesses where the layout allows.
+A nest with no independent outer loop (a reduction to one value) is one block sharing it
+(`reduce`).  Shared-memory and register tiles for contractions are the tuner's (rules.py); this rule
+makes every kernel run on the GPU's threads, with coalesced accesses where the layout allows.
 """
 
 from __future__ import annotations
@@ -50,6 +50,23 @@ def default_schedule(program: Program, nest: LoopNest, fuse: bool = True) -> Sch
         except ScheduleError:
             return default_schedule(program, nest, fuse=False)
     return Schedule(tuple(b.steps))
+
+
+def _one_block_reduction(b: Builder, pos: int) -> None:
+    """A reduction to one place (no independent loop outside it): one block whose threads share it
+    (`reduce`), rather than one thread."""
+    top = top_nests(b.nest.body)[pos]
+    if top.extent < ROW_MIN or isinstance(thread_reduction(top), str):
+        return
+    trial = Builder(b.nest)
+    if not trial.try_step(Split(trial.name(top), min(THREADS, 1 << (top.extent.bit_length() - 1)))):
+        return
+    outer = top_nests(trial.nest.body)[pos]
+    inner = outer.body[0]
+    if not isinstance(inner, Loop) or not trial.try_step(Reorder((trial.name(inner), trial.name(outer)))):
+        return
+    if trial.try_step(Bind(trial.name(inner), "threadIdx", "x", True)):
+        b.nest, b.steps = trial.nest, [*b.steps, *trial.steps]
 
 
 def _rows_to_blocks(b: Builder, pos: int) -> bool:
@@ -139,6 +156,7 @@ def _bind_outer(b: Builder, pos: int) -> None:
     coalesce), the next one filling the block to `THREADS`; the loops outside them, blocks."""
     prefix = _independent_prefix(top_nests(b.nest.body)[pos])
     if not prefix:
+        _one_block_reduction(b, pos)
         return
     while len(prefix) > 3 and _try(b, Fuse(b.name(prefix[0]), b.name(prefix[1])), pos):
         prefix = _independent_prefix(top_nests(b.nest.body)[pos])

@@ -273,3 +273,10 @@ def test_f16_tensors_are_cuda_halves(cache):
     assert "typedef __half kc_half;" in k.built.source and "_Float16" not in k.built.source.split("__global__")[1]
     for arch in cuda_build.ARCHS:
         assert cuda_build.device_build(k.built.source, arch, cache).resources
+
+
+def test_a_reduction_to_one_value_is_shared_by_one_blocks_threads():
+    text = "kernel t(X: f32[N]) -> (Y: f32[]) {\n    Y[] += X[n] * X[n]\n}\n"
+    k = kc_compile(text, shapes={"N": 1000}, target="cuda")
+    assert "bind n_i threadIdx.x reduce" in str(k.built.schedule)
+    assert k.check(seed=8).ok
