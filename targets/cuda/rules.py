@@ -51,7 +51,18 @@ from kcomp.targets.cuda.vector import WIDTHS
 if TYPE_CHECKING:
     from kcomp.search.space import State
 
-BLOCKS = ((32, 8), (16, 16), (32, 4), (64, 4), (128, 1), (256, 1), (64, 2), (8, 16), (8, 32), (4, 32))  # (tx, ty)
+BLOCKS = (
+    (32, 8),
+    (16, 16),
+    (32, 4),
+    (64, 4),
+    (128, 1),
+    (256, 1),
+    (64, 2),
+    (8, 16),
+    (8, 32),
+    (4, 32),
+)  # (tx, ty)
 REGISTER_TILES = ((1, 1), (2, 2), (4, 4), (4, 2), (2, 1), (4, 1))  # (rx, ry)
 K_BLOCKS = (0, 8, 16, 32)
 MAX_VARIANTS = 48

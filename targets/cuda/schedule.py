@@ -19,7 +19,7 @@ import math
 from kcomp.autofuse import Builder, fuse_by_rule
 from kcomp.errors import ScheduleError
 from kcomp.expr import Var, loads
-from kcomp.loops import Alloc, Guard, Loop, LoopNest, Stmt, Store, walk_stmts
+from kcomp.loops import Alloc, Loop, LoopNest, Store, walk_stmts
 from kcomp.loops.dependence import carried
 from kcomp.passes import apply_step
 from kcomp.passes.bind import LIMITS, thread_reduction
@@ -79,7 +79,7 @@ def _rows_to_blocks(b: Builder, pos: int) -> bool:
     prefix = _independent_prefix(top_nests(b.nest.body)[pos])
     if not prefix or len(prefix) > 3:
         return False
-    inner = [lp for lp in _row_loops(prefix[-1].body) if lp.extent >= ROW_MIN]
+    inner = [lp for lp in top_nests(prefix[-1].body) if lp.extent >= ROW_MIN]
     points = math.prod(lp.extent for lp in prefix)
     if not inner or (points >= MANY_POINTS and _coalesced(prefix[-1], prefix[-1].var)):
         return False  # one thread per point: enough of them, and a warp's accesses coalesce
@@ -127,17 +127,6 @@ def _coalesced(top: Loop, lane: Var) -> bool:
             if buf not in private and bytes_per_lane(buf, index, lane) > buf.dtype.itemsize:
                 return False
     return True
-
-
-def _row_loops(body: tuple[Stmt, ...]) -> list[Loop]:
-    """The loops directly in `body`, through allocations and guards."""
-    out: list[Loop] = []
-    for s in body:
-        if isinstance(s, Loop):
-            out.append(s)
-        elif isinstance(s, Alloc | Guard):
-            out += _row_loops(s.body)
-    return out
 
 
 def _independent_prefix(top: Loop) -> list[Loop]:
