@@ -375,9 +375,8 @@ static bool map_stacks(int n) {
     return true;
 }
 
-/* Stacks go back after every launch: each is two memory maps (stack and guard page), and a process
- * that loads many kernel libraries (a test run, a tuning session) would otherwise reach Linux's
- * limit of 65530 maps; mapping 256 stacks costs well under a millisecond. */
+/* Stacks go back after every launch: each is two memory maps, and a process loading many kernel
+ * libraries would reach Linux's 65530 maps; mapping 256 stacks costs well under a millisecond. */
 static void release_stacks() {
     long page = sysconf(_SC_PAGESIZE);
     for (; g.stacks > 0; g.stacks--) munmap(g.fibers[g.stacks - 1].stack - page, kStackBytes + page);
@@ -539,9 +538,7 @@ KC_EMU_RMW(float, atomicExch, v)
 KC_EMU_RMW(int, atomicExch, v)
 #undef KC_EMU_RMW
 inline int atomicCAS(int* p, int compare, int v) { return *p == compare ? (*p = v, compare) : *p; }
-inline unsigned atomicCAS(unsigned* p, unsigned compare, unsigned v) {
-    return *p == compare ? (*p = v, compare) : *p;
-}
+inline unsigned atomicCAS(unsigned* p, unsigned c, unsigned v) { return *p == c ? (*p = v, c) : *p; }
 
 /* ---- host API -------------------------------------------------------------------------------- */
 
@@ -552,10 +549,7 @@ inline cudaError_t cudaMalloc(void** p, size_t n) {
     memset(*p, 0xff, bytes);
     return cudaSuccess;
 }
-template <class T>
-inline cudaError_t cudaMalloc(T** p, size_t n) {
-    return cudaMalloc((void**)p, n);
-}
+template <class T> inline cudaError_t cudaMalloc(T** p, size_t n) { return cudaMalloc((void**)p, n); }
 inline cudaError_t cudaFree(void* p) { return free(p), cudaSuccess; }
 inline cudaError_t cudaMemset(void* p, int value, size_t n) { return memset(p, value, n), cudaSuccess; }
 inline cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind) {
@@ -565,8 +559,7 @@ inline cudaError_t cudaDeviceSynchronize() { return kc_emu::g.pending; }
 inline cudaError_t cudaPeekAtLastError() { return kc_emu::g.pending; }
 inline cudaError_t cudaGetLastError() {
     cudaError_t e = kc_emu::g.pending;
-    kc_emu::g.pending = cudaSuccess;
-    return e;
+    return kc_emu::g.pending = cudaSuccess, e;
 }
 inline const char* cudaGetErrorString(cudaError_t e) {
     switch (e) {
@@ -599,9 +592,7 @@ KC_EMU_EXPORT const char* kc_emu_errors(void) {
 }
 KC_EMU_EXPORT void kc_emu_reset(void) {
     kc_emu::g.kept.clear();
-    kc_emu::g.problems = 0;
-    kc_emu::g.launches = 0;
-    kc_emu::g.pending = cudaSuccess;
+    kc_emu::g.problems = 0, kc_emu::g.launches = 0, kc_emu::g.pending = cudaSuccess;
 }
 KC_EMU_EXPORT void kc_emu_seed(unsigned long long seed) { kc_emu::g.rng = seed; }
 KC_EMU_EXPORT int kc_emu_launches(void) { return kc_emu::g.launches; }
