@@ -41,6 +41,7 @@ from kcomp.api import CompiledKernel, load_module
 from kcomp.api import compile as kc_compile
 from kcomp.bench import gpu
 from kcomp.bench import machine as host_machine
+from kcomp.bench.fusion import CASES as FUSION_CASES
 from kcomp.bench.peers import torch_available
 from kcomp.bench.report import failures
 from kcomp.check import check as typecheck
@@ -91,14 +92,9 @@ CASES = {
             _GEMM_SMALL,
             None,
         ),
-        Case(  # examples/softmax.kc
+        Case(  # examples/softmax.kc, the text bench fusion times
             "softmax",
-            """kernel softmax(X: f32[N, D]) -> (Y: f32[N, D]) {
-    mx[n] max= X[n, d]
-    e[n, d] = exp(X[n, d] - mx[n])
-    s[n] += e[n, d]
-    Y[n, d] = e[n, d] / s[n]
-}""",
+            FUSION_CASES["softmax"].source,
             _ROWS,
             _ROWS_SMALL,
             COPY_BANDWIDTH,

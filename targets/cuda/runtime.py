@@ -60,14 +60,18 @@ class EmulatedKernel:
         return {"mode": "emulated", "launches": int(self._dll.kc_emu_launches()), "seed": seed}
 
 
-_LOADED: dict[Path, EmulatedKernel] = {}
+_LOADED: dict[Path, Any] = {}  # a library is loaded once per process (never unloaded: ctypes)
+
+
+def _once(kind: type, path: Path, signature: Signature) -> Any:
+    kernel = _LOADED.get(path)
+    if kernel is None:
+        kernel = _LOADED[path] = kind(path, signature)
+    return kernel
 
 
 def emulated(path: Path, signature: Signature) -> EmulatedKernel:
-    kernel = _LOADED.get(path)
-    if kernel is None:
-        kernel = _LOADED[path] = EmulatedKernel(path, signature)
-    return kernel
+    return _once(EmulatedKernel, path, signature)
 
 
 def gpu_available() -> bool:
@@ -122,14 +126,8 @@ class GpuKernel:
         return call, copy_back
 
 
-_GPU_LOADED: dict[Path, GpuKernel] = {}
-
-
 def on_gpu(path: Path, signature: Signature) -> GpuKernel:
-    kernel = _GPU_LOADED.get(path)
-    if kernel is None:
-        kernel = _GPU_LOADED[path] = GpuKernel(path, signature)
-    return kernel
+    return _once(GpuKernel, path, signature)
 
 
 def time_gpu(call: Callable[[], None], budget_s: float) -> float:
