@@ -46,22 +46,38 @@ def compile(
     target: str = DEFAULT,
     shapes: dict[str, int] | None = None,
     schedule: Any = None,
+    weights: dict[str, Any] | None = None,
+    rearrange: bool = True,
 ) -> CompiledKernel:
+    """`weights`: values of the kernel's sparse inputs (numpy arrays or torch tensors), bound at compile
+    time; `rearrange=False` packs them in the given row and column order (docs/sparse.md)."""
     module = load_module(source_or_path)
-    return CompiledKernel(module, module.kernel(kernel), target, shapes or {}, schedule)
+    return CompiledKernel(module, module.kernel(kernel), target, shapes or {}, schedule, weights, rearrange)
 
 
 class CompiledKernel:
     def __init__(
-        self, module: S.Module, kernel: S.Kernel, target: str, shapes: dict[str, int], schedule: Any
+        self,
+        module: S.Module,
+        kernel: S.Kernel,
+        target: str,
+        shapes: dict[str, int],
+        schedule: Any,
+        weights: dict[str, Any] | None = None,
+        rearrange: bool = True,
     ):
         self.module = module
+        self.weights = {n: as_array(n, w) for n, w in (weights or {}).items()}
+        self.rearrange = rearrange
         self.kernel = kernel
         self.target = get_target(target)
         self.shapes = dict(shapes)
         self.schedule = schedule
         self.defaults = param_defaults(kernel)
         self.free = [d for d in free_dims(module, kernel) if d not in self.shapes]
+        if self.free and self.weights:  # a weight's shape binds its dimensions too
+            self.shapes.update(infer_shapes(kernel, self.free, self.weights))
+            self.free = [d for d in self.free if d not in self.shapes]
         self._built: dict[tuple[tuple[str, int], ...], Built] = {}
         self._quick: Callable[[tuple], list[np.ndarray] | None] | None = None
         if not self.free:
@@ -79,6 +95,8 @@ class CompiledKernel:
         scalars = [d.name for d in decls if d.shape is None]
         if any(name not in self.defaults for name in scalars):
             return None
+        if self.built.bound:
+            return None  # the fast path passes the caller's arrays alone
         try:
             params = check_params(self.built.program, {}, self.defaults)
         except UsageError:
@@ -94,7 +112,9 @@ class CompiledKernel:
         binding = {**self.shapes, **extra}
         key = tuple(sorted(binding.items()))
         if key not in self._built:
-            self._built[key] = build(self.module, self.kernel, binding, self.target, self.schedule)
+            self._built[key] = build(
+                self.module, self.kernel, binding, self.target, self.schedule, self.weights, self.rearrange
+            )
         return self._built[key]
 
     @property

@@ -40,7 +40,13 @@ def split_arguments(
     kernel: S.Kernel, args: Sequence[Any], kwargs: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Positional arguments follow the declaration order of the kernel's inputs (tensors and scalars)."""
-    names = [d.name for d in kernel.inputs]
+    bound = [d.name for d in kernel.inputs if d.sparse is not None]
+    names = [d.name for d in kernel.inputs if d.sparse is None]
+    for k in kwargs:
+        if k in bound:
+            raise UsageError(
+                f"input '{k}' is sparse: its values were given when the kernel was compiled (weights=)"
+            )
     if len(args) > len(names):
         raise UsageError(
             f"kernel '{kernel.name}' takes {len(names)} inputs ({', '.join(names)}), {len(args)} given"
@@ -56,7 +62,7 @@ def split_arguments(
         given[k] = v
     tensors = {d.name: given[d.name] for d in kernel.inputs if d.shape is not None and d.name in given}
     scalars = {d.name: given[d.name] for d in kernel.inputs if d.shape is None and d.name in given}
-    missing = [d.name for d in kernel.inputs if d.shape is not None and d.name not in given]
+    missing = [d.name for d in kernel.inputs if d.shape is not None and d.name in names and d.name not in given]
     if missing:
         raise UsageError(
             f"kernel '{kernel.name}': missing input{'s' if len(missing) > 1 else ''} {', '.join(missing)}"

@@ -15,9 +15,10 @@ import math
 from kcomp import syntax as S
 from kcomp.dims import MAX_EXTENT, DimEnv
 from kcomp.dtypes import DType
-from kcomp.errors import SourceError
+from kcomp.errors import SourceError, UsageError
 from kcomp.expr import Buffer, Param
 from kcomp.program import Program, Reduce, Statement
+from kcomp.sparse.format import parse_format
 from kcomp.typecheck import ExprChecker, Scope
 
 _OPS = {r.value: r for r in Reduce}
@@ -61,6 +62,7 @@ class _KernelChecker:
         self.temps: dict[str, Buffer] = {}
         self.params: dict[str, Param] = {}
         self.decl_span: dict[str, object] = {}
+        self.sparse: dict[str, object] = {}
 
     def run(self) -> Program:
         for d in self.kernel.inputs:
@@ -81,6 +83,7 @@ class _KernelChecker:
             tuple(self.temps.values()),
             tuple(statements),
             tuple(used.items()),
+            sparse=dict(self.sparse),
         )
 
     def _declare(self, d: S.Decl, output: bool) -> None:
@@ -116,7 +119,23 @@ class _KernelChecker:
                 raise SourceError(
                     f"dimension of '{d.name}' evaluates to {n}; it must be at most {MAX_EXTENT}", e.span
                 )
+        if d.sparse is not None:
+            self._sparse(d, dtype, output, len(shape))
         (self.outputs if output else self.inputs)[d.name] = Buffer(d.name, dtype, shape)
+
+    def _sparse(self, d: S.Decl, dtype: DType, output: bool, rank: int) -> None:
+        """A `sparse(...)` declaration: a float input of rank 2 or more in a known format."""
+        span = d.sparse_span or d.span
+        if output:
+            raise SourceError(f"output '{d.name}' cannot be sparse: only inputs (weights) are", span)
+        if not dtype.is_float:
+            raise SourceError(f"sparse tensor '{d.name}' must hold floats, not {d.dtype}", span)
+        if rank < 2:
+            raise SourceError(f"sparse tensor '{d.name}' needs 2 or more dimensions (rows x columns)", span)
+        try:
+            self.sparse[d.name] = parse_format(d.sparse or "")
+        except UsageError as e:
+            raise SourceError(str(e), span) from None
 
     def tensor(self, name: str) -> Buffer | None:
         return self.inputs.get(name) or self.outputs.get(name) or self.temps.get(name)

@@ -31,7 +31,7 @@ def random_inputs(program: Program, rng: np.random.Generator) -> dict[str, np.nd
     bounds = index_bounds(program)
     positive = positive_inputs(program)
     out = {}
-    for b in program.inputs:
+    for b in program.free_inputs:
         out[b.name] = _random(b, rng, bounds.get(b), b in positive)
     return out
 

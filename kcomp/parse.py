@@ -185,11 +185,16 @@ class _Builder:
         return S.Kernel(str(name), tuple(inputs), tuple(outs), tuple(stmts), self.at(name))
 
     def decl(self, t: lark.Tree) -> S.Decl:
-        name, dtype, shape, default = t.children
+        name, dtype, shape, sparse, default = t.children
         dims = None
         if shape is not None:
             dims = tuple(self.expr(c) for c in shape.children if c is not None)
         dflt = self.expr(default) if default is not None else None
+        fmt = None
+        if sparse is not None:
+            kind, n = sparse.children
+            fmt = str(kind) + (f":{n}" if n is not None else "")
+            return S.Decl(str(name), str(dtype), dims, dflt, self.at(name), fmt, self.at(kind))
         return S.Decl(str(name), str(dtype), dims, dflt, self.at(name))
 
     def stmt(self, t: lark.Tree) -> S.Stmt:

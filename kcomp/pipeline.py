@@ -41,6 +41,8 @@ from kcomp.passes import apply
 from kcomp.printer import format_nest, format_program
 from kcomp.program import Program
 from kcomp.schedule import STEP_TYPES, Schedule, parse_schedule
+from kcomp.sparse.rewrite import sparsify
+from kcomp.sparse.weights import bind_weights
 from kcomp.targets.base import Target
 
 STAGES = ("ir", "schedule", "loops", "source")
@@ -66,14 +68,21 @@ class Built:
     artifact: Any
     target: Target
     notes: tuple[str, ...] = ()  # the target's lines about how the schedule landed (accelerator mappings)
+    lowered: Program | None = None  # what was lowered, when it differs from `program` (sparse weights packed)
+
+    @property
+    def bound(self) -> dict[str, np.ndarray]:
+        """Inputs the compiler holds the values of (sparse weights, packed): callers never pass them."""
+        return dict((self.lowered or self.program).bound)
 
     def arguments(
         self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], params: dict[str, float | int]
     ) -> list[Any]:
         """Values in the ABI's order: inputs, outputs, scalar parameters (docs/abi.md)."""
         n = self.nest
+        values = {**self.bound, **inputs}
         return (
-            [inputs[b.name] for b in n.inputs]
+            [values[b.name] for b in n.inputs]
             + [outputs[b.name] for b in n.outputs]
             + [params[p.name] for p in n.params]
         )
@@ -83,7 +92,7 @@ class Built:
         if name == self.target.capabilities.source:
             name = "source"
         texts = {
-            "ir": lambda: format_program(self.program),
+            "ir": lambda: format_program(self.lowered or self.program),
             "schedule": lambda: f"# schedule: {self.schedule_source}\n{self.schedule}".rstrip("\n"),
             "loops": lambda: format_nest(self.nest),
             "source": lambda: self.source.rstrip("\n"),
@@ -176,10 +185,20 @@ def _explicit(explicit: Any) -> Chosen:
 
 
 def build(
-    module: S.Module, kernel: S.Kernel, shapes: dict[str, int], target: Target, schedule: Any = None
+    module: S.Module,
+    kernel: S.Kernel,
+    shapes: dict[str, int],
+    target: Target,
+    schedule: Any = None,
+    weights: dict[str, Any] | None = None,
+    rearrange: bool = True,
 ) -> Built:
-    """Every stage, in order, for `kernel` at `shapes` on `target` (module docstring)."""
-    program = front(module, kernel, shapes)
+    """Every stage, in order, for `kernel` at `shapes` on `target` (module docstring).  `weights`: the
+    values of the kernel's sparse inputs, packed by `kcomp.sparse` (rearranged unless `rearrange` is
+    False) before lowering; the program keeps them dense for the reference."""
+    program = bind_weights(front(module, kernel, shapes), weights)
+    dense = program
+    program, reports = sparsify(program, rearrange)
     check_takes(program, target)
     naive = lower(program)
     chosen = choose_schedule(module, kernel, program, naive, target, schedule)
@@ -199,5 +218,6 @@ def build(
             fallback.schedule, f"{fallback.source}; the {chosen.source} does not fit {where} ({e})"
         )
     artifact = target.build(source)
-    notes = target.notes(naive, nest, chosen.schedule)
-    return Built(program, naive, nest, chosen.schedule, chosen.source, source, artifact, target, notes)
+    notes = target.notes(naive, nest, chosen.schedule) + tuple(r.line() for r in reports)
+    lowered = program if program is not dense else None
+    return Built(dense, naive, nest, chosen.schedule, chosen.source, source, artifact, target, notes, lowered)

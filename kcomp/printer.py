@@ -44,6 +44,7 @@ from kcomp.expr import (
 )
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store
 from kcomp.program import Program, Statement
+from kcomp.sparse.rewrite import pattern_digest
 
 Names = dict[object, str]
 
@@ -264,6 +265,10 @@ def _program_text(program: Program, canonical: bool) -> str:
     outs = [f"{names[b]}: {_type(b)}" for b in program.outputs]
     lines = [f"kernel {program.name}({', '.join(ins)}) -> ({', '.join(outs)})"]
     lines += [f"  temp {names[t]}: {_type(t)}" for t in program.temps]
+    if program.bound:
+        # values the compiler was given: their pattern is part of the workload
+        lines.append(f"  bound {', '.join(names[b] for b in program.inputs if b.name in program.bound)}"
+                     f" pattern {pattern_digest(program)}")
     for st in program.statements:
         local = dict(names)
         if canonical:

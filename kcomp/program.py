@@ -13,10 +13,13 @@ and True when it follows a write (`Y = b` then `Y += X*W` adds onto `b`).  State
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import networkx as nx
+import numpy as np
 
 from kcomp.errors import Span
 from kcomp.expr import Binary, BinaryOp, Buffer, Cast, Const, Expr, Load, Param, Var, children, loads
@@ -124,6 +127,15 @@ class Program:
     temps: tuple[Buffer, ...]
     statements: tuple[Statement, ...]
     dims: tuple[tuple[str, int], ...] = ()  # the dimension binding this program was built with
+    # inputs whose values the compiler was given (sparse weights, their packed forms): callers never
+    # pass them; the reference and the runtime take them from here
+    bound: Mapping[str, np.ndarray] = field(default_factory=dict)
+    sparse: Mapping[str, Any] = field(default_factory=dict)  # input name -> kcomp.sparse.Format
+
+    @property
+    def free_inputs(self) -> tuple[Buffer, ...]:
+        """The inputs a caller passes (all but the bound ones)."""
+        return tuple(b for b in self.inputs if b.name not in self.bound)
 
     @property
     def tensors(self) -> tuple[Buffer, ...]:

@@ -59,9 +59,9 @@ def evaluate_all(
     params = dict(params or {})
     state: dict[Buffer, np.ndarray] = {}
     for b in program.inputs:
-        if b.name not in inputs:
+        if b.name not in inputs and b.name not in program.bound:
             raise UsageError(f"program {program.name}: missing input '{b.name}'")
-        x = np.asarray(inputs[b.name])
+        x = np.asarray(inputs[b.name] if b.name in inputs else program.bound[b.name])
         if x.shape != b.shape:
             raise UsageError(f"input '{b.name}' has shape {x.shape}, the program expects {b.shape}")
         state[b] = x if x.dtype == b.dtype.numpy else semantics.cast(x, b.dtype)

@@ -72,6 +72,8 @@ class Decl:
     shape: tuple[Node, ...] | None
     default: Node | None
     span: Span
+    sparse: str | None = None  # the format text of a `sparse(...)` declaration
+    sparse_span: Span | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import numpy as np
 from kcomp.api import CompiledKernel, compile
 from kcomp.errors import UsageError
 from kcomp.pipeline import STAGES
+from kcomp.sparse.weights import load_weights
 from kcomp.targets import DEFAULT
 
 
@@ -66,6 +67,8 @@ def kernel_of(args: argparse.Namespace, target: str) -> CompiledKernel:
         target=target,
         shapes=parse_shapes(args.shape),
         schedule=getattr(args, "schedule", None),
+        weights=load_weights(getattr(args, "weights", None)),
+        rearrange=not getattr(args, "no_rearrange", False),
     )
     if k.free:
         k.specialize({})
@@ -82,6 +85,17 @@ def add_kernel_options(
         p.add_argument("--target", default=target, help=f"code generation target (default: {target})")
     p.add_argument(
         "--shape", action="append", metavar="NAME=VALUE", help="bind a dimension (overrides the file)"
+    )
+    p.add_argument(
+        "--weights",
+        action="append",
+        metavar="NAME=FILE.npy",
+        help="the values of a sparse input, bound at compile time (docs/sparse.md)",
+    )
+    p.add_argument(
+        "--no-rearrange",
+        action="store_true",
+        help="pack sparse weights in their given row and column order (no rearrangement)",
     )
     p.add_argument(
         "--schedule",

@@ -1,0 +1,212 @@
+"""The sparse rewrite: a program that reads a sparse weight, with the weight's values given at compile
+time, becomes a dense program over the packed form (kcomp/sparse/plan.py), which every target then
+lowers and schedules like any other.
+
+    Y[m, n] += W[m, k] * X[k, n]       W sparse, packed with virtual rows v of P blocks of H x W
+      ->
+    Yv[v, i, n] += W_val[v, p, i, j] * X[W_col[v, p, j], n]          reduce p < P, j < W
+    Y[m, n] += Yv[W_vrow[m, q], W_vpos[m, q], n]                      reduce q < Q (the row map)
+
+The first statement multiplies only stored blocks; its gather of X needs no bounds check, since the
+column indices were checked when they were packed.  The row map undoes the rearrangement's row
+permutation and sums split rows; where it would be the identity the first statement writes Y itself.
+The rearrangement's column permutation lives in W_col.  The packed tensors are inputs whose values
+the program carries (`Program.bound`), so callers never pass them.
+
+A statement qualifies when the weight is a factor of a `+=` product, its first index is a plain
+variable of the target (the rows) used nowhere else, and its other indices are distinct reduced
+variables spanning their dimensions (the columns, flattened).  A sparse weight read any other way
+stays a dense input with the values given; `notes` say which.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from kcomp.dtypes import DType
+from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Var, free_vars, loads, rewrite
+from kcomp.program import Program, Reduce, Statement, _product_factors
+from kcomp.sparse.format import Format, as_matrix, block_count
+from kcomp.sparse.plan import Packed, pack
+from kcomp.sparse.rearrange import rearrange
+
+
+@dataclass(frozen=True)
+class SparseReport:
+    """What the rewrite did with one weight (for `kcomp compile` notes and `kcomp bench sparse`)."""
+
+    name: str
+    format: str
+    nonzeros: int
+    blocks_before: int  # nonzero blocks in the given order
+    blocks: int  # after rearrangement (= before without it)
+    explicit_zeros: int
+    slots: int  # block slots including padding
+    rearranged: bool
+    direct: bool
+    note: str
+
+    def line(self) -> str:
+        return (
+            f"sparse {self.name} ({self.format}): {self.nonzeros} nonzeros in {self.blocks} blocks"
+            f" (given order: {self.blocks_before}), {self.explicit_zeros} explicit zeros, {self.slots} slots;"
+            f" {self.note}"
+        )
+
+
+def sparsify(program: Program, rearranged: bool = True) -> tuple[Program, tuple[SparseReport, ...]]:
+    """`program` with each qualifying read of a sparse weight over its packed form (module docstring)."""
+    if not program.sparse:
+        return program, ()
+    statements: list[Statement] = []
+    inputs = [b for b in program.inputs]
+    temps = list(program.temps)
+    bound = dict(program.bound)
+    reports = []
+    taken = {b.name for b in (*program.tensors,)} | {p.name for p in program.params}
+    dense_reads: set[str] = set()
+    for st in program.statements:
+        weight = _sparse_factor(program, st)
+        if weight is None:
+            dense_reads.update(b.name for b in st.reads if b.name in program.sparse)
+            statements.append(st)
+            continue
+        fmt: Format = program.sparse[weight.name]
+        mat = as_matrix(program.bound[weight.name])
+        order = rearrange(mat, fmt.block) if rearranged and fmt.block != (1, 1) else None
+        if order is not None and order.identity:
+            order = None
+        packed = pack(mat, fmt.block, order)
+        new, extra, temp = _rewrite(st, weight, packed, taken)
+        statements.extend(new)
+        for buf, arr in extra:
+            inputs.append(buf)
+            bound[buf.name] = arr
+        if temp is not None:
+            temps.append(temp)
+        how = "one pass" if packed.direct else f"rows mapped back in a second pass (Q={packed.q})"
+        reports.append(
+            SparseReport(
+                weight.name,
+                fmt.name,
+                int(np.count_nonzero(mat)),
+                block_count(mat, fmt.block),
+                packed.blocks,
+                packed.explicit_zeros,
+                packed.slots,
+                order is not None,
+                packed.direct,
+                f"{packed.values.shape[1]} blocks per virtual row, {how}",
+            )
+        )
+    for name in program.sparse:
+        if name in dense_reads:
+            reports.append(
+                SparseReport(name, program.sparse[name].name, 0, 0, 0, 0, 0, False, False,
+                             "read where its zeros matter: kept dense")
+            )
+    still = dense_reads | {b.name for st in statements for b in st.reads}
+    inputs = [b for b in inputs if b.name not in program.sparse or b.name in still]
+    bound = {k: v for k, v in bound.items() if k in {b.name for b in inputs}}
+    out = replace(program, inputs=tuple(inputs), temps=tuple(temps), statements=tuple(statements),
+                  bound=bound, sparse={})
+    return out, tuple(reports)
+
+
+def _sparse_factor(program: Program, st: Statement) -> Buffer | None:
+    """The sparse weight this statement can read packed (module docstring), or None."""
+    if st.op is not Reduce.ADD:
+        return None
+    reads = [ld for ld in loads(st.value) if ld.buffer.name in program.sparse]
+    if len(reads) != 1 or not any(f is reads[0] for f in _product_factors(st.value)):
+        return None
+    ld = reads[0]
+    row, *cols = ld.index
+    if not isinstance(row, Var) or row not in st.index or st.index.count(row) != 1:
+        return None
+    if st.extent(row) != ld.buffer.shape[0]:
+        return None
+    if any(not isinstance(c, Var) or c not in st.reduce for c in cols) or len(set(cols)) != len(cols):
+        return None
+    if any(st.extent(c) != n for c, n in zip(cols, ld.buffer.shape[1:], strict=True)):
+        return None
+    rest = rewrite(st.value, lambda e: Const(1.0, DType.F32) if isinstance(e, Load) and e.buffer is ld.buffer else None)
+    if row in free_vars(rest):
+        return None
+    return ld.buffer
+
+
+def _fresh(taken: set[str], name: str) -> str:
+    out, n = name, 1
+    while out in taken:
+        out, n = f"{name}{n}", n + 1
+    taken.add(out)
+    return out
+
+
+def _rewrite(st: Statement, weight: Buffer, pk: Packed, taken: set[str]):
+    """The statements over the packed weight, the bound inputs they add, and the temporary (if any)."""
+    ld = next(e for e in loads(st.value) if e.buffer is weight)
+    row, *cols = ld.index
+    nv, p, h, w = pk.values.shape
+    v, i, s, j = Var("v"), Var("bi"), Var("p"), Var("bj")
+    val = Buffer(_fresh(taken, f"{weight.name}_val"), DType.F32, pk.values.shape)
+    col = Buffer(_fresh(taken, f"{weight.name}_col"), DType.I32, pk.cols.shape)
+    flat: Expr = Load(col, (v, s, j))
+    # the columns flattened: c0 = f // (d1*d2..), c1 = (f // (d2..)) % d1, ..., last = f % d_last
+    dims = weight.shape[1:]
+    mapping: dict[Var, Expr] = {}
+    stride = 1
+    for c, d in reversed(list(zip(cols, dims, strict=True))):
+        e = flat if stride == 1 else Binary(BinaryOp.FLOORDIV, flat, Const(stride, DType.I32))
+        if c is not cols[0]:
+            e = Binary(BinaryOp.MOD, e, Const(d, DType.I32))
+        mapping[c] = e
+        stride *= d
+    packed_read = Load(val, (v, s, i, j)) if not pk.direct else Load(val, (v, s, Const(0, DType.I32), j))
+
+    def swap(e: Expr) -> Expr | None:
+        if isinstance(e, Load) and e.buffer is weight:  # (rebuilt: its index was rewritten first)
+            return packed_read
+        if isinstance(e, Var) and e in mapping:
+            return mapping[e]
+        return None
+
+    value = rewrite(st.value, swap)
+    others = tuple(r for r in st.reduce if r not in cols)
+    reduce = (s, j) + others
+    red_ext = (p, w) + tuple(st.extent(r) for r in others)
+    extra: list[tuple[Buffer, np.ndarray]] = [(val, pk.values), (col, pk.cols)]
+    if pk.direct:
+        index = tuple(v if x is row else x for x in st.index)
+        extents = tuple(st.extent(x) for x in st.index) + red_ext
+        first = Statement(st.target, index, Reduce.ADD, value, reduce, extents, st.accumulate, st.span)
+        return [first], extra, None
+    at = st.index.index(row)
+    vidx = st.index[:at] + (v, i) + st.index[at + 1 :]
+    vshape = st.target.shape[:at] + (nv, h) + st.target.shape[at + 1 :]
+    part = Buffer(_fresh(taken, f"{st.target.name}_part"), st.target.dtype, vshape)
+    vext = tuple(nv if x is v else h if x is i else st.extent(x) for x in vidx)
+    first = Statement(part, vidx, Reduce.ADD, value, reduce, vext + red_ext, False, st.span)
+    vrow = Buffer(_fresh(taken, f"{weight.name}_vrow"), DType.I32, pk.vrow.shape)
+    vpos = Buffer(_fresh(taken, f"{weight.name}_vpos"), DType.I32, pk.vpos.shape)
+    q = Var("q")
+    mapped = st.index[:at] + (Load(vrow, (row, q)), Load(vpos, (row, q))) + st.index[at + 1 :]
+    extents = tuple(st.extent(x) for x in st.index) + (pk.q,)
+    second = Statement(st.target, st.index, Reduce.ADD, Load(part, mapped), (q,), extents, st.accumulate, st.span)
+    extra += [(vrow, pk.vrow), (vpos, pk.vpos)]
+    return [first, second], extra, part
+
+
+def pattern_digest(program: Program) -> str:
+    """A digest of the bound tensors' patterns (index tensors whole, values by where they are zero), for
+    the workload key: a schedule tuned for one pattern is not another's."""
+    h = hashlib.sha256()
+    for name in sorted(program.bound):
+        arr = np.ascontiguousarray(program.bound[name])
+        h.update(f"{name}{arr.shape}{arr.dtype}".encode())
+        h.update((arr != 0).tobytes() if arr.dtype.kind == "f" else arr.tobytes())
+    return h.hexdigest()[:16]
