@@ -28,7 +28,10 @@ from typing import Any
 
 from kcomp.affine import affine
 from kcomp.autofuse import Builder, fuse_by_rule
+from kcomp.errors import ScheduleError
+from kcomp.passes import apply
 from kcomp.contraction import classify
+from kcomp.gathered import schedule_gathered
 from kcomp.expr import Binary, BinaryOp, Const, Load, free_vars, loads, walk
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, walk_stmts
 from kcomp.loops.common import body_exprs
@@ -45,6 +48,7 @@ from kcomp.schedule import (
     Reorder,
     Schedule,
     Split,
+    Step,
     Tile,
     Unroll,
     Vectorize,
@@ -82,9 +86,28 @@ def default_schedule(program: Program, nest: LoopNest, target: object, fuse: boo
         elif gemm is not None:
             if not _skinny(b, chain, names, width, cores):
                 _generic(b, pos, width, cores)
+        elif schedule_gathered(b, chain, names, width, cores, _accumulators(width), _work(chain[0])):
+            pass
         elif not _conv(b, pos, chain, names, width, cores):
             _generic(b, pos, width, cores)
-    return Schedule(tuple(b.steps))
+    return Schedule(fold_inits(nest, tuple(b.steps)))
+
+
+def fold_inits(naive: LoopNest, steps: tuple[Step, ...]) -> tuple[Step, ...]:
+    """Each `cache_write` upgraded to `cache_write ... init` where the whole schedule still applies:
+    its tile then starts from the reduction's identity in registers and the pass that filled the
+    tensor with it is gone (passes/cache_write.py says when that is legal).  Done last, because it
+    removes a top-level nest and the rules above find nests by position."""
+    out = list(steps)
+    for k, step in enumerate(out):
+        if isinstance(step, CacheWrite) and not step.init:
+            trial = [*out[:k], CacheWrite(step.tensor, step.at, True), *out[k + 1 :]]
+            try:
+                apply(naive, Schedule(tuple(trial)))
+            except ScheduleError:
+                continue
+            out = trial
+    return tuple(out)
 
 
 def _split_phases(b: Builder) -> None:

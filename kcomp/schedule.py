@@ -148,10 +148,11 @@ class Unroll:
 class CacheWrite:
     tensor: str
     at: str
+    init: bool = False  # the tile starts from the preceding fill's constant, and the fill goes
     verb: ClassVar[str] = "cache_write"
 
     def words(self) -> list[str]:
-        return [self.tensor, "at", self.at]
+        return [self.tensor, "at", self.at, *(["init"] if self.init else [])]
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +288,7 @@ USAGE = {
     "vectorize": "vectorize LOOP [reduce]",
     "parallel": "parallel LOOP [reduce]",
     "unroll": "unroll LOOP",
-    "cache_write": "cache_write TENSOR at LOOP",
+    "cache_write": "cache_write TENSOR at LOOP [init]",
     "cache_read": "cache_read TENSOR at LOOP [stride DIM FACTOR]",
     "pack": "pack TENSOR at LOOP block DIM FACTOR",
     "layout": "layout TENSOR DIM...",
@@ -496,6 +497,13 @@ def _parse_step(words: list[tuple[str, int]], span: Span, raw: str, line: int, c
             dim, stride = number(4), number(5)
             done(6)
             return CacheRead(tensor, loop, dim, stride)
+        case "cache_write" if len(args) > 3:
+            tensor = name(0)
+            keyword(1, "at")
+            loop = name(2)
+            keyword(3, "init")
+            done(4)
+            return CacheWrite(tensor, loop, True)
         case "cache_write" | "cache_read" | "compute_at" | "epilogue":
             tensor = name(0)
             keyword(1, "at")

@@ -18,7 +18,8 @@ tile's elements (`check_kinds`).
 from __future__ import annotations
 
 from kcomp.affine import affine, const, interval
-from kcomp.expr import Binary, BinaryOp, Buffer, Expr, Load, Scope, Var, all_of, conjuncts, rewrite
+from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Scope, Var, all_of, conjuncts, rewrite
+from kcomp.expr import loads as loads_of
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, map_stmts, walk_stmts
 from kcomp.loops.common import Resolver, enclosing, extents, map_exprs, rename_buffer, replace_stmt
 from kcomp.loops.dependence import accesses, carried, reduction_updates
@@ -47,12 +48,78 @@ def cache_write(nest: LoopNest, step: CacheWrite) -> LoopNest:
     kinds = _kinds(loop, indices[0], inner, reg)
     outer = {v: n for v, n in extents(nest).items() if v not in inner}
     body = drop_tile_guards(body, local, indices[0], buf.shape, {**outer, **inner})
-    load = copy_loops(reg, buf, local, kinds, outer, to_local=True)
     store = copy_loops(reg, buf, local, kinds, outer, to_local=False)
+    init = _initialiser(r, nest, loop, buf, reg, outer) if step.init else None
+    if init is not None:
+        fill = Store(local, tuple(Var(f"{local.name}_{d}") for d in range(len(reg.extent))), init[1])
+        load = _nest(list(fill.index), reg.extent, kinds, fill)  # type: ignore[arg-type]
+        nest = replace_stmt(nest, init[0], ())
+    else:
+        load = copy_loops(reg, buf, local, kinds, outer, to_local=True)
     new = Loop(loop.var, loop.extent, loop.kind, (Alloc(local, (load, *body, store)),))
     out = replace_stmt(nest, loop, new)
     check_kinds(r, out, new)
     return out
+
+
+def _initialiser(
+    r: Resolver, nest: LoopNest, at: Loop, buf: Buffer, reg: Region, outer: dict[Var, int]
+) -> tuple[Stmt, Expr]:
+    """`cache_write T at L init`: the nest that fills all of T with one constant just before the
+    nest holding L, and that constant, when the tiles of L's iterations are disjoint and cover T
+    with every access of T in that nest inside L.  Each tile then starts from the constant in
+    registers, and the fill is dead: a reduction's initialisation costs no pass over memory."""
+    path = enclosing(nest, at)
+    loops_ = [s for s in path if isinstance(s, Loop)]
+    if any(isinstance(s, Guard) for s in path):
+        raise r.error("init: a guard encloses the loop, so its tiles may not cover the tensor")
+    root = loops_[0] if loops_ else at
+    depth = next((d for d, s in enumerate(path) if s is root), len(path))
+    parent = path[depth - 1].body if depth > 0 else nest.body
+    k = next(n for n, s in enumerate(parent) if s is root)
+    fill = parent[k - 1] if k > 0 else None
+    inner = list(walk_stmts((fill,))) if isinstance(fill, Loop) else []
+    writes = [s for s in inner if isinstance(s, Store)]
+    points = 1
+    for s in inner:
+        points *= s.extent if isinstance(s, Loop) else 1
+    if (
+        not writes
+        or any(isinstance(s, Guard | Alloc) for s in inner)
+        or any(w.buffer is not buf or not isinstance(w.value, Const) or w.value != writes[0].value for w in writes)
+        or points != buf.size
+    ):
+        raise r.error(f"init: the nest before it does not fill all of {r.name(buf)} with one constant")
+    inside = sum(1 for _ in _touches(at.body, buf))
+    if inside != sum(1 for _ in _touches((root,), buf)):
+        raise r.error(f"init: {r.name(buf)} is accessed outside the loop in its nest")
+    tiles = 1
+    for s in (*loops_, at):
+        tiles *= s.extent
+    size = 1
+    for n in reg.extent:
+        size *= n
+    if reg.stride and any(g != 1 for g in reg.stride) or tiles * size != buf.size:
+        raise r.error(f"init: the tiles of {r.name(at.var)} do not cover {r.name(buf)} once")
+    ranges = {**outer, at.var: at.extent}
+    for d, (b, n) in enumerate(zip(reg.base, reg.extent, strict=True)):
+        span, a = interval(b, ranges), affine(b)
+        if span is None or a is None or span[0] < 0 or span[1] + n > buf.shape[d]:
+            raise r.error(f"init: a tile of {r.name(buf)} may leave the tensor")
+        radix = n  # the tiles along d are disjoint: coefficients grow as a mixed radix
+        for c, v in sorted((abs(c), v) for v, c in a.items() if v is not None):
+            if c < radix:
+                raise r.error(f"init: the tiles of {r.name(buf)} overlap along dimension {d}")
+            radix = c * ranges[v]
+    return fill, writes[0].value
+
+
+def _touches(body: tuple[Stmt, ...], buf: Buffer):
+    for s in walk_stmts(body):
+        if isinstance(s, Store) and s.buffer is buf:
+            yield s
+        for e in (s.index + (s.value,)) if isinstance(s, Store) else ((s.cond,) if isinstance(s, Guard) else ()):
+            yield from (ld for ld in loads_of(e) if ld.buffer is buf)
 
 
 def check_kinds(r: Resolver, nest: LoopNest, at: Loop) -> None:

@@ -53,7 +53,7 @@ def parse_inputs(items: list[str] | None) -> dict[str, np.ndarray]:
         name, path = _key_value(item, "input")
         try:
             out[name] = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, EOFError) as e:
             raise UsageError(f"--input {item}: cannot read {path}: {e}") from None
     return out
 

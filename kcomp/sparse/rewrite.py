@@ -34,6 +34,9 @@ from kcomp.sparse.plan import Packed, pack
 from kcomp.sparse.rearrange import rearrange
 
 
+UNROLL_Q = 8  # up to this many partial sums per row are added in one expression
+
+
 @dataclass(frozen=True)
 class SparseReport:
     """What the rewrite did with one weight (for `kcomp compile` notes and `kcomp bench sparse`)."""
@@ -193,10 +196,23 @@ def _rewrite(st: Statement, weight: Buffer, pk: Packed, taken: set[str]):
     first = Statement(part, vidx, Reduce.ADD, value, reduce, vext + red_ext, False, st.span)
     vrow = Buffer(_fresh(taken, f"{weight.name}_vrow"), DType.I32, pk.vrow.shape)
     vpos = Buffer(_fresh(taken, f"{weight.name}_vpos"), DType.I32, pk.vpos.shape)
-    q = Var("q")
-    mapped = st.index[:at] + (Load(vrow, (row, q)), Load(vpos, (row, q))) + st.index[at + 1 :]
-    extents = tuple(st.extent(x) for x in st.index) + (pk.q,)
-    second = Statement(st.target, st.index, Reduce.ADD, Load(part, mapped), (q,), extents, st.accumulate, st.span)
+    extents = tuple(st.extent(x) for x in st.index)
+
+    def part_at(q: Expr) -> Load:
+        return Load(part, st.index[:at] + (Load(vrow, (row, q)), Load(vpos, (row, q))) + st.index[at + 1 :])
+
+    if pk.q <= UNROLL_Q:
+        # a row's Q partial sums added in one expression: no initialisation, no reduction loop
+        total: Expr = part_at(Const(0, DType.I32))
+        for k in range(1, pk.q):
+            total = Binary(BinaryOp.ADD, total, part_at(Const(k, DType.I32)))
+        op = Reduce.ADD if st.accumulate else Reduce.ASSIGN
+        second = Statement(st.target, st.index, op, total, (), extents, st.accumulate, st.span)
+    else:
+        q = Var("q")
+        second = Statement(
+            st.target, st.index, Reduce.ADD, part_at(q), (q,), extents + (pk.q,), st.accumulate, st.span
+        )
     extra += [(vrow, pk.vrow), (vpos, pk.vpos)]
     return [first, second], extra, part
 

@@ -23,7 +23,7 @@ def load_weights(items: list[str] | None) -> dict[str, np.ndarray]:
             raise UsageError(f"--weights {item}: expected NAME=FILE.npy")
         try:
             out[name.strip()] = np.load(path.strip(), allow_pickle=False)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, EOFError) as e:
             raise UsageError(f"--weights {item}: cannot read {path.strip()}: {e}") from None
     return out
 
