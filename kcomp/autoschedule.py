@@ -28,13 +28,13 @@ from typing import Any
 
 from kcomp.affine import affine
 from kcomp.autofuse import Builder, fuse_by_rule
-from kcomp.errors import ScheduleError
-from kcomp.passes import apply
 from kcomp.contraction import classify
-from kcomp.gathered import schedule_gathered
+from kcomp.errors import ScheduleError
 from kcomp.expr import Binary, BinaryOp, Const, Load, free_vars, loads, walk
+from kcomp.gathered import schedule_gathered
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, walk_stmts
 from kcomp.loops.common import body_exprs
+from kcomp.passes import apply
 from kcomp.printer import symbol_names
 from kcomp.program import Program
 from kcomp.schedule import (
@@ -108,6 +108,14 @@ def fold_inits(naive: LoopNest, steps: tuple[Step, ...]) -> tuple[Step, ...]:
                 continue
             out = trial
     return tuple(out)
+
+
+def unfold_inits(schedule: Schedule) -> Schedule:
+    """`schedule` with every `cache_write ... init` back to a plain `cache_write`: the form whose
+    nests stay where the rules find them (the search's units work on it, then fold again)."""
+    return Schedule(
+        tuple(CacheWrite(s.tensor, s.at) if isinstance(s, CacheWrite) and s.init else s for s in schedule.steps)
+    )
 
 
 def _split_phases(b: Builder) -> None:

@@ -22,6 +22,7 @@ from kcomp.printer import symbol_names
 from kcomp.schedule import CacheWrite, Parallel, Reorder, Split, Unroll, Vectorize
 
 TILE_ROWS = 8  # spatial loops up to this extent may be register-tile rows
+MAX_VECTORS = 8  # vectors per tile row
 
 
 def gathered_mac(chain: list[Loop]) -> tuple[Store, Loop, list[Loop], list[Loop], list[Loop]] | None:
@@ -65,7 +66,11 @@ def schedule_gathered(b, chain: list[Loop], names: dict, width: int, cores: int,
         return False
     store, n, rows, others, reductions = found
     tile_rows = rows[0].extent if rows else 1
-    vectors = max(1, min(-(-n.extent // width), budget // tile_rows))
+    # NOTE: a divisor of the row's vectors, so no tile has a remainder to guard; eight vectors
+    # of partial sums already hide the multiply-add latency
+    total = -(-n.extent // width)
+    most = max(1, min(budget // tile_rows, MAX_VECTORS))
+    vectors = max(d for d in range(1, most + 1) if total % d == 0)
     t = min(n.extent, vectors * width)
     before = (b.nest, b.steps)
     nn = names[n.var]

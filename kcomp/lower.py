@@ -42,7 +42,7 @@ def lower(program: Program) -> LoopNest:
     body: tuple[Stmt, ...] = tuple(s for st in program.statements for s in lower_statement(st))
     for temp in reversed(program.temps):
         body = (Alloc(temp, body),)
-    return LoopNest(program.name, program.inputs, program.outputs, program.params, body)
+    return LoopNest(program.name, program.inputs, program.outputs, program.params, body, dict(program.bound))
 
 
 def lower_statement(st: Statement) -> tuple[Stmt, ...]:

@@ -41,7 +41,7 @@ from kcomp.passes import apply
 from kcomp.printer import format_nest, format_program
 from kcomp.program import Program
 from kcomp.schedule import STEP_TYPES, Schedule, parse_schedule
-from kcomp.sparse.rewrite import sparsify
+from kcomp.sparse.rewrite import SparseReport, kept_dense, sparsify
 from kcomp.sparse.weights import bind_weights
 from kcomp.targets.base import Target
 
@@ -69,6 +69,7 @@ class Built:
     target: Target
     notes: tuple[str, ...] = ()  # the target's lines about how the schedule landed (accelerator mappings)
     lowered: Program | None = None  # what was lowered, when it differs from `program` (sparse weights packed)
+    sparse: tuple[SparseReport, ...] = ()  # what the sparse rewrite did with each sparse weight
 
     @property
     def bound(self) -> dict[str, np.ndarray]:
@@ -114,6 +115,19 @@ def front(module: S.Module, kernel: S.Kernel, shapes: dict[str, int]) -> Program
             " (the type is parsed and checked only)"
         )
     return program
+
+
+def with_weights(
+    program: Program, target: Target, weights: dict[str, Any] | None, rearrange: bool = True
+) -> tuple[Program, Program, tuple[SparseReport, ...]]:
+    """The program with its sparse weights bound (dense, for the reference), the program to lower on
+    `target` (packed by the sparse rewrite, or as it is for a target that takes them as tiles), and
+    what became of each weight."""
+    dense = bind_weights(program, weights)
+    if target.capabilities.sparse == "packed":
+        packed, reports = sparsify(dense, rearrange)
+        return dense, packed, reports
+    return dense, dense, kept_dense(dense, "the target skips its zero tiles")
 
 
 def check_takes(program: Program, target: Target) -> None:
@@ -196,9 +210,7 @@ def build(
     """Every stage, in order, for `kernel` at `shapes` on `target` (module docstring).  `weights`: the
     values of the kernel's sparse inputs, packed by `kcomp.sparse` (rearranged unless `rearrange` is
     False) before lowering; the program keeps them dense for the reference."""
-    program = bind_weights(front(module, kernel, shapes), weights)
-    dense = program
-    program, reports = sparsify(program, rearrange)
+    dense, program, reports = with_weights(front(module, kernel, shapes), target, weights, rearrange)
     check_takes(program, target)
     naive = lower(program)
     chosen = choose_schedule(module, kernel, program, naive, target, schedule)
@@ -220,4 +232,6 @@ def build(
     artifact = target.build(source)
     notes = target.notes(naive, nest, chosen.schedule) + tuple(r.line() for r in reports)
     lowered = program if program is not dense else None
-    return Built(dense, naive, nest, chosen.schedule, chosen.source, source, artifact, target, notes, lowered)
+    return Built(
+        dense, naive, nest, chosen.schedule, chosen.source, source, artifact, target, notes, lowered, reports
+    )

@@ -99,7 +99,7 @@ def _initialiser(
     size = 1
     for n in reg.extent:
         size *= n
-    if reg.stride and any(g != 1 for g in reg.stride) or tiles * size != buf.size:
+    if (reg.stride and any(g != 1 for g in reg.stride)) or tiles * size != buf.size:
         raise r.error(f"init: the tiles of {r.name(at.var)} do not cover {r.name(buf)} once")
     ranges = {**outer, at.var: at.extent}
     for d, (b, n) in enumerate(zip(reg.base, reg.extent, strict=True)):
@@ -107,7 +107,7 @@ def _initialiser(
         if span is None or a is None or span[0] < 0 or span[1] + n > buf.shape[d]:
             raise r.error(f"init: a tile of {r.name(buf)} may leave the tensor")
         radix = n  # the tiles along d are disjoint: coefficients grow as a mixed radix
-        for c, v in sorted((abs(c), v) for v, c in a.items() if v is not None):
+        for c, v in sorted(((abs(c), v) for v, c in a.items() if v is not None), key=lambda t: t[0]):
             if c < radix:
                 raise r.error(f"init: the tiles of {r.name(buf)} overlap along dimension {d}")
             radix = c * ranges[v]
@@ -118,7 +118,7 @@ def _touches(body: tuple[Stmt, ...], buf: Buffer):
     for s in walk_stmts(body):
         if isinstance(s, Store) and s.buffer is buf:
             yield s
-        for e in (s.index + (s.value,)) if isinstance(s, Store) else ((s.cond,) if isinstance(s, Guard) else ()):
+        for e in ((*s.index, s.value)) if isinstance(s, Store) else ((s.cond,) if isinstance(s, Guard) else ()):
             yield from (ld for ld in loads_of(e) if ld.buffer is buf)
 
 

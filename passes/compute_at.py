@@ -29,6 +29,8 @@ whose accesses have no common base (non-affine or data-dependent reads).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from kcomp.affine import const, interval, simplify
 from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Scope, Unary, UnaryOp, Var, all_of
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, map_stmts, walk_stmts
@@ -117,7 +119,7 @@ def compute_at(nest: LoopNest, step: ComputeAt) -> LoopNest:
     out = replace_stmt(nest, loop, Loop(loop.var, loop.extent, loop.kind, (Alloc(local, new_body),)))
     if not copy:
         body = drop_alloc(drop(out.body, prod.stmts), buf)
-        out = LoopNest(out.name, out.inputs, out.outputs, out.params, body)
+        out = replace(out, body=body)
     return out
 
 

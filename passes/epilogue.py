@@ -23,6 +23,8 @@ buffer (other readers, and a k-blocked tile's next block, read it).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from kcomp.affine import const
 from kcomp.expr import Binary, BinaryOp, Expr, Load, Var, free_vars, loads, rewrite, substitute
 from kcomp.loops import Guard, Loop, LoopNest, Stmt, Store, map_stmts, walk_stmts
@@ -117,7 +119,7 @@ def epilogue(nest: LoopNest, step: Epilogue) -> LoopNest:
 
     body = map_stmts(nest.body, attach)
     body = drop(body, (seq[zk[0]],))
-    return LoopNest(nest.name, nest.inputs, nest.outputs, nest.params, body)
+    return replace(nest, body=body)
 
 
 def _copy_out(nest: LoopNest, loop: Loop, store: Store) -> Stmt:

@@ -17,6 +17,8 @@ previous step fused P away.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from kcomp.expr import Cast, Const, Expr, Load, Select, loads, substitute
 from kcomp.loops import LoopNest
 from kcomp.loops.common import Resolver
@@ -78,7 +80,7 @@ def inline(nest: LoopNest, step: Inline) -> LoopNest:
 
     body = substitute_loads(nest.body, buf, value_at)
     body = drop_alloc(drop(body, prod.stmts), buf)
-    return LoopNest(nest.name, nest.inputs, nest.outputs, nest.params, body)
+    return replace(nest, body=body)
 
 
 def materialize(nest: LoopNest, step: Materialize) -> LoopNest:

@@ -277,4 +277,4 @@ def replace_body(nest: LoopNest, old: tuple[Stmt, ...], new: tuple[Stmt, ...]) -
             out.append(t if isinstance(t, Store) or inner is t.body else replace(t, body=inner))
         return tuple(out)
 
-    return LoopNest(nest.name, nest.inputs, nest.outputs, nest.params, swap(nest.body))
+    return replace(nest, body=swap(nest.body))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kcomp import schedule as S
+from kcomp.autoschedule import fold_inits, unfold_inits
 from kcomp.errors import ScheduleError
 from kcomp.loops import LoopNest
 from kcomp.lower import lower
@@ -103,7 +104,8 @@ class State:
             grouped = Schedule(prefix + tuple(s for steps in self.by_nest for s in steps))
             if grouped.steps != prefix + self.order and not self.space.replays(grouped, self.nest):
                 grouped = Schedule(prefix + self.order)
-            self.memo["schedule"] = grouped
+            # NOTE: tiles that may start from the fill's constant do, last (it removes a nest)
+            self.memo["schedule"] = Schedule(fold_inits(self.space.naive, grouped.steps))
         return self.memo["schedule"]
 
     def candidates(self) -> list[Action]:
@@ -154,7 +156,7 @@ class Space:
         self.naive = lower(program)
         self.rules: Rules = target.search_rules()
         self.phases = ("recipe", *self.rules.phases)
-        self.default = target.default_schedule(program, self.naive)
+        self.default = unfold_inits(target.default_schedule(program, self.naive))
         self._replays: dict[str, bool] = {}
         self._names: dict[int, tuple[LoopNest, dict]] = {}
         self._variants = fusion_variants(program, target, self.naive, self.default, fused_default)

@@ -68,13 +68,16 @@ class Capabilities:
     steps only then);
     `source`: the name of its source language (`--emit` accepts it beside `source`); `suffix`: the
     source file's suffix; `simulated`: times are simulated cycles at a nominal clock (deterministic:
-    the tuner does not re-time them)."""
+    the tuner does not re-time them); `sparse`: how it takes sparse weights, "packed" (the rewrite
+    to packed blocks, kcomp/sparse/rewrite.py) or "tiles" (kept dense, the values in
+    `LoopNest.constants`, the target skipping zero tiles itself)."""
 
     dtypes: frozenset[DType] = LOWERED
     steps: frozenset[type[Step]] | None = None
     source: str = "source"
     suffix: str = ".txt"
     simulated: bool = False
+    sparse: str = "packed"
 
 
 class Target(abc.ABC):

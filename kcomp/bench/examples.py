@@ -17,12 +17,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 import kcomp
 from kcomp.bench import machine as host_machine
-from kcomp.bench.report import failures, load_warning, machine_line
+from kcomp.bench.report import print_footer, suite_table
 from kcomp.errors import UsageError
 from kcomp.targets import DEFAULT
 
@@ -115,14 +112,7 @@ def _row(name: str, shapes: dict[str, int], budget_s: float, target: str) -> dic
 
 def print_report(result: dict[str, Any]) -> None:
 
-    con = Console()
-    if not con.is_terminal:
-        con.width = max(con.width, 140)
-    t = Table(
-        title="kcomp bench examples: median time",
-        caption=machine_line(result["machine"]),
-        caption_justify="left",
-    )
+    con, t = suite_table(result, "kcomp bench examples: median time", 140)
     for col in ("example", "kcomp", "naive", "speedup", "schedule"):
         t.add_column(col, justify="left" if col in ("example", "schedule") else "right")
     for row in result["rows"]:
@@ -136,8 +126,4 @@ def print_report(result: dict[str, Any]) -> None:
             str(row["extra"].get("schedule_source", "-")),
         )
     con.print(t)
-    warning = load_warning(result["machine"])
-    if warning:
-        con.print(f"[yellow]warning[/] {warning}", highlight=False)
-    for line in failures(result):
-        con.print(f"[red]failed[/] {line}", highlight=False)
+    print_footer(con, result)

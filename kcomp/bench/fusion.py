@@ -23,11 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 
 import kcomp
-from kcomp.bench.report import failures, load_warning, machine_line
+from kcomp.bench.report import print_footer, suite_table
 from kcomp.bench.torch_peer import suite_end, suite_start, time_systems
 from kcomp.errors import UsageError
 from kcomp.loops import Alloc, LoopNest, walk_stmts
@@ -285,14 +283,7 @@ def ratios(row: dict[str, Any]) -> dict[str, float]:
 
 
 def print_report(result: dict[str, Any]) -> None:
-    con = Console()
-    if not con.is_terminal:
-        con.width = max(con.width, 150)
-    t = Table(
-        title="kcomp bench fusion: median time (ratios: other / kcomp)",
-        caption=machine_line(result["machine"]),
-        caption_justify="left",
-    )
+    con, t = suite_table(result, "kcomp bench fusion: median time (ratios: other / kcomp)", 150)
     heads = (
         "case",
         "kcomp",
@@ -327,11 +318,7 @@ def print_report(result: dict[str, Any]) -> None:
     if inductor:
         geomean = float(np.exp(np.mean(np.log(inductor))))
         con.print(f"geomean kcomp vs torch.compile: {geomean:.2f}x over {len(inductor)} cases")
-    warning = load_warning(result["machine"])
-    if warning:
-        con.print(f"[yellow]warning[/] {warning}", highlight=False)
-    for line in failures(result):
-        con.print(f"[red]failed[/] {line}", highlight=False)
+    print_footer(con, result)
 
 
 __all__ = ["CASES", "QUICK_CASES", "moved_bytes", "options", "parse_case", "print_report", "run_suite"]

@@ -17,12 +17,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 
 import kcomp
 from kcomp.bench.ops_cases import CASES, OpCase
-from kcomp.bench.report import failures, load_warning, machine_line
+from kcomp.bench.report import print_footer, suite_table
 from kcomp.bench.torch_peer import suite_end, suite_start, time_systems
 from kcomp.errors import UsageError
 from kcomp.targets.base import interleave
@@ -145,14 +143,7 @@ def options(args: Any) -> dict[str, Any]:
 
 
 def print_report(result: dict[str, Any]) -> None:
-    con = Console()
-    if not con.is_terminal:
-        con.width = max(con.width, 130)
-    t = Table(
-        title="kcomp bench ops: default schedules, median time (ratios: other / kcomp)",
-        caption=machine_line(result["machine"]),
-        caption_justify="left",
-    )
+    con, t = suite_table(result, "kcomp bench ops: default schedules, median time (ratios: other / kcomp)", 130)
     for col in ("case", "scale", "kcomp", "torch", "inductor", "vs torch", "vs inductor", "API call"):
         t.add_column(col, justify="left" if col in ("case", "scale") else "right")
     for row in result["rows"]:
@@ -175,11 +166,7 @@ def print_report(result: dict[str, Any]) -> None:
         con.print(
             f"Python call overhead (16-element kernel, API call minus bound call): {overhead * 1e6:.2f} us"
         )
-    warning = load_warning(result["machine"])
-    if warning:
-        con.print(f"[yellow]warning[/] {warning}", highlight=False)
-    for line in failures(result):
-        con.print(f"[red]failed[/] {line}", highlight=False)
+    print_footer(con, result)
 
 
 __all__ = ["CASES", "QUICK_CASES", "options", "parse_case", "print_report", "run_suite", "summary"]

@@ -64,6 +64,24 @@ def machine_line(m: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
+def print_footer(con: Console, result: dict[str, Any]) -> None:
+    """The lines under a suite's table: a load warning, then every failure."""
+    warning = load_warning(result["machine"])
+    if warning:
+        con.print(f"[yellow]warning[/] {warning}", highlight=False)
+    for line in failures(result):
+        con.print(f"[red]failed[/] {line}", highlight=False)
+
+
+def suite_table(result: dict[str, Any], title: str, width: int) -> tuple[Console, Table]:
+    """A console (at least `width` wide when not a terminal, so files and pipes get whole rows) and
+    an empty table titled `title` with the machine line as its caption."""
+    con = Console()
+    if not con.is_terminal:
+        con.width = max(con.width, width)
+    return con, Table(title=title, caption=machine_line(result["machine"]), caption_justify="left")
+
+
 def roofline(row: dict[str, Any], m: dict[str, Any]) -> tuple[float, str] | None:
     """The row's attainable GFLOP/s and which roof sets it: min(FMA peak, intensity x copy GB/s),
     intensity being flops per byte of compulsory traffic (`extra["min_bytes"]`)."""
@@ -149,8 +167,4 @@ def print_report(result: dict[str, Any], console: Console | None = None) -> None
     if console is None and not con.is_terminal:
         con.width = max(con.width, 140)  # a pipe or a file: no terminal to wrap for
     con.print(table(result))
-    warning = load_warning(result["machine"])
-    if warning:
-        con.print(f"[yellow]warning[/] {warning}", highlight=False)
-    for line in failures(result):
-        con.print(f"[red]failed[/] {line}", highlight=False)
+    print_footer(con, result)

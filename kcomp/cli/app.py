@@ -2,6 +2,7 @@
 
     commands.py  compile, run          sim.py   sim, asm, disasm       tune.py  tune
     db.py        db                    fuzz.py  fuzz                   bench.py bench
+    sparse.py    prune, sparsity
 
 Each module has `add_parsers(subparsers)` and `COMMANDS` (name -> function of the parsed arguments).
 Exit codes everywhere: 0 success, 1 a check that failed, 2 bad input (program, flags, files).
@@ -14,10 +15,10 @@ import argparse
 import os
 import sys
 
-from kcomp.cli import bench, commands, db, fuzz, sim, tune
+from kcomp.cli import bench, commands, db, fuzz, sim, sparse, tune
 from kcomp.errors import KcompError
 
-MODULES = (commands, bench, tune, db, fuzz, sim)
+MODULES = (commands, bench, tune, db, fuzz, sim, sparse)
 
 
 def build_parser() -> argparse.ArgumentParser:

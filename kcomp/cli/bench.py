@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from kcomp.bench import accel, cuda, examples, fusion, gemm, ops, report, search
+from kcomp.bench import accel, cuda, examples, fusion, gemm, ops, report, search, sparse
 from kcomp.cli.args import parse_shapes
 from kcomp.errors import UsageError
 from kcomp.targets import DEFAULT, SIMULATED
@@ -93,6 +93,16 @@ SUITES: dict[str, Suite] = {
         " layernorm, gemm+bias+gelu), CUDA events, % of the fp32 peak or the copy bandwidth; cases"
         " gemm_fp32, gemm_bf16, softmax, layernorm, gemm_bias_gelu (without a GPU: one line, exit 0)",
         cuda.print_report,
+    ),
+    "sparse": Suite(
+        sparse.run_suite,
+        sparse.CASES,
+        sparse.QUICK_CASES,
+        sparse.parse_case,
+        "a sparse weight times dense activations: kcomp sparse (with and without rearrangement) and dense vs"
+        " torch dense, torch CSR and scipy CSR, plus accelerator cycles; cases PATTERN_SPARSITY_MxKxN with"
+        " patterns bsr4x4, group1x16, nm2:4, planted",
+        sparse.print_report,
     ),
     "search": Suite(
         search.run_suite,

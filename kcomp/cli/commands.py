@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
 from kcomp.api import CompiledKernel
@@ -55,6 +56,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     out = Path(args.output or Path("out") / k.name)
     out.mkdir(parents=True, exist_ok=True)
     files = k.target.artifacts(built, out)
+    for name, values in built.bound.items():  # the packed sparse weights the library takes (docs/abi.md)
+        np.save(out / f"{name}.npy", values, allow_pickle=False)
+        files.append(out / f"{name}.npy")
     report = _report(k, built)
     (out / "report.txt").write_text(report + "\n")
     print(report)

@@ -12,6 +12,7 @@ from typing import Any
 
 from kcomp.api import compile as compile_kernel
 from kcomp.errors import KcompError, KernelFault, Unsupported
+from kcomp.fuzz.weights import sparse_weights
 from kcomp.schedule import parse_schedule
 from kcomp.search.measure import WorkerCrashed, WorkerError, WorkerTimeout
 
@@ -52,7 +53,8 @@ def run_case(case: Case) -> dict[str, Any]:
         schedule: Any = case.schedule
         if case.schedule not in ("none", "default"):
             schedule = parse_schedule(case.schedule, "<fuzz schedule>")
-        kernel = compile_kernel(case.source, target=case.target, schedule=schedule)
+        weights = sparse_weights(case.source)
+        kernel = compile_kernel(case.source, target=case.target, schedule=schedule, weights=weights)
         used = str(kernel.built.schedule)
     except Unsupported as e:
         return {"outcome": "unsupported", "error": str(e)}

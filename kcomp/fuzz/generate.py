@@ -31,10 +31,13 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import replace
 
 from kcomp.fuzz.program import FLOAT_LITERALS, Expr, GenProgram, Stmt, Tensor, names, reads
+from kcomp.fuzz.weights import FORMATS as SPARSE_FORMATS
 
 MAX_WORK = 4096  # iterations of one statement (product of its variables' extents)
+SPARSE_SHARE = 0.5  # contractions with a sparse operand (its weight: kcomp.fuzz.weights)
 SIZES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 16, 17)
 VAR_NAMES = ("i", "j", "k", "l", "m", "n", "q", "r", "s", "u", "v", "w")
 
@@ -383,6 +386,10 @@ class _Gen:
         for v in self.ranges:
             self.plain[v] = {True} if v in (*a_idx, *b_idx) else set()
         a, b = self.new_input("f32", a_shape), self.new_input("f32", b_shape)
+        if rng.random() < SPARSE_SHARE:  # one operand a sparse weight: packed, or kept dense
+            at = len(self.inputs) - 2 + rng.randrange(2)
+            if len(self.inputs[at].shape) >= 2:
+                self.inputs[at] = replace(self.inputs[at], sparse=rng.choice(SPARSE_FORMATS))
         value = ("bin", "*", ("read", a.name, tuple(a_idx), a_pad), ("read", b.name, tuple(b_idx), None))
         init = rng.choice(("zero", "zero", "bias", "matrix"))
         ranges, lhs_dims = dict(self.ranges), tuple(self.ranges[v] for v in lhs)

@@ -133,6 +133,7 @@ class Tensor:
     name: str
     dtype: str
     shape: tuple[str, ...]  # dimension names
+    sparse: str | None = None  # a sparse format (docs/sparse.md): its weight comes from the case's seed
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,9 @@ class GenProgram:
             mentioned |= names(s.value)
         ins = [t for t in self.inputs if t.name in mentioned]
         params = [p for p in self.params if p[0] in mentioned]
-        decls = [f"{t.name}: {t.dtype}[{', '.join(t.shape)}]" for t in ins]
+        decls = [
+            f"{t.name}: {t.dtype}[{', '.join(t.shape)}]" + (f" sparse({t.sparse})" if t.sparse else "") for t in ins
+        ]
         decls += [f"{n}: {d}" + (f" = {v}" if v is not None else "") for n, d, v in params]
         out_decls = [f"{t.name}: {t.dtype}[{', '.join(t.shape)}]" for t in self.outputs()]
         used = set(re.findall(r"[A-Za-z_]\w*", "\n".join([*body, *decls, *out_decls])))

@@ -29,10 +29,11 @@ from typing import Any
 
 from kcomp.errors import ScheduleError, Unsupported
 from kcomp.fuzz.steps import RandomChooser, draw_bind, draw_steps
+from kcomp.fuzz.weights import sparse_weights
 from kcomp.lower import lower
 from kcomp.parse import parse
 from kcomp.passes import apply
-from kcomp.pipeline import front
+from kcomp.pipeline import front, with_weights
 from kcomp.schedule import Bind, Schedule
 from kcomp.search.space import Space
 from kcomp.targets import get_target
@@ -69,8 +70,9 @@ def draw_schedules(source: str, target_spec: str, seed: int, count: int, index: 
 
     rng = random.Random(seed)
     module = parse(source, "<fuzz>")
-    program = front(module, module.kernel(None), {})
     target = get_target(target_spec)
+    # NOTE: the program the pipeline lowers: sparse weights (drawn from the text) packed
+    _, program, _ = with_weights(front(module, module.kernel(None), {}), target, sparse_weights(source))
     # NOTE: random pass steps only for a target that takes every step; others (the accelerator, which
     # maps tiles) get walks of their own search space, which only holds steps they take
     walks_only = target.capabilities.steps is not None

@@ -14,8 +14,9 @@ initialising nest stores the identity, the reducing nest stores `load + value`.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from kcomp.expr import Buffer, Expr, Param, Var
 
@@ -85,6 +86,9 @@ class LoopNest:
     outputs: tuple[Buffer, ...]
     params: tuple[Param, ...]
     body: tuple[Stmt, ...]
+    # inputs whose values the compiler holds (Program.bound): a target may specialize on them (the
+    # accelerator skips a sparse weight's zero tiles); code must still read them from the argument
+    constants: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def arguments(self) -> tuple[Buffer | Param, ...]:

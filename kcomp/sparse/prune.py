@@ -23,10 +23,7 @@ def prune(values: np.ndarray, fmt: Format, sparsity: float) -> np.ndarray:
     if arr.ndim < 2:
         raise UsageError("pruning needs a weight of at least 2 dimensions (rows x columns)")
     mat = as_matrix(arr)
-    if fmt.kind == "nm":
-        out = _prune_nm(mat, fmt.n, fmt.m)
-    else:
-        out = _prune_blocks(mat, fmt.block, sparsity)
+    out = _prune_nm(mat, fmt.n, fmt.m) if fmt.kind == "nm" else _prune_blocks(mat, fmt.block, sparsity)
     return out.reshape(arr.shape)
 
 
@@ -37,7 +34,7 @@ def _prune_blocks(mat: np.ndarray, block: tuple[int, int], sparsity: float) -> n
     grid[:rows, :cols] = mat
     blocks = grid.reshape(grid.shape[0] // h, h, grid.shape[1] // w, w)
     score = np.sqrt((blocks.astype(np.float64) ** 2).sum(axis=(1, 3)))
-    drop = int(round(sparsity * score.size))
+    drop = round(sparsity * score.size)
     keep = np.ones(score.shape, bool)
     if drop:
         # NOTE: a stable sort, so ties (equal norms) drop in a reproducible order

@@ -33,7 +33,6 @@ from kcomp.sparse.format import Format, as_matrix, block_count
 from kcomp.sparse.plan import Packed, pack
 from kcomp.sparse.rearrange import rearrange
 
-
 UNROLL_Q = 8  # up to this many partial sums per row are added in one expression
 
 
@@ -105,18 +104,25 @@ def sparsify(program: Program, rearranged: bool = True) -> tuple[Program, tuple[
                 f"{packed.values.shape[1]} blocks per virtual row, {how}",
             )
         )
-    for name in program.sparse:
-        if name in dense_reads:
-            reports.append(
-                SparseReport(name, program.sparse[name].name, 0, 0, 0, 0, 0, False, False,
-                             "read where its zeros matter: kept dense")
-            )
+    reports.extend(kept_dense(program, "read where its zeros matter: kept dense", dense_reads))
     still = dense_reads | {b.name for st in statements for b in st.reads}
     inputs = [b for b in inputs if b.name not in program.sparse or b.name in still]
     bound = {k: v for k, v in bound.items() if k in {b.name for b in inputs}}
     out = replace(program, inputs=tuple(inputs), temps=tuple(temps), statements=tuple(statements),
                   bound=bound, sparse={})
     return out, tuple(reports)
+
+
+def kept_dense(program: Program, why: str, names: set[str] | None = None) -> tuple[SparseReport, ...]:
+    """Reports for sparse weights left dense (all of them, or `names`), saying `why`."""
+    out = []
+    for name, fmt in program.sparse.items():
+        if names is not None and name not in names:
+            continue
+        mat = as_matrix(program.bound[name])
+        blocks = block_count(mat, fmt.block)
+        out.append(SparseReport(name, fmt.name, int(np.count_nonzero(mat)), blocks, blocks, 0, 0, False, False, why))
+    return tuple(out)
 
 
 def _sparse_factor(program: Program, st: Statement) -> Buffer | None:
@@ -180,8 +186,8 @@ def _rewrite(st: Statement, weight: Buffer, pk: Packed, taken: set[str]):
 
     value = rewrite(st.value, swap)
     others = tuple(r for r in st.reduce if r not in cols)
-    reduce = (s, j) + others
-    red_ext = (p, w) + tuple(st.extent(r) for r in others)
+    reduce = (s, j, *others)
+    red_ext = (p, w, *tuple(st.extent(r) for r in others))
     extra: list[tuple[Buffer, np.ndarray]] = [(val, pk.values), (col, pk.cols)]
     if pk.direct:
         index = tuple(v if x is row else x for x in st.index)
@@ -189,8 +195,8 @@ def _rewrite(st: Statement, weight: Buffer, pk: Packed, taken: set[str]):
         first = Statement(st.target, index, Reduce.ADD, value, reduce, extents, st.accumulate, st.span)
         return [first], extra, None
     at = st.index.index(row)
-    vidx = st.index[:at] + (v, i) + st.index[at + 1 :]
-    vshape = st.target.shape[:at] + (nv, h) + st.target.shape[at + 1 :]
+    vidx = (*st.index[:at], v, i, *st.index[at + 1:])
+    vshape = (*st.target.shape[:at], nv, h, *st.target.shape[at + 1:])
     part = Buffer(_fresh(taken, f"{st.target.name}_part"), st.target.dtype, vshape)
     vext = tuple(nv if x is v else h if x is i else st.extent(x) for x in vidx)
     first = Statement(part, vidx, Reduce.ADD, value, reduce, vext + red_ext, False, st.span)
@@ -199,7 +205,7 @@ def _rewrite(st: Statement, weight: Buffer, pk: Packed, taken: set[str]):
     extents = tuple(st.extent(x) for x in st.index)
 
     def part_at(q: Expr) -> Load:
-        return Load(part, st.index[:at] + (Load(vrow, (row, q)), Load(vpos, (row, q))) + st.index[at + 1 :])
+        return Load(part, (*st.index[:at], Load(vrow, (row, q)), Load(vpos, (row, q)), *st.index[at + 1:]))
 
     if pk.q <= UNROLL_Q:
         # a row's Q partial sums added in one expression: no initialisation, no reduction loop
@@ -211,7 +217,7 @@ def _rewrite(st: Statement, weight: Buffer, pk: Packed, taken: set[str]):
     else:
         q = Var("q")
         second = Statement(
-            st.target, st.index, Reduce.ADD, part_at(q), (q,), extents + (pk.q,), st.accumulate, st.span
+            st.target, st.index, Reduce.ADD, part_at(q), (q,), (*extents, pk.q), st.accumulate, st.span
         )
     extra += [(vrow, pk.vrow), (vpos, pk.vpos)]
     return [first, second], extra, part

@@ -35,10 +35,10 @@ def bind_weights(program: Program, weights: Mapping[str, Any] | None) -> Program
     unknown = sorted(set(weights) - set(sparse))
     if unknown:
         names = {b.name for b in program.inputs}
-        why = "is not an input" if unknown[0] not in names else "is not declared sparse"
+        why = "has no input named" if unknown[0] not in names else "does not declare sparse the input"
         declared = ", ".join(sorted(sparse)) or "none"
         raise UsageError(
-            f"weight {unknown[0]} {why} of kernel '{program.name}' (its sparse inputs: {declared})"
+            f"weight {unknown[0]}: kernel '{program.name}' {why} {unknown[0]} (its sparse inputs: {declared})"
         )
     missing = sorted(set(sparse) - set(weights))
     if missing:

@@ -76,6 +76,7 @@ class AccelTarget(Target):
         source="asm",
         suffix=".s",
         simulated=True,
+        sparse="tiles",
     )
     default_label = "default (accelerator mapping rules)"
     naive_label = "none (naive mapping: dim-sized tiles, one buffer each)"
@@ -98,7 +99,9 @@ class AccelTarget(Target):
     # -- scheduling -----------------------------------------------------------------------------
     def default_schedule(self, program: Program, nest: LoopNest, fuse: bool = True) -> Schedule:
         """The rule-based mapping of every contraction in the unscheduled `nest`, as schedule steps."""
-        return mapping_schedule(nest, lambda g: default_mapping(g, self.cfg, reserved_rows(g, self.cfg)))
+        return mapping_schedule(
+            nest, lambda g: default_mapping(g, self.cfg, reserved_rows(g, self.cfg), nest.constants)
+        )
 
     def naive_schedule(self, nest: LoopNest) -> Schedule:
         """The baseline mapping: dim-sized tiles, no double buffering."""

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from kcomp.config import Config, config
 from kcomp.errors import BuildError, UsageError
-from kcomp.targets.cpu import host
 from kcomp.targets.cfamily.signature import Signature
+from kcomp.targets.cpu import host
 
 GCC = "gcc"
 BASE_FLAGS = (

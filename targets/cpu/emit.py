@@ -23,8 +23,8 @@ from kcomp.expr import BinaryOp, Buffer, Expr, Scope, free_vars, loads
 from kcomp.loops import Alloc, Loop, LoopKind, LoopNest, Store, walk_stmts
 from kcomp.loops.dependence import reduction_updates
 from kcomp.targets.cfamily.emit import CEmitter
-from kcomp.targets.cpu import simd
 from kcomp.targets.cfamily.signature import Signature
+from kcomp.targets.cpu import simd
 from kcomp.targets.cpu.vector import Promotion, Unvectorizable, VectorLoop
 
 PRELUDE = (

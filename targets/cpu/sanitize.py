@@ -32,8 +32,8 @@ import numpy as np
 
 from kcomp.config import config
 from kcomp.errors import BuildError, CheckFailed
-from kcomp.targets.cpu import build as _build
 from kcomp.targets.cfamily.signature import Signature
+from kcomp.targets.cpu import build as _build
 
 SANITIZE_FLAGS = (
     "-fsanitize=address,undefined",

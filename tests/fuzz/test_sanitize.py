@@ -13,9 +13,9 @@ import pytest
 import kcomp
 from kcomp.cli import main
 from kcomp.fuzz.mutate import examples_dir, small_example
+from kcomp.targets.cfamily.signature import Signature
 from kcomp.targets.cpu import sanitize
 from kcomp.targets.cpu.sanitize import SanitizerError, build_sanitized, run_executable
-from kcomp.targets.cfamily.signature import Signature
 
 EXAMPLES = sorted(p.stem for p in examples_dir().glob("*.kc"))
 

@@ -16,7 +16,9 @@ copies of its value (so the vector unit reads it as a row).
 
 from __future__ import annotations
 
+from collections.abc import Mapping as Map
 from dataclasses import dataclass
+from typing import Any
 
 from kcomp.dtypes import DType
 from kcomp.errors import ScheduleError, Unsupported
@@ -48,14 +50,16 @@ class Abi:
     params: tuple[str, ...]
 
 
-def choose_mapping(g: Contraction, cfg: AccelConfig, schedule: Schedule | None) -> Mapping:
+def choose_mapping(
+    g: Contraction, cfg: AccelConfig, schedule: Schedule | None, constants: Map[str, Any] | None = None
+) -> Mapping:
     """The group's mapping: the nest's tiles (double buffering as the schedule says; without a
     schedule, wherever it fits), or the default when its loops are not tiled."""
     reserved = reserved_rows(g, cfg)
     doubled = doubled_operands(g, schedule)
     m = mapping_of(g, doubled)
     if m is None:
-        return default_mapping(g, cfg, reserved)
+        return default_mapping(g, cfg, reserved, constants)
     if doubled is None:
         m = fit_buffers(g, m, cfg, reserved)
     check_fits(g, m, cfg, reserved)
@@ -66,14 +70,16 @@ def choose_mapping(g: Contraction, cfg: AccelConfig, schedule: Schedule | None) 
 def compile_nest(nest: LoopNest, cfg: AccelConfig, schedule: Schedule | None = None) -> tuple[Program, Abi]:
     """The program for `nest` and its ABI; ScheduleError when the kernel or its mapping cannot be run."""
     kernel = match(nest)
-    mappings = [choose_mapping(g, cfg, schedule) for g in kernel.groups]
+    mappings = [choose_mapping(g, cfg, schedule, nest.constants) for g in kernel.groups]
     buffers, abi = _buffers(nest, kernel, cfg)
     ids = {b.name: n for n, b in enumerate(buffers)}
     instrs: list[Instr] = []
     last = len(kernel.groups) - 1
     for n, (g, m) in enumerate(zip(kernel.groups, mappings, strict=True)):
         _check_dtypes(g, cfg)
-        instrs += emit_section(g, m, cfg, ids, after_section=n > 0, before_section=n < last)
+        instrs += emit_section(
+            g, m, cfg, ids, after_section=n > 0, before_section=n < last, constants=nest.constants
+        )
     instrs.append(make("halt"))
     return Program(buffers, tuple(instrs)), abi
 
@@ -82,7 +88,7 @@ def mappings(
     nest: LoopNest, cfg: AccelConfig, schedule: Schedule | None = None
 ) -> list[tuple[Contraction, Mapping]]:
     """Each group with the mapping `compile_nest` uses (for reports)."""
-    return [(g, choose_mapping(g, cfg, schedule)) for g in match(nest).groups]
+    return [(g, choose_mapping(g, cfg, schedule, nest.constants)) for g in match(nest).groups]
 
 
 def _buffers(nest: LoopNest, kernel: Kernel, cfg: AccelConfig) -> tuple[tuple[Buffer, ...], Abi]:

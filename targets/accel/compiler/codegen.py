@@ -32,11 +32,14 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping as Values
 from dataclasses import dataclass
+from typing import Any
 
 from kcomp.errors import ScheduleError
 from kcomp.targets.accel.compiler.mapping import Mapping, counts, footprint
 from kcomp.targets.accel.compiler.match import Access, Contraction, VectorOp
+from kcomp.targets.accel.compiler.sparse import zero_tile
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.errors import EncodingError
 from kcomp.targets.accel.machine.isa import OPS, Instr, make
@@ -92,15 +95,17 @@ def emit_section(
     *,
     after_section: bool,
     before_section: bool,
+    constants: Values[str, Any] | None = None,
 ) -> list[Instr]:
     """The instructions of group `g` under mapping `m` (which `check_fits` accepted).  `buf` maps
     DRAM buffer names to ids; `after_section`: wait for the previous section's stores first;
-    `before_section`: signal SECTION when the last store retires."""
+    `before_section`: signal SECTION when the last store retires; `constants`: operand values the
+    compiler holds, whose zero tiles are skipped (compiler/sparse.py)."""
     dim = cfg.dim
     f = footprint(g, m, cfg)
     nbuf = f.buffers(m)
     tm, tk = min(m.tm, g.extent("i")), min(m.tk, g.extent("k"))
-    steps = _steps(g, m)
+    steps = _steps(g, m, constants or {})
     slots_c = f.live * nbuf["C"]
     operands = _operands(g, cfg)
     top = cfg.sp_rows - sum(rows for _, rows in operands.values())
@@ -136,10 +141,11 @@ def emit_section(
         a_slot, b_slot = a_slots[s.a_no % nbuf["A"]], b_slots[s.b_no % nbuf["B"]]
         c_slot = c_slots[s.c_no % slots_c]
         loads: list[_Item] = prologue if n == 0 else []
+        live = _live_chunks(g, s, dim, constants or {})
         if s.new_a:
             stride = _stride(g.A, g.i, s.rows)
             first = len(loads)
-            for kb in range(0, s.depth, dim):
+            for kb in live:
                 loads.append(out.add("dma.load", a_slot + kb // dim * tm, ids[0], s.a_off + kb, s.rows,
                                      min(dim, s.depth - kb), stride))  # fmt: skip
             if s.a_no >= nbuf["A"]:
@@ -169,11 +175,11 @@ def emit_section(
         overwrite = s.opens and g.init is None
         mmas = [
             out.add("mma", c_slot + nb // dim * tm, a_slot + kb // dim * tm, b_slot + nb // dim * tk + kb, s.rows,
-                    min(dim, s.depth - kb), 0 if overwrite and kb == 0 else 1)
+                    min(dim, s.depth - kb), 0 if overwrite and kb == live[0] else 1)
             for nb in range(0, s.cols, dim)
-            for kb in range(0, s.depth, dim)
+            for kb in live
         ]  # fmt: skip
-        chunks = -(-s.depth // dim)
+        chunks = len(live)
         panels = [mmas[p : p + chunks] for p in range(0, len(mmas), chunks)]
         if loads:
             _wait(mmas[0], DATA)
@@ -247,8 +253,9 @@ def _signal(item: _Item, token: int) -> None:
     item[3] += (token,)
 
 
-def _steps(g: Contraction, m: Mapping) -> list[_Step]:
-    """Every step in execution order, with what it loads, opens and closes."""
+def _steps(g: Contraction, m: Mapping, constants: Values[str, Any]) -> list[_Step]:
+    """Every step in execution order, with what it loads, opens and closes; a step whose operand
+    tile is all zero in `constants` is left out (compiler/sparse.py)."""
     tiles = {
         r: [(s, min(m.tile(r), g.extent(r) - s)) for s in range(0, g.extent(r), m.tile(r))] for r in "ijk"
     }
@@ -268,8 +275,45 @@ def _steps(g: Contraction, m: Mapping) -> list[_Step]:
                         c_off=g.C.at(vals) + g.C.stride(g.i) * i0 + g.C.stride(g.j) * j0,
                     )
                 )  # fmt: skip
+    if constants:
+        steps = _live_steps(g, steps, constants)
     _link(steps)
     return steps
+
+
+def _live_chunks(g: Contraction, s: _Step, dim: int, constants: Values[str, Any]) -> list[int]:
+    """The k offsets (multiples of dim) of the step's chunks whose A tile is not all zero (the first
+    chunk when none is: an opening step still zeroes its tile).  A function of the A tile alone, so
+    a resident A tile has the chunks the step that loaded it loaded; B is loaded whole."""
+    chunks = list(range(0, s.depth, dim))
+    if g.A.buffer.name not in constants:
+        return chunks
+    live = [
+        kb
+        for kb in chunks
+        if not zero_tile(constants, g.A, s.a_off + kb * g.A.stride(g.k), (s.rows, g.A.stride(g.i)),
+                         (min(dim, s.depth - kb), g.A.stride(g.k)))
+    ]  # fmt: skip
+    return live or chunks[:1]
+
+
+def _live_steps(g: Contraction, steps: list[_Step], constants: Values[str, Any]) -> list[_Step]:
+    """The steps that multiply no all-zero operand tile, plus the first step of each C tile that
+    has none (it zeroes or initialises the accumulator, so the tile is still stored)."""
+
+    def dead(s: _Step) -> bool:
+        a = zero_tile(constants, g.A, s.a_off, (s.rows, g.A.stride(g.i)), (s.depth, g.A.stride(g.k)))
+        return a or zero_tile(constants, g.B, s.b_off, (s.depth, g.B.stride(g.k)), (s.cols, g.B.stride(g.j)))
+
+    flags = [dead(s) for s in steps]
+    live_tiles = {(s.c_off, s.rows, s.cols) for s, d in zip(steps, flags, strict=True) if not d}
+    out, seen = [], set()
+    for s, d in zip(steps, flags, strict=True):
+        key = (s.c_off, s.rows, s.cols)
+        if not d or (key not in live_tiles and key not in seen):
+            out.append(s)
+        seen.add(key)
+    return out
 
 
 def _link(steps: list[_Step]) -> None:

@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from collections.abc import Mapping as Mapping_
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from kcomp.errors import ScheduleError
 from kcomp.loops import LoopNest
 from kcomp.passes import apply
 from kcomp.schedule import DoubleBuffer, Reorder, Schedule, Step, Tile
 from kcomp.targets.accel.compiler.match import Contraction, match
+from kcomp.targets.accel.compiler.sparse import live_fraction
 from kcomp.targets.accel.machine.config import AccelConfig
 
 OPERANDS = ("A", "B", "C")
@@ -184,9 +187,10 @@ def fit_buffers(g: Contraction, m: Mapping, cfg: AccelConfig, reserved_rows: int
 
 
 # -- choosing -----------------------------------------------------------------------------------
-def estimate(g: Contraction, m: Mapping, cfg: AccelConfig) -> float:
+def estimate(g: Contraction, m: Mapping, cfg: AccelConfig, live: float = 1.0) -> float:
     """Estimated cycles: matrix-unit work (a preload of dim cycles per mma, then one row a cycle)
-    against the DRAM channel's bytes, overlapped when double-buffered."""
+    against the DRAM channel's bytes, overlapped when double-buffered.  `live`: the share of A's
+    tiles that are not all zero (a sparse weight's; codegen skips the others)."""
     dim, n = cfg.dim, counts(g, m)
     batches = math.prod(a.extent for a in g.batch)
     slices = math.prod(a.extent for a in g.slices)
@@ -194,18 +198,18 @@ def estimate(g: Contraction, m: Mapping, cfg: AccelConfig) -> float:
     rows = sum(dim + min(m.tm, M - i0) for i0 in range(0, M, m.tm))
     panels = sum(math.ceil(min(m.tn, N - j0) / dim) for j0 in range(0, N, m.tn))
     chunks = sum(math.ceil(min(m.tk, K - k0) / dim) for k0 in range(0, K, m.tk))
-    compute = batches * slices * rows * panels * chunks
+    compute = batches * slices * rows * panels * chunks * live
     inner = [r for r in reversed(m.order) if n[r] > 1]
     innermost = inner[0] if inner and slices == 1 else None
     ib = cfg.input_bytes
-    a_bytes = M * K * ib * (1 if innermost == "j" else n["j"])
-    b_bytes = K * N * ib * (1 if innermost == "i" else n["i"])
+    a_bytes = M * K * ib * (1 if innermost == "j" else n["j"]) * live
+    b_bytes = K * N * ib * (1 if innermost == "i" else n["i"]) * live
     c_bytes = M * N * 4 * (2 if g.init is not None else 1)
     dma = batches * (slices * (a_bytes + b_bytes) + c_bytes) / cfg.dma_bytes_per_cycle
     tiles = batches * n["i"] * n["j"]
     first = (min(m.tm, M) * min(m.tk, K) + min(m.tk, K) * min(m.tn, N)) * ib / cfg.dma_bytes_per_cycle
     store, lat = min(m.tm, M) * min(m.tn, N) * 4 / cfg.dma_bytes_per_cycle, cfg.dma_latency
-    steps = batches * slices * n["i"] * n["j"] * n["k"]
+    steps = max(1.0, batches * slices * n["i"] * n["j"] * n["k"] * live)
     per_step = (dma - batches * c_bytes / cfg.dma_bytes_per_cycle) / steps  # operand loads of a step
     if {"A", "B"} <= m.double_buffer:
         # NOTE: with two buffers the loader runs one step ahead; a C tile's store takes the channel
@@ -242,10 +246,13 @@ def tile_candidates(extent: int, dim: int, any_size: bool) -> list[int]:
     return sorted(out)
 
 
-def default_mapping(g: Contraction, cfg: AccelConfig, reserved_rows: int = 0) -> Mapping:
+def default_mapping(
+    g: Contraction, cfg: AccelConfig, reserved_rows: int = 0, constants: Mapping_[str, Any] | None = None
+) -> Mapping:
     """The rule-based choice: among tiles that fit (double-buffered where they can be), the fewest
     estimated cycles with the accumulator tile resident over k (k the innermost tile loop); ties go to
-    fewer, larger tiles."""
+    fewer, larger tiles.  With A's values held (`constants`, a sparse weight), the work counts only
+    its tiles that are not all zero."""
     best: tuple[float, int, Mapping] | None = None
     for tm in tile_candidates(g.extent("i"), cfg.dim, True):
         for tn in tile_candidates(g.extent("j"), cfg.dim, False):
@@ -256,7 +263,8 @@ def default_mapping(g: Contraction, cfg: AccelConfig, reserved_rows: int = 0) ->
                     if not fits(g, m, cfg, reserved_rows):
                         continue
                     n = counts(g, m)
-                    key = (estimate(g, m, cfg), n["i"] * n["j"] * n["k"], m)
+                    live = live_fraction(g, constants or {}, min(tm, g.extent("i")), min(tk, g.extent("k")))
+                    key = (estimate(g, m, cfg, live), n["i"] * n["j"] * n["k"], m)
                     if best is None or key[:2] < best[:2]:
                         best = key
     if best is None:

@@ -1,0 +1,72 @@
+"""Sparse weights on the accelerator: a contraction operand whose values the compiler holds (a sparse
+weight given at compile time, `LoopNest.constants`) has tiles that are all zero, and a step that
+multiplies one is skipped with its DMA loads: only the nonzero weight tiles are moved and multiplied.
+
+The first step of each C tile always runs (its overwriting mma zeroes the accumulator, or its DMA
+brings the initial value), so an all-zero block row still stores its zeros or its bias.  The mapping
+rules see the same thing through `live_fraction`: the share of (TM x TK) operand tiles that hold a
+nonzero at given tile sizes, which scales the estimated work, so a sparse weight gets tiles the size
+of its blocks instead of the dense optimum that would cover every block with some nonzero.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from kcomp.targets.accel.compiler.match import Access, Axis, Contraction
+
+MAX_VIEWS = 256  # batch x slice combinations the mapping estimate looks at (beyond: no discount)
+
+
+def _flat(constants: Mapping[str, Any], access: Access) -> np.ndarray | None:
+    values = constants.get(access.buffer.name)
+    return None if values is None else np.asarray(values).reshape(-1)
+
+
+def zero_tile(
+    constants: Mapping[str, Any], access: Access, off: int, rows: tuple[int, int], cols: tuple[int, int]
+) -> bool:
+    """Whether `access`'s tile at flat offset `off` ((count, stride) of rows and of columns) is all
+    zero in the held values (False when they are not held)."""
+    flat = _flat(constants, access)
+    if flat is None:
+        return False
+    idx = off + np.arange(rows[0])[:, None] * rows[1] + np.arange(cols[0])[None, :] * cols[1]
+    idx = idx[(idx >= 0) & (idx < flat.size)]
+    return not flat[idx].any()
+
+
+def operand_view(g: Contraction, constants: Mapping[str, Any], vals: dict[Axis, int]) -> np.ndarray | None:
+    """The held values of A as its i x k matrix at batch and slice values `vals` (None: not held)."""
+    flat = _flat(constants, g.A)
+    if flat is None:
+        return None
+    m, k = g.extent("i"), g.extent("k")
+    idx = g.A.at(vals) + np.arange(m)[:, None] * g.A.stride(g.i) + np.arange(k)[None, :] * g.A.stride(g.k)
+    return np.where((idx >= 0) & (idx < flat.size), flat[np.clip(idx, 0, flat.size - 1)], 0.0)
+
+
+def live_fraction(g: Contraction, constants: Mapping[str, Any], tm: int, tk: int) -> float:
+    """The share of A's TM x TK tiles holding a nonzero (1.0 when A's values are not held)."""
+    if g.A.buffer.name not in constants:
+        return 1.0
+    axes = (*g.batch, *g.slices)
+    combos = math.prod(a.extent for a in axes)
+    if combos > MAX_VIEWS:
+        return 1.0
+    live = total = 0
+    for values in itertools.product(*(range(a.extent) for a in axes)):
+        view = operand_view(g, constants, dict(zip(axes, values, strict=True)))
+        assert view is not None
+        m, k = view.shape
+        grid = np.zeros((-(-m // tm) * tm, -(-k // tk) * tk), bool)
+        grid[:m, :k] = view != 0
+        tiles = grid.reshape(grid.shape[0] // tm, tm, grid.shape[1] // tk, tk).any(axis=(1, 3))
+        live += int(tiles.sum())
+        total += tiles.size
+    return live / total if total else 1.0
