@@ -11,22 +11,40 @@ not index the gathered operand, unrolled) times up to the accumulator budget of 
 kept in registers across every reduction loop (and started from zero there: `cache_write ... init`,
 kcomp.autoschedule.fold_inits), the gathered row loaded once per reduction step and shared by the rows of
 the tile, the broadcast operand one element per row.  Threads share the outermost spatial loop.
+When the gathered operand is larger than a core's share of L2, its column slabs (t columns, the
+tile's width) go outermost, and a slab that still overflows is packed contiguous first.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from kcomp.affine import affine
 from kcomp.expr import Binary, BinaryOp, Load, Var, free_vars, loads
 from kcomp.loops import Loop, Store
 from kcomp.printer import symbol_names
-from kcomp.schedule import CacheWrite, Parallel, Reorder, Split, Unroll, Vectorize
+from kcomp.schedule import CacheWrite, Pack, Parallel, Reorder, Split, Unroll, Vectorize
 
 TILE_ROWS = 8  # spatial loops up to this extent may be register-tile rows
 MAX_VECTORS = 8  # vectors per tile row
+# NOTE: bytes of the gathered operand one column slab may take and stay in a core's L2 (half of a
+# Zen 4 core's, all of a Zen 3 core's): past it the slab loop goes outermost, so the rows a slab
+# gathers are reused from L2 by every output row instead of streamed from L3 once per row
+SLAB_BUDGET = 512 << 10
 
 
-def gathered_mac(chain: list[Loop]) -> tuple[Store, Loop, list[Loop], list[Loop], list[Loop]] | None:
-    """(store, n, tile rows, other spatial loops, reductions) when `chain` is such a nest."""
+@dataclass(frozen=True)
+class GatheredMac:
+    store: Store
+    n: Loop  # the output's contiguous loop: vectors
+    rows: list[Loop]  # the register tile's rows (at most one loop)
+    others: list[Loop]  # the other spatial loops, outermost first
+    reductions: list[Loop]
+    panel: Load  # the gathered operand
+
+
+def gathered_mac(chain: list[Loop]) -> GatheredMac | None:
+    """The roles of `chain`'s loops when it is such a nest."""
     if len(chain) < 2 or len(chain[-1].body) != 1 or not isinstance(chain[-1].body[0], Store):
         return None
     s = chain[-1].body[0]
@@ -56,7 +74,7 @@ def gathered_mac(chain: list[Loop]) -> tuple[Store, Loop, list[Loop], list[Loop]
         return None
     rows = [lp for lp in spatial if lp.var not in panel_vars and lp.extent <= TILE_ROWS][-1:]
     others = [lp for lp in spatial if lp not in rows]
-    return s, by_var[n], rows, others, reductions
+    return GatheredMac(s, by_var[n], rows, others, reductions, panel[0])
 
 
 def schedule_gathered(b, chain: list[Loop], names: dict, width: int, cores: int, budget: int, work: int) -> bool:
@@ -64,7 +82,7 @@ def schedule_gathered(b, chain: list[Loop], names: dict, width: int, cores: int,
     found = gathered_mac(chain) if width > 1 else None
     if found is None:
         return False
-    store, n, rows, others, reductions = found
+    store, n, rows, others, reductions = found.store, found.n, found.rows, found.others, found.reductions
     tile_rows = rows[0].extent if rows else 1
     # NOTE: a divisor of the row's vectors, so no tile has a remainder to guard; eight vectors
     # of partial sums already hide the multiply-add latency
@@ -80,7 +98,11 @@ def schedule_gathered(b, chain: list[Loop], names: dict, width: int, cores: int,
             return False
         inner, at = f"{nn}_i", f"{nn}_o"
     outer = [names[lp.var] for lp in others]
-    order = (*outer, *([at] if at else []), *(names[lp.var] for lp in reductions))
+    panel = found.panel.buffer
+    slab_outside = at is not None and panel.size * panel.dtype.itemsize > SLAB_BUDGET
+    if slab_outside:
+        outer = [at, *outer]
+    order = (*outer, *([at] if at and not slab_outside else []), *(names[lp.var] for lp in reductions))
     order += (*(names[lp.var] for lp in rows), inner)
     ok = b.try_step(Reorder(order)) and b.try_step(Vectorize(inner))
     if not ok:
@@ -88,9 +110,18 @@ def schedule_gathered(b, chain: list[Loop], names: dict, width: int, cores: int,
         return False
     if rows and rows[0].extent > 1:
         b.try_step(Unroll(names[rows[0].var]))
-    tile_at = at or (outer[-1] if outer else None)
+    if slab_outside and panel.size // n.extent * t * panel.dtype.itemsize > SLAB_BUDGET:
+        # NOTE: even one slab's rows overflow L2: copy the slab contiguous (rows t wide), so the
+        # gathered rows are whole cache lines in few pages instead of pieces of long rows
+        pname = symbol_names(b.nest)[panel]
+        dim = len(found.panel.index) - 1
+        if b.try_step(Pack(pname, at, dim, t)):
+            b.try_step(Vectorize(f"{pname}_pack_{dim + 1}"))
+    spatial = (*outer, *([at] if at and not slab_outside else []))
+    tile_at = spatial[-1] if spatial else None
     if tile_at is not None:
         b.try_step(CacheWrite(symbol_names(b.nest)[store.buffer], tile_at))
-    if cores > 1 and work >= 1 << 15 and outer:
-        b.try_step(Parallel(outer[0]))
+    shared = [names[lp.var] for lp in others]  # the threads share rows, never a slab
+    if cores > 1 and work >= 1 << 15 and shared:
+        b.try_step(Parallel(shared[0]))
     return True

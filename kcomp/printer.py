@@ -44,7 +44,6 @@ from kcomp.expr import (
 )
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store
 from kcomp.program import Program, Statement
-from kcomp.sparse.rewrite import pattern_digest
 
 Names = dict[object, str]
 
@@ -268,7 +267,7 @@ def _program_text(program: Program, canonical: bool) -> str:
     if program.bound:
         # values the compiler was given: their pattern is part of the workload
         lines.append(f"  bound {', '.join(names[b] for b in program.inputs if b.name in program.bound)}"
-                     f" pattern {pattern_digest(program)}")
+                     f" pattern {program.bound_digest()}")
     for st in program.statements:
         local = dict(names)
         if canonical:

@@ -13,6 +13,7 @@ and True when it follows a write (`Y = b` then `Y += X*W` adds onto `b`).  State
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -131,6 +132,16 @@ class Program:
     # pass them; the reference and the runtime take them from here
     bound: Mapping[str, np.ndarray] = field(default_factory=dict)
     sparse: Mapping[str, Any] = field(default_factory=dict)  # input name -> kcomp.sparse.Format
+
+    def bound_digest(self) -> str:
+        """A digest of the bound tensors' patterns (index tensors whole, values by where they are zero),
+        for the workload key: a schedule tuned for one sparsity pattern is not another's."""
+        h = hashlib.sha256()
+        for name in sorted(self.bound):
+            arr = np.ascontiguousarray(self.bound[name])
+            h.update(f"{name}{arr.shape}{arr.dtype}".encode())
+            h.update((arr != 0).tobytes() if arr.dtype.kind == "f" else arr.tobytes())
+        return h.hexdigest()[:16]
 
     @property
     def free_inputs(self) -> tuple[Buffer, ...]:

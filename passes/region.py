@@ -28,6 +28,7 @@ class Region:
     extent: tuple[int, ...]  # per dimension
     lo: tuple[int, ...]  # smallest inner offset per dimension (folded into base)
     stride: tuple[int, ...] = field(default=())  # per dimension (empty: all 1)
+    whole: tuple[bool, ...] = field(default=())  # per dimension: gathered, so the whole dimension
 
     def step(self, d: int) -> int:
         return self.stride[d] if self.stride else 1
@@ -36,6 +37,9 @@ class Region:
         """The position of `index` inside the region (0-based), in inner variables."""
         out = []
         for d, (e, lo) in enumerate(zip(index, self.lo, strict=True)):
+            if self.whole and self.whole[d]:
+                out.append(e)  # the region starts at 0: a gathered index is its own offset
+                continue
             a = affine(e)
             assert a is not None
             g = self.step(d)
@@ -55,7 +59,17 @@ def region(
     extent: list[int] = []
     lows: list[int] = []
     strides: list[int] = []
+    whole: list[bool] = []
     for d in range(rank):
+        if any(affine(idx[d]) is None for idx in indices):
+            # NOTE: a gathered dimension (`X[col[v, p], n]`): its reads may land anywhere in it
+            base.append(const(0))
+            extent.append(r.buffer(tensor).shape[d])
+            lows.append(0)
+            strides.append(1)
+            whole.append(True)
+            continue
+        whole.append(False)
         g = 0
         outer_key = None
         lo_d, hi_d = None, None
@@ -87,7 +101,9 @@ def region(
         extent.append((hi_d - lo_d) // g + 1)
         lows.append(lo_d)
         strides.append(g)
-    return Region(tuple(base), tuple(extent), tuple(lows), tuple(strides) if strided else ())
+    return Region(
+        tuple(base), tuple(extent), tuple(lows), tuple(strides) if strided else (), tuple(whole) if any(whole) else ()
+    )
 
 
 def _aligned(indices: list[tuple[Expr, ...]], d: int, inner: dict[Var, int], lo: int, g: int) -> bool:

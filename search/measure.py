@@ -46,8 +46,9 @@ from kcomp.dims import free_dims
 from kcomp.errors import BuildError, KcompError, ScheduleError, SourceError, UsageError
 from kcomp.lower import lower
 from kcomp.parse import parse, read_source
-from kcomp.pipeline import front
+from kcomp.pipeline import front, with_weights
 from kcomp.schedule import Schedule, parse_schedule
+from kcomp.sparse.weights import load_weights
 from kcomp.targets import DEFAULT, get_target
 
 # --------------------------------------------------------------------------------------------- executors
@@ -289,6 +290,8 @@ class Job:
     seed: int
     budget_s: float
     cutoff_s: float | None = None  # one call over this is the figure (targets/base.py `bench`)
+    weights: tuple[tuple[str, str], ...] = ()  # sparse inputs: (name, .npy path), loaded by the worker
+    rearrange: bool = True
 
 
 @functools.lru_cache(maxsize=8)
@@ -296,10 +299,17 @@ def _module(source: str, file: str) -> Any:
     return parse(source, file)
 
 
+@functools.lru_cache(maxsize=2)
+def _weights(items: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    return load_weights([f"{name}={path}" for name, path in items])
+
+
 def _compile(job: Job) -> CompiledKernel:
     module = _module(job.source, job.file)
     schedule = parse_schedule(job.schedule, "<candidate>")
-    return CompiledKernel(module, module.kernel(job.kernel), job.target, dict(job.shapes), schedule)
+    return CompiledKernel(
+        module, module.kernel(job.kernel), job.target, dict(job.shapes), schedule, _weights(job.weights), job.rearrange
+    )
 
 
 def _failed(status: Status, error: object) -> dict[str, Any]:
@@ -348,8 +358,8 @@ def _checked_kernel(job: Job, kernel: CompiledKernel) -> CompiledKernel:
     refused, so the next size is tried)."""
     limit = kernel.target.check_extent()
     dims = dict(kernel.built.program.dims)
-    if limit is None or max(dims.values(), default=0) <= limit:
-        return kernel
+    if limit is None or max(dims.values(), default=0) <= limit or job.weights:
+        return kernel  # NOTE: a sparse weight is given at its shapes: nothing to cut down
     module = _module(job.source, job.file)
     schedule = parse_schedule(job.schedule, "<candidate>")
     cap = 16
@@ -407,6 +417,8 @@ class Measurer:
         budget_s: float = 0.1,
         seed: int = 0,
         fused_default: bool = True,
+        weights: Mapping[str, str] | None = None,
+        rearrange: bool = True,
         builder: Executor | None = None,
         timer: Executor | None = None,
         build_fn: Callable[[Job], dict[str, Any]] = build_candidate,
@@ -428,7 +440,12 @@ class Measurer:
             )
         self.target_spec = target_spec
         self.target = get_target(target_spec)
-        self.program = front(module, kern, self.shapes)
+        # sparse weights: .npy paths the workers load again; the program tuned is the packed one
+        self.weights = tuple(sorted((weights or {}).items()))
+        self.rearrange = rearrange
+        _, self.program, _ = with_weights(
+            front(module, kern, self.shapes), self.target, _weights(self.weights), rearrange
+        )
         # the baseline (trial 0): the target's default, or that default without its fusion steps
         self.default_schedule = self.target.default_schedule(
             self.program, lower(self.program), fuse=fused_default
@@ -466,6 +483,8 @@ class Measurer:
             self.seed,
             self.budget_s,
             self.cutoff_s,
+            self.weights,
+            self.rearrange,
         )
 
     def measure(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,18 @@ def add_kernel_options(
     p.add_argument(
         "--shape", action="append", metavar="NAME=VALUE", help="bind a dimension (overrides the file)"
     )
+    add_weight_options(p)
+    p.add_argument(
+        "--schedule",
+        metavar="FILE",
+        help=schedule_help
+        or "a schedule file (text, or .json), 'none' for the target's naive schedule or 'default' for its"
+        " rule-based one; without it: the file's schedule block, else the tuning database, else 'default'",
+    )
+
+
+def add_weight_options(p: argparse.ArgumentParser) -> None:
+    """`--weights NAME=FILE.npy` (a sparse input's values) and `--no-rearrange`."""
     p.add_argument(
         "--weights",
         action="append",
@@ -97,13 +110,16 @@ def add_kernel_options(
         action="store_true",
         help="pack sparse weights in their given row and column order (no rearrangement)",
     )
-    p.add_argument(
-        "--schedule",
-        metavar="FILE",
-        help=schedule_help
-        or "a schedule file (text, or .json), 'none' for the target's naive schedule or 'default' for its"
-        " rule-based one; without it: the file's schedule block, else the tuning database, else 'default'",
-    )
+
+
+def weight_paths(args: argparse.Namespace) -> dict[str, str]:
+    """`--weights` items as name -> absolute path (checked readable: workers load them again)."""
+    load_weights(args.weights)
+    out = {}
+    for item in args.weights or []:
+        name, _, path = item.partition("=")
+        out[name.strip()] = str(Path(path.strip()).resolve())
+    return out
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from kcomp.bench.machine import measure_roofs
-from kcomp.cli.args import finite, parse_shapes
+from kcomp.cli.args import add_weight_options, finite, parse_shapes, weight_paths
 from kcomp.db.records import format_time
 from kcomp.db.store import TuningDB, default_path
 from kcomp.errors import UsageError
@@ -51,6 +51,7 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--target", default=DEFAULT, help=f"target to tune for (default {DEFAULT}; e.g. cpu:LEVEL, accel)"
     )
+    add_weight_options(p)
     p.add_argument("--trials", type=int, default=64, metavar="N", help="candidates to evaluate (default 64)")
     p.add_argument("--time-limit", type=float, metavar="S", help="stop starting trials after S seconds")
     p.add_argument("--strategy", choices=STRATEGIES, default="mcts", help="search strategy (default mcts)")
@@ -118,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         budget_s=args.repeat_budget,
         seed=args.seed,
         fused_default=fused,
+        weights=weight_paths(args),
+        rearrange=not args.no_rearrange,
     )
     db = None if args.no_db else TuningDB.open(args.db or default_path(), check=True)
     err = Console(stderr=True)

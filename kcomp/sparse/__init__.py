@@ -3,7 +3,7 @@
 from kcomp.sparse.format import Format, block_count, parse_format, validate
 from kcomp.sparse.prune import prune
 from kcomp.sparse.rearrange import Rearrangement, rearrange
-from kcomp.sparse.rewrite import SparseReport, pattern_digest, sparsify
+from kcomp.sparse.rewrite import SparseReport, sparsify
 
 __all__ = [
     "Format",
@@ -11,7 +11,6 @@ __all__ = [
     "SparseReport",
     "block_count",
     "parse_format",
-    "pattern_digest",
     "prune",
     "rearrange",
     "sparsify",

@@ -92,10 +92,6 @@ def _choose_p(counts: np.ndarray, h: int, w: int, rows: int, in_order: bool) -> 
     virtual row, and in the second pass Q loads and adds per row plus its store (a scattered load
     and an add counted as two multiply-adds)."""
     top = max(1, int(counts.max(initial=0)))
-    import os
-    if os.environ.get("KCOMP_SPARSE_P"):
-        pp = int(os.environ["KCOMP_SPARSE_P"])
-        return (top, True) if pp == 0 and h == 1 and in_order else (pp or top, False)
     best = (float("inf"), top, False)
     if h == 1 and in_order:
         best = (counts.size * top * w, top, True)

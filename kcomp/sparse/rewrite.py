@@ -21,7 +21,6 @@ stays a dense input with the values given; `notes` say which.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -221,14 +220,3 @@ def _rewrite(st: Statement, weight: Buffer, pk: Packed, taken: set[str]):
         )
     extra += [(vrow, pk.vrow), (vpos, pk.vpos)]
     return [first, second], extra, part
-
-
-def pattern_digest(program: Program) -> str:
-    """A digest of the bound tensors' patterns (index tensors whole, values by where they are zero), for
-    the workload key: a schedule tuned for one pattern is not another's."""
-    h = hashlib.sha256()
-    for name in sorted(program.bound):
-        arr = np.ascontiguousarray(program.bound[name])
-        h.update(f"{name}{arr.shape}{arr.dtype}".encode())
-        h.update((arr != 0).tobytes() if arr.dtype.kind == "f" else arr.tobytes())
-    return h.hexdigest()[:16]

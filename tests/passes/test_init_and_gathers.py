@@ -1,0 +1,91 @@
+"""`cache_write ... init` (a register tile that starts from the reduction's identity, its fill pass
+gone), staging a gathered operand (the whole gathered dimension), and the default scheduler's rule
+for multiply-accumulates over a gathered operand: differential checks, refusals, where rules fire."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import build, check_schedule, cpu_target, scheduled
+
+from kcomp.autoschedule import default_schedule
+from kcomp.errors import ScheduleError
+from kcomp.loops import Loop
+from kcomp.printer import format_nest
+from kcomp.schedule import CacheWrite
+
+MATMUL = "kernel matmul(A: f32[M, K], B: f32[K, N]) -> (C: f32[M, N]) { C[i, j] += A[i, k] * B[k, j] }"
+BIAS = (
+    "kernel lin(A: f32[M, K], B: f32[K, N], b: f32[N]) -> (C: f32[M, N]) {\n"
+    "    C[i, j] = b[j]\n    C[i, j] += A[i, k] * B[k, j]\n}"
+)
+BAG = (
+    "kernel bag(S: f32[T, L], ids: i32[T, L], E: f32[V, D]) -> (Y: f32[T, D]) {\n"
+    "    Y[t, d] += S[t, l] * E[ids[t, l], d]\n}"
+)
+MM = {"M": 6, "N": 32, "K": 5}
+BAGS = {"T": 9, "L": 4, "V": 13, "D": 40}
+TILE = "split i 2\nsplit j 16\nreorder i_o j_o k i_i j_i\nunroll i_i\nvectorize j_i\n"
+
+
+def top_loops(nest):
+    return [s for s in nest.body if isinstance(s, Loop)]
+
+
+@pytest.mark.parametrize("at", ["j_o", "i_o"])
+def test_init_tiles_start_from_zero_and_the_fill_pass_is_gone(at):
+    plain = scheduled(MATMUL, MM, TILE + f"cache_write C at {at}")
+    nest = check_schedule(MATMUL, MM, TILE + f"cache_write C at {at} init")
+    assert len(top_loops(nest)) == len(top_loops(plain)) - 1
+    text = format_nest(nest)
+    assert "C_local[" in text and "= 0.0" in text and "pad=0.0" not in text  # no copy-in of C
+
+
+@pytest.mark.parametrize(
+    ("kernel", "schedule", "message"),
+    [
+        (MATMUL, "split k 2\nreorder k_o i j k_i\ncache_write C at i init", "do not cover C once"),
+        (BIAS, "cache_write C at i init", "does not fill all of C with one constant"),
+        (MATMUL, "split i 4\ncache_write C at i_i init", "do not cover C once"),  # 8 rows for 6
+    ],
+)
+def test_init_is_refused_where_a_tile_would_lose_values(kernel, schedule, message):
+    with pytest.raises(ScheduleError, match=message):
+        scheduled(kernel, MM, schedule)
+
+
+def test_init_step_text_round_trips():
+    from kcomp.schedule import parse_schedule
+
+    s = parse_schedule("cache_write C at j_o init")
+    assert s.steps == (CacheWrite("C", "j_o", True),) and str(s).strip() == "cache_write C at j_o init"
+
+
+def test_the_default_scheduler_folds_inits_where_they_replay():
+    program, naive = build(MATMUL, {"M": 48, "N": 64, "K": 32})
+    schedule = default_schedule(program, naive, cpu_target())
+    assert any(isinstance(s, CacheWrite) and s.init for s in schedule.steps)
+    check_schedule(MATMUL, {"M": 48, "N": 64, "K": 32}, schedule)
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        "split d 8\nreorder t d_o l d_i\nvectorize d_i\npack E at d_o block 1 8",
+        "split d 8\nreorder t d_o l d_i\ncache_read E at d_o",
+        "split d 16\nreorder d_o t l d_i\npack E at d_o block 1 16\nvectorize E_pack_2\nparallel t",
+    ],
+)
+def test_a_gathered_operand_is_staged_whole_along_its_gathered_dimension(schedule):
+    nest = check_schedule(BAG, BAGS, schedule)
+    assert "E_" in format_nest(nest)
+
+
+def test_the_gathered_rule_gives_a_register_tile_and_not_to_a_gemm():
+    program, naive = build(BAG, {"T": 64, "L": 8, "V": 100, "D": 256})
+    schedule = default_schedule(program, naive, cpu_target())
+    text = str(schedule)
+    assert "cache_write Y at" in text and "init" in text and "vectorize d" in text
+    check_schedule(BAG, {"T": 64, "L": 8, "V": 100, "D": 256}, schedule)
+    program, naive = build(MATMUL, {"M": 64, "N": 64, "K": 64})
+    gemm = str(default_schedule(program, naive, cpu_target()))
+    assert "pack B" in gemm  # the GEMM rule, not the gathered one
