@@ -497,7 +497,7 @@ def _parse_step(words: list[tuple[str, int]], span: Span, raw: str, line: int, c
             dim, stride = number(4), number(5)
             done(6)
             return CacheRead(tensor, loop, dim, stride)
-        case "cache_write" if len(args) > 3:
+        case "cache_write" if len(args) > 3 and args[3][0] == "init":
             tensor = name(0)
             keyword(1, "at")
             loop = name(2)

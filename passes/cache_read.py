@@ -37,7 +37,8 @@ def cache_read(nest: LoopNest, step: CacheRead | Pack) -> LoopNest:
     if buf not in read:
         raise r.error(f"{step.tensor} is not read inside loop {step.at}")
     inner = {s.var: s.extent for s in walk_stmts(loop.body) if isinstance(s, Loop)}
-    reg = region(r, step.tensor, read[buf], inner)
+    in_bounds = all(ld.pad is None for e in body_exprs(loop.body) for ld in loads(e) if ld.buffer is buf)
+    reg = region(r, step.tensor, read[buf], inner, gathers=in_bounds)
     block = phase = None
     if isinstance(step, Pack):
         if not 0 <= step.dim < len(reg.extent):

@@ -50,10 +50,16 @@ class Region:
 
 
 def region(
-    r: Resolver, tensor: str, indices: list[tuple[Expr, ...]], inner: dict[Var, int], strided: bool = False
+    r: Resolver,
+    tensor: str,
+    indices: list[tuple[Expr, ...]],
+    inner: dict[Var, int],
+    strided: bool = False,
+    gathers: bool = False,
 ) -> Region:
     """The region `indices` (all accesses of `tensor` inside the loop) cover; ScheduleError if it is
-    not a box with a common base."""
+    not a box with a common base.  `gathers`: the accesses are known in bounds (no pad), so a
+    dimension with a data-dependent index is staged whole."""
     rank = len(indices[0])
     base: list[Expr] = []
     extent: list[int] = []
@@ -61,7 +67,7 @@ def region(
     strides: list[int] = []
     whole: list[bool] = []
     for d in range(rank):
-        if any(affine(idx[d]) is None for idx in indices):
+        if gathers and any(affine(idx[d]) is None for idx in indices):
             # NOTE: a gathered dimension (`X[col[v, p], n]`): its reads may land anywhere in it
             base.append(const(0))
             extent.append(r.buffer(tensor).shape[d])

@@ -271,9 +271,9 @@ def test_each_binding_compiled_once(rng, monkeypatch):
     calls: list[dict[str, int]] = []
     real_build = kcomp.api.build
 
-    def counting_build(module, kernel, shapes, target, schedule=None):
+    def counting_build(module, kernel, shapes, target, schedule=None, *sparse):
         calls.append(dict(shapes))
-        return real_build(module, kernel, shapes, target, schedule)
+        return real_build(module, kernel, shapes, target, schedule, *sparse)
 
     monkeypatch.setattr(kcomp.api, "build", counting_build)
     k = compile(SCALE)

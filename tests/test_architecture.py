@@ -2,7 +2,7 @@
 
 - kcomp's module import graph (every import, function-level ones included; those under
   `if TYPE_CHECKING:` excluded) has no cycle;
-- function-level imports remain only for optional heavy dependencies (torch, tvm, matplotlib);
+- function-level imports remain only for optional heavy dependencies (torch, tvm, matplotlib, scipy);
 - nothing outside targets/ tests a target family by name: the pipeline, the search, the bench, the
   fuzzer and the CLI ask the target (`capabilities`, `family`, its methods);
 - modules stay under 600 lines.
@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"kcomp": ROOT / "kcomp", "kcomp.passes": ROOT / "passes", "kcomp.targets": ROOT / "targets"}
 PACKAGES["kcomp.search"] = ROOT / "search"
-HEAVY = {"torch", "tvm", "matplotlib"}  # optional or slow to import: imported where used
+HEAVY = {"torch", "tvm", "matplotlib", "scipy"}  # optional or slow to import: imported where used
 
 
 def modules() -> dict[str, Path]:

@@ -188,7 +188,7 @@ def test_error_after_a_semicolon_points_inside_the_line():
         ("split", r"split: missing argument \(usage: split LOOP FACTOR \[guard\|peel\]\)", 7),
         ("split i", r"split: missing number \(usage: split LOOP", 9),
         ("fuse i_o", r"fuse: missing argument \(usage: fuse OUTER INNER\)", 10),
-        ("cache_write C", r"cache_write: expected 'at' \(usage: cache_write TENSOR at LOOP\)", 15),
+        ("cache_write C", r"cache_write: expected 'at' \(usage: cache_write TENSOR at LOOP \[init\]\)", 15),
         ("cache_read B at", r"cache_read: missing argument", 17),
         (
             "pack B at k_o block 1",

@@ -7,11 +7,13 @@ from __future__ import annotations
 import pytest
 from helpers import build, check_schedule, cpu_target, scheduled
 
+import kcomp
 from kcomp.autoschedule import default_schedule
 from kcomp.errors import ScheduleError
 from kcomp.loops import Loop
 from kcomp.printer import format_nest
 from kcomp.schedule import CacheWrite
+from kcomp.sparse import parse_format, prune
 
 MATMUL = "kernel matmul(A: f32[M, K], B: f32[K, N]) -> (C: f32[M, N]) { C[i, j] += A[i, k] * B[k, j] }"
 BIAS = (
@@ -67,17 +69,29 @@ def test_the_default_scheduler_folds_inits_where_they_replay():
     check_schedule(MATMUL, {"M": 48, "N": 64, "K": 32}, schedule)
 
 
+SPMM = """dim M = 24, K = 40, N = 48
+kernel spmm(W: f32[M, K] sparse(group1x4), X: f32[K, N]) -> (Y: f32[M, N]) {
+    Y[m, n] += W[m, k] * X[k, n]
+}"""
+
+
 @pytest.mark.parametrize(
     "schedule",
     [
-        "split d 8\nreorder t d_o l d_i\nvectorize d_i\npack E at d_o block 1 8",
-        "split d 8\nreorder t d_o l d_i\ncache_read E at d_o",
-        "split d 16\nreorder d_o t l d_i\npack E at d_o block 1 16\nvectorize E_pack_2\nparallel t",
+        "split n 16\nreorder n_o v p bj n_i\nvectorize n_i\npack X at n_o block 1 16",
+        "split n 16\nreorder v n_o p bj n_i\ncache_read X at n_o",
+        "split n 16\nreorder n_o v p bj n_i\npack X at n_o block 1 16\nvectorize X_pack_2\nparallel v",
     ],
 )
-def test_a_gathered_operand_is_staged_whole_along_its_gathered_dimension(schedule):
-    nest = check_schedule(BAG, BAGS, schedule)
-    assert "E_" in format_nest(nest)
+def test_a_gathered_operand_known_in_bounds_is_staged_whole_along_its_gathered_dimension(rng, schedule):
+    w = prune(rng.standard_normal((24, 40)), parse_format("group1x4"), 0.7)
+    k = kcomp.compile(SPMM, weights={"W": w}, schedule=schedule)
+    assert "X_" in k.source and k.check(seed=4).ok
+
+
+def test_a_bounds_checked_gather_is_not_staged():
+    with pytest.raises(ScheduleError, match="not affine"):
+        scheduled(BAG, BAGS, "split d 8\nreorder t d_o l d_i\npack E at d_o block 1 8")
 
 
 def test_the_gathered_rule_gives_a_register_tile_and_not_to_a_gemm():
