@@ -117,6 +117,8 @@ def schedule_gathered(b, chain: list[Loop], names: dict, width: int, cores: int,
         dim = len(found.panel.index) - 1
         if b.try_step(Pack(pname, at, dim, t)):
             b.try_step(Vectorize(f"{pname}_pack_{dim + 1}"))
+            if cores > 1:  # the copy is memory-bound: both cores, row by row of the gathered dimension
+                any(b.try_step(Parallel(f"{pname}_pack_{d}")) for d in range(1, dim + 1))
     spatial = (*outer, *([at] if at and not slab_outside else []))
     tile_at = spatial[-1] if spatial else None
     if tile_at is not None:
