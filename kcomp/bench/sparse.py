@@ -22,13 +22,13 @@ import re
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
 
 import kcomp
 from kcomp.bench.report import print_footer, suite_table
-from kcomp.bench.sparse_accel import accel_cycles
 from kcomp.bench.torch_peer import THREADS, suite_end, suite_start
 from kcomp.errors import UsageError
 from kcomp.sparse import block_count, parse_format, prune
@@ -200,6 +200,35 @@ def _peers(w, x, expected, row, calls, with_torch: bool) -> None:
         calls["scipy"] = lambda: m @ x
     else:
         row["extra"]["scipy_error"] = "scipy's result differs from the reference"
+
+
+TARGET = "accel"
+
+
+@cache
+def _dense_cycles(m: int, k: int, n: int) -> int:
+    """The accelerator's cycles for the dense product (shared by the cases of one shape)."""
+    kernel = kcomp.compile(SPMM.format(m=m, k=k, n=n, decl=""), target=TARGET)
+    check = kernel.check(seed=1)
+    if not check.ok:
+        raise RuntimeError("the dense product's result on the accelerator differs from the reference")
+    return int(check.report.cycles)
+
+
+def accel_cycles(case: Case, w: np.ndarray, fmt: str) -> dict[str, Any]:
+    """`accel_cycles_sparse` (the weight's zero tiles skipped: targets/accel/compiler/sparse.py) and
+    `accel_cycles_dense`, both checked against the reference, or `accel_error`: why not."""
+    try:
+        dense = _dense_cycles(case.m, case.k, case.n)
+        kernel = kcomp.compile(
+            SPMM.format(m=case.m, k=case.k, n=case.n, decl=f" sparse({fmt})"), target=TARGET, weights={"W": w}
+        )
+        check = kernel.check(seed=1)
+    except Exception as e:  # a failure is a recorded result
+        return {"accel_error": f"{type(e).__name__}: {e}"}
+    if not check.ok:
+        return {"accel_error": "the sparse product's result on the accelerator differs from the reference"}
+    return {"accel_cycles_sparse": int(check.report.cycles), "accel_cycles_dense": dense}
 
 
 def ratios(row: dict[str, Any]) -> dict[str, float]:

@@ -75,7 +75,6 @@ def _fold(pattern: np.ndarray, size: int) -> np.ndarray:
 
 def _group(pattern: np.ndarray, size: int) -> np.ndarray:
     """An order of the rows of `pattern` in which consecutive runs of `size` share columns."""
-    n = pattern.shape[0]
     support = pattern.sum(axis=1)
     live = np.flatnonzero(support > 0)
     empty = np.flatnonzero(support == 0)
@@ -106,5 +105,4 @@ def _group(pattern: np.ndarray, size: int) -> np.ndarray:
             group.append(c)
             np.maximum(union, sub[c], out=union)
         order.extend(group)
-    del n
     return np.concatenate([live[np.array(order, int)], empty])
