@@ -41,12 +41,9 @@ class Packed:
         return self.vrow.shape[1]
 
 
-def pack(
-    mat: np.ndarray, block: tuple[int, int], order: Rearrangement | None = None, permuted_columns: bool = False
-) -> Packed:
+def pack(mat: np.ndarray, block: tuple[int, int], order: Rearrangement | None = None) -> Packed:
     """`mat` (rows x columns, dense values) in blocks of `block`, its rows and columns taken in the
-    order `order` gives (None: as they are).  `permuted_columns`: the column indices count in the
-    rearranged order (the operand they gather from was permuted to match), else in the original."""
+    order `order` gives (None: as they are)."""
     h, w = block
     rows_n, cols_n = mat.shape
     rows = order.rows if order is not None else np.arange(rows_n)
@@ -59,7 +56,7 @@ def pack(
     grid = np.zeros((mask.shape[0] * h, mask.shape[1] * w), np.float32)
     grid[:rows_n, :cols_n] = pm
     colmap = np.zeros(mask.shape[1] * w, np.int32)
-    colmap[:cols_n] = np.arange(cols_n) if permuted_columns else cols
+    colmap[:cols_n] = cols
     per_row = np.maximum(-(-counts // p), 0 if not direct else 1)
     starts = np.concatenate([[0], np.cumsum(per_row)])
     nv = int(starts[-1]) + (0 if direct else 1)  # + the zero row

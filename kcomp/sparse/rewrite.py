@@ -30,7 +30,7 @@ from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Var, free_va
 from kcomp.program import Program, Reduce, Statement, _product_factors
 from kcomp.sparse.format import Format, as_matrix, block_count
 from kcomp.sparse.plan import Packed, pack
-from kcomp.sparse.rearrange import Rearrangement, rearrange
+from kcomp.sparse.rearrange import rearrange
 
 UNROLL_Q = 8  # up to this many partial sums per row are added in one expression
 
@@ -80,14 +80,7 @@ def sparsify(program: Program, rearranged: bool = True) -> tuple[Program, tuple[
         order = rearrange(mat, fmt.block) if rearranged and fmt.block != (1, 1) else None
         if order is not None and order.identity:
             order = None
-        folded = _permuted_operand(st, weight, order, taken) if order is not None else None
-        if folded is not None:  # the column permutation moves onto the operand it multiplies
-            st, gather, perm, permuted = folded
-            statements.append(gather)
-            inputs.append(perm)
-            bound[perm.name] = order.cols.astype(np.int32)
-            temps.append(permuted)
-        packed = pack(mat, fmt.block, order, permuted_columns=folded is not None)
+        packed = pack(mat, fmt.block, order)
         new, extra, temp = _rewrite(st, weight, packed, taken)
         statements.extend(new)
         for buf, arr in extra:
@@ -152,36 +145,6 @@ def _sparse_factor(program: Program, st: Statement) -> Buffer | None:
     if row in free_vars(rest):
         return None
     return ld.buffer
-
-
-def _permuted_operand(st: Statement, weight: Buffer, order: Rearrangement, taken: set[str]):
-    """Where the weight has one column variable c that indexes exactly one other operand X, and as a
-    plain index there: the statement reading `X_perm` (X with that dimension in the rearranged
-    column order), the gather that fills it, the permutation's index tensor and X_perm; None when
-    the columns stay in order or c is used otherwise.  Gathered in the rearranged order, a block's
-    columns are consecutive rows of X_perm, read as one contiguous run instead of rows scattered
-    over X (the permutation costs one pass over X instead)."""
-    if (order.cols == np.arange(order.cols.size)).all() or len(weight.shape) != 2:
-        return None
-    ld = next(e for e in loads(st.value) if e.buffer is weight)
-    c = ld.index[1]
-    users = [e for e in loads(st.value) if e.buffer is not weight and any(c in free_vars(i) for i in e.index)]
-    if len(users) != 1 or len({u.buffer for u in loads(st.value) if u.buffer is users[0].buffer}) != 1:
-        return None
-    x = users[0]
-    dims = [d for d, i in enumerate(x.index) if c in free_vars(i)]
-    if len(dims) != 1 or x.index[dims[0]] is not c or x.pad is not None:
-        return None
-    if sum(1 for e in loads(st.value) if e.buffer is x.buffer) != 1:
-        return None
-    d = dims[0]
-    perm = Buffer(_fresh(taken, f"{weight.name}_perm"), DType.I32, (weight.shape[1],))
-    permuted = Buffer(_fresh(taken, f"{x.buffer.name}_perm"), x.buffer.dtype, x.buffer.shape)
-    ivars = tuple(Var(f"i{k}") for k in range(len(x.buffer.shape)))
-    src = tuple(Load(perm, (v,)) if k == d else v for k, v in enumerate(ivars))
-    gather = Statement(permuted, ivars, Reduce.ASSIGN, Load(x.buffer, src), (), x.buffer.shape, False, st.span)
-    value = rewrite(st.value, lambda e: Load(permuted, e.index) if isinstance(e, Load) and e.buffer is x.buffer else None)
-    return replace(st, value=value), gather, perm, permuted
 
 
 def _fresh(taken: set[str], name: str) -> str:

@@ -47,8 +47,6 @@ def test_planted_then_permuted_weights_pack_into_the_planted_blocks(rng):
     dense_check(k, shuffled, rng, 32)
     line = next(s for s in k.built.notes if s.startswith("sparse W"))
     assert f"in {int(mask.sum())} blocks" in line and "0 explicit zeros" in line
-    # the column permutation moved onto X: a gather of its rows, then contiguous block columns
-    assert k.built.lowered.statements[0].target.name == "X_perm"
     plain = compiled("bsr4x4", shuffled, 32, rearrange=False)
     dense_check(plain, shuffled, rng, 32)
 
