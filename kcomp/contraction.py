@@ -43,17 +43,12 @@ class Contraction:
 def classify(chain: list[Loop]) -> Contraction | None:
     """The roles of `chain`'s loops when its innermost body is one f32 multiply-accumulate of two
     tensors indexed by plain loop variables (None otherwise, or when the roles are ambiguous)."""
-    if len(chain) < 3 or len(chain[-1].body) != 1 or not isinstance(chain[-1].body[0], Store):
-        return None
-    s = chain[-1].body[0]
+    s = accumulation(chain) if len(chain) >= 3 else None
     by_var = {lp.var: lp for lp in chain}
-    if s.buffer.dtype.value != "f32" or len(s.index) < 2 or not _plain(s.index, by_var):
+    if s is None or len(s.index) < 2 or not _plain(s.index, by_var):
         return None
     value = s.value
-    if not (isinstance(value, Binary) and value.op is BinaryOp.ADD and isinstance(value.lhs, Load)):
-        return None
-    if value.lhs.buffer is not s.buffer or value.lhs.index != s.index:
-        return None
+    assert isinstance(value, Binary)
     factors = list(_factors(value.rhs))
     ops = [f for f in factors if free_vars(f) & set(by_var)]
     if len(ops) != 2 or len(factors) > 4:
@@ -78,6 +73,19 @@ def classify(chain: list[Loop]) -> Contraction | None:
     if len(batch) + 2 != len(s.index):
         return None
     return Contraction(s, by_var[rows[0]], by_var[j], reductions[-1], batch, panel, broadcast)
+
+
+def accumulation(chain: list[Loop]) -> Store | None:
+    """The innermost body of `chain` when it is one f32 update `C[idx] = C[idx] + v` (else None)."""
+    if not chain or len(chain[-1].body) != 1 or not isinstance(chain[-1].body[0], Store):
+        return None
+    s = chain[-1].body[0]
+    v = s.value
+    if s.buffer.dtype.value != "f32" or not (isinstance(v, Binary) and v.op is BinaryOp.ADD):
+        return None
+    if not isinstance(v.lhs, Load) or v.lhs.buffer is not s.buffer or v.lhs.index != s.index:
+        return None
+    return s
 
 
 def _factors(e: Expr) -> Iterator[Expr]:

@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kcomp.affine import affine
-from kcomp.expr import Binary, BinaryOp, Load, Var, free_vars, loads
+from kcomp.contraction import accumulation
+from kcomp.expr import Binary, Load, Var, free_vars, loads
 from kcomp.loops import Loop, Store
 from kcomp.printer import symbol_names
 from kcomp.schedule import CacheWrite, Pack, Parallel, Reorder, Split, Unroll, Vectorize
@@ -45,17 +46,12 @@ class GatheredMac:
 
 def gathered_mac(chain: list[Loop]) -> GatheredMac | None:
     """The roles of `chain`'s loops when it is such a nest."""
-    if len(chain) < 2 or len(chain[-1].body) != 1 or not isinstance(chain[-1].body[0], Store):
-        return None
-    s = chain[-1].body[0]
+    s = accumulation(chain) if len(chain) >= 2 else None
     by_var = {lp.var: lp for lp in chain}
-    if s.buffer.dtype.value != "f32" or not s.index or not all(isinstance(e, Var) for e in s.index):
+    if s is None or not s.index or not all(isinstance(e, Var) for e in s.index):
         return None
     v = s.value
-    if not (isinstance(v, Binary) and v.op is BinaryOp.ADD and isinstance(v.lhs, Load)):
-        return None
-    if v.lhs.buffer is not s.buffer or v.lhs.index != s.index:
-        return None
+    assert isinstance(v, Binary)
     n = s.index[-1]
     if n not in by_var:
         return None
