@@ -147,6 +147,23 @@ def _sparse_factor(program: Program, st: Statement) -> Buffer | None:
     return ld.buffer
 
 
+def _whole_trailing(dims: tuple[int, ...], pk: Packed) -> int | None:
+    """t when a block's W columns are exactly the weight's dimensions t.. (a filter's 3 x 3 taps as
+    1x9 groups), stored in order: they are then loops of the packed statement (affine reads of the
+    operand, as in the dense form) instead of gathered one by one.  None otherwise."""
+    w = pk.values.shape[3]
+    size = 1
+    for t in range(len(dims) - 1, 0, -1):
+        size *= dims[t]
+        if size == w:
+            live = pk.values.reshape(*pk.values.shape[:2], -1).any(axis=2)
+            runs = pk.cols - pk.cols[:, :, :1]
+            return t if (runs[live] == np.arange(w)).all() and (pk.cols[:, :, 0][live] % w == 0).all() else None
+        if size > w:
+            return None
+    return None
+
+
 def _fresh(taken: set[str], name: str) -> str:
     out, n = name, 1
     while out in taken:
@@ -163,18 +180,30 @@ def _rewrite(st: Statement, weight: Buffer, pk: Packed, taken: set[str]):
     v, i, s, j = Var("v"), Var("bi"), Var("p"), Var("bj")
     val = Buffer(_fresh(taken, f"{weight.name}_val"), DType.F32, pk.values.shape)
     col = Buffer(_fresh(taken, f"{weight.name}_col"), DType.I32, pk.cols.shape)
-    flat: Expr = Load(col, (v, s, j))
-    # the columns flattened: c0 = f // (d1*d2..), c1 = (f // (d2..)) % d1, ..., last = f % d_last
     dims = weight.shape[1:]
+    t = _whole_trailing(dims, pk)
+    loops = cols[t:] if t is not None else []  # weight dimensions a block spans whole: loops again
+    flat: Expr = Load(col, (v, s, j))
+    if loops:
+        flat = Binary(BinaryOp.FLOORDIV, Load(col, (v, s, Const(0, DType.I32))), Const(w, DType.I32))
+    # the (leading) columns flattened: c0 = f // (d1*d2..), c1 = (f // (d2..)) % d1, .., last = f % d_last
     mapping: dict[Var, Expr] = {}
     stride = 1
-    for c, d in reversed(list(zip(cols, dims, strict=True))):
+    for c, d in reversed(list(zip(cols[: len(cols) - len(loops)], dims, strict=False))):
         e = flat if stride == 1 else Binary(BinaryOp.FLOORDIV, flat, Const(stride, DType.I32))
         if c is not cols[0]:
             e = Binary(BinaryOp.MOD, e, Const(d, DType.I32))
         mapping[c] = e
         stride *= d
-    packed_read = Load(val, (v, s, i, j)) if not pk.direct else Load(val, (v, s, Const(0, DType.I32), j))
+    inner: Expr = j
+    if loops:  # the block's column j is the trailing dimensions' row-major position
+        inner, step = Const(0, DType.I32), 1
+        for c, d in reversed(list(zip(loops, dims[t:], strict=True))):
+            term = c if step == 1 else Binary(BinaryOp.MUL, c, Const(step, DType.I32))
+            inner = term if isinstance(inner, Const) else Binary(BinaryOp.ADD, term, inner)
+            step *= d
+    row_in_block = i if not pk.direct else Const(0, DType.I32)
+    packed_read = Load(val, (v, s, row_in_block, inner))
 
     def swap(e: Expr) -> Expr | None:
         if isinstance(e, Load) and e.buffer is weight:  # (rebuilt: its index was rewritten first)
@@ -185,8 +214,9 @@ def _rewrite(st: Statement, weight: Buffer, pk: Packed, taken: set[str]):
 
     value = rewrite(st.value, swap)
     others = tuple(r for r in st.reduce if r not in cols)
-    reduce = (s, j, *others)
-    red_ext = (p, w, *tuple(st.extent(r) for r in others))
+    block_loops = tuple(loops) if loops else (j,)
+    reduce = (s, *block_loops, *others)
+    red_ext = (p, *(dims[t:] if loops else (w,)), *tuple(st.extent(r) for r in others))
     extra: list[tuple[Buffer, np.ndarray]] = [(val, pk.values), (col, pk.cols)]
     if pk.direct:
         index = tuple(v if x is row else x for x in st.index)

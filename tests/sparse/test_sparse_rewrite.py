@@ -90,6 +90,13 @@ kernel conv(X: f32[N, C, H, W], F: f32[K, C, 3, 3] sparse(group1x9)) -> (Y: f32[
     k = kcomp.compile(src, weights={"F": f})
     assert k.check(seed=3).ok
     assert any("sparse F (group1x9)" in line for line in k.built.notes)
+    # a group spans a filter's 3x3 taps whole: they stay loops (affine reads of X), only c is gathered
+    ir = k.built.stage("ir")
+    assert "F_col[v, p, 0] // 9" in ir and "% 3" not in ir and "r<3, s<3" in ir
+    # the same weight in 1x3 groups spans s only; 1x4 spans no whole dimension and is gathered per tap
+    for fmt in ("group1x3", "group1x4"):
+        g = prune(rng.standard_normal((16, 8, 3, 3)), parse_format(fmt), 0.6)
+        assert kcomp.compile(src.replace("group1x9", fmt), weights={"F": g}).check(seed=5).ok
 
 
 def test_accumulating_onto_a_bias_and_a_fused_epilogue(rng):
