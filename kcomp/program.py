@@ -90,7 +90,7 @@ class Statement:
     def kind(self) -> Kind:
         if not self.reduce:
             return Kind.ELEMENTWISE
-        if self.op is Reduce.ADD and len(_product_factors(self.value)) >= 2:
+        if self.op is Reduce.ADD and len(product_factors(self.value)) >= 2:
             return Kind.CONTRACTION
         return Kind.REDUCTION
 
@@ -112,10 +112,10 @@ def _arithmetic(e: Expr) -> int:
     return own + sum(_arithmetic(c) for c in children(e))
 
 
-def _product_factors(e: Expr) -> list[Expr]:
+def product_factors(e: Expr) -> list[Expr]:
     """Tensor reads multiplied together at the top of `e` (a contraction's operands)."""
     if isinstance(e, Binary) and e.op is BinaryOp.MUL:
-        return _product_factors(e.lhs) + _product_factors(e.rhs)
+        return product_factors(e.lhs) + product_factors(e.rhs)
     return [e] if isinstance(e, Load) else []
 
 

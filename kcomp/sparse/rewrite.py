@@ -5,7 +5,11 @@ lowers and schedules like any other.
     Y[m, n] += W[m, k] * X[k, n]       W sparse, packed with virtual rows v of P blocks of H x W
       ->
     Yv[v, i, n] += W_val[v, p, i, j] * X[W_col[v, p, j], n]          reduce p < P, j < W
-    Y[m, n] += Yv[W_vrow[m, q], W_vpos[m, q], n]                      reduce q < Q (the row map)
+    Y[m, n] = Yv[W_vrow[m, 0], W_vpos[m, 0], n] + .. + Yv[W_vrow[m, Q-1], W_vpos[m, Q-1], n]
+
+(the row map: a sum over q < Q as a reduction instead when Q > UNROLL_Q; `+=` when Y was written
+before).  Weight dimensions a block spans whole (a filter's taps as 1x9 groups) stay loops, and
+only the leading column is gathered.
 
 The first statement multiplies only stored blocks; its gather of X needs no bounds check, since the
 column indices were checked when they were packed.  The row map undoes the rearrangement's row
@@ -27,7 +31,7 @@ import numpy as np
 
 from kcomp.dtypes import DType
 from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Var, free_vars, loads, rewrite
-from kcomp.program import Program, Reduce, Statement, _product_factors
+from kcomp.program import Program, Reduce, Statement, product_factors
 from kcomp.sparse.format import Format, as_matrix, block_count
 from kcomp.sparse.plan import Packed, pack
 from kcomp.sparse.rearrange import rearrange
@@ -129,7 +133,7 @@ def _sparse_factor(program: Program, st: Statement) -> Buffer | None:
     if st.op is not Reduce.ADD:
         return None
     reads = [ld for ld in loads(st.value) if ld.buffer.name in program.sparse]
-    if len(reads) != 1 or not any(f is reads[0] for f in _product_factors(st.value)):
+    if len(reads) != 1 or not any(f is reads[0] for f in product_factors(st.value)):
         return None
     ld = reads[0]
     row, *cols = ld.index
