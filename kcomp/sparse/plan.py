@@ -41,9 +41,12 @@ class Packed:
         return self.vrow.shape[1]
 
 
-def pack(mat: np.ndarray, block: tuple[int, int], order: Rearrangement | None = None) -> Packed:
+def pack(
+    mat: np.ndarray, block: tuple[int, int], order: Rearrangement | None = None, direct_ok: bool = True
+) -> Packed:
     """`mat` (rows x columns, dense values) in blocks of `block`, its rows and columns taken in the
-    order `order` gives (None: as they are)."""
+    order `order` gives (None: as they are).  `direct_ok` False: always map the rows back (the
+    caller writes the partial sums in a layout of its own)."""
     h, w = block
     rows_n, cols_n = mat.shape
     rows = order.rows if order is not None else np.arange(rows_n)
@@ -51,7 +54,7 @@ def pack(mat: np.ndarray, block: tuple[int, int], order: Rearrangement | None = 
     pm = mat[rows][:, cols]
     mask = block_mask(pm, block)
     counts = mask.sum(axis=1)
-    in_order = bool((rows == np.arange(rows_n)).all())
+    in_order = direct_ok and bool((rows == np.arange(rows_n)).all())
     p, direct = _choose_p(counts, h, w, rows_n, in_order)
     grid = np.zeros((mask.shape[0] * h, mask.shape[1] * w), np.float32)
     grid[:rows_n, :cols_n] = pm

@@ -84,8 +84,13 @@ def sparsify(program: Program, rearranged: bool = True) -> tuple[Program, tuple[
         order = rearrange(mat, fmt.block) if rearranged and fmt.block != (1, 1) else None
         if order is not None and order.identity:
             order = None
-        packed = pack(mat, fmt.block, order)
-        new, extra, temp = _rewrite(st, weight, packed, taken)
+        turned = _turned_operand(st, weight, taken)
+        if turned is not None:  # the weight's rows are the output's contiguous dimension
+            st, transpose, operand_t = turned
+            statements.append(transpose)
+            temps.append(operand_t)
+        packed = pack(mat, fmt.block, order, direct_ok=turned is None)
+        new, extra, temp = _rewrite(st, weight, packed, taken, turned is not None)
         statements.extend(new)
         for buf, arr in extra:
             inputs.append(buf)
@@ -151,6 +156,38 @@ def _sparse_factor(program: Program, st: Statement) -> Buffer | None:
     return ld.buffer
 
 
+def _turned_operand(st: Statement, weight: Buffer, taken: set[str]):
+    """`Y[b, o] += X[b, i] * W[o, i]` (a linear layer: the weight's rows are the output's contiguous
+    dimension): the statement reading `X_t[i, b]` instead, the transpose that fills it, and X_t.
+    With the partial sums laid out `[v, bi, b]` the packed product is then the one the gathered
+    rule tiles (rows of X_t gathered, vectors along b); the transposes cost a pass over X and one
+    over Y.  None when the row is not the output's last index or no single operand carries the
+    output's other last dimension n as a plain index."""
+    ld = next(e for e in loads(st.value) if e.buffer is weight)
+    row = ld.index[0]
+    if len(st.index) < 2 or st.index[-1] is not row:
+        return None
+    n = st.index[-2]
+    users = [e for e in loads(st.value) if e.buffer is not weight and any(n in free_vars(i) for i in e.index)]
+    if len(users) != 1 or users[0].pad is not None:
+        return None
+    x = users[0]
+    if sum(1 for e in loads(st.value) if e.buffer is x.buffer) != 1:
+        return None
+    at = [d for d, i in enumerate(x.index) if n in free_vars(i)]
+    if len(at) != 1 or x.index[at[0]] is not n or at[0] == len(x.index) - 1:
+        return None
+    order = [d for d in range(len(x.index)) if d != at[0]] + [at[0]]
+    shape = tuple(x.buffer.shape[d] for d in order)
+    turned = Buffer(_fresh(taken, f"{x.buffer.name}_t"), x.buffer.dtype, shape)
+    ivars = tuple(Var(f"i{k}") for k in range(len(order)))
+    src = tuple(ivars[order.index(d)] for d in range(len(order)))
+    transpose = Statement(turned, ivars, Reduce.ASSIGN, Load(x.buffer, src), (), shape, False, st.span)
+    index = tuple(x.index[d] for d in order)
+    value = rewrite(st.value, lambda e: Load(turned, index) if isinstance(e, Load) and e.buffer is x.buffer else None)
+    return replace(st, value=value), transpose, turned
+
+
 def _whole_trailing(dims: tuple[int, ...], pk: Packed) -> int | None:
     """t when a block's W columns are exactly the weight's dimensions t.. (a filter's 3 x 3 taps as
     1x9 groups), stored in order: they are then loops of the packed statement (affine reads of the
@@ -176,8 +213,10 @@ def _fresh(taken: set[str], name: str) -> str:
     return out
 
 
-def _rewrite(st: Statement, weight: Buffer, pk: Packed, taken: set[str]):
-    """The statements over the packed weight, the bound inputs they add, and the temporary (if any)."""
+def _rewrite(st: Statement, weight: Buffer, pk: Packed, taken: set[str], turned: bool = False):
+    """The statements over the packed weight, the bound inputs they add, and the temporary (if any).
+    `turned`: the partial sums are laid out virtual row first (`Y_part[v, bi, b]` for `Y[b, o]`), so
+    that the output's other dimension is their contiguous one (`_turned_operand`)."""
     ld = next(e for e in loads(st.value) if e.buffer is weight)
     row, *cols = ld.index
     nv, p, h, w = pk.values.shape
@@ -230,6 +269,9 @@ def _rewrite(st: Statement, weight: Buffer, pk: Packed, taken: set[str]):
     at = st.index.index(row)
     vidx = (*st.index[:at], v, i, *st.index[at + 1:])
     vshape = (*st.target.shape[:at], nv, h, *st.target.shape[at + 1:])
+    if turned:
+        vidx = (v, i, *st.index[:at], *st.index[at + 1:])
+        vshape = (nv, h, *st.target.shape[:at], *st.target.shape[at + 1:])
     part = Buffer(_fresh(taken, f"{st.target.name}_part"), st.target.dtype, vshape)
     vext = tuple(nv if x is v else h if x is i else st.extent(x) for x in vidx)
     first = Statement(part, vidx, Reduce.ADD, value, reduce, vext + red_ext, False, st.span)
@@ -238,7 +280,10 @@ def _rewrite(st: Statement, weight: Buffer, pk: Packed, taken: set[str]):
     extents = tuple(st.extent(x) for x in st.index)
 
     def part_at(q: Expr) -> Load:
-        return Load(part, (*st.index[:at], Load(vrow, (row, q)), Load(vpos, (row, q)), *st.index[at + 1:]))
+        where = (Load(vrow, (row, q)), Load(vpos, (row, q)))
+        if turned:
+            return Load(part, (*where, *st.index[:at], *st.index[at + 1:]))
+        return Load(part, (*st.index[:at], *where, *st.index[at + 1:]))
 
     if pk.q <= UNROLL_Q:
         # a row's Q partial sums added in one expression: no initialisation, no reduction loop

@@ -158,3 +158,21 @@ def test_the_pattern_is_part_of_the_workload_key(rng):
         k = compiled("bsr4x4", weight, 8)
         keys.append(key_for(k.built.lowered, k.target).workload)
     assert keys[0] == keys[1] != keys[2]
+
+
+@pytest.mark.parametrize("fmt", ["group1x8", "bsr4x4", "csr"])
+def test_a_linear_layer_reads_its_input_transposed_and_keeps_rows_apart(rng, fmt):
+    """`Y[b, o] += X[b, i] * W[o, i]` (torch's Linear): the weight's rows are the output's contiguous
+    dimension, so the partial sums are laid out `[v, bi, b]` and X is read as X_t[i, b]."""
+    src = f"""dim B = 20, I = 48, O = 36
+kernel linear(X: f32[B, I], W: f32[O, I] sparse({fmt}), c: f32[O]) -> (Y: f32[B, O]) {{
+    Y[b, o] = c[o]
+    Y[b, o] += X[b, i] * W[o, i]
+}}"""
+    w = prune(rng.standard_normal((36, 48)), parse_format(fmt), 0.8)
+    k = kcomp.compile(src, weights={"W": w})
+    x, c = rng.standard_normal((20, 48)).astype(np.float32), rng.standard_normal(36).astype(np.float32)
+    np.testing.assert_allclose(k(x, c), x @ w.T + c, rtol=2e-5, atol=2e-5)
+    assert k.check(seed=6).ok
+    ir = k.built.stage("ir")
+    assert "X_t[i0, i1] = X[i1, i0]" in ir and "Y_part[v, bi, b] +=" in ir
