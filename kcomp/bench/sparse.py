@@ -13,7 +13,8 @@ and `scipy` (scipy.sparse CSR times dense; single-threaded).  Every kcomp kernel
 the numpy reference first and the peers' results against kcomp's.  `extra` has the block counts
 before and after rearrangement, the planted count, the explicit zeros, and the accelerator's cycles
 for the sparse and the dense product when the accelerator maps them (`accel_cycles_sparse`,
-`accel_cycles_dense`).
+`accel_cycles_dense`).  A `_linear` case is torch's Linear layout instead, Y = X·Wᵀ with X n x k
+(peers: `torch.nn.functional.linear`, torch CSR and scipy CSR times Xᵀ; no accelerator run).
 """
 
 from __future__ import annotations
@@ -36,10 +37,15 @@ from kcomp.targets.base import interleave
 
 Progress = Callable[[str], None]
 PATTERNS = ("bsr4x4", "bsr16x16", "group1x16", "nm2:4", "planted")
-_CASE = re.compile(r"(bsr4x4|bsr16x16|group1x16|nm2:4|planted)_(\d+)_(\d+)x(\d+)x(\d+)$")
+_CASE = re.compile(r"(bsr4x4|bsr16x16|group1x16|nm2:4|planted)_(\d+)_(\d+)x(\d+)x(\d+)(_linear)?$")
 SPMM = """dim M = {m}, K = {k}, N = {n}
 kernel spmm(W: f32[M, K]{decl}, X: f32[K, N]) -> (Y: f32[M, N]) {{
     Y[m, n] += W[m, k] * X[k, n]
+}}"""
+# torch's Linear: the activations row by row, the weight's rows the output's contiguous dimension
+LINEAR = """dim M = {m}, K = {k}, N = {n}
+kernel linear(X: f32[N, K], W: f32[M, K]{decl}) -> (Y: f32[N, M]) {{
+    Y[n, m] += X[n, k] * W[m, k]
 }}"""
 
 
@@ -50,23 +56,24 @@ class Case:
     m: int
     k: int
     n: int
+    linear: bool = False  # Y = X·Wᵀ with X n x k (torch's Linear) instead of Y = W·X
 
     @property
     def name(self) -> str:
-        return f"{self.pattern}_{self.sparsity}_{self.m}x{self.k}x{self.n}"
+        return f"{self.pattern}_{self.sparsity}_{self.m}x{self.k}x{self.n}" + ("_linear" if self.linear else "")
 
 
 def parse_case(text: str) -> Case:
     m = _CASE.match(text.strip())
     if not m:
         raise UsageError(
-            f"--cases {text}: expected PATTERN_SPARSITY_MxKxN, e.g. group1x16_90_1024x1024x128"
+            f"--cases {text}: expected PATTERN_SPARSITY_MxKxN[_linear], e.g. group1x16_90_1024x1024x128"
             f" (patterns: {', '.join(PATTERNS)})"
         )
-    sparsity, dims = int(m[2]), [int(g) for g in m.groups()[2:]]
+    sparsity, dims = int(m[2]), [int(g) for g in m.groups()[2:5]]
     if not 0 <= sparsity <= 100 or min(dims) < 1 or max(dims) > 16384:
         raise UsageError(f"--cases {text}: sparsity is a percentage and dimensions 1..16384")
-    return Case(m[1], sparsity, *dims)
+    return Case(m[1], sparsity, *dims, linear=m[6] is not None)
 
 
 _SHAPES = ((768, 3072, 128), (768, 3072, 512), (1024, 1024, 128), (1024, 1024, 512))
@@ -75,7 +82,7 @@ CASES = tuple(
     for shape in _SHAPES
     for p, s in (("group1x16", 70), ("group1x16", 80), ("group1x16", 90), ("group1x16", 95),
                  ("bsr4x4", 90), ("bsr16x16", 90), ("nm2:4", 50), ("planted", 90))
-)
+) + tuple(Case("group1x16", 90, *shape, linear=True) for shape in _SHAPES)
 QUICK_CASES = tuple(
     Case(p, s, 256, 256, 64) for p, s in (("group1x16", 90), ("bsr4x4", 90), ("bsr16x16", 90), ("planted", 90))
 )
@@ -127,11 +134,14 @@ def _row(case: Case, budget_s: float, with_torch: bool, accel: bool) -> dict[str
     if planted is not None:
         row["extra"]["blocks_planted"] = planted
     expected = w.astype(np.float64) @ x.astype(np.float64)
+    text = LINEAR if case.linear else SPMM
+    if case.linear:  # the activations as rows: X is n x k, Y n x m
+        x, expected = np.ascontiguousarray(x.T), expected.T
     calls: dict[str, Callable[[], object]] = {}
     variants = (
-        ("kcomp", SPMM.format(m=case.m, k=case.k, n=case.n, decl=f" sparse({fmt})"), True),
-        ("kcomp_no_rearrange", SPMM.format(m=case.m, k=case.k, n=case.n, decl=f" sparse({fmt})"), False),
-        ("kcomp_dense", SPMM.format(m=case.m, k=case.k, n=case.n, decl=""), True),
+        ("kcomp", text.format(m=case.m, k=case.k, n=case.n, decl=f" sparse({fmt})"), True),
+        ("kcomp_no_rearrange", text.format(m=case.m, k=case.k, n=case.n, decl=f" sparse({fmt})"), False),
+        ("kcomp_dense", text.format(m=case.m, k=case.k, n=case.n, decl=""), True),
     )
     for system, source, rearranged in variants:
         try:
@@ -140,8 +150,8 @@ def _row(case: Case, budget_s: float, with_torch: bool, accel: bool) -> dict[str
             if not k.check(seed=1).ok:
                 row["extra"][f"{system}_error"] = "wrong result against the reference: not timed"
                 continue
-            args = (x,) if sparse else (w, x)
-            out = np.empty((case.m, case.n), np.float32)
+            args = (x,) if sparse else ((x, w) if case.linear else (w, x))
+            out = np.empty(expected.shape, np.float32)
             if not np.allclose(k(*args, out=out), expected, rtol=1e-3, atol=1e-3):
                 row["extra"][f"{system}_error"] = "wrong result on the case's inputs: not timed"
                 continue
@@ -153,12 +163,12 @@ def _row(case: Case, budget_s: float, with_torch: bool, accel: bool) -> dict[str
                 row["extra"][f"explicit_zeros{suffix}"] = report.explicit_zeros
         except Exception as e:  # a failed system is a recorded result, never a crashed suite
             row["extra"][f"{system}_error"] = f"{type(e).__name__}: {e}"
-    _peers(w, x, expected, row, calls, with_torch)
+    _peers(w, x, expected, row, calls, with_torch, case.linear)
     times, errors = interleave(calls, budget_s=budget_s * len(calls))
     for system, message in errors.items():
         row["extra"][f"{system}_error"] = message
     row["times_s"] = {s: m.time_s for s, m in times.items()}
-    if accel:
+    if accel and not case.linear:
         row["extra"].update(accel_cycles(case, w, fmt))
     return row
 
@@ -171,8 +181,10 @@ def _bound_call(k: kcomp.CompiledKernel, args: tuple, out: np.ndarray) -> Callab
     return run
 
 
-def _peers(w, x, expected, row, calls, with_torch: bool) -> None:
-    """torch dense, torch CSR and scipy CSR calls (each checked), or the reason one is missing."""
+def _peers(w, x, expected, row, calls, with_torch: bool, linear: bool = False) -> None:
+    """torch dense, torch CSR and scipy CSR calls (each checked), or the reason one is missing.
+    `linear`: x holds the activations as rows (torch's `linear`; the CSR peers multiply by x's
+    transpose, a view, and return the transposed view)."""
     if with_torch:
         import torch
 
@@ -181,7 +193,11 @@ def _peers(w, x, expected, row, calls, with_torch: bool) -> None:
         with warnings.catch_warnings():  # "sparse CSR support is in beta"
             warnings.simplefilter("ignore", UserWarning)
             csr = tw.to_sparse_csr()
-        for system, fn in (("torch", lambda: torch.mm(tw, tx)), ("torch_sparse", lambda: torch.mm(csr, tx))):
+        if linear:
+            dense_fn, sparse_fn = (lambda: torch.nn.functional.linear(tx, tw)), (lambda: torch.mm(csr, tx.t()).t())
+        else:
+            dense_fn, sparse_fn = (lambda: torch.mm(tw, tx)), (lambda: torch.mm(csr, tx))
+        for system, fn in (("torch", dense_fn), ("torch_sparse", sparse_fn)):
             with torch.no_grad():
                 got = fn().numpy()
             if np.allclose(got, expected, rtol=1e-3, atol=1e-3):
@@ -196,8 +212,9 @@ def _peers(w, x, expected, row, calls, with_torch: bool) -> None:
         row["extra"]["scipy_error"] = "scipy is not installed (pip install scipy)"
         return
     m = sp.csr_matrix(w)
-    if np.allclose(m @ x, expected, rtol=1e-3, atol=1e-3):
-        calls["scipy"] = lambda: m @ x
+    scipy_fn = (lambda: (m @ x.T).T) if linear else (lambda: m @ x)
+    if np.allclose(scipy_fn(), expected, rtol=1e-3, atol=1e-3):
+        calls["scipy"] = scipy_fn
     else:
         row["extra"]["scipy_error"] = "scipy's result differs from the reference"
 

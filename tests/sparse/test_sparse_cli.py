@@ -89,6 +89,10 @@ def test_the_bench_suite_reports_every_system_in_one_json_shape():
     assert extra["blocks"] <= 1.1 * extra["blocks_planted"] < extra["blocks_before"]
     # a permuted 4x4 pattern leaves no 16x16 tile of the matrix unit empty: no fewer cycles, no more
     assert extra["accel_cycles_sparse"] == extra["accel_cycles_dense"]
+    linear = run_suite([parse_case("group1x16_90_64x64x32_linear")], budget_s=0.01, roofs=False)["rows"][0]
+    assert linear["case"] == "group1x16_90_64x64x32_linear"
+    assert {"kcomp", "kcomp_dense", "torch", "torch_sparse"} <= set(linear["times_s"])
+    assert "accel_cycles_sparse" not in linear["extra"]
     with pytest.raises(UsageError):
         parse_case("diag_90_64x64x32")
 
