@@ -528,6 +528,8 @@ def _vectorize_innermost(b: Builder, chain: list[Loop], store: Store, width: int
     reduction = not any(best.var in free_vars(e) for e in store.index)
     if reduction and (best is not chain[-1] or len(best.body) != 1):
         return
+    if not reduction and _tile_strided_store(b, chain, store, best, width):
+        return
     if best is not chain[-1]:
         names = b.names()
         order = [lp for lp in chain if lp is not best] + [best]
@@ -537,6 +539,27 @@ def _vectorize_innermost(b: Builder, chain: list[Loop], store: Store, width: int
 
 
 TRANSPOSE_BLOCK = 32
+STORE_ROWS = 16  # rows of a strided store's tile: each row's cache line is filled across them
+
+
+def _tile_strided_store(b: Builder, chain: list[Loop], store: Store, best: Loop, width: int) -> bool:
+    """The vector loop `best` walks the loads contiguously but the store along a stride (a
+    transposing gather: `Y[b, o] = Yp[map[o], b]`): tile the store's contiguous loop by STORE_ROWS
+    and `best` by one vector, so a tile writes STORE_ROWS consecutive elements of each of `width`
+    rows (whole cache lines) instead of one element of each row per vector."""
+    last = store.index[-1] if store.index else None
+    rows = next((lp for lp in chain if lp.var is last), None)
+    if rows is None or rows is best or rows.extent < 2 * STORE_ROWS or best.extent < 2 * width:
+        return False
+    if any(best.var in free_vars(e) for e in store.index[-1:]) or rows.extent % STORE_ROWS or best.extent % width:
+        return False
+    before = (b.nest, b.steps)
+    names = b.names()
+    nr, nb = names[rows.var], names[best.var]
+    if b.try_step(Tile((nr, nb), (STORE_ROWS, width))) and b.try_step(Vectorize(f"{nb}_i")):
+        return True
+    b.nest, b.steps = before
+    return False
 
 
 def _block_for_cache(b: Builder, chain: list[Loop], accesses: list) -> None:
