@@ -150,12 +150,11 @@ def _row(case: Case, budget_s: float, with_torch: bool, accel: bool) -> dict[str
             if not k.check(seed=1).ok:
                 row["extra"][f"{system}_error"] = "wrong result against the reference: not timed"
                 continue
-            args = (x,) if sparse else ((x, w) if case.linear else (w, x))
-            out = np.empty(expected.shape, np.float32)
-            if not np.allclose(k(*args, out=out), expected, rtol=1e-3, atol=1e-3):
+            inputs = {"X": x} if sparse else {"X": x, "W": w}
+            if not np.allclose(k(**inputs), expected, rtol=1e-3, atol=1e-3):
                 row["extra"][f"{system}_error"] = "wrong result on the case's inputs: not timed"
                 continue
-            calls[system] = _bound_call(k, args, out)
+            calls[system] = k.timer(inputs=inputs)
             for report in k.built.sparse:
                 suffix = "" if rearranged else "_no_rearrange"
                 row["extra"][f"blocks{suffix}"] = report.blocks
@@ -171,14 +170,6 @@ def _row(case: Case, budget_s: float, with_torch: bool, accel: bool) -> dict[str
     if accel and not case.linear:
         row["extra"].update(accel_cycles(case, w, fmt))
     return row
-
-
-def _bound_call(k: kcomp.CompiledKernel, args: tuple, out: np.ndarray) -> Callable[[], object]:
-    built = k.built
-    names = [b.name for b in built.program.free_inputs]
-    arrays = dict(zip(names, args, strict=True))
-    run = k.target.caller(built.artifact, built.arguments(arrays, {"Y": out}, {}))
-    return run
 
 
 def _peers(w, x, expected, row, calls, with_torch: bool, linear: bool = False) -> None:
