@@ -36,10 +36,12 @@ from collections.abc import Mapping as Values
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from kcomp.errors import ScheduleError
 from kcomp.targets.accel.compiler.mapping import Mapping, counts, footprint
 from kcomp.targets.accel.compiler.match import Access, Contraction, VectorOp
-from kcomp.targets.accel.compiler.sparse import zero_tile
+from kcomp.targets.accel.compiler.sparse import live_rows, runs, zero_tile
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.errors import EncodingError
 from kcomp.targets.accel.machine.isa import OPS, Instr, make
@@ -48,6 +50,8 @@ DATA, A_FREE, ACC_READY, ACC_FREE, B_FREE, ACC_LOADABLE, SECTION = range(7)
 MAX_STRIDE = (1 << 24) - 1
 _BINARY = {"add": "vadd", "sub": "vsub", "mul": "vmul", "max": "vmax"}
 _SCALAR = {"add": "vadds", "mul": "vmuls", "max": "vmaxs"}
+RUN_GAP = 4  # zero rows of a sparse A tile streamed rather than split into another mma
+Runs = tuple[tuple[int, int], ...]
 
 
 @dataclass
@@ -113,6 +117,9 @@ def emit_section(
     c_slots = [n * f.c_rows for n in range(slots_c)]
     n_a, n_b = steps[-1].a_no + 1, steps[-1].b_no + 1
     n_c = steps[-1].c_no + 1
+    opening_a = {s.a_no for s in steps if s.opens}
+    lives = [_live_chunks(g, s, dim, constants or {}, s.a_no in opening_a) for s in steps]
+    b_rows = _b_ranges(steps, lives, dim)
     cols_of = {s.c_no: s.cols for s in steps}
     act = 1 if g.relu_store else 0  # dma.store's act: none, relu
     epilogue = g.epilogue[:-1] if g.relu_store else g.epilogue
@@ -141,21 +148,22 @@ def emit_section(
         a_slot, b_slot = a_slots[s.a_no % nbuf["A"]], b_slots[s.b_no % nbuf["B"]]
         c_slot = c_slots[s.c_no % slots_c]
         loads: list[_Item] = prologue if n == 0 else []
-        live = _live_chunks(g, s, dim, constants or {})
+        live = lives[n]
         if s.new_a:
-            stride = _stride(g.A, g.i, s.rows)
+            stride_i = g.A.stride(g.i)
             first = len(loads)
-            for kb in live:
-                loads.append(out.add("dma.load", a_slot + kb // dim * tm, ids[0], s.a_off + kb, s.rows,
-                                     min(dim, s.depth - kb), stride))  # fmt: skip
+            for c in live:
+                for r0, count in c.runs:
+                    loads.append(out.add("dma.load", a_slot + c.kb // dim * tm + r0, ids[0], s.a_off + c.kb + r0 * stride_i,
+                                         count, min(dim, s.depth - c.kb), _stride(g.A, g.i, count)))  # fmt: skip
             if s.a_no >= nbuf["A"]:
                 _wait(loads[first], A_FREE)
         if s.new_b:
-            stride = _stride(g.B, g.k, s.depth)
-            first = len(loads)
+            first, bk = len(loads), g.B.stride(g.k)
             for nb in range(0, s.cols, dim):
-                loads.append(out.add("dma.load", b_slot + nb // dim * tk, ids[1], s.b_off + nb * bj, s.depth,
-                                     min(dim, s.cols - nb), stride))  # fmt: skip
+                for k0, depth in b_rows[s.b_no]:
+                    loads.append(out.add("dma.load", b_slot + nb // dim * tk + k0, ids[1], s.b_off + nb * bj + k0 * bk,
+                                         depth, min(dim, s.cols - nb), _stride(g.B, g.k, depth)))  # fmt: skip
             if s.b_no >= nbuf["B"]:
                 _wait(loads[first], B_FREE)
         if s.opens and g.init is not None:
@@ -173,14 +181,16 @@ def emit_section(
         if loads:
             _signal(loads[-1], DATA)
         overwrite = s.opens and g.init is None
-        mmas = [
-            out.add("mma", c_slot + nb // dim * tm, a_slot + kb // dim * tm, b_slot + nb // dim * tk + kb, s.rows,
-                    min(dim, s.depth - kb), 0 if overwrite and kb == live[0] else 1)
+        panels = [
+            [
+                out.add("mma", c_slot + nb // dim * tm + r0, a_slot + c.kb // dim * tm + r0,
+                        b_slot + nb // dim * tk + c.kb, count, min(dim, s.depth - c.kb), 0 if overwrite and fresh else 1)
+                for c in live
+                for r0, count, fresh in c.parts
+            ]
             for nb in range(0, s.cols, dim)
-            for kb in live
         ]  # fmt: skip
-        chunks = len(live)
-        panels = [mmas[p : p + chunks] for p in range(0, len(mmas), chunks)]
+        mmas = [mma for panel in panels for mma in panel]
         if loads:
             _wait(mmas[0], DATA)
         if overwrite and s.c_no >= slots_c:
@@ -281,20 +291,72 @@ def _steps(g: Contraction, m: Mapping, constants: Values[str, Any]) -> list[_Ste
     return steps
 
 
-def _live_chunks(g: Contraction, s: _Step, dim: int, constants: Values[str, Any]) -> list[int]:
-    """The k offsets (multiples of dim) of the step's chunks whose A tile is not all zero (the first
-    chunk when none is: an opening step still zeroes its tile).  A function of the A tile alone, so
-    a resident A tile has the chunks the step that loaded it loaded; B is loaded whole."""
-    chunks = list(range(0, s.depth, dim))
+@dataclass(frozen=True)
+class _Chunk:
+    """One dim-deep chunk of a step's A tile: the row runs its DMA moves and the (first row, rows,
+    fresh) parts its mmas stream, `fresh` rows touched first in this tile (an opening mma overwrites
+    them)."""
+
+    kb: int
+    runs: Runs
+    parts: tuple[tuple[int, int, bool], ...]
+
+
+def _live_chunks(
+    g: Contraction, s: _Step, dim: int, constants: Values[str, Any], opening: bool
+) -> list[_Chunk]:
+    """The step's chunks whose A tile is not all zero, each streaming only its rows that hold a
+    nonzero (compiler/sparse.py); the first chunk when every chunk is zero.  `opening`: some step
+    reading this A tile opens a C tile, so every accumulator row must be overwritten once: the rows
+    zero in the whole tile join the first chunk's, and a row's first part overwrites.  A function of
+    the A tile alone, so a resident A tile has the rows the step that loaded it loaded."""
+    chunks = range(0, s.depth, dim)
     if g.A.buffer.name not in constants:
-        return chunks
-    live = [
-        kb
-        for kb in chunks
-        if not zero_tile(constants, g.A, s.a_off + kb * g.A.stride(g.k), (s.rows, g.A.stride(g.i)),
-                         (min(dim, s.depth - kb), g.A.stride(g.k)))
-    ]  # fmt: skip
-    return live or chunks[:1]
+        return [_Chunk(kb, ((0, s.rows),), ((0, s.rows, kb == 0),)) for kb in chunks]
+    masks = {}
+    for kb in chunks:
+        rows = live_rows(constants, g.A, s.a_off + kb * g.A.stride(g.k), (s.rows, g.A.stride(g.i)),
+                         (min(dim, s.depth - kb), g.A.stride(g.k)))  # fmt: skip
+        assert rows is not None
+        if rows.any():
+            masks[kb] = rows
+    if not masks:
+        masks[0] = np.zeros(s.rows, bool)
+    if opening:
+        first = next(iter(masks))
+        masks[first] = masks[first] | ~np.logical_or.reduce(list(masks.values()))
+    touched = np.zeros(s.rows, bool)
+    out = []
+    for kb, mask in masks.items():
+        spans = runs(mask, RUN_GAP)
+        parts = []
+        for r0, count in spans:
+            seen = touched[r0 : r0 + count]
+            cuts = [0, *(np.flatnonzero(seen[1:] != seen[:-1]) + 1).tolist(), count]
+            parts += [(r0 + a, b - a, not seen[a]) for a, b in itertools.pairwise(cuts)]
+            touched[r0 : r0 + count] = True
+        out.append(_Chunk(kb, spans, tuple(parts)))
+    return out
+
+
+def _b_ranges(steps: list[_Step], lives: list[list[_Chunk]], dim: int) -> dict[int, Runs]:
+    """Per B load, the (first row, rows) ranges it moves: the chunks some step reading it multiplies
+    (all of them unless A's values are held and some of its chunks are zero in every such step)."""
+    chunks: dict[int, set[int]] = {}
+    for s, live in zip(steps, lives, strict=True):
+        chunks.setdefault(s.b_no, set()).update(c.kb for c in live)
+    out: dict[int, Runs] = {}
+    for s in steps:
+        if s.b_no in out:
+            continue
+        ranges: list[list[int]] = []
+        for kb in sorted(chunks[s.b_no]):
+            if ranges and ranges[-1][0] + ranges[-1][1] == kb:
+                ranges[-1][1] += dim
+            else:
+                ranges.append([kb, dim])
+        out[s.b_no] = tuple((k0, min(n, s.depth - k0)) for k0, n in ranges)
+    return out
 
 
 def _live_steps(g: Contraction, steps: list[_Step], constants: Values[str, Any]) -> list[_Step]:

@@ -18,6 +18,7 @@ writes mappings as schedule steps (the tuner's decisions are in tuning.py).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from collections.abc import Mapping as Mapping_
@@ -29,7 +30,7 @@ from kcomp.loops import LoopNest
 from kcomp.passes import apply
 from kcomp.schedule import DoubleBuffer, Reorder, Schedule, Step, Tile
 from kcomp.targets.accel.compiler.match import Contraction, match
-from kcomp.targets.accel.compiler.sparse import live_fraction
+from kcomp.targets.accel.compiler.sparse import DENSE, Liveness
 from kcomp.targets.accel.machine.config import AccelConfig
 
 OPERANDS = ("A", "B", "C")
@@ -187,35 +188,39 @@ def fit_buffers(g: Contraction, m: Mapping, cfg: AccelConfig, reserved_rows: int
 
 
 # -- choosing -----------------------------------------------------------------------------------
-def estimate(g: Contraction, m: Mapping, cfg: AccelConfig, live: float = 1.0) -> float:
+def estimate(g: Contraction, m: Mapping, cfg: AccelConfig, live: Liveness = DENSE) -> float:
     """Estimated cycles: matrix-unit work (a preload of dim cycles per mma, then one row a cycle)
-    against the DRAM channel's bytes, overlapped when double-buffered.  `live`: the share of A's
-    tiles that are not all zero (a sparse weight's; codegen skips the others)."""
+    against the DRAM channel's bytes, overlapped when double-buffered.  `live`: the shares of A that
+    are not all zero (a sparse weight's; codegen skips the rest: compiler/sparse.py)."""
     dim, n = cfg.dim, counts(g, m)
     batches = math.prod(a.extent for a in g.batch)
     slices = math.prod(a.extent for a in g.slices)
     M, N, K = g.extent("i"), g.extent("j"), g.extent("k")
-    rows = sum(dim + min(m.tm, M - i0) for i0 in range(0, M, m.tm))
     panels = sum(math.ceil(min(m.tn, N - j0) / dim) for j0 in range(0, N, m.tn))
     chunks = sum(math.ceil(min(m.tk, K - k0) / dim) for k0 in range(0, K, m.tk))
-    compute = batches * slices * rows * panels * chunks * live
+    # a preload per live chunk of each i tile, its live rows streamed; the first chunk of a C tile whole
+    per_panel = chunks * (n["i"] * dim * live.chunks + M * live.rows) + M * (1 - live.rows) / slices
+    compute = batches * slices * panels * per_panel
     inner = [r for r in reversed(m.order) if n[r] > 1]
     innermost = inner[0] if inner and slices == 1 else None
     ib = cfg.input_bytes
-    a_bytes = M * K * ib * (1 if innermost == "j" else n["j"]) * live
-    b_bytes = K * N * ib * (1 if innermost == "i" else n["i"]) * live
+    a_bytes = M * K * ib * (1 if innermost == "j" else n["j"]) * live.rows
+    b_bytes = K * N * ib * (1 if innermost == "i" else n["i"]) * live.chunks
     c_bytes = M * N * 4 * (2 if g.init is not None else 1)
     dma = batches * (slices * (a_bytes + b_bytes) + c_bytes) / cfg.dma_bytes_per_cycle
     tiles = batches * n["i"] * n["j"]
     first = (min(m.tm, M) * min(m.tk, K) + min(m.tk, K) * min(m.tn, N)) * ib / cfg.dma_bytes_per_cycle
     store, lat = min(m.tm, M) * min(m.tn, N) * 4 / cfg.dma_bytes_per_cycle, cfg.dma_latency
-    steps = max(1.0, batches * slices * n["i"] * n["j"] * n["k"] * live)
+    steps = max(1.0, batches * slices * n["i"] * n["j"] * n["k"] * live.steps)
     per_step = (dma - batches * c_bytes / cfg.dma_bytes_per_cycle) / steps  # operand loads of a step
     if {"A", "B"} <= m.double_buffer:
         # NOTE: with two buffers the loader runs one step ahead; a C tile's store takes the channel
         # when a tile closes, delaying the step after next: the compute stalls unless a step's
-        # matrix work covers the store plus that step's loads and their latency.
-        total = max(compute, dma) + tiles * max(0.0, store + per_step + lat - compute / steps)
+        # matrix work covers the store plus that step's loads and their latency.  A step's loads are
+        # issued when the step before it starts, so a step lasts at least its loads plus their latency.
+        total = max(compute, dma, steps * (per_step + lat)) + tiles * max(
+            0.0, store + per_step + lat - compute / steps
+        )
     else:
         total = compute + dma
     # A C slot serves again once its tile's matrix work, the drain, the store and (for an initial
@@ -254,16 +259,21 @@ def default_mapping(
     fewer, larger tiles.  With A's values held (`constants`, a sparse weight), the work counts only
     its tiles that are not all zero."""
     best: tuple[float, int, Mapping] | None = None
+
+    @functools.cache
+    def shares(tm: int, tk: int) -> Liveness:
+        return Liveness.of(g, constants or {}, min(tm, g.extent("i")), min(tk, g.extent("k")), cfg.dim)
+
     for tm in tile_candidates(g.extent("i"), cfg.dim, True):
         for tn in tile_candidates(g.extent("j"), cfg.dim, False):
             for tk in tile_candidates(g.extent("k"), cfg.dim, False):
+                live = shares(tm, tk)
                 for order in (("i", "j", "k"), ("j", "i", "k")):
                     m = Mapping(tm, tn, tk, present(g, order))
                     m = fit_buffers(g, m, cfg, reserved_rows)
                     if not fits(g, m, cfg, reserved_rows):
                         continue
                     n = counts(g, m)
-                    live = live_fraction(g, constants or {}, min(tm, g.extent("i")), min(tk, g.extent("k")))
                     key = (estimate(g, m, cfg, live), n["i"] * n["j"] * n["k"], m)
                     if best is None or key[:2] < best[:2]:
                         best = key

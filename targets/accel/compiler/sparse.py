@@ -2,7 +2,10 @@
 weight given at compile time, `LoopNest.constants`) has tiles that are all zero, and a step that
 multiplies one is skipped with its DMA loads: only the nonzero weight tiles are moved and multiplied.
 
-The first step of each C tile always runs (its overwriting mma zeroes the accumulator, or its DMA
+Within a live tile, the matrix unit streams only the rows of A that hold a nonzero (runs of rows:
+`runs`), all of them under the one weight preload of their B chunk, and the DMA moves only those
+rows, and B's rows only for chunks some A tile reading them multiplies; the chunk a C tile's first mma overwrites is loaded and streamed whole, so every accumulator
+row starts from zero.  The first step of each C tile always runs (its overwriting mma zeroes the accumulator, or its DMA
 brings the initial value), so an all-zero block row still stores its zeros or its bias.  The mapping
 rules see the same thing through `live_fraction`: the share of (TM x TK) operand tiles that hold a
 nonzero at given tile sizes, which scales the estimated work, so a sparse weight gets tiles the size
@@ -11,9 +14,11 @@ of its blocks instead of the dense optimum that would cover every block with som
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,12 +38,32 @@ def zero_tile(
 ) -> bool:
     """Whether `access`'s tile at flat offset `off` ((count, stride) of rows and of columns) is all
     zero in the held values (False when they are not held)."""
+    live = live_rows(constants, access, off, rows, cols)
+    return live is not None and not live.any()
+
+
+def live_rows(
+    constants: Mapping[str, Any], access: Access, off: int, rows: tuple[int, int], cols: tuple[int, int]
+) -> np.ndarray | None:
+    """Per row of `access`'s tile (as in `zero_tile`), whether it holds a nonzero (None: not held)."""
     flat = _flat(constants, access)
     if flat is None:
-        return False
+        return None
     idx = off + np.arange(rows[0])[:, None] * rows[1] + np.arange(cols[0])[None, :] * cols[1]
-    idx = idx[(idx >= 0) & (idx < flat.size)]
-    return not flat[idx].any()
+    inside = (idx >= 0) & (idx < flat.size)
+    return (np.where(inside, flat[np.clip(idx, 0, flat.size - 1)], 0) != 0).any(axis=1)
+
+
+def runs(live: np.ndarray, gap: int) -> tuple[tuple[int, int], ...]:
+    """(first, count) of the runs of True in `live`, runs closer than `gap` rows merged: a matrix-unit
+    pass streams the zero rows between them instead of starting another instruction."""
+    out: list[list[int]] = []
+    for r in np.flatnonzero(live).tolist():
+        if out and r - (out[-1][0] + out[-1][1]) < gap:
+            out[-1][1] = r - out[-1][0] + 1
+        else:
+            out.append([r, 1])
+    return tuple((a, n) for a, n in out)
 
 
 def operand_view(g: Contraction, constants: Mapping[str, Any], vals: dict[Axis, int]) -> np.ndarray | None:
@@ -49,6 +74,27 @@ def operand_view(g: Contraction, constants: Mapping[str, Any], vals: dict[Axis, 
     m, k = g.extent("i"), g.extent("k")
     idx = g.A.at(vals) + np.arange(m)[:, None] * g.A.stride(g.i) + np.arange(k)[None, :] * g.A.stride(g.k)
     return np.where((idx >= 0) & (idx < flat.size), flat[np.clip(idx, 0, flat.size - 1)], 0.0)
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """Shares of A that are not all zero at the granularities codegen skips at: `steps` (TM x TK tiles:
+    a step), `chunks` (TM x dim: a weight preload and its rows of B) and `rows` (1 x dim: a streamed
+    row and its DMA).  DENSE when A's values are not held."""
+
+    steps: float = 1.0
+    chunks: float = 1.0
+    rows: float = 1.0
+
+    @classmethod
+    def of(cls, g: Contraction, constants: Mapping[str, Any], tm: int, tk: int, dim: int) -> Liveness:
+        if g.A.buffer.name not in constants:
+            return DENSE
+        share = functools.partial(live_fraction, g, constants)
+        return cls(share(tm, tk), share(tm, min(dim, tk)), share(1, min(dim, tk)))
+
+
+DENSE = Liveness()
 
 
 def live_fraction(g: Contraction, constants: Mapping[str, Any], tm: int, tk: int) -> float:
