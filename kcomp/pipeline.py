@@ -221,7 +221,10 @@ def build(
     except ScheduleError as e:
         # NOTE: at the block's own shapes its steps must apply; what may not fit there is the target
         if not chosen.block or not (shapes or nest is not None):
-            raise ScheduleError(f"{e} [schedule: {chosen.source}]") from None
+            kind = (
+                Unsupported if isinstance(e, Unsupported) else ScheduleError
+            )  # what the target cannot run stays so
+            raise kind(f"{e} [schedule: {chosen.source}]") from None
         where = "these shapes" if shapes else f"target {target.name}"
         fallback = choose_schedule(module, kernel, program, naive, target, use_block=False)
         nest = apply(naive, fallback.schedule)

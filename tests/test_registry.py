@@ -70,7 +70,9 @@ def test_a_plugin_that_does_not_load_says_why(plugins):
         get_target("odd")
     with pytest.raises(UsageError, match=r"target 'half': cannot load kcomp.errors:Nothing"):
         get_target("half")
-    with pytest.raises(UsageError, match=r"unknown target 'tpu'; known targets: accel, cpu, cuda, gone, half, odd"):
+    with pytest.raises(
+        UsageError, match=r"unknown target 'tpu'; known targets: accel, cpu, cuda, gone, half, odd"
+    ):
         get_target("tpu")
 
 

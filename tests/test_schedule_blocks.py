@@ -107,7 +107,10 @@ def test_schedule_and_for_are_still_names_inside_kernels():
 
 def test_unknown_step_points_into_the_block():
     e = _error(
-        SOURCE.replace("unroll", "unrol"), r"unknown schedule step 'unrol'; steps are: bind, cache_read", 8, 17
+        SOURCE.replace("unroll", "unrol"),
+        r"unknown schedule step 'unrol'; steps are: bind, cache_read",
+        8,
+        17,
     )
     assert e.span.length == 5
 

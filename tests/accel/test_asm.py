@@ -42,8 +42,17 @@ vmax dst=0 src=0 rows=16 b=16 bmem=acc bstep=0
 vadds dst=0 src=0 rows=16 imm=-0.5
 vmuls dst=0 src=0 rows=16 imm=0.1
 vmaxs dst=0 src=0 rows=16 imm=0.0
+vmin dst=0 src=0 rows=16 b=16 bmem=acc bstep=1
+vmins dst=0 src=0 rows=16 imm=2.0
 vexp dst=32 src=0 rows=16
 vrecip dst=32 src=32 rows=16
+vlog dst=32 src=32 rows=16
+vsqrt dst=32 src=32 rows=16
+vrsqrt dst=32 src=32 rows=16
+vtanh dst=32 src=32 rows=16
+verf dst=32 src=32 rows=16
+vsigmoid dst=32 src=32 rows=16
+vabs dst=32 src=32 rows=16
 vredsum dst=48 src=32 rows=16
 vredmax dst=48 src=32 rows=16 signal=t2,t7
 dma.store acc=48 buf=C off=0 rows=16 cols=16 stride=16 act=relu wait=t2

@@ -34,7 +34,10 @@ def files(tmp_path, rng):
 def test_prune_then_run_and_compile_from_the_command_line(files, capsys):
     tmp, dense, kc = files
     pruned = tmp / "w90.npy"
-    assert main(["prune", str(dense), "--format", "bsr4x4", "--sparsity", "0.9", "-o", str(pruned), "--json"]) == 0
+    assert (
+        main(["prune", str(dense), "--format", "bsr4x4", "--sparsity", "0.9", "-o", str(pruned), "--json"])
+        == 0
+    )
     got = json.loads(capsys.readouterr().out)
     w = np.load(pruned)
     assert got["blocks"] == block_count(w, (4, 4)) == round(0.1 * 12 * 16)

@@ -15,8 +15,14 @@ from kcomp.sparse.format import block_mask
 
 @pytest.mark.parametrize(
     ("text", "name", "block"),
-    [("csr", "csr", (1, 1)), ("bsr4x4", "bsr4x4", (4, 4)), ("BSR 1x16", "bsr1x16", (1, 16)),
-     ("group16", "group1x16", (1, 16)), ("group1x8", "group1x8", (1, 8)), ("nm2:4", "nm2:4", (1, 1))],
+    [
+        ("csr", "csr", (1, 1)),
+        ("bsr4x4", "bsr4x4", (4, 4)),
+        ("BSR 1x16", "bsr1x16", (1, 16)),
+        ("group16", "group1x16", (1, 16)),
+        ("group1x8", "group1x8", (1, 8)),
+        ("nm2:4", "nm2:4", (1, 1)),
+    ],
 )
 def test_formats_parse_and_name_themselves(text, name, block):
     fmt = parse_format(text)
@@ -88,7 +94,11 @@ def test_rearrangement_recovers_a_planted_permuted_pattern(rng, block):
 
 
 def test_rearrangement_never_adds_blocks_and_handles_empty_and_dense(rng):
-    for mat in (np.zeros((32, 32)), np.ones((32, 32)), rng.standard_normal((33, 47)) * (rng.random((33, 47)) < 0.1)):
+    for mat in (
+        np.zeros((32, 32)),
+        np.ones((32, 32)),
+        rng.standard_normal((33, 47)) * (rng.random((33, 47)) < 0.1),
+    ):
         r = rearrange(mat, (4, 4))
         assert r.blocks_after <= r.blocks_before == block_count(mat, (4, 4))
 

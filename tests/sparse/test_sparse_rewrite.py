@@ -178,5 +178,7 @@ kernel linear(X: f32[B, I], W: f32[O, I] sparse({fmt}), c: f32[O]) -> (Y: f32[B,
     assert "X_t[i0, i1] = X[i1, i0]" in ir and "Y_part[v, bi, b] +=" in ir
     if fmt == "csr":  # the row map is a transposing gather: its store is tiled (whole cache lines)
         wide = np.concatenate([w, w])[:64]
-        big = kcomp.compile(src.replace("B = 20, I = 48, O = 36", "B = 64, I = 48, O = 64"), weights={"W": wide})
+        big = kcomp.compile(
+            src.replace("B = 20, I = 48, O = 36", "B = 64, I = 48, O = 64"), weights={"W": wide}
+        )
         assert "tile " in str(big.built.schedule) and big.check(seed=7).ok

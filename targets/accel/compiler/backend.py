@@ -2,11 +2,13 @@
 
     program = compile_nest(nest, cfg, schedule)
 
-1. `match` recognizes the kernel's contraction groups (init, C += A * B, epilogue) by meaning;
+1. `match` recognizes the kernel's contraction groups (init, C += A * B, epilogue) by meaning, and
+   the statements the vector unit runs alone (maps, broadcasts, reductions: vector_match.py);
 2. each group's mapping is read from the nest (tile sizes, tile order) and the schedule
    (`double_buffer`), or chosen by `default_mapping` when its loops are not tiled, and checked
    against the scratchpad and accumulator (`check_fits`);
-3. `codegen.emit_section` writes each group's instructions; sections run one after another, the
+3. `codegen.emit_section` writes each group's instructions, `vector_codegen.emit_vector_section`
+   each vector statement's; sections run one after another, the
    next one's first DMA waiting for the previous one's last store.
 
 DRAM buffers, in this order (the ABI `AccelTarget.run` binds): the kernel's inputs and outputs as
@@ -34,6 +36,8 @@ from kcomp.targets.accel.compiler.mapping import (
     mapping_of,
 )
 from kcomp.targets.accel.compiler.match import Contraction, Kernel, match
+from kcomp.targets.accel.compiler.vector_codegen import emit_vector_section
+from kcomp.targets.accel.compiler.vector_match import VectorStmt
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.isa import Buffer, Instr, Program, make
 
@@ -70,16 +74,18 @@ def choose_mapping(
 def compile_nest(nest: LoopNest, cfg: AccelConfig, schedule: Schedule | None = None) -> tuple[Program, Abi]:
     """The program for `nest` and its ABI; ScheduleError when the kernel or its mapping cannot be run."""
     kernel = match(nest)
-    mappings = [choose_mapping(g, cfg, schedule, nest.constants) for g in kernel.groups]
+    chosen = {id(g): choose_mapping(g, cfg, schedule, nest.constants) for g in kernel.groups}
     buffers, abi = _buffers(nest, kernel, cfg)
     ids = {b.name: n for n, b in enumerate(buffers)}
     instrs: list[Instr] = []
-    last = len(kernel.groups) - 1
-    for n, (g, m) in enumerate(zip(kernel.groups, mappings, strict=True)):
-        _check_dtypes(g, cfg)
-        instrs += emit_section(
-            g, m, cfg, ids, after_section=n > 0, before_section=n < last, constants=nest.constants
-        )
+    last = len(kernel.sections) - 1
+    for n, section in enumerate(kernel.sections):
+        order = {"after_section": n > 0, "before_section": n < last}
+        if isinstance(section, VectorStmt):
+            instrs += emit_vector_section(section, cfg, ids, **order)
+            continue
+        _check_dtypes(section, cfg)
+        instrs += emit_section(section, chosen[id(section)], cfg, ids, constants=nest.constants, **order)
     instrs.append(make("halt"))
     return Program(buffers, tuple(instrs)), abi
 

@@ -24,6 +24,7 @@ Anything else is an `Unsupported` error (a ScheduleError) "the accelerator backe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kcomp.affine import affine
 from kcomp.dtypes import DType
@@ -45,6 +46,9 @@ from kcomp.expr import (
 )
 from kcomp.loops import Alloc, Guard, Loop, LoopNest, Stmt, Store
 from kcomp.printer import format_expr, format_stmt, symbol_names
+
+if TYPE_CHECKING:
+    from kcomp.targets.accel.compiler.vector_match import VectorStmt
 
 
 @dataclass(eq=False)
@@ -92,15 +96,6 @@ class VectorOp:
 
 
 RELU = VectorOp("max", imm=0.0)
-UNRELATED = (
-    "the accelerator maps contractions C[..] += A[..] * B[..] with an initialisation and an elementwise"
-    " epilogue on C; this statement is not part of one"
-)
-REDUCTION = (
-    "a reduction that is not C[..] += A[..] * B[..] (a product of exactly two tensor reads); the vector"
-    " unit reduces one accumulator row (dim elements) at a time, so row reductions (sums, maxima, norms,"
-    " softmax) do not map"
-)
 
 
 @dataclass(eq=False)
@@ -140,10 +135,12 @@ class Contraction:
 
 @dataclass(frozen=True)
 class Kernel:
-    """What the backend maps: contraction groups in order, and the kernel's temporaries (DRAM)."""
+    """What the backend maps: contraction groups in order, the statements the vector unit runs alone
+    (vector_match.py) among them in `sections`, and the kernel's temporaries (DRAM)."""
 
     groups: tuple[Contraction, ...]
     temps: tuple[Buffer, ...]
+    sections: tuple[Contraction | VectorStmt, ...] = ()  # groups and vector statements, in program order
 
 
 @dataclass(eq=False)
@@ -171,8 +168,12 @@ def match(nest: LoopNest) -> Kernel:
         temps.append(body[0].buffer)
         body = body[0].body
     nests = [_perfect(s, names) for s in body]
+    # NOTE: vector_match builds on this module's nests and accesses
+    from kcomp.targets.accel.compiler.vector_match import vector_stmt
+
     groups: list[Contraction] = []
-    pending: _Nest | None = None  # an init waiting for its contraction
+    sections: list[Contraction | VectorStmt] = []
+    pending: _Nest | None = None  # an init waiting for its contraction or reduction
     for n in nests:
         _find_axes(n, names)
         value = n.store.value
@@ -182,22 +183,42 @@ def match(nest: LoopNest) -> Kernel:
             if pending is None:
                 g.init = g.C  # no initialisation: accumulate onto what C holds (an earlier group's result)
             groups.append(g)
+            sections.append(g)
             pending = None
-        elif _reads_itself(value, n):
-            if len(n.axes) > len(n.store.buffer.shape):
-                raise cannot(n.text, REDUCTION)
-            if pending is not None or not groups or groups[-1].C.buffer is not n.store.buffer:
-                raise cannot(n.text, UNRELATED)
-            _epilogue(groups[-1], n)
+            continue
+        if pending is None and groups and sections[-1] is groups[-1] and _epilogue_of(groups[-1], n):
+            continue
+        if _reads_itself(value, n) and pending is not None and _is_init(pending, n):
+            sections.append(vector_stmt(n, pending))
+            pending = None
+            continue
+        if pending is not None:
+            sections.append(vector_stmt(pending))
+            pending = None
+        if _reads_itself(value, n):
+            sections.append(vector_stmt(n))
         else:
-            if pending is not None:
-                raise cannot(pending.text, UNRELATED)
             pending = n
     if pending is not None:
-        raise cannot(pending.text, UNRELATED)
-    if not groups:
-        raise Unsupported("the accelerator backend cannot map this kernel: it has no contraction")
-    return Kernel(tuple(groups), tuple(temps))
+        sections.append(vector_stmt(pending))
+    return Kernel(tuple(groups), tuple(temps), tuple(sections))
+
+
+def _epilogue_of(g: Contraction, n: _Nest) -> bool:
+    """Whether `n` joins group `g` as an epilogue op (else it runs as a vector section of its own)."""
+    if not _reads_itself(n.store.value, n) or g.C.buffer is not n.store.buffer:
+        return False
+    if len(n.axes) > len(n.store.buffer.shape):
+        return False
+    try:
+        _epilogue(g, n)
+    except Unsupported:
+        return False
+    return True
+
+
+def _is_init(init: _Nest, n: _Nest) -> bool:
+    return init.store.buffer is n.store.buffer and isinstance(init.store.value, Const)
 
 
 # -- loop nests and axes ------------------------------------------------------------------------------

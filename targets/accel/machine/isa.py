@@ -23,6 +23,8 @@ from enum import IntEnum
 
 import numpy as np
 
+from kcomp.expr import UnaryOp
+from kcomp.semantics import UNARY
 from kcomp.targets.accel.machine import semantics as sem
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.errors import EncodingError
@@ -244,8 +246,17 @@ _TABLE = (
     _vector("vadds", 0x28, "scalar", sem.scalar(np.add), "acc[dst+i] = acc[src+i] + imm"),
     _vector("vmuls", 0x29, "scalar", sem.scalar(np.multiply), "acc[dst+i] = acc[src+i] * imm"),
     _vector("vmaxs", 0x2A, "scalar", sem.scalar(np.maximum), "acc[dst+i] = max(acc[src+i], imm)  (relu: imm=0)"),
+    _vector("vmin", 0x24, "binary", sem.binary(np.minimum), "acc[dst+i] = min(acc[src+i], bmem[b + i*bstep])"),
+    _vector("vmins", 0x2B, "scalar", sem.scalar(np.minimum), "acc[dst+i] = min(acc[src+i], imm)"),
     _vector("vexp", 0x30, "slow", sem.unary(np.exp), "acc[dst+i] = exp(acc[src+i])  (f32 accumulators only)"),
     _vector("vrecip", 0x31, "slow", sem.unary(np.reciprocal), "acc[dst+i] = 1 / acc[src+i]  (f32 only)"),
+    _vector("vlog", 0x32, "slow", sem.unary(np.log), "acc[dst+i] = log(acc[src+i])  (f32 only)"),
+    _vector("vsqrt", 0x33, "slow", sem.unary(np.sqrt), "acc[dst+i] = sqrt(acc[src+i])  (f32 only)"),
+    _vector("vrsqrt", 0x34, "slow", sem.unary(UNARY[UnaryOp.RSQRT]), "acc[dst+i] = 1 / sqrt(acc[src+i])  (f32 only)"),
+    _vector("vtanh", 0x35, "slow", sem.unary(np.tanh), "acc[dst+i] = tanh(acc[src+i])  (f32 only)"),
+    _vector("verf", 0x36, "slow", sem.unary(UNARY[UnaryOp.ERF]), "acc[dst+i] = erf(acc[src+i])  (f32 only)"),
+    _vector("vsigmoid", 0x37, "slow", sem.unary(UNARY[UnaryOp.SIGMOID]), "acc[dst+i] = 1 / (1 + exp(-acc[src+i]))  (f32 only)"),
+    _vector("vabs", 0x3A, "unary", sem.unary(np.abs), "acc[dst+i] = |acc[src+i]|"),
     _vector("vredsum", 0x38, "reduce", sem.reduce(np.add), "every element of acc[dst+i] = sum of acc[src+i]"),
     _vector("vredmax", 0x39, "reduce", sem.reduce(np.maximum), "every element of acc[dst+i] = max of acc[src+i]"),
     OpSpec(
@@ -261,6 +272,7 @@ _TABLE = (
 )  # fmt: skip
 
 OPS: dict[str, OpSpec] = {spec.mnemonic: spec for spec in _TABLE}
+FLOAT_ONLY = frozenset({"vexp", "vrecip", "vlog", "vsqrt", "vrsqrt", "vtanh", "verf", "vsigmoid"})
 BY_OPCODE: dict[int, OpSpec] = {spec.opcode: spec for spec in OPS.values()}
 
 

@@ -102,12 +102,12 @@ def scalar(fn: np.ufunc) -> Semantics:
     return run
 
 
-def unary(fn: np.ufunc) -> Semantics:
+def unary(fn: Callable[[np.ndarray], np.ndarray]) -> Semantics:
     """acc[dst+i] = fn(acc[src+i]) (f32 accumulators; the simulator refuses these on i32)."""
 
     def run(m: Machine, a: tuple[int, ...]) -> None:
         dst, src, rows = a
-        fn(m.acc[src : src + rows], out=m.acc[dst : dst + rows])
+        m.acc[dst : dst + rows] = fn(m.acc[src : src + rows])
 
     return run
 

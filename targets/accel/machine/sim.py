@@ -25,7 +25,7 @@ from kcomp.errors import UsageError
 from kcomp.targets.accel.machine.asm import format_instr
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.errors import SimError
-from kcomp.targets.accel.machine.isa import NUM_TOKENS, OPS, Program, Queue, Unit
+from kcomp.targets.accel.machine.isa import FLOAT_ONLY, NUM_TOKENS, OPS, Program, Queue, Unit
 from kcomp.targets.accel.machine.races import Race, Races
 from kcomp.targets.accel.machine.result import SimResult, Timeline, ideal_cycles
 from kcomp.targets.accel.machine.semantics import Machine
@@ -173,7 +173,7 @@ def _check(program: Program, cfg: AccelConfig, op: str, a: tuple[int, ...]) -> s
             return f"stride={stride} < cols={cols}: the stored rows would overlap in DRAM"
     if op == "mma" and a[4] > cfg.dim:
         return f"k={a[4]} exceeds dim={cfg.dim}"
-    if op in ("vexp", "vrecip") and cfg.acc_dtype != "f32":
+    if op in FLOAT_ONLY and cfg.acc_dtype != "f32":
         return f"{op} needs f32 accumulators; this machine accumulates in {cfg.acc_dtype}"
     return None
 

@@ -1,0 +1,320 @@
+"""A `VectorStmt` -> accelerator instructions (a program section on the DMA and the vector unit).
+
+The tile loops run here, in Python: outer axes, then tiles of R rows of the `rows` axis, then (for a
+map or a serial reduction) dim-wide chunks of the lane axis.  A tile's *steps* are its lane chunks
+(a lane reduction) times the values of its serial axes; each step loads its operands into
+accumulator rows, evaluates the expression there, and writes or combines the result into the tile's
+result rows; the tile's last step finishes a lane reduction (vredsum / vredmax, which also broadcast
+the row's value) and the store writes the rows back (one column of each row for a lane reduction).
+
+Accumulator layout: two result slots (tiles alternate) and two step sets of one R-row slot per
+expression node (steps alternate), so a step's loads overlap the previous step's vector work and a
+tile's store the next tile's.  A value that is one row shared by every row (a bias b[d], a
+parameter) sits in its slot's first row and is read with bstep 0; a per-row value (mx[n]) is loaded
+as one column and broadcast across the lanes by vredsum (its other columns are zero-filled).
+
+Tokens, as in codegen.py (every signal has exactly one consumer):
+    t0 DATA       load -> compute   a step's loads landed
+    t1 A_FREE     compute -> load   step n's vector work is done: step n+2 may load into its set
+    t2 ACC_READY  compute -> store  a tile's result rows are final
+    t3 ACC_FREE   store -> compute  a tile's rows are stored: tile t+2 may write its result slot
+    t6 SECTION    store -> load     the previous section's results are in DRAM
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import struct
+from dataclasses import dataclass, field
+
+from kcomp.dtypes import DType
+from kcomp.errors import ScheduleError, Unsupported
+from kcomp.expr import Binary, BinaryOp, Const, Expr, Unary, UnaryOp
+from kcomp.targets.accel.compiler.codegen import (
+    A_FREE,
+    ACC_FREE,
+    ACC_READY,
+    DATA,
+    MAX_STRIDE,
+    SECTION,
+    _Item,
+    _signal,
+    _Stream,
+    _wait,
+)
+from kcomp.targets.accel.compiler.match import Axis
+from kcomp.targets.accel.compiler.vector_match import IDENTITY, UNARY, VectorStmt
+from kcomp.targets.accel.machine.config import AccelConfig
+from kcomp.targets.accel.machine.isa import Instr
+
+MAX_TILE_ROWS = 256
+_BINARY = {
+    BinaryOp.ADD: "vadd",
+    BinaryOp.SUB: "vsub",
+    BinaryOp.MUL: "vmul",
+    BinaryOp.MAX: "vmax",
+    BinaryOp.MIN: "vmin",
+}
+_SCALAR = {BinaryOp.ADD: "vadds", BinaryOp.MUL: "vmuls", BinaryOp.MAX: "vmaxs", BinaryOp.MIN: "vmins"}
+_COMMUTES = {BinaryOp.ADD, BinaryOp.MUL, BinaryOp.MAX, BinaryOp.MIN}
+_COMBINE = {"add": BinaryOp.ADD, "max": BinaryOp.MAX, "min": BinaryOp.MIN}
+
+
+def tile_rows(v: VectorStmt, cfg: AccelConfig) -> int:
+    """R: the rows of one tile, as many as two result slots and two step sets of one slot per node fit."""
+    slots = 2 + 2 * v.nodes()
+    r = min(v.extent(v.rows), MAX_TILE_ROWS, cfg.acc_rows // slots)
+    if r < 1:
+        raise Unsupported(f"the accelerator backend cannot map {v.text}: its expression needs {slots} accumulator"
+                          f" slots and the accumulator has {cfg.acc_rows} rows")  # fmt: skip
+    return r
+
+
+def check(v: VectorStmt, cfg: AccelConfig) -> None:
+    """Unsupported when the lane chunks cannot cover the lane axis exactly on this machine."""
+    tensors = [leaf.access.buffer for leaf in v.leaves.values() if leaf.access is not None] + [v.out.buffer]
+    for t in tensors:
+        if t.dtype is not DType.F32:
+            raise Unsupported(f"the accelerator backend cannot map {v.text}: {t.name} is {t.dtype.value}; the"
+                              " vector unit computes in f32")  # fmt: skip
+    if v.onto_own:
+        raise Unsupported(f"the accelerator backend cannot map {v.text}: a reduction onto what the tensor"
+                          " holds (no initialisation before it) is not mapped yet")  # fmt: skip
+    if cfg.acc_dtype != "f32":
+        raise Unsupported(f"the accelerator backend cannot map {v.text}: the vector unit computes in f32, and"
+                          f" the {cfg.name} accelerator accumulates in {cfg.acc_dtype}")  # fmt: skip
+    overlap = v.reduce in ("max", "min") and v.lane.extent > cfg.dim  # the last window may overlap
+    zeros_add_nothing = v.reduce == "add" and v.value in v.leaves  # a bare read: zero-filled columns
+    if v.lane_reduced and v.lane.extent % cfg.dim and not (overlap or zeros_add_nothing):
+        raise Unsupported(
+            f"the accelerator backend cannot map {v.text}: a reduction over {v.lane.extent} elements is not"
+            f" whole rows of {cfg.dim} (the tail's zero-filled columns would take part)"
+        )
+
+
+@dataclass
+class _Val:
+    """A value in accumulator rows: `row` its first, `shared` when one row serves every row."""
+
+    row: int
+    shared: bool = False
+
+
+@dataclass
+class _Step:
+    ops: list[_Item] = field(default_factory=list)
+    loads: list[_Item] = field(default_factory=list)
+
+
+def emit_vector_section(
+    v: VectorStmt, cfg: AccelConfig, buf: dict[str, int], *, after_section: bool, before_section: bool
+) -> list[Instr]:
+    """The instructions of `v` (module docstring); `after_section` / `before_section` as for a
+    contraction's section."""
+    check(v, cfg)
+    dim, out = cfg.dim, _Stream()
+    r_max = tile_rows(v, cfg)
+    nodes = v.nodes()
+    result = [0, r_max]
+    sets = [2 * r_max + n * nodes * r_max for n in range(2)]
+    tiles = list(_tiles(v, r_max, dim))
+    total_steps = sum(len(steps) for _, _, steps in tiles)
+    step_no = 0
+    last_store: _Item | None = None
+    first_load: _Item | None = None
+    for t, (base, rows, steps) in enumerate(tiles):
+        res = result[t % 2]
+        for s, vals in enumerate(steps):
+            at = vals | base
+            cols = min(dim, v.lane.extent - at[v.lane])
+            step = _Step()
+            slots = iter(range(sets[step_no % 2], sets[step_no % 2] + nodes * r_max, r_max))
+            loaded = _load_leaves(v, at, rows, cols, dim, buf, slots, out, step)
+            val = _expr(v.value, v, loaded, rows, slots, out, step)
+            _combine(v, val, res, rows, s == 0, out, step)
+            if s == len(steps) - 1:
+                _finish(v, res, rows, out, step, buf, base, dim)
+            if step.loads:
+                first_load = first_load or step.loads[0]
+                _signal(step.loads[-1], DATA)
+                _wait(step.ops[0], DATA)
+                if step_no >= 2:
+                    _wait(step.loads[0], A_FREE)
+            if s == 0 and t >= 2:
+                _wait(step.ops[0], ACC_FREE)
+            if step_no + 2 < total_steps:
+                _signal(step.ops[-1], A_FREE)
+            step_no += 1
+        _signal(step.ops[-1], ACC_READY)
+        store = _store(v, res, rows, base, dim, buf, out)
+        _wait(store, ACC_READY)
+        if t + 2 < len(tiles):
+            _signal(store, ACC_FREE)
+        last_store = store
+    assert first_load is not None and last_store is not None  # NOTE: vector_stmt requires a tensor read
+    if after_section:
+        _wait(first_load, SECTION)
+    if before_section:
+        _signal(last_store, SECTION)
+    return out.instrs()
+
+
+def _tiles(v: VectorStmt, r_max: int, dim: int):  # type: ignore[no-untyped-def]
+    """(values of the tile's axes, rows, the steps' values) per tile, in execution order."""
+    lane = v.lane
+    chunks = list(range(0, lane.extent, dim))
+    if v.lane_reduced and lane.extent % dim and lane.extent > dim and v.reduce in ("max", "min"):
+        chunks[-1] = lane.extent - dim  # NOTE: the last window overlaps the one before: max and min allow it
+    for outer in itertools.product(*(range(a.extent) for a in v.outer)):
+        base = dict(zip(v.outer, outer, strict=True))
+        for r0 in range(0, v.extent(v.rows), r_max):
+            rows = min(r_max, v.extent(v.rows) - r0)
+            at = base | ({v.rows: r0} if v.rows is not None else {})
+            serial = [
+                dict(zip(v.serial, vals, strict=True))
+                for vals in itertools.product(*(range(a.extent) for a in v.serial))
+            ]
+            if v.lane_reduced:
+                yield at, rows, [s | {lane: c} for c in chunks for s in serial]
+            else:
+                for c in chunks:
+                    yield at | {lane: c}, rows, serial
+
+
+def _row_stride(access, rows_axis: Axis | None, rows: int) -> int:  # type: ignore[no-untyped-def]
+    stride = access.stride(rows_axis)
+    if rows > 1 and stride > MAX_STRIDE:
+        raise ScheduleError(
+            f"{access.buffer.name}'s rows are {stride} elements apart; a DMA stride has 24 bits"
+        )
+    return stride if rows > 1 else 0
+
+
+def _load_leaves(v, at, rows, cols, dim, buf, slots, out, step) -> dict:  # type: ignore[no-untyped-def]
+    loaded: dict = {}
+    for node, leaf in v.leaves.items():
+        row = next(slots)
+        if leaf.kind == "param":
+            step.loads.append(out.add("dma.load.acc", row, buf[leaf.param], 0, 1, dim, 0))
+            loaded[node] = _Val(row, shared=True)
+            continue
+        acc = leaf.access
+        off = acc.at(at)
+        if leaf.kind == "lanes":
+            step.loads.append(
+                out.add(
+                    "dma.load.acc", row, buf[acc.buffer.name], off, rows, cols, _row_stride(acc, v.rows, rows)
+                )
+            )
+            loaded[node] = _Val(row)
+        elif leaf.kind == "vector":
+            step.loads.append(out.add("dma.load.acc", row, buf[acc.buffer.name], off, 1, cols, 0))
+            loaded[node] = _Val(row, shared=True)
+        else:  # row or scalar: one column, broadcast across the lanes
+            n = rows if leaf.kind == "row" else 1
+            step.loads.append(
+                out.add("dma.load.acc", row, buf[acc.buffer.name], off, n, 1, _row_stride(acc, v.rows, n))
+            )
+            step.ops.append(out.add("vredsum", row, row, n))
+            loaded[node] = _Val(row, shared=leaf.kind == "scalar")
+    return loaded
+
+
+def _expr(e: Expr, v: VectorStmt, loaded: dict, rows: int, slots, out: _Stream, step: _Step) -> _Val:  # type: ignore[no-untyped-def]
+    """Emit `e`'s vector ops; its value's rows."""
+    if e in loaded:
+        return loaded[e]
+    if isinstance(e, Unary):
+        x = _expr(e.x, v, loaded, rows, slots, out, step)
+        n, dst = 1 if x.shared else rows, next(slots)
+        if e.op is UnaryOp.NEG:
+            step.ops.append(out.add("vmuls", dst, x.row, n, _bits(-1.0)))
+        elif e.op is UnaryOp.RELU:
+            step.ops.append(out.add("vmaxs", dst, x.row, n, _bits(0.0)))
+        else:
+            step.ops.append(out.add(UNARY[e.op], dst, x.row, n))
+        return _Val(dst, x.shared)
+    assert isinstance(e, Binary)
+    if isinstance(e.rhs, Const) or isinstance(e.lhs, Const):
+        return _with_constant(e, v, loaded, rows, slots, out, step)
+    a = _expr(e.lhs, v, loaded, rows, slots, out, step)
+    b = _expr(e.rhs, v, loaded, rows, slots, out, step)
+    op = e.op
+    if op is BinaryOp.DIV:
+        inv = next(slots)
+        step.ops.append(out.add("vrecip", inv, b.row, 1 if b.shared else rows))
+        b, op = _Val(inv, b.shared), BinaryOp.MUL
+    if a.shared and not b.shared:
+        if op in _COMMUTES:
+            a, b = b, a
+        else:  # a - b = -b + a
+            neg = next(slots)
+            step.ops.append(out.add("vmuls", neg, b.row, rows, _bits(-1.0)))
+            a, b, op = _Val(neg), a, BinaryOp.ADD
+    dst = next(slots)
+    n = 1 if a.shared and b.shared else rows
+    step.ops.append(out.add(_BINARY[op], dst, a.row, n, b.row, 1, 0 if b.shared else 1))
+    return _Val(dst, a.shared and b.shared)
+
+
+def _with_constant(e: Binary, v, loaded, rows, slots, out, step) -> _Val:  # type: ignore[no-untyped-def]
+    const_left = isinstance(e.lhs, Const)
+    c = float((e.lhs if const_left else e.rhs).value)  # type: ignore[union-attr]
+    x = _expr(e.rhs if const_left else e.lhs, v, loaded, rows, slots, out, step)
+    n = 1 if x.shared else rows
+    op = e.op
+    if op is BinaryOp.SUB and const_left:  # c - x
+        neg = next(slots)
+        step.ops.append(out.add("vmuls", neg, x.row, n, _bits(-1.0)))
+        x, op = _Val(neg, x.shared), BinaryOp.ADD
+    elif op is BinaryOp.SUB:
+        op, c = BinaryOp.ADD, -c
+    elif op is BinaryOp.DIV and const_left:  # c / x
+        inv = next(slots)
+        step.ops.append(out.add("vrecip", inv, x.row, n))
+        x, op = _Val(inv, x.shared), BinaryOp.MUL
+    elif op is BinaryOp.DIV:
+        op, c = BinaryOp.MUL, 1.0 / c if c else math.inf
+    dst = next(slots)
+    step.ops.append(out.add(_SCALAR[op], dst, x.row, n, _bits(c)))
+    return _Val(dst, x.shared)
+
+
+def _combine(v: VectorStmt, val: _Val, res: int, rows: int, first: bool, out: _Stream, step: _Step) -> None:
+    """The step's value into the tile's result rows: copied (a map, or a reduction's first step) or
+    combined with what they hold."""
+    if val.shared:
+        raise Unsupported(f"the accelerator backend cannot map {v.text}: its value is the same in every row"
+                          " (a broadcast copy: no row of the tile to start from)")  # fmt: skip
+    if first or v.reduce is None:
+        step.ops.append(out.add("vadds", res, val.row, rows, _bits(0.0)))
+    else:
+        step.ops.append(out.add(_BINARY[_COMBINE[v.reduce]], res, res, rows, val.row, 1, 1))
+
+
+def _finish(
+    v: VectorStmt, res: int, rows: int, out: _Stream, step: _Step, buf: dict, base: dict, dim: int
+) -> None:
+    """A lane reduction's row value (broadcast to every lane), then the initial value folded in."""
+    if v.lane_reduced:
+        if v.reduce == "min":
+            step.ops.append(out.add("vmuls", res, res, rows, _bits(-1.0)))
+            step.ops.append(out.add("vredmax", res, res, rows))
+            step.ops.append(out.add("vmuls", res, res, rows, _bits(-1.0)))
+        else:
+            step.ops.append(out.add("vredsum" if v.reduce == "add" else "vredmax", res, res, rows))
+    if v.reduce is not None and v.init is not None and v.init != IDENTITY[v.reduce]:
+        step.ops.append(out.add(_SCALAR[_COMBINE[v.reduce]], res, res, rows, _bits(v.init)))
+
+
+def _store(v: VectorStmt, res: int, rows: int, base: dict, dim: int, buf: dict, out: _Stream) -> _Item:
+    cols = 1 if v.lane_reduced else min(dim, v.lane.extent - base.get(v.lane, 0))
+    acc = v.out
+    return out.add(
+        "dma.store", res, buf[acc.buffer.name], acc.at(base), rows, cols, _row_stride(acc, v.rows, rows), 0
+    )
+
+
+def _bits(x: float) -> int:
+    return struct.unpack("<I", struct.pack("<f", x))[0]

@@ -1,0 +1,169 @@
+"""Statements the vector unit runs on its own: elementwise maps, broadcasts and reductions that are not
+a contraction's epilogue (softmax, the norms, activation chains, row sums).
+
+A `VectorStmt` lays the statement over tiles of accumulator rows:
+
+    lane    the axis along the dim columns of a row: contiguous in every operand that uses it
+            (a reduced axis when one is: a *lane reduction*, finished by vredsum/vredmax; else the
+            output's contiguous axis)
+    rows    an output axis over accumulator rows (any DRAM stride)
+    outer   the output's other axes, one tile after another
+    serial  the other reduced axes, accumulated step by step into the same rows
+
+Each operand is a `Leaf` by how it varies: `lanes` (a row of dim elements per accumulator row),
+`row` (one value per row, broadcast across the lanes after its load), `vector` (one row shared by
+every row: a bias b[d]), `scalar` (one value) or `param` (a scalar parameter's row of copies).
+Anything else is an `Unsupported` error that says why (a strided lane axis needs a strided DMA, a
+padded read a zero-filling one, a data-dependent index a gathering one: issue 17's ISA additions).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from kcomp.expr import Binary, BinaryOp, Const, Expr, Load, Param, Unary, UnaryOp, loads
+from kcomp.printer import format_expr
+from kcomp.targets.accel.compiler.match import Access, Axis, _access, _is_own, _Nest, _target_dims, cannot
+
+UNARY = {
+    UnaryOp.EXP: "vexp",
+    UnaryOp.LOG: "vlog",
+    UnaryOp.SQRT: "vsqrt",
+    UnaryOp.RSQRT: "vrsqrt",
+    UnaryOp.TANH: "vtanh",
+    UnaryOp.ERF: "verf",
+    UnaryOp.SIGMOID: "vsigmoid",
+    UnaryOp.ABS: "vabs",
+}
+ARITH = {BinaryOp.ADD, BinaryOp.SUB, BinaryOp.MUL, BinaryOp.DIV, BinaryOp.MAX, BinaryOp.MIN}
+REDUCE = {BinaryOp.ADD: "add", BinaryOp.MAX: "max", BinaryOp.MIN: "min"}
+IDENTITY = {"add": 0.0, "max": -math.inf, "min": math.inf}
+
+
+@dataclass(eq=False)
+class Leaf:
+    """One tensor read or parameter of the statement, loaded into accumulator rows at each step."""
+
+    kind: str  # lanes, row, vector, scalar, param
+    access: Access | None = None
+    param: str | None = None
+
+
+@dataclass(eq=False)
+class VectorStmt:
+    """One statement on the vector unit (module docstring)."""
+
+    text: str
+    out: Access
+    lane: Axis
+    rows: Axis | None
+    outer: tuple[Axis, ...]
+    serial: tuple[Axis, ...]
+    value: Expr  # the contribution (a reduction) or the value (a map)
+    leaves: dict[Expr, Leaf] = field(default_factory=dict)  # per Load (equal reads once) and Param node
+    reduce: str | None = None  # add, max, min
+    init: float | None = None  # the initialising constant folded in (a reduction)
+    onto_own: bool = False  # a reduction with no initialisation accumulates onto what DRAM holds
+
+    @property
+    def lane_reduced(self) -> bool:
+        return self.out.stride(self.lane) == 0
+
+    def extent(self, axis: Axis | None) -> int:
+        return axis.extent if axis is not None else 1
+
+    def nodes(self) -> int:
+        """Values one step holds at once, at most: every node of the expression."""
+        return _count(self.value)
+
+
+def _count(e: Expr) -> int:
+    if isinstance(e, Binary):
+        return 2 + _count(e.lhs) + _count(e.rhs)  # NOTE: a reciprocal or a negation may come first
+    if isinstance(e, Unary):
+        return 1 + _count(e.x)
+    return 1
+
+
+def vector_stmt(n: _Nest, init: _Nest | None = None) -> VectorStmt:
+    """The statement of nest `n` on the vector unit; `init` a constant initialisation of the same
+    tensor just before a reduction (folded in).  Unsupported (naming the reason) when it cannot run."""
+    store = n.store
+    own = Load(store.buffer, store.index)
+    value, reduce = store.value, None
+    if isinstance(value, Binary) and value.op in REDUCE and _is_own(value.lhs, own):
+        reduce, value = REDUCE[value.op], value.rhs
+    elif isinstance(value, Binary) and value.op in REDUCE and _is_own(value.rhs, own):
+        reduce, value = REDUCE[value.op], value.lhs
+    if any(ld.buffer is store.buffer and (reduce is not None or not _is_own(ld, own)) for ld in loads(value)):
+        raise cannot(n.text, f"it reads {store.buffer.name}, the tensor it writes, other than in place")
+    if any(a.tile is not None for a in n.axes):
+        raise cannot(n.text, "its loops are split; the vector unit's tiles come from the backend")
+    dims = _target_dims(n)
+    out = _access(n, store.buffer, store.index)
+    reads = [_access(n, ld.buffer, ld.index, ld.pad is not None) for ld in loads(value)]
+    for ld, acc in zip(loads(value), reads, strict=True):
+        if acc.padded:
+            raise cannot(n.text, f"{ld.buffer.name} is read with padding; the DMA does not zero-fill yet")
+    reduced = [a for a in n.axes if a not in dims]
+    if reduced and reduce is None:
+        raise cannot(n.text, "a loop that indexes no output dimension is not a reduction (+=, max=, min=)")
+    lane = next((a for a in reduced if all(r.stride(a) in (0, 1) for r in reads)), None)
+    if lane is None:
+        lane = next((a for a in dims if out.stride(a) == 1), None)
+    if lane is None:
+        raise cannot(n.text, f"no loop is contiguous in {store.buffer.name} and every operand")
+    for ld, acc in zip(loads(value), reads, strict=True):
+        if acc.stride(lane) not in (0, 1):
+            raise cannot(
+                n.text,
+                f"{ld.buffer.name} is strided along {lane.name} (the DMA moves contiguous rows; a strided or"
+                " transposing DMA is not there yet)",
+            )
+    if any(s < 0 for acc in (out, *reads) for s in acc.coef.values()):
+        raise cannot(n.text, "an index runs backwards (a negative DRAM stride)")
+    others = [a for a in dims if a is not lane]
+    rows = max(others, key=lambda a: (a.extent, a.position)) if others else None
+    outer = tuple(a for a in dims if a is not lane and a is not rows)
+    serial = tuple(a for a in reduced if a is not lane)
+    stmt = VectorStmt(n.text, out, lane, rows, outer, serial, value, reduce=reduce)
+    _leaves(n, stmt, value)
+    if not any(leaf.kind != "param" for leaf in stmt.leaves.values()):
+        raise cannot(n.text, "it reads no tensor (a constant fill has nothing to load)")
+    if reduce is not None:
+        if init is not None:
+            assert isinstance(init.store.value, Const)
+            stmt.init = float(init.store.value.value)
+        else:
+            stmt.onto_own = True
+    return stmt
+
+
+def _leaves(n: _Nest, stmt: VectorStmt, e: Expr) -> None:
+    if isinstance(e, Load):
+        acc = _access(n, e.buffer, e.index, e.pad is not None)
+        along_lane, along_rows = acc.stride(stmt.lane), acc.stride(stmt.rows)
+        if along_lane:
+            kind = "lanes" if along_rows or stmt.rows is None else "vector"
+        else:
+            kind = "row" if along_rows else "scalar"
+        stmt.leaves[e] = Leaf(kind, acc)
+    elif isinstance(e, Param):
+        if e.dtype.value != "f32":
+            raise cannot(n.text, f"parameter {e.name} is {e.dtype.value}; the vector unit computes in f32")
+        stmt.leaves[e] = Leaf("param", param=e.name)
+    elif isinstance(e, Binary):
+        if e.op not in ARITH:
+            raise cannot(n.text, f"`{e.op.value}` has no vector-unit instruction")
+        _leaves(n, stmt, e.lhs)
+        _leaves(n, stmt, e.rhs)
+    elif isinstance(e, Unary):
+        if e.op not in UNARY and e.op not in (UnaryOp.NEG, UnaryOp.RELU):
+            raise cannot(n.text, f"{e.op.value} has no vector-unit instruction")
+        _leaves(n, stmt, e.x)
+    elif isinstance(e, Const):
+        if not isinstance(e.value, (int, float)) or isinstance(e.value, bool):
+            raise cannot(n.text, f"constant {format_expr(e)} is not a number")
+    else:
+        raise cannot(n.text, f"{format_expr(e, n.names)} has no vector-unit form (select, cast, comparison)")
