@@ -32,7 +32,7 @@ from kcomp.loops import LoopNest
 from kcomp.program import Program
 from kcomp.schedule import NONE, DoubleBuffer, Reorder, Schedule, Split, Tile
 from kcomp.search.cost_model import Estimate
-from kcomp.targets.accel.compiler.backend import Abi, compile_nest, mappings
+from kcomp.targets.accel.compiler.backend import Abi, check_vector_sections, compile_nest, mappings
 from kcomp.targets.accel.compiler.codegen import reserved_rows
 from kcomp.targets.accel.compiler.mapping import (
     default_mapping,
@@ -98,7 +98,9 @@ class AccelTarget(Target):
 
     # -- scheduling -----------------------------------------------------------------------------
     def default_schedule(self, program: Program, nest: LoopNest, fuse: bool = True) -> Schedule:
-        """The rule-based mapping of every contraction in the unscheduled `nest`, as schedule steps."""
+        """The rule-based mapping of every contraction in the unscheduled `nest`, as schedule steps;
+        Unsupported first when a vector section cannot run on this configuration."""
+        check_vector_sections(nest, self.cfg)
         return mapping_schedule(
             nest, lambda g: default_mapping(g, self.cfg, reserved_rows(g, self.cfg), nest.constants)
         )

@@ -36,7 +36,7 @@ from kcomp.targets.accel.compiler.mapping import (
     mapping_of,
 )
 from kcomp.targets.accel.compiler.match import Contraction, Kernel, match
-from kcomp.targets.accel.compiler.vector_codegen import emit_vector_section
+from kcomp.targets.accel.compiler.vector_codegen import check, emit_vector_section
 from kcomp.targets.accel.compiler.vector_match import VectorStmt
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.isa import Buffer, Instr, Program, make
@@ -88,6 +88,13 @@ def compile_nest(nest: LoopNest, cfg: AccelConfig, schedule: Schedule | None = N
         instrs += emit_section(section, chosen[id(section)], cfg, ids, constants=nest.constants, **order)
     instrs.append(make("halt"))
     return Program(buffers, tuple(instrs)), abi
+
+
+def check_vector_sections(nest: LoopNest, cfg: AccelConfig) -> None:
+    """Unsupported when a statement for the vector unit alone cannot run on configuration `cfg`."""
+    for section in match(nest).sections:
+        if isinstance(section, VectorStmt):
+            check(section, cfg)
 
 
 def mappings(

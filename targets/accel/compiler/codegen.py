@@ -40,11 +40,12 @@ import numpy as np
 
 from kcomp.errors import ScheduleError
 from kcomp.targets.accel.compiler.mapping import Mapping, counts, footprint
-from kcomp.targets.accel.compiler.match import Access, Contraction, VectorOp
+from kcomp.targets.accel.compiler.match import Contraction, VectorOp
+from kcomp.targets.accel.compiler.nest import Access
 from kcomp.targets.accel.compiler.sparse import live_rows, runs, zero_tile
+from kcomp.targets.accel.compiler.stream import Item, Stream, signal, wait
 from kcomp.targets.accel.machine.config import AccelConfig
-from kcomp.targets.accel.machine.errors import EncodingError
-from kcomp.targets.accel.machine.isa import OPS, Instr, make
+from kcomp.targets.accel.machine.isa import Instr, make
 
 DATA, A_FREE, ACC_READY, ACC_FREE, B_FREE, ACC_LOADABLE, SECTION = range(7)
 MAX_STRIDE = (1 << 24) - 1
@@ -126,13 +127,13 @@ def emit_section(
     rows_of: dict[tuple, int] = {}
     ids = (buf[g.A.buffer.name], buf[g.B.buffer.name], buf[g.C.buffer.name])
     bj = g.B.stride(g.j)
-    out = _Stream()
+    out = Stream()
 
     def panelled(c_no: int) -> bool:
         """Whether C tile `c_no` hands its slot to the next tile panel by panel (module docstring)."""
         return not epilogue and cols_of[c_no] == cols_of.get(c_no + slots_c)
 
-    prologue: list[_Item] = []
+    prologue: list[Item] = []
     at = top
     for key, (op, rows) in operands.items():
         rows_of[key] = at
@@ -147,7 +148,7 @@ def emit_section(
         nxt = steps[n + 1] if n + 1 < len(steps) else None
         a_slot, b_slot = a_slots[s.a_no % nbuf["A"]], b_slots[s.b_no % nbuf["B"]]
         c_slot = c_slots[s.c_no % slots_c]
-        loads: list[_Item] = prologue if n == 0 else []
+        loads: list[Item] = prologue if n == 0 else []
         live = lives[n]
         if s.new_a:
             stride_i = g.A.stride(g.i)
@@ -157,7 +158,7 @@ def emit_section(
                     loads.append(out.add("dma.load", a_slot + c.kb // dim * tm + r0, ids[0], s.a_off + c.kb + r0 * stride_i,
                                          count, min(dim, s.depth - c.kb), _stride(g.A, g.i, count)))  # fmt: skip
             if s.a_no >= nbuf["A"]:
-                _wait(loads[first], A_FREE)
+                wait(loads[first], A_FREE)
         if s.new_b:
             first, bk = len(loads), g.B.stride(g.k)
             for nb in range(0, s.cols, dim):
@@ -165,7 +166,7 @@ def emit_section(
                     loads.append(out.add("dma.load", b_slot + nb // dim * tk + k0, ids[1], s.b_off + nb * bj + k0 * bk,
                                          depth, min(dim, s.cols - nb), _stride(g.B, g.k, depth)))  # fmt: skip
             if s.b_no >= nbuf["B"]:
-                _wait(loads[first], B_FREE)
+                wait(loads[first], B_FREE)
         if s.opens and g.init is not None:
             init = g.init
             off, stride, step = _offset(init, g, s), _stride(init, g.i, s.rows), init.stride(g.j)
@@ -175,11 +176,11 @@ def emit_section(
                                      s.rows, min(dim, s.cols - nb), stride))  # fmt: skip
             if s.c_no >= slots_c:
                 for item in loads[first:] if panelled(s.c_no - slots_c) else loads[first : first + 1]:
-                    _wait(item, ACC_LOADABLE)
+                    wait(item, ACC_LOADABLE)
         if loads and n == 0 and after_section:
-            _wait(loads[0], SECTION)  # NOTE: the first load; the prologue's when there is one
+            wait(loads[0], SECTION)  # NOTE: the first load; the prologue's when there is one
         if loads:
-            _signal(loads[-1], DATA)
+            signal(loads[-1], DATA)
         overwrite = s.opens and g.init is None
         panels = [
             [
@@ -192,25 +193,25 @@ def emit_section(
         ]  # fmt: skip
         mmas = [mma for panel in panels for mma in panel]
         if loads:
-            _wait(mmas[0], DATA)
+            wait(mmas[0], DATA)
         if overwrite and s.c_no >= slots_c:
             for panel in panels if panelled(s.c_no - slots_c) else panels[:1]:
-                _wait(panel[0], ACC_FREE)
+                wait(panel[0], ACC_FREE)
         if (nxt is None or nxt.a_no != s.a_no) and s.a_no + nbuf["A"] < n_a:
-            _signal(mmas[-1], A_FREE)
+            signal(mmas[-1], A_FREE)
         if (nxt is None or nxt.b_no != s.b_no) and s.b_no + nbuf["B"] < n_b:
-            _signal(mmas[-1], B_FREE)
+            signal(mmas[-1], B_FREE)
         if not s.closes:
             continue
         by_panel = not epilogue
         if by_panel:
             for panel in panels:
-                _signal(panel[-1], ACC_READY)
+                signal(panel[-1], ACC_READY)
         else:
             last = mmas[-1]
             for op in epilogue:
                 last = _vector(out, op, s, c_slot, tm, dim, rows_of) or last
-            _signal(last, ACC_READY)
+            signal(last, ACC_READY)
         stride = _stride(g.C, g.i, s.rows)
         stores = [
             out.add("dma.store", c_slot + nb // dim * tm, ids[2], s.c_off + nb, s.rows, min(dim, s.cols - nb),
@@ -218,49 +219,14 @@ def emit_section(
             for nb in range(0, s.cols, dim)
         ]  # fmt: skip
         for item in stores if by_panel else stores[:1]:
-            _wait(item, ACC_READY)
+            wait(item, ACC_READY)
         if s.c_no + slots_c < n_c:
             freed = ACC_LOADABLE if g.init is not None else ACC_FREE
             for item in stores if panelled(s.c_no) else stores[-1:]:
-                _signal(item, freed)
+                signal(item, freed)
         if nxt is None and before_section:
-            _signal(stores[-1], SECTION)
+            signal(stores[-1], SECTION)
     return out.instrs()
-
-
-_Item = list  # [mnemonic, raw operands, waits, signals]
-
-
-class _Stream:
-    """Instructions under construction, in program order (each queue keeps its own order within
-    it); tokens are added to an item after it is made, and `instrs` checks every field and freezes."""
-
-    def __init__(self) -> None:
-        self.items: list[_Item] = []
-
-    def add(self, op: str, *args: int) -> _Item:
-        item = [op, args, (), ()]
-        self.items.append(item)
-        return item
-
-    def instrs(self) -> list[Instr]:
-        out = []
-        for op, args, wait, signal in self.items:
-            for f, v in zip(OPS[op].fields, args, strict=True):
-                if not f.lo <= v <= f.hi:
-                    raise EncodingError(
-                        f"{op}: {f.name}={v} is out of range {f.lo}..{f.hi} ({f.bits}-bit field)"
-                    )
-            out.append(Instr(op, args, tuple(sorted(wait)), tuple(sorted(signal))))
-        return out
-
-
-def _wait(item: _Item, token: int) -> None:
-    item[2] += (token,)
-
-
-def _signal(item: _Item, token: int) -> None:
-    item[3] += (token,)
 
 
 def _steps(g: Contraction, m: Mapping, constants: Values[str, Any]) -> list[_Step]:
@@ -411,7 +377,7 @@ def _offset(access: Access, g: Contraction, s: _Step) -> int:
     return access.at(s.vals) + access.stride(g.i) * s.i0 + access.stride(g.j) * s.j0
 
 
-def _vector_loads(out: _Stream, v: Access, at: int, n: int, dim: int, buf: dict) -> list[_Item]:
+def _vector_loads(out: Stream, v: Access, at: int, n: int, dim: int, buf: dict) -> list[Item]:
     """Row vector v[0..n) into scratchpad rows at.. (dim elements a row, the last one partial)."""
     items, b = [], buf[v.buffer.name]
     if n // dim:
@@ -421,9 +387,7 @@ def _vector_loads(out: _Stream, v: Access, at: int, n: int, dim: int, buf: dict)
     return items
 
 
-def _vector(
-    out: _Stream, op: VectorOp, s: _Step, slot: int, tm: int, dim: int, rows_of: dict
-) -> _Item | None:
+def _vector(out: Stream, op: VectorOp, s: _Step, slot: int, tm: int, dim: int, rows_of: dict) -> Item | None:
     """One epilogue op on each panel of the C tile in accumulator rows slot..; the last item."""
     item = None
     for nb in range(0, s.cols, dim):

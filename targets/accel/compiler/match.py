@@ -7,10 +7,8 @@
     epilogue    = C[..] = f(C[..])                     f: relu, exp, neg, + - * / max with a constant,
                                                        a scalar parameter or a row vector v[j]
 
-Lowering makes one loop nest per statement and passes keep it so.  Loops that `split`/`tile` made
-are merged back into *axes*: `i_o * 64 + i_i` is one axis whose tile is 64 (its extent comes from
-the split's guard, else from the loops' product).  Every access is then a flat DRAM offset
-`const + sum(coef[axis] * axis)`, and the contraction's axes take the roles the matrix unit needs:
+Each statement's loop nest is read by nest.py (split loops merged into axes, accesses as flat DRAM
+offsets `const + sum(coef[axis] * axis)`); the contraction's axes take the roles the matrix unit needs:
 
     j      the matrix unit's columns: contiguous in C and in B        (none: N = 1, a matvec)
     k      the reduction fed to the array: contiguous in A, rows of B (any stride)
@@ -18,17 +16,16 @@ the split's guard, else from the loops' product).  Every access is then a flat D
     batch  C's other axes: one GEMM after another
     slice  other reduced axes (a convolution's r, s): K-slices accumulated into the same tile
 
-Anything else is an `Unsupported` error (a ScheduleError) "the accelerator backend cannot map <statement>: <why>".
+Any other statement runs on the vector unit alone (vector_match.py: maps, broadcasts, reductions),
+or is an `Unsupported` error (a ScheduleError) "the accelerator backend cannot map <statement>: <why>".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from kcomp.affine import affine
 from kcomp.dtypes import DType
-from kcomp.errors import ScheduleError, Unsupported
+from kcomp.errors import Unsupported
 from kcomp.expr import (
     Binary,
     BinaryOp,
@@ -40,47 +37,22 @@ from kcomp.expr import (
     Param,
     Unary,
     UnaryOp,
-    Var,
-    conjuncts,
     loads,
 )
-from kcomp.loops import Alloc, Guard, Loop, LoopNest, Stmt, Store
-from kcomp.printer import format_expr, format_stmt, symbol_names
-
-if TYPE_CHECKING:
-    from kcomp.targets.accel.compiler.vector_match import VectorStmt
-
-
-@dataclass(eq=False)
-class Axis:
-    """One index of a statement: its loops outermost first (several after a split) and their scales."""
-
-    name: str  # printed name of its outermost loop
-    loops: tuple[Var, ...]
-    scales: tuple[int, ...]  # value of one step of each loop, in axis units
-    extent: int
-    position: int  # where its outermost loop sits in the nest (outer loops first)
-
-    @property
-    def tile(self) -> int | None:
-        """The extent inside the outermost loop when the axis is split, else None."""
-        return self.scales[0] if len(self.loops) > 1 else None
-
-
-@dataclass(eq=False)
-class Access:
-    """A tensor read or written at flat element offset `const + sum(coef[axis] * axis value)`."""
-
-    buffer: Buffer
-    coef: dict[Axis, int]
-    const: int
-    padded: bool = False  # reads outside the tensor (pad=...) may happen
-
-    def at(self, values: dict[Axis, int]) -> int:
-        return self.const + sum(c * values.get(a, 0) for a, c in self.coef.items())
-
-    def stride(self, axis: Axis | None) -> int:
-        return self.coef.get(axis, 0) if axis is not None else 0
+from kcomp.loops import Alloc, LoopNest
+from kcomp.printer import format_expr, symbol_names
+from kcomp.targets.accel.compiler.nest import (
+    Access,
+    Axis,
+    Nest,
+    access_of,
+    cannot,
+    find_axes,
+    is_own,
+    perfect,
+    target_dims,
+)
+from kcomp.targets.accel.compiler.vector_match import VectorStmt, vector_stmt
 
 
 @dataclass(frozen=True)
@@ -143,23 +115,6 @@ class Kernel:
     sections: tuple[Contraction | VectorStmt, ...] = ()  # groups and vector statements, in program order
 
 
-@dataclass(eq=False)
-class _Nest:
-    """One statement's perfect loop nest, with its axes."""
-
-    loops: list[Loop]
-    guards: list[Expr]
-    store: Store
-    text: str
-    names: dict
-    axes: list[Axis] = field(default_factory=list)
-    of: dict[Var, tuple[Axis, int]] = field(default_factory=dict)  # loop var -> (axis, scale)
-
-
-def cannot(text: str, why: str) -> ScheduleError:
-    return Unsupported(f"the accelerator backend cannot map {text}: {why}")
-
-
 def match(nest: LoopNest) -> Kernel:
     """The groups of `nest` (see the module docstring); ScheduleError for anything else."""
     names = symbol_names(nest)
@@ -167,15 +122,12 @@ def match(nest: LoopNest) -> Kernel:
     while len(body) == 1 and isinstance(body[0], Alloc):
         temps.append(body[0].buffer)
         body = body[0].body
-    nests = [_perfect(s, names) for s in body]
-    # NOTE: vector_match builds on this module's nests and accesses
-    from kcomp.targets.accel.compiler.vector_match import vector_stmt
-
+    nests = [perfect(s, names) for s in body]
     groups: list[Contraction] = []
     sections: list[Contraction | VectorStmt] = []
-    pending: _Nest | None = None  # an init waiting for its contraction or reduction
+    pending: Nest | None = None  # an init waiting for its contraction or reduction
     for n in nests:
-        _find_axes(n, names)
+        find_axes(n, names)
         value = n.store.value
         own = Load(n.store.buffer, n.store.index)
         if _is_contraction(value, own):
@@ -204,7 +156,7 @@ def match(nest: LoopNest) -> Kernel:
     return Kernel(tuple(groups), tuple(temps), tuple(sections))
 
 
-def _epilogue_of(g: Contraction, n: _Nest) -> bool:
+def _epilogue_of(g: Contraction, n: Nest) -> bool:
     """Whether `n` joins group `g` as an epilogue op (else it runs as a vector section of its own)."""
     if not _reads_itself(n.store.value, n) or g.C.buffer is not n.store.buffer:
         return False
@@ -217,160 +169,16 @@ def _epilogue_of(g: Contraction, n: _Nest) -> bool:
     return True
 
 
-def _is_init(init: _Nest, n: _Nest) -> bool:
+def _is_init(init: Nest, n: Nest) -> bool:
     return init.store.buffer is n.store.buffer and isinstance(init.store.value, Const)
 
 
-# -- loop nests and axes ------------------------------------------------------------------------------
-def _perfect(s: Stmt, names: dict) -> _Nest:
-    loops: list[Loop] = []
-    guards: list[Expr] = []
-    while not isinstance(s, Store):
-        if isinstance(s, Loop):
-            loops.append(s)
-        elif isinstance(s, Guard):
-            guards.append(s.cond)
-        else:
-            raise Unsupported(f"the accelerator backend cannot map buffer {names.get(s.buffer, '?')}: "
-                                "only kernel tensors live in DRAM (no cache_write/cache_read/pack)")  # fmt: skip
-        if len(s.body) != 1:
-            first = format_stmt(s, names).splitlines()[0].strip()
-            raise cannot(
-                f"`{first}`",
-                "its loop holds several statements (a peeled split, cache_write or a fused nest); the"
-                " accelerator mapping needs one perfect loop nest per statement (tile with guard tails)",
-            )
-        s = s.body[0]
-    text = f"{format_expr(Load(s.buffer, s.index), names)} = {format_expr(s.value, names)}"
-    return _Nest(loops, guards, s, text, names)
-
-
-def _find_axes(n: _Nest, names: dict) -> None:
-    """Merge split loops into axes (`o * ext(i) + i` everywhere: one axis), with extents from guards."""
-    ext = {loop.var: loop.extent for loop in n.loops}
-    order = {loop.var: p for p, loop in enumerate(n.loops)}
-    exprs = list(n.store.index) + [e for ld in loads(n.store.value) for e in ld.index]
-    forms = []
-    for e in exprs:
-        form = affine(e)
-        if form is None:
-            raise cannot(n.text, f"index {format_expr(e, names)} is not affine in the loops")
-        forms.append(form)
-    sig = {v: tuple(f.get(v, 0) for f in forms) for v in ext}
-    parent: dict[Var, Var] = {}
-    for v in ext:
-        if not any(sig[v]):
-            if ext[v] > 1:
-                raise cannot(n.text, f"loop {names[v]} is used by no index (it would repeat the statement)")
-            continue
-        scaled = tuple(c * ext[v] for c in sig[v])
-        outer = [o for o in ext if o is not v and sig[o] == scaled and order[o] < order[v]]
-        if outer:
-            parent[v] = outer[0]
-    if len(set(parent.values())) != len(parent):
-        raise cannot(n.text, "its split loops cannot be told apart (two loops split from one?)")
-    inner_of = {o: v for v, o in parent.items()}
-    for v in ext:
-        if v in parent or not any(sig[v]):
-            continue  # an inner part of a split axis, or an unused loop of extent 1
-        chain = [v]
-        while chain[-1] in inner_of:
-            chain.append(inner_of[chain[-1]])
-        n.axes.append(Axis(names[v], tuple(chain), (), 0, order[v]))
-    _fix_scales(n, ext)
-    _extents(n, names)
-
-
-def _fix_scales(n: _Nest, ext: dict[Var, int]) -> None:
-    """Scales from the innermost loop (scale 1) outwards, the extent as their product (guards may lower
-    it); record loop -> (axis, scale)."""
-    for a in n.axes:
-        scales, s = [], 1
-        for v in reversed(a.loops):
-            scales.append(s)
-            s *= ext[v]
-        a.scales = tuple(reversed(scales))
-        a.extent = s
-        for v, sc in zip(a.loops, a.scales, strict=True):
-            n.of[v] = (a, sc)
-
-
-def _extents(n: _Nest, names: dict) -> None:
-    """A guard `o * T + i < E` bounds an axis to E; any other guard is not a tiling remainder."""
-    for cond in n.guards:
-        for part in conjuncts(cond):
-            form = affine(part.rhs) if isinstance(part, Binary) and part.op is BinaryOp.LT else None
-            lhs = affine(part.lhs) if form is not None else None
-            axis = _axis_of_form(n, lhs) if lhs is not None and set(form) <= {None} else None
-            if axis is None:
-                raise cannot(n.text, f"guard {format_expr(part, names)} is not the remainder of a split loop")
-            axis.extent = min(axis.extent, form.get(None, 0))
-
-
-def _axis_of_form(n: _Nest, form: dict) -> Axis | None:
-    if form.get(None, 0) != 0:
-        return None
-    for a in n.axes:
-        if {v: c for v, c in form.items() if v is not None} == dict(zip(a.loops, a.scales, strict=True)):
-            return a
-    return None
-
-
-def _dim_forms(n: _Nest, index: tuple[Expr, ...]) -> list[tuple[dict[Axis, int], int]]:
-    """Each index as (coefficient per axis, constant); ScheduleError when it splits an axis unevenly."""
-    out = []
-    for e in index:
-        form = affine(e) or {}
-        coef: dict[Axis, int] = {}
-        for v, c in form.items():
-            if v is None:
-                continue
-            axis, scale = n.of[v]
-            per_axis = c // scale if c % scale == 0 else None
-            if per_axis is None or coef.setdefault(axis, per_axis) != per_axis:
-                raise cannot(n.text, "an index uses the parts of a split loop unevenly")
-        for axis in coef:
-            if any(form.get(v, 0) != coef[axis] * s for v, s in zip(axis.loops, axis.scales, strict=True)):
-                raise cannot(n.text, "an index uses the parts of a split loop unevenly")
-        out.append(({a: c for a, c in coef.items() if c}, form.get(None, 0)))
-    return out
-
-
-def _access(n: _Nest, buffer: Buffer, index: tuple[Expr, ...], padded: bool = False) -> Access:
-    coef: dict[Axis, int] = {}
-    const, stride = 0, 1
-    for (dc, k), size in reversed(list(zip(_dim_forms(n, index), buffer.shape, strict=True))):
-        for a, c in dc.items():
-            coef[a] = coef.get(a, 0) + c * stride
-        const += k * stride
-        stride *= size
-    return Access(buffer, {a: c for a, c in coef.items() if c}, const, padded)
-
-
-def _target_dims(n: _Nest) -> list[Axis]:
-    """The axis of each dimension of the stored tensor: C[a, b, c] with whole axes covering it."""
-    dims = []
-    for (coef, k), size in zip(_dim_forms(n, n.store.index), n.store.buffer.shape, strict=True):
-        if k != 0 or len(coef) != 1 or next(iter(coef.values())) != 1 or next(iter(coef)).extent != size:
-            raise cannot(n.text, "the stored tensor must be indexed by one whole loop per dimension")
-        dims.append(next(iter(coef)))
-    return dims
-
-
 # -- statements -----------------------------------------------------------------------------------
-def _same_index(a: tuple[Expr, ...], b: tuple[Expr, ...]) -> bool:
-    return len(a) == len(b) and all(affine(x) == affine(y) for x, y in zip(a, b, strict=True))
-
-
-def _is_own(e: Expr, own: Load) -> bool:
-    return isinstance(e, Load) and e.buffer is own.buffer and _same_index(e.index, own.index)
-
-
 def _is_contraction(value: Expr, own: Load) -> bool:
     return (
         isinstance(value, Binary)
         and value.op is BinaryOp.ADD
-        and _is_own(value.lhs, own)
+        and is_own(value.lhs, own)
         and isinstance(value.rhs, Binary)
         and value.rhs.op is BinaryOp.MUL
         and _factor(value.rhs.lhs, own) is not None
@@ -386,21 +194,21 @@ def _factor(e: Expr, own: Load) -> Load | None:
     return e if isinstance(e, Load) else None
 
 
-def _reads_itself(value: Expr, n: _Nest) -> bool:
+def _reads_itself(value: Expr, n: Nest) -> bool:
     return any(ld.buffer is n.store.buffer for ld in loads(value))
 
 
-def _contraction(n: _Nest, init: _Nest | None) -> Contraction:
+def _contraction(n: Nest, init: Nest | None) -> Contraction:
     value = n.store.value
     assert isinstance(value, Binary) and isinstance(value.rhs, Binary)
-    dims = _target_dims(n)
-    C = _access(n, n.store.buffer, n.store.index)
+    dims = target_dims(n)
+    C = access_of(n, n.store.buffer, n.store.index)
     own = Load(n.store.buffer, n.store.index)
     x, y = _factor(value.rhs.lhs, own), _factor(value.rhs.rhs, own)
     assert x is not None and y is not None
     if x.buffer is n.store.buffer or y.buffer is n.store.buffer:
         raise cannot(n.text, "an operand of the product is the tensor being written")
-    ops = [_access(n, ld.buffer, ld.index, ld.pad is not None) for ld in (x, y)]
+    ops = [access_of(n, ld.buffer, ld.index, ld.pad is not None) for ld in (x, y)]
     out_axes = [a for a in n.axes if C.stride(a)]
     red_axes = [a for a in n.axes if not C.stride(a)]
     best, why = None, ""
@@ -459,17 +267,17 @@ def _score(roles) -> tuple[int, int]:
     return (j is not None, i is not None)
 
 
-def _translate(n: _Nest, access: Access, to: dict[Axis, Axis]) -> Access:
+def _translate(n: Nest, access: Access, to: dict[Axis, Axis]) -> Access:
     if any(a not in to for a in access.coef):
         raise cannot(n.text, f"{access.buffer.name} is indexed by a loop that is not one of the output's")
     return Access(access.buffer, {to[a]: c for a, c in access.coef.items()}, access.const, access.padded)
 
 
-def _dim_map(n: _Nest, dims: list[Axis]) -> dict[Axis, Axis]:
-    return dict(zip(_target_dims(n), dims, strict=True))
+def _dim_map(n: Nest, dims: list[Axis]) -> dict[Axis, Axis]:
+    return dict(zip(target_dims(n), dims, strict=True))
 
 
-def _init(g: Contraction, n: _Nest, dims: list[Axis]) -> None:
+def _init(g: Contraction, n: Nest, dims: list[Axis]) -> None:
     if n.store.buffer is not g.C.buffer:
         raise cannot(n.text, "an initialisation must be followed by a contraction into the same tensor")
     to = _dim_map(n, dims)
@@ -479,7 +287,7 @@ def _init(g: Contraction, n: _Nest, dims: list[Axis]) -> None:
             g.epilogue.insert(0, VectorOp("add", imm=float(value.value)))
         return
     if isinstance(value, Load) and not value.pad:
-        access = _translate(n, _access(n, value.buffer, value.index), to)
+        access = _translate(n, access_of(n, value.buffer, value.index), to)
         if g.j is not None and access.stride(g.j) != 1:
             raise cannot(
                 n.text,
@@ -492,14 +300,14 @@ def _init(g: Contraction, n: _Nest, dims: list[Axis]) -> None:
     raise cannot(n.text, "the initial value must be a constant or a tensor read (a bias b[j], a matrix)")
 
 
-def _epilogue(g: Contraction, n: _Nest) -> None:
+def _epilogue(g: Contraction, n: Nest) -> None:
     to = _dim_map(n, list(g.dims))
     g.epilogue.extend(_vector_ops(n, n.store.value, Load(n.store.buffer, n.store.index), g, to))
 
 
-def _vector_ops(n: _Nest, e: Expr, own: Load, g: Contraction, to: dict[Axis, Axis]) -> list[VectorOp]:
+def _vector_ops(n: Nest, e: Expr, own: Load, g: Contraction, to: dict[Axis, Axis]) -> list[VectorOp]:
     """The ops that turn the accumulator into `e`, which holds `own` exactly once."""
-    if _is_own(e, own):
+    if is_own(e, own):
         return []
     uses = sum(1 for ld in loads(e) if ld.buffer is own.buffer)
     if uses != 1:
@@ -529,7 +337,7 @@ def _vector_ops(n: _Nest, e: Expr, own: Load, g: Contraction, to: dict[Axis, Axi
     raise cannot(n.text, "the epilogue must be arithmetic on the contraction's result")
 
 
-def _operand(n: _Nest, e: Expr, g: Contraction, to: dict[Axis, Axis]) -> dict:
+def _operand(n: Nest, e: Expr, g: Contraction, to: dict[Axis, Axis]) -> dict:
     if isinstance(e, Const) and e.dtype.is_float:
         return {"imm": float(e.value)}
     if isinstance(e, Const) and isinstance(e.value, int) and not isinstance(e.value, bool):
@@ -537,7 +345,7 @@ def _operand(n: _Nest, e: Expr, g: Contraction, to: dict[Axis, Axis]) -> dict:
     if isinstance(e, Param) and e.dtype is DType.F32:
         return {"param": e.name}
     if isinstance(e, Load) and not e.pad:
-        access = _translate(n, _access(n, e.buffer, e.index), to)
+        access = _translate(n, access_of(n, e.buffer, e.index), to)
         if g.j is not None and set(access.coef) == {g.j} and access.coef[g.j] == 1:
             return {"vector": access}
         if not access.coef:

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from kcomp.targets.accel.compiler.match import Access, Axis, Contraction
+from kcomp.targets.accel.compiler.match import Contraction
+from kcomp.targets.accel.compiler.nest import Access, Axis
 
 MAX_VIEWS = 256  # batch x slice combinations the mapping estimate looks at (beyond: no discount)
 

@@ -31,19 +31,9 @@ from dataclasses import dataclass, field
 from kcomp.dtypes import DType
 from kcomp.errors import ScheduleError, Unsupported
 from kcomp.expr import Binary, BinaryOp, Const, Expr, Unary, UnaryOp
-from kcomp.targets.accel.compiler.codegen import (
-    A_FREE,
-    ACC_FREE,
-    ACC_READY,
-    DATA,
-    MAX_STRIDE,
-    SECTION,
-    _Item,
-    _signal,
-    _Stream,
-    _wait,
-)
-from kcomp.targets.accel.compiler.match import Axis
+from kcomp.targets.accel.compiler.codegen import A_FREE, ACC_FREE, ACC_READY, DATA, MAX_STRIDE, SECTION
+from kcomp.targets.accel.compiler.nest import Axis
+from kcomp.targets.accel.compiler.stream import Item, Stream, signal, wait
 from kcomp.targets.accel.compiler.vector_match import IDENTITY, UNARY, VectorStmt
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.isa import Instr
@@ -103,8 +93,8 @@ class _Val:
 
 @dataclass
 class _Step:
-    ops: list[_Item] = field(default_factory=list)
-    loads: list[_Item] = field(default_factory=list)
+    ops: list[Item] = field(default_factory=list)
+    loads: list[Item] = field(default_factory=list)
 
 
 def emit_vector_section(
@@ -113,7 +103,7 @@ def emit_vector_section(
     """The instructions of `v` (module docstring); `after_section` / `before_section` as for a
     contraction's section."""
     check(v, cfg)
-    dim, out = cfg.dim, _Stream()
+    dim, out = cfg.dim, Stream()
     r_max = tile_rows(v, cfg)
     nodes = v.nodes()
     result = [0, r_max]
@@ -121,8 +111,8 @@ def emit_vector_section(
     tiles = list(_tiles(v, r_max, dim))
     total_steps = sum(len(steps) for _, _, steps in tiles)
     step_no = 0
-    last_store: _Item | None = None
-    first_load: _Item | None = None
+    last_store: Item | None = None
+    first_load: Item | None = None
     for t, (base, rows, steps) in enumerate(tiles):
         res = result[t % 2]
         for s, vals in enumerate(steps):
@@ -137,26 +127,26 @@ def emit_vector_section(
                 _finish(v, res, rows, out, step, buf, base, dim)
             if step.loads:
                 first_load = first_load or step.loads[0]
-                _signal(step.loads[-1], DATA)
-                _wait(step.ops[0], DATA)
+                signal(step.loads[-1], DATA)
+                wait(step.ops[0], DATA)
                 if step_no >= 2:
-                    _wait(step.loads[0], A_FREE)
+                    wait(step.loads[0], A_FREE)
             if s == 0 and t >= 2:
-                _wait(step.ops[0], ACC_FREE)
+                wait(step.ops[0], ACC_FREE)
             if step_no + 2 < total_steps:
-                _signal(step.ops[-1], A_FREE)
+                signal(step.ops[-1], A_FREE)
             step_no += 1
-        _signal(step.ops[-1], ACC_READY)
+        signal(step.ops[-1], ACC_READY)
         store = _store(v, res, rows, base, dim, buf, out)
-        _wait(store, ACC_READY)
+        wait(store, ACC_READY)
         if t + 2 < len(tiles):
-            _signal(store, ACC_FREE)
+            signal(store, ACC_FREE)
         last_store = store
     assert first_load is not None and last_store is not None  # NOTE: vector_stmt requires a tensor read
     if after_section:
-        _wait(first_load, SECTION)
+        wait(first_load, SECTION)
     if before_section:
-        _signal(last_store, SECTION)
+        signal(last_store, SECTION)
     return out.instrs()
 
 
@@ -221,7 +211,7 @@ def _load_leaves(v, at, rows, cols, dim, buf, slots, out, step) -> dict:  # type
     return loaded
 
 
-def _expr(e: Expr, v: VectorStmt, loaded: dict, rows: int, slots, out: _Stream, step: _Step) -> _Val:  # type: ignore[no-untyped-def]
+def _expr(e: Expr, v: VectorStmt, loaded: dict, rows: int, slots, out: Stream, step: _Step) -> _Val:  # type: ignore[no-untyped-def]
     """Emit `e`'s vector ops; its value's rows."""
     if e in loaded:
         return loaded[e]
@@ -281,7 +271,7 @@ def _with_constant(e: Binary, v, loaded, rows, slots, out, step) -> _Val:  # typ
     return _Val(dst, x.shared)
 
 
-def _combine(v: VectorStmt, val: _Val, res: int, rows: int, first: bool, out: _Stream, step: _Step) -> None:
+def _combine(v: VectorStmt, val: _Val, res: int, rows: int, first: bool, out: Stream, step: _Step) -> None:
     """The step's value into the tile's result rows: copied (a map, or a reduction's first step) or
     combined with what they hold."""
     if val.shared:
@@ -294,7 +284,7 @@ def _combine(v: VectorStmt, val: _Val, res: int, rows: int, first: bool, out: _S
 
 
 def _finish(
-    v: VectorStmt, res: int, rows: int, out: _Stream, step: _Step, buf: dict, base: dict, dim: int
+    v: VectorStmt, res: int, rows: int, out: Stream, step: _Step, buf: dict, base: dict, dim: int
 ) -> None:
     """A lane reduction's row value (broadcast to every lane), then the initial value folded in."""
     if v.lane_reduced:
@@ -308,7 +298,7 @@ def _finish(
         step.ops.append(out.add(_SCALAR[_COMBINE[v.reduce]], res, res, rows, _bits(v.init)))
 
 
-def _store(v: VectorStmt, res: int, rows: int, base: dict, dim: int, buf: dict, out: _Stream) -> _Item:
+def _store(v: VectorStmt, res: int, rows: int, base: dict, dim: int, buf: dict, out: Stream) -> Item:
     cols = 1 if v.lane_reduced else min(dim, v.lane.extent - base.get(v.lane, 0))
     acc = v.out
     return out.add(

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from kcomp.expr import Binary, BinaryOp, Const, Expr, Load, Param, Unary, UnaryOp, loads
 from kcomp.printer import format_expr
-from kcomp.targets.accel.compiler.match import Access, Axis, _access, _is_own, _Nest, _target_dims, cannot
+from kcomp.targets.accel.compiler.nest import Access, Axis, Nest, access_of, cannot, is_own, target_dims
 
 UNARY = {
     UnaryOp.EXP: "vexp",
@@ -86,23 +86,23 @@ def _count(e: Expr) -> int:
     return 1
 
 
-def vector_stmt(n: _Nest, init: _Nest | None = None) -> VectorStmt:
+def vector_stmt(n: Nest, init: Nest | None = None) -> VectorStmt:
     """The statement of nest `n` on the vector unit; `init` a constant initialisation of the same
     tensor just before a reduction (folded in).  Unsupported (naming the reason) when it cannot run."""
     store = n.store
     own = Load(store.buffer, store.index)
     value, reduce = store.value, None
-    if isinstance(value, Binary) and value.op in REDUCE and _is_own(value.lhs, own):
+    if isinstance(value, Binary) and value.op in REDUCE and is_own(value.lhs, own):
         reduce, value = REDUCE[value.op], value.rhs
-    elif isinstance(value, Binary) and value.op in REDUCE and _is_own(value.rhs, own):
+    elif isinstance(value, Binary) and value.op in REDUCE and is_own(value.rhs, own):
         reduce, value = REDUCE[value.op], value.lhs
-    if any(ld.buffer is store.buffer and (reduce is not None or not _is_own(ld, own)) for ld in loads(value)):
+    if any(ld.buffer is store.buffer and (reduce is not None or not is_own(ld, own)) for ld in loads(value)):
         raise cannot(n.text, f"it reads {store.buffer.name}, the tensor it writes, other than in place")
     if any(a.tile is not None for a in n.axes):
         raise cannot(n.text, "its loops are split; the vector unit's tiles come from the backend")
-    dims = _target_dims(n)
-    out = _access(n, store.buffer, store.index)
-    reads = [_access(n, ld.buffer, ld.index, ld.pad is not None) for ld in loads(value)]
+    dims = target_dims(n)
+    out = access_of(n, store.buffer, store.index)
+    reads = [access_of(n, ld.buffer, ld.index, ld.pad is not None) for ld in loads(value)]
     for ld, acc in zip(loads(value), reads, strict=True):
         if acc.padded:
             raise cannot(n.text, f"{ld.buffer.name} is read with padding; the DMA does not zero-fill yet")
@@ -140,9 +140,9 @@ def vector_stmt(n: _Nest, init: _Nest | None = None) -> VectorStmt:
     return stmt
 
 
-def _leaves(n: _Nest, stmt: VectorStmt, e: Expr) -> None:
+def _leaves(n: Nest, stmt: VectorStmt, e: Expr) -> None:
     if isinstance(e, Load):
-        acc = _access(n, e.buffer, e.index, e.pad is not None)
+        acc = access_of(n, e.buffer, e.index, e.pad is not None)
         along_lane, along_rows = acc.stride(stmt.lane), acc.stride(stmt.rows)
         if along_lane:
             kind = "lanes" if along_rows or stmt.rows is None else "vector"

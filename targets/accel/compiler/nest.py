@@ -1,0 +1,211 @@
+"""A statement's perfect loop nest read by meaning: split loops merged back into axes, and every
+tensor access as a flat DRAM offset `const + sum(coef[axis] * axis)` (match.py's contraction groups
+and vector_match.py's vector statements both start here).
+
+Lowering makes one loop nest per statement and passes keep it so.  Loops that `split`/`tile` made
+are merged back into *axes*: `i_o * 64 + i_i` is one axis whose tile is 64 (its extent comes from
+the split's guard, else from the loops' product).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kcomp.affine import affine
+from kcomp.errors import ScheduleError, Unsupported
+from kcomp.expr import Binary, BinaryOp, Buffer, Expr, Load, Var, conjuncts, loads
+from kcomp.loops import Guard, Loop, Stmt, Store
+from kcomp.printer import format_expr, format_stmt
+
+
+@dataclass(eq=False)
+class Axis:
+    """One index of a statement: its loops outermost first (several after a split) and their scales."""
+
+    name: str  # printed name of its outermost loop
+    loops: tuple[Var, ...]
+    scales: tuple[int, ...]  # value of one step of each loop, in axis units
+    extent: int
+    position: int  # where its outermost loop sits in the nest (outer loops first)
+
+    @property
+    def tile(self) -> int | None:
+        """The extent inside the outermost loop when the axis is split, else None."""
+        return self.scales[0] if len(self.loops) > 1 else None
+
+
+@dataclass(eq=False)
+class Access:
+    """A tensor read or written at flat element offset `const + sum(coef[axis] * axis value)`."""
+
+    buffer: Buffer
+    coef: dict[Axis, int]
+    const: int
+    padded: bool = False  # reads outside the tensor (pad=...) may happen
+
+    def at(self, values: dict[Axis, int]) -> int:
+        return self.const + sum(c * values.get(a, 0) for a, c in self.coef.items())
+
+    def stride(self, axis: Axis | None) -> int:
+        return self.coef.get(axis, 0) if axis is not None else 0
+
+
+@dataclass(eq=False)
+class Nest:
+    """One statement's perfect loop nest, with its axes."""
+
+    loops: list[Loop]
+    guards: list[Expr]
+    store: Store
+    text: str
+    names: dict
+    axes: list[Axis] = field(default_factory=list)
+    of: dict[Var, tuple[Axis, int]] = field(default_factory=dict)  # loop var -> (axis, scale)
+
+
+def cannot(text: str, why: str) -> ScheduleError:
+    return Unsupported(f"the accelerator backend cannot map {text}: {why}")
+
+
+# -- loop nests and axes ------------------------------------------------------------------------------
+def perfect(s: Stmt, names: dict) -> Nest:
+    loops: list[Loop] = []
+    guards: list[Expr] = []
+    while not isinstance(s, Store):
+        if isinstance(s, Loop):
+            loops.append(s)
+        elif isinstance(s, Guard):
+            guards.append(s.cond)
+        else:
+            raise Unsupported(f"the accelerator backend cannot map buffer {names.get(s.buffer, '?')}: "
+                                "only kernel tensors live in DRAM (no cache_write/cache_read/pack)")  # fmt: skip
+        if len(s.body) != 1:
+            first = format_stmt(s, names).splitlines()[0].strip()
+            raise cannot(
+                f"`{first}`",
+                "its loop holds several statements (a peeled split, cache_write or a fused nest); the"
+                " accelerator mapping needs one perfect loop nest per statement (tile with guard tails)",
+            )
+        s = s.body[0]
+    text = f"{format_expr(Load(s.buffer, s.index), names)} = {format_expr(s.value, names)}"
+    return Nest(loops, guards, s, text, names)
+
+
+def find_axes(n: Nest, names: dict) -> None:
+    """Merge split loops into axes (`o * ext(i) + i` everywhere: one axis), with extents from guards."""
+    ext = {loop.var: loop.extent for loop in n.loops}
+    order = {loop.var: p for p, loop in enumerate(n.loops)}
+    exprs = list(n.store.index) + [e for ld in loads(n.store.value) for e in ld.index]
+    forms = []
+    for e in exprs:
+        form = affine(e)
+        if form is None:
+            raise cannot(n.text, f"index {format_expr(e, names)} is not affine in the loops")
+        forms.append(form)
+    sig = {v: tuple(f.get(v, 0) for f in forms) for v in ext}
+    parent: dict[Var, Var] = {}
+    for v in ext:
+        if not any(sig[v]):
+            if ext[v] > 1:
+                raise cannot(n.text, f"loop {names[v]} is used by no index (it would repeat the statement)")
+            continue
+        scaled = tuple(c * ext[v] for c in sig[v])
+        outer = [o for o in ext if o is not v and sig[o] == scaled and order[o] < order[v]]
+        if outer:
+            parent[v] = outer[0]
+    if len(set(parent.values())) != len(parent):
+        raise cannot(n.text, "its split loops cannot be told apart (two loops split from one?)")
+    inner_of = {o: v for v, o in parent.items()}
+    for v in ext:
+        if v in parent or not any(sig[v]):
+            continue  # an inner part of a split axis, or an unused loop of extent 1
+        chain = [v]
+        while chain[-1] in inner_of:
+            chain.append(inner_of[chain[-1]])
+        n.axes.append(Axis(names[v], tuple(chain), (), 0, order[v]))
+    _fix_scales(n, ext)
+    _extents(n, names)
+
+
+def _fix_scales(n: Nest, ext: dict[Var, int]) -> None:
+    """Scales from the innermost loop (scale 1) outwards, the extent as their product (guards may lower
+    it); record loop -> (axis, scale)."""
+    for a in n.axes:
+        scales, s = [], 1
+        for v in reversed(a.loops):
+            scales.append(s)
+            s *= ext[v]
+        a.scales = tuple(reversed(scales))
+        a.extent = s
+        for v, sc in zip(a.loops, a.scales, strict=True):
+            n.of[v] = (a, sc)
+
+
+def _extents(n: Nest, names: dict) -> None:
+    """A guard `o * T + i < E` bounds an axis to E; any other guard is not a tiling remainder."""
+    for cond in n.guards:
+        for part in conjuncts(cond):
+            form = affine(part.rhs) if isinstance(part, Binary) and part.op is BinaryOp.LT else None
+            lhs = affine(part.lhs) if form is not None else None
+            axis = _axis_of_form(n, lhs) if lhs is not None and set(form) <= {None} else None
+            if axis is None:
+                raise cannot(n.text, f"guard {format_expr(part, names)} is not the remainder of a split loop")
+            axis.extent = min(axis.extent, form.get(None, 0))
+
+
+def _axis_of_form(n: Nest, form: dict) -> Axis | None:
+    if form.get(None, 0) != 0:
+        return None
+    for a in n.axes:
+        if {v: c for v, c in form.items() if v is not None} == dict(zip(a.loops, a.scales, strict=True)):
+            return a
+    return None
+
+
+def _dim_forms(n: Nest, index: tuple[Expr, ...]) -> list[tuple[dict[Axis, int], int]]:
+    """Each index as (coefficient per axis, constant); ScheduleError when it splits an axis unevenly."""
+    out = []
+    for e in index:
+        form = affine(e) or {}
+        coef: dict[Axis, int] = {}
+        for v, c in form.items():
+            if v is None:
+                continue
+            axis, scale = n.of[v]
+            per_axis = c // scale if c % scale == 0 else None
+            if per_axis is None or coef.setdefault(axis, per_axis) != per_axis:
+                raise cannot(n.text, "an index uses the parts of a split loop unevenly")
+        for axis in coef:
+            if any(form.get(v, 0) != coef[axis] * s for v, s in zip(axis.loops, axis.scales, strict=True)):
+                raise cannot(n.text, "an index uses the parts of a split loop unevenly")
+        out.append(({a: c for a, c in coef.items() if c}, form.get(None, 0)))
+    return out
+
+
+def access_of(n: Nest, buffer: Buffer, index: tuple[Expr, ...], padded: bool = False) -> Access:
+    coef: dict[Axis, int] = {}
+    const, stride = 0, 1
+    for (dc, k), size in reversed(list(zip(_dim_forms(n, index), buffer.shape, strict=True))):
+        for a, c in dc.items():
+            coef[a] = coef.get(a, 0) + c * stride
+        const += k * stride
+        stride *= size
+    return Access(buffer, {a: c for a, c in coef.items() if c}, const, padded)
+
+
+def target_dims(n: Nest) -> list[Axis]:
+    """The axis of each dimension of the stored tensor: C[a, b, c] with whole axes covering it."""
+    dims = []
+    for (coef, k), size in zip(_dim_forms(n, n.store.index), n.store.buffer.shape, strict=True):
+        if k != 0 or len(coef) != 1 or next(iter(coef.values())) != 1 or next(iter(coef)).extent != size:
+            raise cannot(n.text, "the stored tensor must be indexed by one whole loop per dimension")
+        dims.append(next(iter(coef)))
+    return dims
+
+
+def same_index(a: tuple[Expr, ...], b: tuple[Expr, ...]) -> bool:
+    return len(a) == len(b) and all(affine(x) == affine(y) for x, y in zip(a, b, strict=True))
+
+
+def is_own(e: Expr, own: Load) -> bool:
+    return isinstance(e, Load) and e.buffer is own.buffer and same_index(e.index, own.index)
