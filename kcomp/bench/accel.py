@@ -9,7 +9,8 @@ tiles, one buffer each, as `--schedule none`).  Cycles are deterministic, so one
 `times_s` holds the simulated time at the nominal 1 GHz clock (`kcomp`, `naive`); `extra` has
 `cycles`, `naive_cycles`, `ideal_cycles` (the larger of MACs / dim² and the compulsory DRAM bytes /
 bandwidth), `utilization` (useful MACs per cycle over dim², 0..1) and the simulator's speed in
-simulated instructions per second.  A kernel that cannot be mapped is a row whose `extra` says why.
+simulated instructions per second.  On the default configuration each case also runs on its
+output-stationary twin (`accel:os`, the second dataflow): `os_cycles`, `os_utilization`.  A kernel that cannot be mapped is a row whose `extra` says why.
 
 Cases: `gemm_MxNxK` (examples/matmul.kc at those shapes), `gemm_bias_relu` (the example at its own
 shapes), `conv2d`: examples/conv2d.kc is NCHW with padding, which the accelerator cannot map (the
@@ -34,11 +35,13 @@ from kcomp.bench import machine as host_machine
 from kcomp.bench.report import failures
 from kcomp.errors import KcompError, UsageError
 from kcomp.targets import SIMULATED, Target, get_target
+from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.result import CLOCK_HZ
 
 Progress = Callable[[str], None]
 CASES = ("gemm_256x256x256", "gemm_512x512x512", "gemm_1024x1024x1024", "conv2d", "gemm_bias_relu")
 QUICK_CASES = ("gemm_128x128x128", "gemm_256x256x256", "conv2d_small")
+OS_CONFIG = "os"  # the packaged default machine with an output-stationary matrix unit
 _GEMM = re.compile(r"(?:gemm_)?(\d+)x(\d+)x(\d+)$")
 
 MATMUL = """
@@ -128,10 +131,15 @@ def _row(case: str, target: Target) -> dict[str, Any]:
         return row
     if note:
         extra["note"] = note
-    for system, schedule in (("kcomp", None), ("naive", "none")):
+    systems = [("kcomp", None, target.name), ("naive", "none", target.name)]
+    if target.cfg.dataflow == "ws":  # the same machine, output-stationary (docs/accel-isa.md, "Dataflows")
+        systems.append(("os", None, f"accel:{OS_CONFIG}" if target.cfg == AccelConfig() else ""))
+    for system, schedule, name in systems:
+        if not name:
+            continue  # NOTE: a custom config has no output-stationary twin to compare with
         try:
             start = time.perf_counter()
-            k = compile(source, target=target.name, shapes=shapes, schedule=schedule)
+            k = compile(source, target=name, shapes=shapes, schedule=schedule)
             built = k.built
             compile_s = time.perf_counter() - start
             check = k.check(seed=0)
@@ -149,7 +157,9 @@ def _row(case: str, target: Target) -> dict[str, Any]:
                 schedule=str(built.schedule),
                 mapping=list(built.notes),
             )
-        prefix = "" if system == "kcomp" else "naive_"
+        prefix = "" if system == "kcomp" else f"{system}_"
+        if system == "os":
+            extra["os_utilization"] = r.utilization["matrix"]
         extra.update(
             {
                 f"{prefix}cycles": r.cycles,
@@ -163,7 +173,7 @@ def _row(case: str, target: Target) -> dict[str, Any]:
             extra[f"{system}_error"] = f"wrong result (max rel err {check.max_rel_err:.3g}): not reported"
             continue
         row["times_s"][system] = r.cycles / CLOCK_HZ
-    runs = [p for p in ("", "naive_") if f"{p}sim_s" in extra]
+    runs = [p for p in ("", "naive_", "os_") if f"{p}sim_s" in extra]
     seconds = sum(extra[f"{p}sim_s"] for p in runs)
     if seconds > 0:  # the simulator's speed over both runs: simulated instructions per wall second
         extra["sim_instr_per_s"] = round(sum(extra[f"{p}instructions"] for p in runs) / seconds)
@@ -187,7 +197,19 @@ def print_report(result: dict[str, Any]) -> None:
         f" {acc['dma_bytes_per_cycle']} B/cycle; simulator on {result['machine'].get('cpu', '?')}",
         caption_justify="left",
     )
-    for col in ("case", "cycles", "naive", "ideal", "util", "x ideal", "vs naive", "sim instr/s", "schedule"):
+    columns = (
+        "case",
+        "cycles",
+        "naive",
+        "ideal",
+        "util",
+        "x ideal",
+        "vs naive",
+        "OS cycles",
+        "OS util",
+        "sim instr/s",
+    )
+    for col in (*columns, "schedule"):
         t.add_column(col, justify="left" if col in ("case", "schedule") else "right")
     for row in result["rows"]:
         e = row["extra"]
@@ -203,6 +225,8 @@ def print_report(result: dict[str, Any]) -> None:
             num("utilization", "{:.1%}"),
             num("cycles_vs_ideal", "{:.2f}x"),
             num("speedup_vs_naive", "{:.1f}x"),
+            num("os_cycles"),
+            num("os_utilization", "{:.1%}"),
             num("sim_instr_per_s", "{:,.0f}"),
             escape(" ; ".join(e.get("schedule", "-").splitlines())),
         )

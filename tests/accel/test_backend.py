@@ -30,7 +30,7 @@ from kcomp.targets.accel.target import AccelTarget
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-CONFIGS = ("accel", "accel:small")
+CONFIGS = ("accel", "accel:small", "accel:os")
 
 # Every example the backend maps, at small shapes (remainders against both configs' dim 16 and 8).
 MAPPED = {

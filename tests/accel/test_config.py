@@ -66,5 +66,14 @@ def test_bad_files_name_file_and_key(tmp_path, text, match):
 def test_missing_file_and_unknown_packaged_name(tmp_path):
     with pytest.raises(UsageError, match=r"nope\.toml: cannot read accelerator config"):
         AccelConfig.load(tmp_path / "nope.toml")
-    with pytest.raises(UsageError, match=r"no packaged accelerator config 'huge'; packaged: default, small"):
+    with pytest.raises(
+        UsageError, match=r"no packaged accelerator config 'huge'; packaged: default, small, os"
+    ):
         AccelConfig.packaged("huge")
+
+
+def test_the_dataflow_key():
+    assert AccelConfig.load("os").dataflow == "os" and AccelConfig.load(None).dataflow == "ws"
+    assert AccelConfig.load("os").dim == AccelConfig.load(None).dim  # the default machine otherwise
+    with pytest.raises(UsageError, match="key 'dataflow' must be one of ws, os"):
+        AccelConfig.from_dict({"dataflow": "rs"}, source="x.toml")

@@ -55,6 +55,31 @@ def test_back_to_back_mma_pipeline_and_reuse_weights():
     assert reload.cycles == 48 + 132 + 48
 
 
+OS = AccelConfig.load("os")
+
+
+def test_output_stationary_holds_a_block_and_streams_k():
+    # nothing held, overwrite: k cycles of streaming, then the drain as latency
+    assert run("mma acc=0 a=0 b=512 m=16 k=16 mode=overwrite", OS).cycles == 16 + 16
+    assert run("mma acc=0 a=0 b=512 m=16 k=5 mode=overwrite", OS).cycles == 5 + 16  # k < dim: still full rate
+    # the same block again, accumulating: it stays in the array (5 + 5 streaming, one drain)
+    same = run(
+        "mma acc=0 a=0 b=512 m=16 k=5 mode=overwrite\nmma acc=0 a=0 b=528 m=16 k=5 mode=accumulate", OS
+    )
+    assert same.cycles == 5 + 5 + 16 and same.busy["preload"] == 0
+    # another block: drain the held one (16; the accumulator adds what drains into it), stream
+    other = run(
+        "mma acc=0 a=0 b=512 m=16 k=5 mode=overwrite\nmma acc=16 a=0 b=528 m=16 k=5 mode=accumulate", OS
+    )
+    assert other.cycles == 5 + 16 + 5 + 16 and other.busy["preload"] == 16
+    # 40 rows are three blocks: two drained inline, the last held
+    assert run("mma acc=0 a=0 b=512 m=40 k=16 mode=overwrite", OS).cycles == 3 * 16 + 2 * 16 + 16
+    # a vector op on the accumulator ends the hold (its drain is the mma's latency): nothing to drain
+    vec = run("mma acc=0 a=0 b=512 m=16 k=5 mode=overwrite\nvadds dst=0 src=0 rows=16 imm=1.0\n"
+              "mma acc=0 a=0 b=512 m=16 k=5 mode=accumulate", OS)  # fmt: skip
+    assert vec.busy["preload"] == 0
+
+
 def test_token_chain_load_mma_store():
     result = run(
         "dma.load sp=0 buf=A off=0 rows=16 cols=16 stride=16 signal=t0\n"

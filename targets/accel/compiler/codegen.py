@@ -119,7 +119,8 @@ def emit_section(
     n_a, n_b = steps[-1].a_no + 1, steps[-1].b_no + 1
     n_c = steps[-1].c_no + 1
     opening_a = {s.a_no for s in steps if s.opens}
-    lives = [_live_chunks(g, s, dim, constants or {}, s.a_no in opening_a) for s in steps]
+    block = dim if cfg.dataflow == "os" else 1  # an output-stationary array streams whole blocks of rows
+    lives = [_live_chunks(g, s, dim, constants or {}, s.a_no in opening_a, block) for s in steps]
     b_rows = _b_ranges(steps, lives, dim)
     cols_of = {s.c_no: s.cols for s in steps}
     act = 1 if g.relu_store else 0  # dma.store's act: none, relu
@@ -186,8 +187,7 @@ def emit_section(
             [
                 out.add("mma", c_slot + nb // dim * tm + r0, a_slot + c.kb // dim * tm + r0,
                         b_slot + nb // dim * tk + c.kb, count, min(dim, s.depth - c.kb), 0 if overwrite and fresh else 1)
-                for c in live
-                for r0, count, fresh in c.parts
+                for c, (r0, count, fresh) in _mma_order(live, s.rows, block)
             ]
             for nb in range(0, s.cols, dim)
         ]  # fmt: skip
@@ -268,14 +268,31 @@ class _Chunk:
     parts: tuple[tuple[int, int, bool], ...]
 
 
+def _mma_order(live: list[_Chunk], rows: int, block: int) -> list[tuple[_Chunk, tuple[int, int, bool]]]:
+    """A panel's mmas: chunk by chunk, each its parts (weight-stationary: B's chunk stays preloaded
+    over its rows), or block by block of `block` rows, each its chunks (output-stationary: the block
+    stays in the array while the chunks stream)."""
+    if block == 1:
+        return [(c, part) for c in live for part in c.parts]
+    out = []
+    for rb in range(0, rows, block):
+        for c in live:
+            for r0, count, fresh in c.parts:
+                lo, hi = max(r0, rb), min(r0 + count, rb + block)
+                if lo < hi:
+                    out.append((c, (lo, hi - lo, fresh)))
+    return out
+
+
 def _live_chunks(
-    g: Contraction, s: _Step, dim: int, constants: Values[str, Any], opening: bool
+    g: Contraction, s: _Step, dim: int, constants: Values[str, Any], opening: bool, block: int = 1
 ) -> list[_Chunk]:
     """The step's chunks whose A tile is not all zero, each streaming only its rows that hold a
     nonzero (compiler/sparse.py); the first chunk when every chunk is zero.  `opening`: some step
     reading this A tile opens a C tile, so every accumulator row must be overwritten once: the rows
     zero in the whole tile join the first chunk's, and a row's first part overwrites.  A function of
-    the A tile alone, so a resident A tile has the rows the step that loaded it loaded."""
+    the A tile alone, so a resident A tile has the rows the step that loaded it loaded.  `block`:
+    rows are live in aligned blocks of that many (an output-stationary array streams whole blocks)."""
     chunks = range(0, s.depth, dim)
     if g.A.buffer.name not in constants:
         return [_Chunk(kb, ((0, s.rows),), ((0, s.rows, kb == 0),)) for kb in chunks]
@@ -285,7 +302,7 @@ def _live_chunks(
                          (min(dim, s.depth - kb), g.A.stride(g.k)))  # fmt: skip
         assert rows is not None
         if rows.any():
-            masks[kb] = rows
+            masks[kb] = _blocks(rows, block)
     if not masks:
         masks[0] = np.zeros(s.rows, bool)
     if opening:
@@ -303,6 +320,15 @@ def _live_chunks(
             touched[r0 : r0 + count] = True
         out.append(_Chunk(kb, spans, tuple(parts)))
     return out
+
+
+def _blocks(live: np.ndarray, block: int) -> np.ndarray:
+    """`live` with every aligned block of `block` rows live where one of its rows is."""
+    if block == 1:
+        return live
+    padded = np.zeros(-(-live.size // block) * block, bool)
+    padded[: live.size] = live
+    return np.repeat(padded.reshape(-1, block).any(axis=1), block)[: live.size]
 
 
 def _b_ranges(steps: list[_Step], lives: list[list[_Chunk]], dim: int) -> dict[int, Runs]:

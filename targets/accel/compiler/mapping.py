@@ -189,7 +189,8 @@ def fit_buffers(g: Contraction, m: Mapping, cfg: AccelConfig, reserved_rows: int
 
 # -- choosing -----------------------------------------------------------------------------------
 def estimate(g: Contraction, m: Mapping, cfg: AccelConfig, live: Liveness = DENSE) -> float:
-    """Estimated cycles: matrix-unit work (a preload of dim cycles per mma, then one row a cycle)
+    """Estimated cycles: matrix-unit work (weight-stationary: a preload of dim cycles per mma, then
+    one row a cycle; output-stationary: a drain per block visit, then k cycles per chunk)
     against the DRAM channel's bytes, overlapped when double-buffered.  `live`: the shares of A that
     are not all zero (a sparse weight's; codegen skips the rest: compiler/sparse.py)."""
     dim, n = cfg.dim, counts(g, m)
@@ -198,8 +199,13 @@ def estimate(g: Contraction, m: Mapping, cfg: AccelConfig, live: Liveness = DENS
     M, N, K = g.extent("i"), g.extent("j"), g.extent("k")
     panels = sum(math.ceil(min(m.tn, N - j0) / dim) for j0 in range(0, N, m.tn))
     chunks = sum(math.ceil(min(m.tk, K - k0) / dim) for k0 in range(0, K, m.tk))
-    # a preload per live chunk of each i tile, its live rows streamed; the first chunk of a C tile whole
-    per_panel = chunks * (n["i"] * dim * live.chunks + M * live.rows) + M * (1 - live.rows) / slices
+    if cfg.dataflow == "os":
+        # each block of dim rows: drained per step that visits it, k cycles per live chunk
+        blocks = sum(math.ceil(min(m.tm, M - i0) / dim) for i0 in range(0, M, m.tm))
+        per_panel = blocks * (n["k"] * dim * live.steps + K * live.tiles)
+    else:
+        # a preload per live chunk of each i tile, its live rows streamed; the first chunk of a C tile whole
+        per_panel = chunks * (n["i"] * dim * live.chunks + M * live.rows) + M * (1 - live.rows) / slices
     compute = batches * slices * panels * per_panel
     inner = [r for r in reversed(m.order) if n[r] > 1]
     innermost = inner[0] if inner and slices == 1 else None

@@ -81,18 +81,21 @@ def operand_view(g: Contraction, constants: Mapping[str, Any], vals: dict[Axis, 
 class Liveness:
     """Shares of A that are not all zero at the granularities codegen skips at: `steps` (TM x TK tiles:
     a step), `chunks` (TM x dim: a weight preload and its rows of B) and `rows` (1 x dim: a streamed
-    row and its DMA).  DENSE when A's values are not held."""
+    row and its DMA) and `tiles` (dim x dim: what an output-stationary array streams).  DENSE when A's
+    values are not held."""
 
     steps: float = 1.0
     chunks: float = 1.0
     rows: float = 1.0
+    tiles: float = 1.0  # dim x dim: an output-stationary array's streamed block
 
     @classmethod
     def of(cls, g: Contraction, constants: Mapping[str, Any], tm: int, tk: int, dim: int) -> Liveness:
         if g.A.buffer.name not in constants:
             return DENSE
         share = functools.partial(live_fraction, g, constants)
-        return cls(share(tm, tk), share(tm, min(dim, tk)), share(1, min(dim, tk)))
+        depth = min(dim, tk)
+        return cls(share(tm, tk), share(tm, depth), share(1, depth), share(min(dim, tm), depth))
 
 
 DENSE = Liveness()

@@ -25,7 +25,8 @@ INPUT_DTYPES = {"f32": ("f32", 4), "i8": ("i32", 1)}  # input dtype -> (accumula
 MAX_DIM = 128  # `cols` and `k` operands are 8-bit fields
 MAX_INT = 2**31 - 1  # every integer key (a counter, size or cycle count the simulator holds)
 MAX_ROWS = 1 << 16  # row addresses are 16-bit fields
-PACKAGED = ("default", "small")
+PACKAGED = ("default", "small", "os")
+DATAFLOWS = ("ws", "os")  # weight-stationary, output-stationary matrix unit (docs/accel-isa.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class AccelConfig:
     issue_per_queue: int = 1
     vector_latency: int = 4
     vector_slow_op_cycles: int = 4
+    dataflow: str = "ws"
     source: str = field(default="<defaults>", compare=False)  # the file it came from, for messages
 
     def __post_init__(self) -> None:
@@ -138,7 +140,7 @@ class AccelConfig:
     def describe(self) -> str:
         """One line for reports."""
         return (
-            f"accel {self.name}: {self.dim}x{self.dim} {self.dtype}, scratchpad {self.scratchpad_kib} KiB "
+            f"accel {self.name}: {self.dim}x{self.dim} {self.dtype} {self.dataflow.upper()}, scratchpad {self.scratchpad_kib} KiB "
             f"in {self.banks} banks, accumulator {self.accumulator_kib} KiB, DMA {self.dma_bytes_per_cycle} "
             f"B/cycle + {self.dma_latency} cycles"
         )
@@ -152,6 +154,8 @@ def _check(cfg: AccelConfig) -> None:
             raise UsageError(f"key {f.name!r} must be positive, got {value}")
         if isinstance(value, int) and value > MAX_INT:
             raise UsageError(f"key {f.name!r} must be at most {MAX_INT}, got {value}")
+    if cfg.dataflow not in DATAFLOWS:
+        raise UsageError(f"key 'dataflow' must be one of {', '.join(DATAFLOWS)}, got {cfg.dataflow!r}")
     if cfg.dtype not in INPUT_DTYPES:
         raise UsageError(f"key 'dtype' must be one of {', '.join(INPUT_DTYPES)}, got {cfg.dtype!r}")
     if cfg.dim > MAX_DIM:

@@ -217,6 +217,8 @@ class _Engine:
         recent = [deque([-1], maxlen=per_cycle) for _ in range(3)]
         chan_free = mx_free = mx_done = vec_free = vec_done = macs = backlog = 0
         wb = wk = -1  # the weights the matrix unit holds: scratchpad rows wb .. wb+wk-1
+        os_flow = cfg.dataflow == "os"
+        held = held_m = -1  # output-stationary: the accumulator rows of the block the array holds
         bm = ba = bb = bk = bacc = bmode = 0  # mma instructions batched into one numpy product (bm rows)
 
         def slot(q: int) -> int:
@@ -280,19 +282,28 @@ class _Engine:
                     free = vec_done
                 if t > free:
                     stalls["token_wait.compute"] += t - free
-                if b != wb or k != wk:
-                    preload, wb, wk = dim, b, k
+                if not os_flow:
+                    if b != wb or k != wk:
+                        preload, wb, wk = dim, b, k
+                    work = m
+                else:  # NOTE: output-stationary: (acc, m) of the block the array holds, or held = -1
+                    blocks = (m + dim - 1) // dim
+                    if not (mode and blocks == 1 and acc == held and m == held_m) and held >= 0:
+                        preload = dim  # drain the held block (the accumulator adds what drains into it)
+                    work = blocks * k + (blocks - 1) * dim  # NOTE: the blocks before the last drain inline
+                    held, held_m = acc + (blocks - 1) * dim, m - (blocks - 1) * dim
                 start, stream = t, t + preload
-                end = stream + m
+                end = stream + work
                 first, final = a // bank_rows, (a + m - 1) // bank_rows
                 if bank_w[first] or bank_w[final]:
                     conflict = _conflict(bank_w, first, final, stream, end, t)
                     if conflict:
                         stalls["bank_conflict"] += conflict
                         end += conflict
-                if preload:
-                    conflict = _conflict(bank_w, b // bank_rows, (b + k - 1) // bank_rows, t, stream, t)
-                    _record(bank_r, b // bank_rows, (b + k - 1) // bank_rows, t, stream)
+                if preload or os_flow:  # B is read while preloading (WS) or while streaming (OS)
+                    b_from, b_to = (stream, end) if os_flow else (t, stream)
+                    conflict = _conflict(bank_w, b // bank_rows, (b + k - 1) // bank_rows, b_from, b_to, t)
+                    _record(bank_r, b // bank_rows, (b + k - 1) // bank_rows, b_from, b_to)
                     if conflict:
                         stalls["bank_conflict"] += conflict
                         end += conflict
@@ -331,6 +342,8 @@ class _Engine:
                     done = self._dma(pc, kind, args, t, end, end + latency, cycles)
                     if kind == DMA_SP and args[0] < wb + wk and wb < args[0] + args[3]:
                         wb = wk = -1  # the held weights' rows change: the next mma preloads again
+                    elif kind == DMA_ACC_IN and args[0] < held + held_m and held < args[0] + args[3]:
+                        held = held_m = -1  # the held block's rows change: drained, then refilled
                 elif kind == VEC:
                     free = ready = max(ready, vec_free)
                     if mx_done > free:
@@ -343,6 +356,7 @@ class _Engine:
                     done = end + latency
                     vec_done = max(vec_done, done)
                     busy["vector"] += cycles
+                    held = held_m = -1  # NOTE: a vector op may rewrite the held block's rows
                     if races:
                         race = races.vector(pc, foot, t, end, done)
                         if race:
