@@ -110,6 +110,23 @@ dma.store acc=0 buf=C off=0 rows=16 cols=16 stride=16 act=relu wait=t1
     assert result.macs == 16 * 8 * 16
 
 
+def test_padded_loads_zero_fill_around_the_region(rng):
+    text = """\
+.buffer X f32 6x10
+.buffer C f32 8x16
+dma.load.acc.pad acc=0 buf=X off=12 rows=4 cols=7 stride=10 lead=3
+dma.load.acc.pad acc=4 buf=X off=0 rows=4 cols=0 stride=0 lead=0 signal=t0
+dma.store acc=0 buf=C off=0 rows=8 cols=16 stride=16 act=none wait=t0
+"""
+    x = rng.standard_normal((6, 10)).astype(np.float32)
+    c = np.full((8, 16), np.nan, np.float32)
+    result = simulate(assemble(text), {"X": x, "C": c})
+    want = np.zeros((8, 16), np.float32)
+    want[:4, 3:10] = x[1:5, 2:9]
+    np.testing.assert_array_equal(c, want)
+    assert result.dma_bytes["load"] == 4 * 7 * 4  # zero rows move nothing from DRAM
+
+
 def test_i32_scalar_ops_round_half_to_even_and_saturate():
     text = """\
 .buffer X i32 2x16

@@ -51,6 +51,22 @@ def dma_load(m: Machine, a: tuple[int, ...]) -> None:
         dst[:, cols:] = 0
 
 
+def _padded(dst: np.ndarray, m: Machine, a: tuple[int, ...]) -> None:
+    """dst (rows x dim) = zeros, with columns lead..lead+cols-1 the DRAM region (none when cols = 0)."""
+    _, buf, off, rows, cols, stride, lead = a
+    dst[:] = 0
+    if cols:
+        dst[:, lead : lead + cols] = region(m.dram[buf], off, rows, cols, stride)
+
+
+def dma_load_pad(m: Machine, a: tuple[int, ...]) -> None:
+    _padded(m.sp[a[0] : a[0] + a[3]], m, a)
+
+
+def dma_load_acc_pad(m: Machine, a: tuple[int, ...]) -> None:
+    _padded(m.acc[a[0] : a[0] + a[3]], m, a)
+
+
 def dma_load_acc(m: Machine, a: tuple[int, ...]) -> None:
     row, buf, off, rows, cols, stride = a
     dst = m.acc[row : row + rows]

@@ -91,7 +91,14 @@ def _bind(program: Program, dram: Mapping[str, np.ndarray]) -> list[np.ndarray]:
 
 
 # -- static checks ------------------------------------------------------------------------------
-_KIND = {"dma.load": DMA_SP, "dma.load.acc": DMA_ACC_IN, "dma.store": DMA_OUT, "mma": MMA}
+_KIND = {
+    "dma.load": DMA_SP,
+    "dma.load.pad": DMA_SP,
+    "dma.load.acc": DMA_ACC_IN,
+    "dma.load.acc.pad": DMA_ACC_IN,
+    "dma.store": DMA_OUT,
+    "mma": MMA,
+}
 
 
 def _plan(program: Program, cfg: AccelConfig) -> tuple[list[list[tuple]], int | None]:
@@ -161,13 +168,14 @@ def _check(program: Program, cfg: AccelConfig, op: str, a: tuple[int, ...]) -> s
         if buf >= len(program.buffers):
             return f"buffer {buf} does not exist (the program declares {len(program.buffers)})"
         b = program.buffers[buf]
-        want = cfg.dtype if op == "dma.load" else cfg.acc_dtype
+        want = cfg.dtype if op in ("dma.load", "dma.load.pad") else cfg.acc_dtype
         if b.dtype != want:
             return f"buffer {b.name} is {b.dtype}; {op} on a {cfg.dtype} machine moves {want}"
-        if cols > cfg.dim:
-            return f"cols={cols} exceeds the row width dim={cfg.dim}"
+        lead = a[6] if op.endswith(".pad") else 0
+        if lead + cols > cfg.dim:
+            return f"lead={lead} + cols={cols} exceeds the row width dim={cfg.dim}"
         last = off + (rows - 1) * stride + cols
-        if last > b.size:
+        if cols and last > b.size:
             return f"DMA reaches element {last - 1} of buffer {b.name}, which has {b.size} elements"
         if op == "dma.store" and rows > 1 and stride < cols:
             return f"stride={stride} < cols={cols}: the stored rows would overlap in DRAM"
