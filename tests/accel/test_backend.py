@@ -38,6 +38,9 @@ MAPPED = {
     "batched_matmul": {"BATCH": 3, "M": 20, "N": 24, "K": 36},
     "gemm_bias_relu": {"M": 37, "N": 40, "K": 33},
     "matvec": {"M": 50, "K": 70},
+    # padded reads: the halo zero-filled by dma.load.pad (rows and columns leave the image)
+    "conv2d": {"N": 2, "C": 5, "K": 20, "H": 9, "W": 21},
+    "depthwise_conv2d": {"N": 2, "C": 3, "H": 7, "W": 19},
 }
 # Examples that run on the vector unit alone (vector_match.py): rows with remainders against dim;
 # a row reduction whose terms are not bare reads needs whole rows of dim (D a multiple of 16).
@@ -50,10 +53,8 @@ VECTOR_MAPPED = {
 }
 # The others, and the reason each gives.
 UNMAPPED = {
-    "conv2d": "X is read with padding",
-    "depthwise_conv2d": "X is read with padding",
     "groupnorm": "is not affine in the loops",
-    "maxpool2d": "X is read with padding",
+    "maxpool2d": "X is padded with -inf",
     "transpose": "A is strided along i",
     "causal_softmax": "has no vector-unit form (select, cast, comparison)",
     "embedding_lookup": "is not affine in the loops",
@@ -168,6 +169,14 @@ kernel v(A: f32[M, K], B: f32[K, N], u: f32[M], X: f32[M, D], c: f32[1], alpha: 
     Y[m, d] = (alpha - X[m, d]) / (u[m] + c[0] * 4.0) + max(X[m, d], 0.25)
 }
 """
+# padded reads on the vector unit: a halo on the rows and on the lanes, a padded per-row value
+SHIFTED = """
+dim M = 21, D = 37
+kernel shift(X: f32[M, D], u: f32[M]) -> (Y: f32[M, D], s: f32[M]) {
+    Y[i, j] = X[i - 1, j + 2, pad=0.0] * 2.0 + X[i, j] - u[i + 3, pad=0.0]
+    s[i] += X[i + 1, j - 1, pad=0.0] where j < D
+}
+"""
 # not a product of exactly two reads, so not the matrix unit's: a serial reduction over k on the vector unit
 SCALED_PRODUCT = """
 kernel k(A: f32[8, 4], B: f32[4, 8]) -> (C: f32[8, 8]) { C[i, j] += A[i, k] * B[k, j] * 2.0 }
@@ -183,6 +192,9 @@ def test_vector_statements_beyond_the_examples(spec):
     assert_tokens_balance(c.artifact.program)
     c, run = sim(SCALED_PRODUCT, spec, seed=6)
     assert run.ok and run.report.macs == 0
+    c, run = sim(SHIFTED, spec, seed=8)
+    assert run.ok, run.max_rel_err
+    assert {ins.op for ins in c.artifact.program.instrs} >= {"dma.load.acc.pad"}
     assert_round_trips(c.artifact.program)
     assert_tokens_balance(c.artifact.program)
 

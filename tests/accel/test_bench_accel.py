@@ -1,5 +1,5 @@
 """`kcomp bench accel` (kcomp/bench/accel.py): the shared JSON shape, the cycle figures every row
-carries (cycles, naive_cycles, ideal_cycles, utilization), the unmappable example's reason, case
+carries (cycles, naive_cycles, ideal_cycles, utilization), the conv2d rows, case
 parsing and the command line.  Tiny cases keep it fast; cycles are deterministic, so the figures
 are checked for consistency, not for speed."""
 
@@ -14,7 +14,7 @@ from kcomp.cli import bench as cli
 from kcomp.cli import main
 from kcomp.errors import UsageError
 
-CASES = ("gemm_64x48x40", "conv2d_small")
+CASES = ("gemm_64x48x40", "conv2d_small", "conv2d_example_small")
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +39,11 @@ def test_rows_have_the_shared_shape_and_the_cycle_figures(suite):
     assert gemm["extra"]["schedule_source"] == "default (accelerator mapping rules)"
 
 
-def test_conv2d_row_says_why_the_example_does_not_map(suite):
+def test_the_conv2d_rows_are_the_nhwc_form_and_the_example_itself(suite):
     note = suite["rows"][1]["extra"]["note"]
-    assert "examples/conv2d.kc does not map" in note and "padding" in note and "NHWC" in note
+    assert "NHWC" in note and "conv2d_example" in note
+    example = suite["rows"][2]["extra"]
+    assert example["ok"] and "note" not in example and example["schedule_source"].startswith("default")
 
 
 def test_an_unmappable_case_is_a_row_with_a_reason(monkeypatch):

@@ -43,12 +43,11 @@ from kcomp.targets.accel.compiler.mapping import Mapping, counts, footprint
 from kcomp.targets.accel.compiler.match import Contraction, VectorOp
 from kcomp.targets.accel.compiler.nest import Access
 from kcomp.targets.accel.compiler.sparse import live_rows, runs, zero_tile
-from kcomp.targets.accel.compiler.stream import Item, Stream, signal, wait
+from kcomp.targets.accel.compiler.stream import Item, Stream, load_region, row_stride, signal, wait
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.isa import Instr, make
 
 DATA, A_FREE, ACC_READY, ACC_FREE, B_FREE, ACC_LOADABLE, SECTION = range(7)
-MAX_STRIDE = (1 << 24) - 1
 _BINARY = {"add": "vadd", "sub": "vsub", "mul": "vmul", "max": "vmax"}
 _SCALAR = {"add": "vadds", "mul": "vmuls", "max": "vmaxs"}
 RUN_GAP = 4  # zero rows of a sparse A tile streamed rather than split into another mma
@@ -127,7 +126,6 @@ def emit_section(
     epilogue = g.epilogue[:-1] if g.relu_store else g.epilogue
     rows_of: dict[tuple, int] = {}
     ids = (buf[g.A.buffer.name], buf[g.B.buffer.name], buf[g.C.buffer.name])
-    bj = g.B.stride(g.j)
     out = Stream()
 
     def panelled(c_no: int) -> bool:
@@ -152,25 +150,30 @@ def emit_section(
         loads: list[Item] = prologue if n == 0 else []
         live = lives[n]
         if s.new_a:
-            stride_i = g.A.stride(g.i)
             first = len(loads)
             for c in live:
                 for r0, count in c.runs:
-                    loads.append(out.add("dma.load", a_slot + c.kb // dim * tm + r0, ids[0], s.a_off + c.kb + r0 * stride_i,
-                                         count, min(dim, s.depth - c.kb), _stride(g.A, g.i, count)))  # fmt: skip
+                    at = (
+                        s.vals | {g.i: s.i0 + r0, g.k: s.k0 + c.kb}
+                        if g.i is not None
+                        else s.vals | {g.k: s.k0 + c.kb}
+                    )
+                    loads += load_region(out, "dma.load", a_slot + c.kb // dim * tm + r0, ids[0], g.A, at,
+                                         (g.i, count), (g.k, min(dim, s.depth - c.kb)))  # fmt: skip
             if s.a_no >= nbuf["A"]:
                 wait(loads[first], A_FREE)
         if s.new_b:
-            first, bk = len(loads), g.B.stride(g.k)
+            first = len(loads)
             for nb in range(0, s.cols, dim):
                 for k0, depth in b_rows[s.b_no]:
-                    loads.append(out.add("dma.load", b_slot + nb // dim * tk + k0, ids[1], s.b_off + nb * bj + k0 * bk,
-                                         depth, min(dim, s.cols - nb), _stride(g.B, g.k, depth)))  # fmt: skip
+                    at = s.vals | {g.k: s.k0 + k0} | ({g.j: s.j0 + nb} if g.j is not None else {})
+                    loads += load_region(out, "dma.load", b_slot + nb // dim * tk + k0, ids[1], g.B, at,
+                                         (g.k, depth), (g.j, min(dim, s.cols - nb)))  # fmt: skip
             if s.b_no >= nbuf["B"]:
                 wait(loads[first], B_FREE)
         if s.opens and g.init is not None:
             init = g.init
-            off, stride, step = _offset(init, g, s), _stride(init, g.i, s.rows), init.stride(g.j)
+            off, stride, step = _offset(init, g, s), row_stride(init, g.i, s.rows), init.stride(g.j)
             first = len(loads)
             for nb in range(0, s.cols, dim):
                 loads.append(out.add("dma.load.acc", c_slot + nb // dim * tm, buf[init.buffer.name], off + nb * step,
@@ -212,7 +215,7 @@ def emit_section(
             for op in epilogue:
                 last = _vector(out, op, s, c_slot, tm, dim, rows_of) or last
             signal(last, ACC_READY)
-        stride = _stride(g.C, g.i, s.rows)
+        stride = row_stride(g.C, g.i, s.rows)
         stores = [
             out.add("dma.store", c_slot + nb // dim * tm, ids[2], s.c_off + nb, s.rows, min(dim, s.cols - nb),
                     stride, act)
@@ -431,15 +434,6 @@ def _vector(out: Stream, op: VectorOp, s: _Step, slot: int, tm: int, dim: int, r
             ins = make(_BINARY[op.op], dst=row, src=row, rows=s.rows, b=b, bmem="sp", bstep=0)
         item = out.add(ins.op, *ins.args)
     return item
-
-
-def _stride(access: Access, axis, rows: int) -> int:  # type: ignore[no-untyped-def]
-    stride = access.stride(axis)
-    if rows > 1 and stride > MAX_STRIDE:
-        raise ScheduleError(
-            f"{access.buffer.name}'s rows are {stride} elements apart; a DMA stride has 24 bits (at most {MAX_STRIDE})"
-        )
-    return stride if rows > 1 else 0
 
 
 def _place(cfg: AccelConfig, a: list[int], b: list[int], top: int) -> tuple[list[int], list[int]]:

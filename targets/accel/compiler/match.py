@@ -208,6 +208,8 @@ def _contraction(n: Nest, init: Nest | None) -> Contraction:
     assert x is not None and y is not None
     if x.buffer is n.store.buffer or y.buffer is n.store.buffer:
         raise cannot(n.text, "an operand of the product is the tensor being written")
+    for ld in (x, y):
+        _zero_padding(n, ld)
     ops = [access_of(n, ld.buffer, ld.index, ld.pad is not None) for ld in (x, y)]
     out_axes = [a for a in n.axes if C.stride(a)]
     red_axes = [a for a in n.axes if not C.stride(a)]
@@ -220,13 +222,6 @@ def _contraction(n: Nest, init: Nest | None) -> Contraction:
     if best is None:
         raise cannot(n.text, why)
     A, B, (i, j, k) = best
-    for acc in (A, B):
-        if acc.padded:
-            raise cannot(
-                n.text,
-                f"{acc.buffer.name} is read with padding (out-of-bounds reads give a value); the DMA cannot"
-                " zero-fill the start of a row or leading rows",
-            )
     if any(s < 0 for acc in (A, B, C) for s in acc.coef.values()):
         raise cannot(n.text, "an index runs backwards (a negative DRAM stride)")
     batch = tuple(a for a in out_axes if a not in (i, j))
@@ -241,6 +236,12 @@ def _contraction(n: Nest, init: Nest | None) -> Contraction:
     if init is not None:
         _init(g, init, dims)
     return g
+
+
+def _zero_padding(n: Nest, ld: Load) -> None:
+    """A padded read maps when its pad is zero: the DMA zero-fills the halo (dma.load.pad)."""
+    if ld.pad is not None and ld.pad != 0:
+        raise cannot(n.text, f"{ld.buffer.name} is padded with {ld.pad}; the DMA fills the halo with zeros")
 
 
 def _roles(C: Access, A: Access, B: Access, out_axes: list[Axis], red_axes: list[Axis]):

@@ -34,14 +34,25 @@ class Axis:
         return self.scales[0] if len(self.loops) > 1 else None
 
 
+@dataclass(frozen=True, eq=False)
+class Dim:
+    """One dimension of an access: index `const + sum(coef[axis] * axis value)` into `size`."""
+
+    coef: dict[Axis, int]
+    const: int
+    size: int
+
+
 @dataclass(eq=False)
 class Access:
-    """A tensor read or written at flat element offset `const + sum(coef[axis] * axis value)`."""
+    """A tensor read or written at flat element offset `const + sum(coef[axis] * axis value)`;
+    `dims` the same per dimension (where a padded read leaves the tensor)."""
 
     buffer: Buffer
     coef: dict[Axis, int]
     const: int
-    padded: bool = False  # reads outside the tensor (pad=...) may happen
+    padded: bool = False  # reads outside the tensor (pad=0) may happen
+    dims: tuple[Dim, ...] = ()
 
     def at(self, values: dict[Axis, int]) -> int:
         return self.const + sum(c * values.get(a, 0) for a, c in self.coef.items())
@@ -185,12 +196,45 @@ def _dim_forms(n: Nest, index: tuple[Expr, ...]) -> list[tuple[dict[Axis, int], 
 def access_of(n: Nest, buffer: Buffer, index: tuple[Expr, ...], padded: bool = False) -> Access:
     coef: dict[Axis, int] = {}
     const, stride = 0, 1
-    for (dc, k), size in reversed(list(zip(_dim_forms(n, index), buffer.shape, strict=True))):
+    forms = _dim_forms(n, index)
+    for (dc, k), size in reversed(list(zip(forms, buffer.shape, strict=True))):
         for a, c in dc.items():
             coef[a] = coef.get(a, 0) + c * stride
         const += k * stride
         stride *= size
-    return Access(buffer, {a: c for a, c in coef.items() if c}, const, padded)
+    dims = tuple(Dim(dc, k, size) for (dc, k), size in zip(forms, buffer.shape, strict=True))
+    return Access(buffer, {a: c for a, c in coef.items() if c}, const, padded, dims)
+
+
+def inside(
+    access: Access, at: dict[Axis, int], rows: tuple[Axis | None, int], cols: tuple[Axis | None, int]
+) -> tuple[int, int, int, int] | None:
+    """(first row, end row, first column, end column) of the elements inside the tensor, of the
+    region whose element (r, c) is `access` at `at` with the rows axis advanced r and the columns
+    axis c (rows and cols: (axis, count)); the rows outside it read zeros, as do the columns.
+    None when one dimension moves with both (a diagonal halo is not a rectangle: one row at a time)."""
+    (row_axis, n_rows), (col_axis, n_cols) = rows, cols
+    r_lo, r_hi, c_lo, c_hi = 0, n_rows, 0, n_cols
+    for d in access.dims:
+        base = d.const + sum(c * at.get(a, 0) for a, c in d.coef.items())
+        step_r = d.coef.get(row_axis, 0) if row_axis is not None and n_rows > 1 else 0
+        step_c = d.coef.get(col_axis, 0) if col_axis is not None and n_cols > 1 else 0
+        if step_r and step_c:
+            return None
+        if step_r:
+            lo, hi = _span(base, step_r, d.size)
+            r_lo, r_hi = max(r_lo, lo), min(r_hi, hi)
+        elif step_c:
+            lo, hi = _span(base, step_c, d.size)
+            c_lo, c_hi = max(c_lo, lo), min(c_hi, hi)
+        elif not 0 <= base < d.size:
+            r_hi = r_lo  # every row is outside
+    return r_lo, max(r_lo, r_hi), c_lo, max(c_lo, c_hi)
+
+
+def _span(base: int, step: int, size: int) -> tuple[int, int]:
+    """The x with 0 <= base + step * x < size, as [lo, hi) (step > 0)."""
+    return -(base // step), -((base - size) // step)
 
 
 def target_dims(n: Nest) -> list[Axis]:

@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+from kcomp.errors import ScheduleError
+from kcomp.targets.accel.compiler.nest import Access, Axis, inside
 from kcomp.targets.accel.machine.errors import EncodingError
 from kcomp.targets.accel.machine.isa import OPS, Instr
+
+MAX_STRIDE = (1 << 24) - 1
+MAX_PAD_ROWS = (1 << 10) - 1  # dma.load.pad's rows field
 
 Item = list  # [mnemonic, raw operands, waits, signals]
 
@@ -39,3 +44,56 @@ def wait(item: Item, token: int) -> None:
 
 def signal(item: Item, token: int) -> None:
     item[3] += (token,)
+
+
+def row_stride(access: Access, axis: Axis | None, rows: int) -> int:
+    """The DRAM stride of `access`'s rows along `axis` (0 for one row); ScheduleError past 24 bits."""
+    stride = access.stride(axis)
+    if rows > 1 and stride > MAX_STRIDE:
+        raise ScheduleError(
+            f"{access.buffer.name}'s rows are {stride} elements apart; a DMA stride has 24 bits (at most {MAX_STRIDE})"
+        )
+    return stride if rows > 1 else 0
+
+
+def load_region(
+    out: Stream,
+    op: str,
+    row: int,
+    buf: int,
+    access: Access,
+    at: dict[Axis, int],
+    rows: tuple[Axis | None, int],
+    cols: tuple[Axis | None, int],
+) -> list[Item]:
+    """The DMAs (`op`: dma.load or dma.load.acc) that bring `access`'s region (`rows`, `cols`: (axis,
+    count) from `at`) to on-chip rows row..; a padded read's rows and columns outside the tensor are
+    zeros (`op`.pad, rows outside in loads of no DRAM bytes)."""
+    (row_axis, n_rows), (_, n_cols) = rows, cols
+    stride = row_stride(access, row_axis, n_rows)
+    if not access.padded:
+        return [out.add(op, row, buf, access.at(at), n_rows, n_cols, stride)]
+    bounds = inside(access, at, rows, cols)
+    if bounds is None:  # NOTE: each row has its own halo
+        items = []
+        for r in range(n_rows):
+            values = at if row_axis is None else at | {row_axis: at.get(row_axis, 0) + r}
+            items += load_region(out, op, row + r, buf, access, values, (row_axis, 1), cols)
+        return items
+    r_lo, r_hi, c_lo, c_hi = bounds
+    if c_lo == c_hi:
+        r_lo = r_hi = 0
+    items = []
+    for first, end, data in ((0, r_lo, False), (r_lo, r_hi, True), (r_hi, n_rows, False)):
+        for r in range(first, end, MAX_PAD_ROWS):
+            count = min(MAX_PAD_ROWS, end - r)
+            if not data:
+                items.append(out.add(f"{op}.pad", row + r, buf, 0, count, 0, 0, 0))
+                continue
+            values = dict(at)
+            for axis, by in ((row_axis, r), (cols[0], c_lo)):
+                if axis is not None:
+                    values[axis] = values.get(axis, 0) + by
+            items.append(out.add(f"{op}.pad", row + r, buf, access.at(values), count, c_hi - c_lo,
+                                 row_stride(access, row_axis, count), c_lo))  # fmt: skip
+    return items

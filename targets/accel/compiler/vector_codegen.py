@@ -29,11 +29,10 @@ import struct
 from dataclasses import dataclass, field
 
 from kcomp.dtypes import DType
-from kcomp.errors import ScheduleError, Unsupported
+from kcomp.errors import Unsupported
 from kcomp.expr import Binary, BinaryOp, Const, Expr, Unary, UnaryOp
-from kcomp.targets.accel.compiler.codegen import A_FREE, ACC_FREE, ACC_READY, DATA, MAX_STRIDE, SECTION
-from kcomp.targets.accel.compiler.nest import Axis
-from kcomp.targets.accel.compiler.stream import Item, Stream, signal, wait
+from kcomp.targets.accel.compiler.codegen import A_FREE, ACC_FREE, ACC_READY, DATA, SECTION
+from kcomp.targets.accel.compiler.stream import Item, Stream, load_region, row_stride, signal, wait
 from kcomp.targets.accel.compiler.vector_match import IDENTITY, UNARY, VectorStmt
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.isa import Instr
@@ -172,15 +171,6 @@ def _tiles(v: VectorStmt, r_max: int, dim: int):  # type: ignore[no-untyped-def]
                     yield at | {lane: c}, rows, serial
 
 
-def _row_stride(access, rows_axis: Axis | None, rows: int) -> int:  # type: ignore[no-untyped-def]
-    stride = access.stride(rows_axis)
-    if rows > 1 and stride > MAX_STRIDE:
-        raise ScheduleError(
-            f"{access.buffer.name}'s rows are {stride} elements apart; a DMA stride has 24 bits"
-        )
-    return stride if rows > 1 else 0
-
-
 def _load_leaves(v, at, rows, cols, dim, buf, slots, out, step) -> dict:  # type: ignore[no-untyped-def]
     loaded: dict = {}
     for node, leaf in v.leaves.items():
@@ -190,22 +180,14 @@ def _load_leaves(v, at, rows, cols, dim, buf, slots, out, step) -> dict:  # type
             loaded[node] = _Val(row, shared=True)
             continue
         acc = leaf.access
-        off = acc.at(at)
-        if leaf.kind == "lanes":
-            step.loads.append(
-                out.add(
-                    "dma.load.acc", row, buf[acc.buffer.name], off, rows, cols, _row_stride(acc, v.rows, rows)
-                )
-            )
-            loaded[node] = _Val(row)
-        elif leaf.kind == "vector":
-            step.loads.append(out.add("dma.load.acc", row, buf[acc.buffer.name], off, 1, cols, 0))
-            loaded[node] = _Val(row, shared=True)
+        name = buf[acc.buffer.name]
+        if leaf.kind in ("lanes", "vector"):
+            n = rows if leaf.kind == "lanes" else 1
+            step.loads += load_region(out, "dma.load.acc", row, name, acc, at, (v.rows, n), (v.lane, cols))
+            loaded[node] = _Val(row, shared=leaf.kind == "vector")
         else:  # row or scalar: one column, broadcast across the lanes
             n = rows if leaf.kind == "row" else 1
-            step.loads.append(
-                out.add("dma.load.acc", row, buf[acc.buffer.name], off, n, 1, _row_stride(acc, v.rows, n))
-            )
+            step.loads += load_region(out, "dma.load.acc", row, name, acc, at, (v.rows, n), (None, 1))
             step.ops.append(out.add("vredsum", row, row, n))
             loaded[node] = _Val(row, shared=leaf.kind == "scalar")
     return loaded
@@ -302,7 +284,7 @@ def _store(v: VectorStmt, res: int, rows: int, base: dict, dim: int, buf: dict, 
     cols = 1 if v.lane_reduced else min(dim, v.lane.extent - base.get(v.lane, 0))
     acc = v.out
     return out.add(
-        "dma.store", res, buf[acc.buffer.name], acc.at(base), rows, cols, _row_stride(acc, v.rows, rows), 0
+        "dma.store", res, buf[acc.buffer.name], acc.at(base), rows, cols, row_stride(acc, v.rows, rows), 0
     )
 
 

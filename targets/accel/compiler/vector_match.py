@@ -103,9 +103,11 @@ def vector_stmt(n: Nest, init: Nest | None = None) -> VectorStmt:
     dims = target_dims(n)
     out = access_of(n, store.buffer, store.index)
     reads = [access_of(n, ld.buffer, ld.index, ld.pad is not None) for ld in loads(value)]
-    for ld, acc in zip(loads(value), reads, strict=True):
-        if acc.padded:
-            raise cannot(n.text, f"{ld.buffer.name} is read with padding; the DMA does not zero-fill yet")
+    for ld in loads(value):
+        if ld.pad is not None and ld.pad != 0:
+            raise cannot(
+                n.text, f"{ld.buffer.name} is padded with {ld.pad}; the DMA fills the halo with zeros"
+            )
     reduced = [a for a in n.axes if a not in dims]
     if reduced and reduce is None:
         raise cannot(n.text, "a loop that indexes no output dimension is not a reduction (+=, max=, min=)")
