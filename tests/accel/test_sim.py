@@ -114,8 +114,8 @@ def test_padded_loads_zero_fill_around_the_region(rng):
     text = """\
 .buffer X f32 6x10
 .buffer C f32 8x16
-dma.load.acc.pad acc=0 buf=X off=12 rows=4 cols=7 stride=10 lead=3
-dma.load.acc.pad acc=4 buf=X off=0 rows=4 cols=0 stride=0 lead=0 signal=t0
+dma.load.acc.pad acc=0 buf=X off=12 rows=4 cols=7 stride=10 lead=3 fill=zero
+dma.load.acc.pad acc=4 buf=X off=0 rows=4 cols=0 stride=0 lead=0 fill=-inf signal=t0
 dma.store acc=0 buf=C off=0 rows=8 cols=16 stride=16 act=none wait=t0
 """
     x = rng.standard_normal((6, 10)).astype(np.float32)
@@ -123,6 +123,7 @@ dma.store acc=0 buf=C off=0 rows=8 cols=16 stride=16 act=none wait=t0
     result = simulate(assemble(text), {"X": x, "C": c})
     want = np.zeros((8, 16), np.float32)
     want[:4, 3:10] = x[1:5, 2:9]
+    want[4:] = -np.inf
     np.testing.assert_array_equal(c, want)
     assert result.dma_bytes["load"] == 4 * 7 * 4  # zero rows move nothing from DRAM
 

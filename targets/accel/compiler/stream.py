@@ -65,20 +65,22 @@ def load_region(
     at: dict[Axis, int],
     rows: tuple[Axis | None, int],
     cols: tuple[Axis | None, int],
+    fill: int = 0,
 ) -> list[Item]:
     """The DMAs (`op`: dma.load or dma.load.acc) that bring `access`'s region (`rows`, `cols`: (axis,
-    count) from `at`) to on-chip rows row..; a padded read's rows and columns outside the tensor are
-    zeros (`op`.pad, rows outside in loads of no DRAM bytes)."""
+    count) from `at`) to on-chip rows row..; a padded read's rows and columns outside the tensor, and
+    the columns past the region, hold `fill` (`op`.pad's: 0 zero, 1 -inf, 2 inf; rows outside in
+    loads of no DRAM bytes)."""
     (row_axis, n_rows), (_, n_cols) = rows, cols
     stride = row_stride(access, row_axis, n_rows)
-    if not access.padded:
+    if not access.padded and not fill:
         return [out.add(op, row, buf, access.at(at), n_rows, n_cols, stride)]
     bounds = inside(access, at, rows, cols)
     if bounds is None:  # NOTE: each row has its own halo
         items = []
         for r in range(n_rows):
             values = at if row_axis is None else at | {row_axis: at.get(row_axis, 0) + r}
-            items += load_region(out, op, row + r, buf, access, values, (row_axis, 1), cols)
+            items += load_region(out, op, row + r, buf, access, values, (row_axis, 1), cols, fill)
         return items
     r_lo, r_hi, c_lo, c_hi = bounds
     if c_lo == c_hi:
@@ -88,12 +90,12 @@ def load_region(
         for r in range(first, end, MAX_PAD_ROWS):
             count = min(MAX_PAD_ROWS, end - r)
             if not data:
-                items.append(out.add(f"{op}.pad", row + r, buf, 0, count, 0, 0, 0))
+                items.append(out.add(f"{op}.pad", row + r, buf, 0, count, 0, 0, 0, fill))
                 continue
             values = dict(at)
             for axis, by in ((row_axis, r), (cols[0], c_lo)):
                 if axis is not None:
                     values[axis] = values.get(axis, 0) + by
             items.append(out.add(f"{op}.pad", row + r, buf, access.at(values), count, c_hi - c_lo,
-                                 row_stride(access, row_axis, count), c_lo))  # fmt: skip
+                                 row_stride(access, row_axis, count), c_lo, fill))  # fmt: skip
     return items

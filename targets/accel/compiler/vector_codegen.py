@@ -36,6 +36,7 @@ from kcomp.targets.accel.compiler.stream import Item, Stream, load_region, row_s
 from kcomp.targets.accel.compiler.vector_match import IDENTITY, UNARY, VectorStmt
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.isa import Instr
+from kcomp.targets.accel.machine.semantics import FILLS
 
 MAX_TILE_ROWS = 256
 _BINARY = {
@@ -73,13 +74,26 @@ def check(v: VectorStmt, cfg: AccelConfig) -> None:
     if cfg.acc_dtype != "f32":
         raise Unsupported(f"the accelerator backend cannot map {v.text}: the vector unit computes in f32, and"
                           f" the {cfg.name} accelerator accumulates in {cfg.acc_dtype}")  # fmt: skip
-    overlap = v.reduce in ("max", "min") and v.lane.extent > cfg.dim  # the last window may overlap
-    zeros_add_nothing = v.reduce == "add" and v.value in v.leaves  # a bare read: zero-filled columns
-    if v.lane_reduced and v.lane.extent % cfg.dim and not (overlap or zeros_add_nothing):
+    if v.lane_reduced and v.lane.extent % cfg.dim and tail_fill(v) is None and not _overlaps(v, cfg.dim):
         raise Unsupported(
             f"the accelerator backend cannot map {v.text}: a reduction over {v.lane.extent} elements is not"
-            f" whole rows of {cfg.dim} (the tail's zero-filled columns would take part)"
+            f" whole rows of {cfg.dim} (the tail's filled columns would take part)"
         )
+
+
+def _overlaps(v: VectorStmt, dim: int) -> bool:
+    """Whether a lane reduction's last chunk may overlap the one before (max and min allow it)."""
+    return v.reduce in ("max", "min") and v.lane.extent > dim and tail_fill(v) is None
+
+
+def tail_fill(v: VectorStmt) -> float | None:
+    """What the columns past a lane reduction's last chunk may hold: its identity when the terms are
+    bare reads whose halo holds it too (or has none); None when no fill leaves the result alone."""
+    leaf = v.leaves.get(v.value)
+    if v.reduce is None or leaf is None or leaf.kind != "lanes":
+        return None
+    identity = IDENTITY[v.reduce]
+    return identity if leaf.access is not None and (not leaf.access.padded or leaf.pad == identity) else None
 
 
 @dataclass
@@ -153,8 +167,8 @@ def _tiles(v: VectorStmt, r_max: int, dim: int):  # type: ignore[no-untyped-def]
     """(values of the tile's axes, rows, the steps' values) per tile, in execution order."""
     lane = v.lane
     chunks = list(range(0, lane.extent, dim))
-    if v.lane_reduced and lane.extent % dim and lane.extent > dim and v.reduce in ("max", "min"):
-        chunks[-1] = lane.extent - dim  # NOTE: the last window overlaps the one before: max and min allow it
+    if v.lane_reduced and lane.extent % dim and _overlaps(v, dim):
+        chunks[-1] = lane.extent - dim
     for outer in itertools.product(*(range(a.extent) for a in v.outer)):
         base = dict(zip(v.outer, outer, strict=True))
         for r0 in range(0, v.extent(v.rows), r_max):
@@ -181,13 +195,21 @@ def _load_leaves(v, at, rows, cols, dim, buf, slots, out, step) -> dict:  # type
             continue
         acc = leaf.access
         name = buf[acc.buffer.name]
+        fill = FILLS.index(leaf.pad)
         if leaf.kind in ("lanes", "vector"):
             n = rows if leaf.kind == "lanes" else 1
-            step.loads += load_region(out, "dma.load.acc", row, name, acc, at, (v.rows, n), (v.lane, cols))
+            if v.lane_reduced and cols < dim and node == v.value and tail_fill(v) is not None:
+                fill = FILLS.index(tail_fill(v))  # NOTE: the columns past the row take no part
+            step.loads += load_region(
+                out, "dma.load.acc", row, name, acc, at, (v.rows, n), (v.lane, cols), fill
+            )
             loaded[node] = _Val(row, shared=leaf.kind == "vector")
-        else:  # row or scalar: one column, broadcast across the lanes
+        else:  # row or scalar: one column, broadcast across the lanes by a sum of it and zeros
             n = rows if leaf.kind == "row" else 1
             step.loads += load_region(out, "dma.load.acc", row, name, acc, at, (v.rows, n), (None, 1))
+            if leaf.pad and acc.padded:
+                raise Unsupported(f"the accelerator backend cannot map {v.text}: a per-row value padded with"
+                                  f" {leaf.pad} (its broadcast sums the row)")  # fmt: skip
             step.ops.append(out.add("vredsum", row, row, n))
             loaded[node] = _Val(row, shared=leaf.kind == "scalar")
     return loaded

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from kcomp.expr import Binary, BinaryOp, Const, Expr, Load, Param, Unary, UnaryOp, loads
 from kcomp.printer import format_expr
 from kcomp.targets.accel.compiler.nest import Access, Axis, Nest, access_of, cannot, is_own, target_dims
+from kcomp.targets.accel.machine.semantics import FILLS
 
 UNARY = {
     UnaryOp.EXP: "vexp",
@@ -48,6 +49,7 @@ class Leaf:
     kind: str  # lanes, row, vector, scalar, param
     access: Access | None = None
     param: str | None = None
+    pad: float = 0.0  # what a padded read gives outside the tensor
 
 
 @dataclass(eq=False)
@@ -104,9 +106,9 @@ def vector_stmt(n: Nest, init: Nest | None = None) -> VectorStmt:
     out = access_of(n, store.buffer, store.index)
     reads = [access_of(n, ld.buffer, ld.index, ld.pad is not None) for ld in loads(value)]
     for ld in loads(value):
-        if ld.pad is not None and ld.pad != 0:
+        if ld.pad is not None and float(ld.pad) not in FILLS:
             raise cannot(
-                n.text, f"{ld.buffer.name} is padded with {ld.pad}; the DMA fills the halo with zeros"
+                n.text, f"{ld.buffer.name} is padded with {ld.pad}; a DMA fills a halo with 0, -inf or inf"
             )
     reduced = [a for a in n.axes if a not in dims]
     if reduced and reduce is None:
@@ -150,7 +152,7 @@ def _leaves(n: Nest, stmt: VectorStmt, e: Expr) -> None:
             kind = "lanes" if along_rows or stmt.rows is None else "vector"
         else:
             kind = "row" if along_rows else "scalar"
-        stmt.leaves[e] = Leaf(kind, acc)
+        stmt.leaves[e] = Leaf(kind, acc, pad=float(e.pad) if e.pad is not None else 0.0)
     elif isinstance(e, Param):
         if e.dtype.value != "f32":
             raise cannot(n.text, f"parameter {e.name} is {e.dtype.value}; the vector unit computes in f32")

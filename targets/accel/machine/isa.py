@@ -114,7 +114,9 @@ COLS = _u("cols", 8, "elements per row, at most dim; a load zero-fills the row p
 STRIDE = _u("stride", 24, "elements between consecutive rows in DRAM (0: every row reads the same one)")
 PAD_ROWS = _u("rows", 10, "rows to transfer", lo=1)
 PAD_COLS = _u("cols", 8, "elements per row from DRAM (0: the rows are all zeros)")
-LEAD = _u("lead", 8, "the column the first element lands in; every other column is zero")
+LEAD = _u("lead", 8, "the column the first element lands in")
+PAD_STRIDE = _u("stride", 22, "elements between consecutive rows in DRAM")
+FILL = Field("fill", 2, "enum", ("zero", "-inf", "inf"), doc="the value of every element outside the region")
 ACT = Field("act", 2, "enum", ("none", "relu"), doc="activation applied on the way to DRAM")
 DST = _u("dst", 16, "first accumulator row written")
 SRC = _u("src", 16, "first accumulator row read")
@@ -231,14 +233,14 @@ _TABLE = (
         _DMA_COST,
     ),
     OpSpec(
-        "dma.load.pad", 0x04, Queue.LOAD, Unit.DMA, (SP, BUF, OFF, PAD_ROWS, PAD_COLS, STRIDE, LEAD),
-        "scratchpad rows sp..sp+rows-1 = zeros, columns lead..lead+cols-1 the DRAM region (a halo: padded reads)",
+        "dma.load.pad", 0x04, Queue.LOAD, Unit.DMA, (SP, BUF, OFF, PAD_ROWS, PAD_COLS, PAD_STRIDE, LEAD, FILL),
+        "scratchpad rows sp..sp+rows-1 = fill, columns lead..lead+cols-1 the DRAM region (a halo: padded reads)",
         sem.dma_load_pad, _dma_load, lambda cfg, a: _xfer(cfg, a[3], a[4], cfg.input_bytes),
         lambda cfg: cfg.dma_latency, _DMA_COST,
     ),
     OpSpec(
-        "dma.load.acc.pad", 0x05, Queue.LOAD, Unit.DMA, (ACC, BUF, OFF, PAD_ROWS, PAD_COLS, STRIDE, LEAD),
-        "accumulator rows acc..acc+rows-1 = zeros, columns lead..lead+cols-1 the DRAM region",
+        "dma.load.acc.pad", 0x05, Queue.LOAD, Unit.DMA, (ACC, BUF, OFF, PAD_ROWS, PAD_COLS, PAD_STRIDE, LEAD, FILL),
+        "accumulator rows acc..acc+rows-1 = fill, columns lead..lead+cols-1 the DRAM region",
         sem.dma_load_acc_pad, _dma_acc_in, lambda cfg, a: _xfer(cfg, a[3], a[4], 4), lambda cfg: cfg.dma_latency,
         _DMA_COST,
     ),

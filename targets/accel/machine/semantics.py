@@ -51,10 +51,13 @@ def dma_load(m: Machine, a: tuple[int, ...]) -> None:
         dst[:, cols:] = 0
 
 
+FILLS = (0.0, float("-inf"), float("inf"))  # dma.load.pad's fill operand
+
+
 def _padded(dst: np.ndarray, m: Machine, a: tuple[int, ...]) -> None:
-    """dst (rows x dim) = zeros, with columns lead..lead+cols-1 the DRAM region (none when cols = 0)."""
-    _, buf, off, rows, cols, stride, lead = a
-    dst[:] = 0
+    """dst (rows x dim) = the fill, with columns lead..lead+cols-1 the DRAM region (none when cols = 0)."""
+    _, buf, off, rows, cols, stride, lead, fill = a
+    dst[:] = FILLS[fill]
     if cols:
         dst[:, lead : lead + cols] = region(m.dram[buf], off, rows, cols, stride)
 

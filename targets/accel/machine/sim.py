@@ -172,6 +172,8 @@ def _check(program: Program, cfg: AccelConfig, op: str, a: tuple[int, ...]) -> s
         if b.dtype != want:
             return f"buffer {b.name} is {b.dtype}; {op} on a {cfg.dtype} machine moves {want}"
         lead = a[6] if op.endswith(".pad") else 0
+        if op.endswith(".pad") and a[7] and want != "f32":
+            return f"fill={OPS[op].fields[7].choices[a[7]]} needs f32 memory; {op} on a {cfg.dtype} machine moves {want}"
         if lead + cols > cfg.dim:
             return f"lead={lead} + cols={cols} exceeds the row width dim={cfg.dim}"
         last = off + (rows - 1) * stride + cols
