@@ -58,6 +58,7 @@ vredmax dst=48 src=32 rows=16 signal=t2,t7
 dma.store acc=48 buf=C off=0 rows=16 cols=16 stride=16 act=relu wait=t2
 dma.load.pad sp=64 buf=A off=1 rows=16 cols=8 stride=32 lead=4 fill=zero
 dma.load.acc.pad acc=64 buf=bias off=0 rows=3 cols=0 stride=0 lead=0 fill=-inf
+dma.load.acc.t acc=80 buf=A off=0 rows=8 cols=16 stride=32
 fence q=store
 halt
 """

@@ -51,11 +51,11 @@ VECTOR_MAPPED = {
     "layernorm": {"N": 23, "D": 32},
     "gelu_chain": {"N": 29, "D": 50},
     "maxpool2d": {"N": 2, "C": 3, "H": 13, "W": 22},  # a -inf halo; three lanes, the rest -inf
+    "transpose": {"M": 37, "N": 21},  # dma.load.acc.t
 }
 # The others, and the reason each gives.
 UNMAPPED = {
     "groupnorm": "is not affine in the loops",
-    "transpose": "A is strided along i",
     "causal_softmax": "has no vector-unit form (select, cast, comparison)",
     "embedding_lookup": "is not affine in the loops",
     "argmax_rows": "its loop holds several statements",
@@ -172,8 +172,8 @@ kernel v(A: f32[M, K], B: f32[K, N], u: f32[M], X: f32[M, D], c: f32[1], alpha: 
 # padded reads on the vector unit: a halo on the rows and on the lanes, a padded per-row value
 SHIFTED = """
 dim M = 21, D = 37
-kernel shift(X: f32[M, D], u: f32[M]) -> (Y: f32[M, D], s: f32[M]) {
-    Y[i, j] = X[i - 1, j + 2, pad=0.0] * 2.0 + X[i, j] - u[i + 3, pad=0.0]
+kernel shift(X: f32[M, D], u: f32[M], Xt: f32[D, M]) -> (Y: f32[M, D], s: f32[M]) {
+    Y[i, j] = X[i - 1, j + 2, pad=0.0] * 2.0 + X[i, j] - u[i + 3, pad=0.0] + Xt[j, i]
     s[i] += X[i + 1, j - 1, pad=0.0] where j < D
 }
 """
@@ -241,8 +241,8 @@ def test_unmappable_statements():
             "not whole rows of",
         "kernel k(A: f32[8, 8], B: f32[8]) -> (C: f32[8, 8]) { C[i, j] = select(j <= i, A[i, j], 0.0) }":
             "has no vector-unit form",
-        "kernel k(A: f32[8, 8]) -> (C: f32[8, 8]) { C[i, j] = A[j, i] }":
-            "A is strided along",
+        "kernel k(A: f32[8, 8, 8]) -> (C: f32[8, 8]) { C[i, j] = A[j, 1, i] + A[i, j, 2] }":
+            "A is strided along j and not contiguous along the rows",
     }  # fmt: skip
     for source, why in cases.items():
         module = load_module(source)

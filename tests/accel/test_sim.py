@@ -128,6 +128,22 @@ dma.store acc=0 buf=C off=0 rows=8 cols=16 stride=16 act=none wait=t0
     assert result.dma_bytes["load"] == 4 * 7 * 4  # zero rows move nothing from DRAM
 
 
+def test_a_transposing_load(rng):
+    text = """\
+.buffer X f32 9x12
+.buffer C f32 20x16
+dma.load.acc.t acc=0 buf=X off=14 rows=7 cols=5 stride=12 signal=t0
+dma.store acc=0 buf=C off=0 rows=7 cols=16 stride=16 act=none wait=t0
+"""
+    x = rng.standard_normal((9, 12)).astype(np.float32)
+    c = np.full((20, 16), np.nan, np.float32)
+    result = simulate(assemble(text), {"X": x, "C": c})
+    want = np.zeros((7, 16), np.float32)
+    want[:, :5] = x[1:6, 2:9].T  # column c is DRAM row 1 + c, from element 2 on
+    np.testing.assert_array_equal(c[:7], want)
+    assert result.cycles == 5 * 1 + 100 + 7 * 16 * 4 // 32 + 100  # five bursts of 28 bytes; the store
+
+
 def test_i32_scalar_ops_round_half_to_even_and_saturate():
     text = """\
 .buffer X i32 2x16

@@ -200,9 +200,11 @@ def _load_leaves(v, at, rows, cols, dim, buf, slots, out, step) -> dict:  # type
             n = rows if leaf.kind == "lanes" else 1
             if v.lane_reduced and cols < dim and node == v.value and tail_fill(v) is not None:
                 fill = FILLS.index(tail_fill(v))  # NOTE: the columns past the row take no part
-            step.loads += load_region(
-                out, "dma.load.acc", row, name, acc, at, (v.rows, n), (v.lane, cols), fill
-            )
+            if leaf.transposed:  # the columns are `stride` apart in DRAM, the rows contiguous
+                step.loads.append(out.add("dma.load.acc.t", row, name, acc.at(at), n, cols, acc.stride(v.lane)))
+            else:
+                region = (v.rows, n), (v.lane, cols)
+                step.loads += load_region(out, "dma.load.acc", row, name, acc, at, *region, fill)
             loaded[node] = _Val(row, shared=leaf.kind == "vector")
         else:  # row or scalar: one column, broadcast across the lanes by a sum of it and zeros
             n = rows if leaf.kind == "row" else 1

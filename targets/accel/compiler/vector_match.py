@@ -50,6 +50,7 @@ class Leaf:
     access: Access | None = None
     param: str | None = None
     pad: float = 0.0  # what a padded read gives outside the tensor
+    transposed: bool = False  # strided along the lanes, contiguous along the rows: dma.load.acc.t
 
 
 @dataclass(eq=False)
@@ -118,17 +119,21 @@ def vector_stmt(n: Nest, init: Nest | None = None) -> VectorStmt:
         lane = next((a for a in dims if out.stride(a) == 1), None)
     if lane is None:
         raise cannot(n.text, f"no loop is contiguous in {store.buffer.name} and every operand")
-    for ld, acc in zip(loads(value), reads, strict=True):
-        if acc.stride(lane) not in (0, 1):
-            raise cannot(
-                n.text,
-                f"{ld.buffer.name} is strided along {lane.name} (the DMA moves contiguous rows; a strided or"
-                " transposing DMA is not there yet)",
-            )
     if any(s < 0 for acc in (out, *reads) for s in acc.coef.values()):
         raise cannot(n.text, "an index runs backwards (a negative DRAM stride)")
     others = [a for a in dims if a is not lane]
-    rows = max(others, key=lambda a: (a.extent, a.position)) if others else None
+    strided = [r for r in reads if r.stride(lane) not in (0, 1)]
+    # NOTE: a read strided along the lanes is loaded transposed, which needs it contiguous along the rows
+    rows = max(
+        others, key=lambda a: (sum(r.stride(a) == 1 for r in strided), a.extent, a.position), default=None
+    )
+    for ld, acc in zip(loads(value), reads, strict=True):
+        if acc.stride(lane) not in (0, 1) and (acc.stride(rows) not in (0, 1) or acc.padded):
+            raise cannot(
+                n.text,
+                f"{ld.buffer.name} is strided along {lane.name} and not contiguous along the rows (the DMA moves"
+                " contiguous runs, transposed or not)",
+            )
     outer = tuple(a for a in dims if a is not lane and a is not rows)
     serial = tuple(a for a in reduced if a is not lane)
     stmt = VectorStmt(n.text, out, lane, rows, outer, serial, value, reduce=reduce)
@@ -152,7 +157,8 @@ def _leaves(n: Nest, stmt: VectorStmt, e: Expr) -> None:
             kind = "lanes" if along_rows or stmt.rows is None else "vector"
         else:
             kind = "row" if along_rows else "scalar"
-        stmt.leaves[e] = Leaf(kind, acc, pad=float(e.pad) if e.pad is not None else 0.0)
+        pad = float(e.pad) if e.pad is not None else 0.0
+        stmt.leaves[e] = Leaf(kind, acc, pad=pad, transposed=along_lane not in (0, 1))
     elif isinstance(e, Param):
         if e.dtype.value != "f32":
             raise cannot(n.text, f"parameter {e.name} is {e.dtype.value}; the vector unit computes in f32")

@@ -245,6 +245,13 @@ _TABLE = (
         _DMA_COST,
     ),
     OpSpec(
+        "dma.load.acc.t", 0x06, Queue.LOAD, Unit.DMA, (ACC, BUF, OFF, ROWS, COLS, STRIDE),
+        "accumulator row acc+r, column c = DRAM[off + c*stride + r] (a transposing load: `cols` DRAM runs of"
+        " `rows` contiguous elements, `stride` apart); columns past cols = 0",
+        sem.dma_load_acc_t, _dma_acc_in, lambda cfg, a: a[4] * _xfer(cfg, a[3], 1, 4), lambda cfg: cfg.dma_latency,
+        "cols*ceil(rows*4 / dma_bytes_per_cycle) on the DRAM channel (a burst per column); + dma_latency",
+    ),
+    OpSpec(
         "dma.store", 0x03, Queue.STORE, Unit.DMA, (ACC, BUF, OFF, ROWS, COLS, STRIDE, ACT),
         "DRAM region = act(accumulator rows acc..acc+rows-1, first cols columns)",
         sem.dma_store, _dma_acc_out, lambda cfg, a: _xfer(cfg, a[3], a[4], 4), lambda cfg: cfg.dma_latency,

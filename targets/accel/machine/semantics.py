@@ -70,6 +70,15 @@ def dma_load_acc_pad(m: Machine, a: tuple[int, ...]) -> None:
     _padded(m.acc[a[0] : a[0] + a[3]], m, a)
 
 
+def dma_load_acc_t(m: Machine, a: tuple[int, ...]) -> None:
+    """acc[row + r][c] = DRAM[off + c*stride + r]: a transposed region, zeros past cols."""
+    row, buf, off, rows, cols, stride = a
+    dst = m.acc[row : row + rows]
+    dst[:, :cols] = region(m.dram[buf], off, cols, rows, stride).T
+    if cols < m.cfg.dim:
+        dst[:, cols:] = 0
+
+
 def dma_load_acc(m: Machine, a: tuple[int, ...]) -> None:
     row, buf, off, rows, cols, stride = a
     dst = m.acc[row : row + rows]

@@ -96,6 +96,7 @@ _KIND = {
     "dma.load.pad": DMA_SP,
     "dma.load.acc": DMA_ACC_IN,
     "dma.load.acc.pad": DMA_ACC_IN,
+    "dma.load.acc.t": DMA_ACC_IN,
     "dma.store": DMA_OUT,
     "mma": MMA,
 }
@@ -176,7 +177,9 @@ def _check(program: Program, cfg: AccelConfig, op: str, a: tuple[int, ...]) -> s
             return f"fill={OPS[op].fields[7].choices[a[7]]} needs f32 memory; {op} on a {cfg.dtype} machine moves {want}"
         if lead + cols > cfg.dim:
             return f"lead={lead} + cols={cols} exceeds the row width dim={cfg.dim}"
-        last = off + (rows - 1) * stride + cols
+        last = (
+            off + (rows - 1) * stride + cols if op != "dma.load.acc.t" else off + (cols - 1) * stride + rows
+        )
         if cols and last > b.size:
             return f"DMA reaches element {last - 1} of buffer {b.name}, which has {b.size} elements"
         if op == "dma.store" and rows > 1 and stride < cols:
