@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from kcomp.affine import affine
 from kcomp.errors import ScheduleError, Unsupported
-from kcomp.expr import Binary, BinaryOp, Buffer, Expr, Load, Var, conjuncts, loads
+from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Var, conjuncts, loads
 from kcomp.loops import Guard, Loop, Stmt, Store
 from kcomp.printer import format_expr, format_stmt
 
@@ -36,26 +36,38 @@ class Axis:
 
 @dataclass(frozen=True, eq=False)
 class Dim:
-    """One dimension of an access: index `const + sum(coef[axis] * axis value)` into `size`."""
+    """One dimension of an access: index `(const + sum(coef[axis] * axis value)) // div` into `size`."""
 
     coef: dict[Axis, int]
     const: int
     size: int
+    div: int = 1
+
+    def value(self, values: dict[Axis, int]) -> int:
+        return (self.const + sum(c * values.get(a, 0) for a, c in self.coef.items())) // self.div
 
 
 @dataclass(eq=False)
 class Access:
-    """A tensor read or written at flat element offset `const + sum(coef[axis] * axis value)`;
-    `dims` the same per dimension (where a padded read leaves the tensor)."""
+    """A tensor read or written at flat element offset `const + sum(coef[axis] * axis value)`, plus
+    the dimensions whose index divides (`c // 8`: `divided`, each with its element stride); `dims`
+    per dimension (where a padded read leaves the tensor)."""
 
     buffer: Buffer
     coef: dict[Axis, int]
     const: int
     padded: bool = False  # reads outside the tensor (pad=0) may happen
     dims: tuple[Dim, ...] = ()
+    divided: tuple[tuple[Dim, int], ...] = ()
 
     def at(self, values: dict[Axis, int]) -> int:
-        return self.const + sum(c * values.get(a, 0) for a, c in self.coef.items())
+        flat = self.const + sum(c * values.get(a, 0) for a, c in self.coef.items())
+        return flat + sum(d.value(values) * stride for d, stride in self.divided)
+
+    @property
+    def irregular(self) -> frozenset[Axis]:
+        """The axes a dividing index uses: along them the offset is not `stride(axis)` a step."""
+        return frozenset(a for d, _ in self.divided for a in d.coef)
 
     def stride(self, axis: Axis | None) -> int:
         return self.coef.get(axis, 0) if axis is not None else 0
@@ -109,10 +121,10 @@ def find_axes(n: Nest, names: dict) -> None:
     exprs = list(n.store.index) + [e for ld in loads(n.store.value) for e in ld.index]
     forms = []
     for e in exprs:
-        form = affine(e)
+        form = _index_form(e)
         if form is None:
             raise cannot(n.text, f"index {format_expr(e, names)} is not affine in the loops")
-        forms.append(form)
+        forms.append(form[0])
     sig = {v: tuple(f.get(v, 0) for f in forms) for v in ext}
     parent: dict[Var, Var] = {}
     for v in ext:
@@ -173,11 +185,25 @@ def _axis_of_form(n: Nest, form: dict) -> Axis | None:
     return None
 
 
-def _dim_forms(n: Nest, index: tuple[Expr, ...]) -> list[tuple[dict[Axis, int], int]]:
-    """Each index as (coefficient per axis, constant); ScheduleError when it splits an axis unevenly."""
+def _index_form(e: Expr) -> tuple[dict, int] | None:
+    """An index as (affine form, divisor): `affine` itself (divisor 1), or an affine form floor-divided
+    by a positive constant (`c // 8`); None otherwise."""
+    form = affine(e)
+    if form is not None:
+        return form, 1
+    if isinstance(e, Binary) and e.op is BinaryOp.FLOORDIV and isinstance(e.rhs, Const):
+        lhs = affine(e.lhs)
+        if lhs is not None and isinstance(e.rhs.value, int) and e.rhs.value > 0:
+            return lhs, e.rhs.value
+    return None
+
+
+def _dim_forms(n: Nest, index: tuple[Expr, ...]) -> list[tuple[dict[Axis, int], int, int]]:
+    """Each index as (coefficient per axis, constant, divisor); ScheduleError when it splits an axis
+    unevenly."""
     out = []
     for e in index:
-        form = affine(e) or {}
+        form, div = _index_form(e) or ({}, 1)
         coef: dict[Axis, int] = {}
         for v, c in form.items():
             if v is None:
@@ -189,21 +215,24 @@ def _dim_forms(n: Nest, index: tuple[Expr, ...]) -> list[tuple[dict[Axis, int], 
         for axis in coef:
             if any(form.get(v, 0) != coef[axis] * s for v, s in zip(axis.loops, axis.scales, strict=True)):
                 raise cannot(n.text, "an index uses the parts of a split loop unevenly")
-        out.append(({a: c for a, c in coef.items() if c}, form.get(None, 0)))
+        out.append(({a: c for a, c in coef.items() if c}, form.get(None, 0), div))
     return out
 
 
 def access_of(n: Nest, buffer: Buffer, index: tuple[Expr, ...], padded: bool = False) -> Access:
     coef: dict[Axis, int] = {}
     const, stride = 0, 1
-    forms = _dim_forms(n, index)
-    for (dc, k), size in reversed(list(zip(forms, buffer.shape, strict=True))):
-        for a, c in dc.items():
-            coef[a] = coef.get(a, 0) + c * stride
-        const += k * stride
-        stride *= size
-    dims = tuple(Dim(dc, k, size) for (dc, k), size in zip(forms, buffer.shape, strict=True))
-    return Access(buffer, {a: c for a, c in coef.items() if c}, const, padded, dims)
+    dims = tuple(Dim(dc, k, size, div) for (dc, k, div), size in zip(_dim_forms(n, index), buffer.shape, strict=True))
+    divided = []
+    for d in reversed(dims):
+        if d.div > 1:
+            divided.append((d, stride))
+        else:
+            for a, c in d.coef.items():
+                coef[a] = coef.get(a, 0) + c * stride
+            const += d.const * stride
+        stride *= d.size
+    return Access(buffer, {a: c for a, c in coef.items() if c}, const, padded, dims, tuple(divided))
 
 
 def inside(
@@ -222,12 +251,12 @@ def inside(
         if step_r and step_c:
             return None
         if step_r:
-            lo, hi = _span(base, step_r, d.size)
+            lo, hi = _span(base, step_r, d.size * d.div)
             r_lo, r_hi = max(r_lo, lo), min(r_hi, hi)
         elif step_c:
-            lo, hi = _span(base, step_c, d.size)
+            lo, hi = _span(base, step_c, d.size * d.div)
             c_lo, c_hi = max(c_lo, lo), min(c_hi, hi)
-        elif not 0 <= base < d.size:
+        elif not 0 <= base < d.size * d.div:
             r_hi = r_lo  # every row is outside
     return r_lo, max(r_lo, r_hi), c_lo, max(c_lo, c_hi)
 
@@ -240,8 +269,8 @@ def _span(base: int, step: int, size: int) -> tuple[int, int]:
 def target_dims(n: Nest) -> list[Axis]:
     """The axis of each dimension of the stored tensor: C[a, b, c] with whole axes covering it."""
     dims = []
-    for (coef, k), size in zip(_dim_forms(n, n.store.index), n.store.buffer.shape, strict=True):
-        if k != 0 or len(coef) != 1 or next(iter(coef.values())) != 1 or next(iter(coef)).extent != size:
+    for (coef, k, div), size in zip(_dim_forms(n, n.store.index), n.store.buffer.shape, strict=True):
+        if k != 0 or div != 1 or len(coef) != 1 or next(iter(coef.values())) != 1 or next(iter(coef)).extent != size:
             raise cannot(n.text, "the stored tensor must be indexed by one whole loop per dimension")
         dims.append(next(iter(coef)))
     return dims

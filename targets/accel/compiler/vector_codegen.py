@@ -32,6 +32,7 @@ from kcomp.dtypes import DType
 from kcomp.errors import Unsupported
 from kcomp.expr import Binary, BinaryOp, Const, Expr, Unary, UnaryOp
 from kcomp.targets.accel.compiler.codegen import A_FREE, ACC_FREE, ACC_READY, DATA, SECTION
+from kcomp.targets.accel.compiler.nest import Access, Axis
 from kcomp.targets.accel.compiler.stream import Item, Stream, load_region, row_stride, signal, wait
 from kcomp.targets.accel.compiler.vector_match import IDENTITY, UNARY, VectorStmt
 from kcomp.targets.accel.machine.config import AccelConfig
@@ -208,13 +209,28 @@ def _load_leaves(v, at, rows, cols, dim, buf, slots, out, step) -> dict:  # type
             loaded[node] = _Val(row, shared=leaf.kind == "vector")
         else:  # row or scalar: one column, broadcast across the lanes by a sum of it and zeros
             n = rows if leaf.kind == "row" else 1
-            step.loads += load_region(out, "dma.load.acc", row, name, acc, at, (v.rows, n), (None, 1))
+            if v.rows in acc.irregular:  # NOTE: `g[c // 8]`: runs of rows that read one element
+                step.loads += _runs(out, row, name, acc, at, v.rows, n)
+            else:
+                step.loads += load_region(out, "dma.load.acc", row, name, acc, at, (v.rows, n), (None, 1))
             if leaf.pad and acc.padded:
                 raise Unsupported(f"the accelerator backend cannot map {v.text}: a per-row value padded with"
                                   f" {leaf.pad} (its broadcast sums the row)")  # fmt: skip
             step.ops.append(out.add("vredsum", row, row, n))
             loaded[node] = _Val(row, shared=leaf.kind == "scalar")
     return loaded
+
+
+def _runs(out: Stream, row: int, buf: int, acc: Access, at: dict, axis: Axis, n: int) -> list[Item]:
+    """One column of `n` rows whose offsets are not a stride apart (a dividing index): a stride-0 DMA
+    per run of rows that read the same element."""
+    offs = [acc.at(at | {axis: at.get(axis, 0) + r}) for r in range(n)]
+    items, start = [], 0
+    for r in range(1, n + 1):
+        if r == n or offs[r] != offs[start]:
+            items.append(out.add("dma.load.acc", row + start, buf, offs[start], r - start, 1, 0))
+            start = r
+    return items
 
 
 def _expr(e: Expr, v: VectorStmt, loaded: dict, rows: int, slots, out: Stream, step: _Step) -> _Val:  # type: ignore[no-untyped-def]

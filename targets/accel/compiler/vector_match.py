@@ -119,6 +119,9 @@ def vector_stmt(n: Nest, init: Nest | None = None) -> VectorStmt:
         lane = next((a for a in dims if out.stride(a) == 1), None)
     if lane is None:
         raise cannot(n.text, f"no loop is contiguous in {store.buffer.name} and every operand")
+    for ld, acc in zip(loads(value), reads, strict=True):
+        if lane in acc.irregular:
+            raise cannot(n.text, f"{ld.buffer.name}'s index divides the lane loop {lane.name}")
     if any(s < 0 for acc in (out, *reads) for s in acc.coef.values()):
         raise cannot(n.text, "an index runs backwards (a negative DRAM stride)")
     others = [a for a in dims if a is not lane]
@@ -152,7 +155,8 @@ def vector_stmt(n: Nest, init: Nest | None = None) -> VectorStmt:
 def _leaves(n: Nest, stmt: VectorStmt, e: Expr) -> None:
     if isinstance(e, Load):
         acc = access_of(n, e.buffer, e.index, e.pad is not None)
-        along_lane, along_rows = acc.stride(stmt.lane), acc.stride(stmt.rows)
+        along_lane = acc.stride(stmt.lane)
+        along_rows = acc.stride(stmt.rows) or (stmt.rows in acc.irregular)
         if along_lane:
             kind = "lanes" if along_rows or stmt.rows is None else "vector"
         else:
