@@ -36,7 +36,7 @@ from kcomp.targets.accel.compiler.mapping import (
     mapping_of,
 )
 from kcomp.targets.accel.compiler.match import Contraction, Kernel, match
-from kcomp.targets.accel.compiler.vector_codegen import check, emit_vector_section
+from kcomp.targets.accel.compiler.vector_codegen import emit_vector_section, fit
 from kcomp.targets.accel.compiler.vector_match import VectorStmt
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.isa import Buffer, Instr, Program, make
@@ -94,7 +94,7 @@ def check_vector_sections(nest: LoopNest, cfg: AccelConfig) -> None:
     """Unsupported when a statement for the vector unit alone cannot run on configuration `cfg`."""
     for section in match(nest).sections:
         if isinstance(section, VectorStmt):
-            check(section, cfg)
+            fit(section, cfg)
 
 
 def mappings(

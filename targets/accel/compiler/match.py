@@ -39,7 +39,7 @@ from kcomp.expr import (
     UnaryOp,
     loads,
 )
-from kcomp.loops import Alloc, LoopNest
+from kcomp.loops import Alloc, LoopNest, Stmt
 from kcomp.printer import format_expr, symbol_names
 from kcomp.targets.accel.compiler.nest import (
     Access,
@@ -118,11 +118,8 @@ class Kernel:
 def match(nest: LoopNest) -> Kernel:
     """The groups of `nest` (see the module docstring); ScheduleError for anything else."""
     names = symbol_names(nest)
-    body, temps = nest.body, []
-    while len(body) == 1 and isinstance(body[0], Alloc):
-        temps.append(body[0].buffer)
-        body = body[0].body
-    nests = [perfect(s, names) for s in body]
+    temps: list[Buffer] = []
+    nests = [perfect(s, names) for s in _statements(nest.body, temps)]
     groups: list[Contraction] = []
     sections: list[Contraction | VectorStmt] = []
     pending: Nest | None = None  # an init waiting for its contraction or reduction
@@ -154,6 +151,19 @@ def match(nest: LoopNest) -> Kernel:
     if pending is not None:
         sections.append(vector_stmt(pending))
     return Kernel(tuple(groups), tuple(temps), tuple(sections))
+
+
+def _statements(body: tuple[Stmt, ...] | list[Stmt], temps: list[Buffer]) -> list[Stmt]:
+    """The top-level statements, with the temporaries' allocations (anywhere among them) taken out
+    into `temps`: every temporary lives in DRAM for the whole kernel."""
+    out: list[Stmt] = []
+    for s in body:
+        if isinstance(s, Alloc):
+            temps.append(s.buffer)
+            out += _statements(s.body, temps)
+        else:
+            out.append(s)
+    return out
 
 
 def _epilogue_of(g: Contraction, n: Nest) -> bool:

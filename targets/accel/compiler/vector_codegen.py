@@ -34,7 +34,7 @@ from kcomp.expr import Binary, BinaryOp, Const, Expr, Unary, UnaryOp
 from kcomp.targets.accel.compiler.codegen import A_FREE, ACC_FREE, ACC_READY, DATA, SECTION
 from kcomp.targets.accel.compiler.nest import Access, Axis
 from kcomp.targets.accel.compiler.stream import Item, Stream, load_region, row_stride, signal, wait
-from kcomp.targets.accel.compiler.vector_match import IDENTITY, UNARY, VectorStmt
+from kcomp.targets.accel.compiler.vector_match import IDENTITY, UNARY, VectorStmt, vanishes
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.isa import Instr
 from kcomp.targets.accel.machine.semantics import FILLS
@@ -62,8 +62,9 @@ def tile_rows(v: VectorStmt, cfg: AccelConfig) -> int:
     return r
 
 
-def check(v: VectorStmt, cfg: AccelConfig) -> None:
-    """Unsupported when the lane chunks cannot cover the lane axis exactly on this machine."""
+def fit(v: VectorStmt, cfg: AccelConfig) -> VectorStmt:
+    """`v` as this machine runs it: its layout, or one column per row when its lane reduction does not
+    cover whole rows of dim and nothing fills the tail harmlessly; Unsupported when neither runs."""
     tensors = [leaf.access.buffer for leaf in v.leaves.values() if leaf.access is not None] + [v.out.buffer]
     for t in tensors:
         if t.dtype is not DType.F32:
@@ -75,11 +76,16 @@ def check(v: VectorStmt, cfg: AccelConfig) -> None:
     if cfg.acc_dtype != "f32":
         raise Unsupported(f"the accelerator backend cannot map {v.text}: the vector unit computes in f32, and"
                           f" the {cfg.name} accelerator accumulates in {cfg.acc_dtype}")  # fmt: skip
-    if v.lane_reduced and v.lane.extent % cfg.dim and tail_fill(v) is None and not _overlaps(v, cfg.dim):
-        raise Unsupported(
-            f"the accelerator backend cannot map {v.text}: a reduction over {v.lane.extent} elements is not"
-            f" whole rows of {cfg.dim} (the tail's filled columns would take part)"
-        )
+    if not v.lane_reduced or v.lane.extent % cfg.dim == 0 or tail_fill(v) is not None or _overlaps(v, cfg.dim):
+        return v
+    if v.reduce == "add" and vanishes(v.value, v.leaves):  # zero-filled columns add nothing
+        return v
+    if v.one_lane is not None:
+        return v.one_lane
+    raise Unsupported(
+        f"the accelerator backend cannot map {v.text}: a reduction over {v.lane.extent} elements is not"
+        f" whole rows of {cfg.dim} (the tail's filled columns would take part)"
+    )
 
 
 def _overlaps(v: VectorStmt, dim: int) -> bool:
@@ -91,7 +97,7 @@ def tail_fill(v: VectorStmt) -> float | None:
     """What the columns past a lane reduction's last chunk may hold: its identity when the terms are
     bare reads whose halo holds it too (or has none); None when no fill leaves the result alone."""
     leaf = v.leaves.get(v.value)
-    if v.reduce is None or leaf is None or leaf.kind != "lanes":
+    if v.reduce is None or v.reduce == "add" or leaf is None or leaf.kind != "lanes":
         return None
     identity = IDENTITY[v.reduce]
     return identity if leaf.access is not None and (not leaf.access.padded or leaf.pad == identity) else None
@@ -116,7 +122,7 @@ def emit_vector_section(
 ) -> list[Instr]:
     """The instructions of `v` (module docstring); `after_section` / `before_section` as for a
     contraction's section."""
-    check(v, cfg)
+    v = fit(v, cfg)
     dim, out = cfg.dim, Stream()
     r_max = tile_rows(v, cfg)
     nodes = v.nodes()

@@ -22,8 +22,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from kcomp.expr import Binary, BinaryOp, Const, Expr, Load, Param, Unary, UnaryOp, loads
+import numpy as np
+
+from kcomp.dtypes import DType
+from kcomp.expr import Binary, BinaryOp, Cast, Const, Expr, Load, Param, Unary, UnaryOp, loads
 from kcomp.printer import format_expr
+from kcomp.semantics import BINARY as BINARY_FN
+from kcomp.semantics import UNARY as UNARY_FN
 from kcomp.targets.accel.compiler.nest import Access, Axis, Nest, access_of, cannot, is_own, target_dims
 from kcomp.targets.accel.machine.semantics import FILLS
 
@@ -68,10 +73,8 @@ class VectorStmt:
     reduce: str | None = None  # add, max, min
     init: float | None = None  # the initialising constant folded in (a reduction)
     onto_own: bool = False  # a reduction with no initialisation accumulates onto what DRAM holds
-
-    @property
-    def lane_reduced(self) -> bool:
-        return self.out.stride(self.lane) == 0
+    lane_reduced: bool = False  # the lanes run along a reduced axis: vredsum / vredmax finish each row
+    one_lane: VectorStmt | None = None  # the same statement one column per row (codegen's `fit`)
 
     def extent(self, axis: Axis | None) -> int:
         return axis.extent if axis is not None else 1
@@ -79,6 +82,67 @@ class VectorStmt:
     def nodes(self) -> int:
         """Values one step holds at once, at most: every node of the expression."""
         return _count(self.value)
+
+
+# NOTE: the lane axis when no loop can be one: one column per accumulator row (slow, but it maps)
+ONE = Axis("1", (), (), 1, -1)
+
+
+def _rows_axis(lane: Axis, dims: list[Axis], reads: list[Access]) -> Axis | None:
+    """The output axis over accumulator rows: the one that lets reads strided along the lanes load
+    transposed (contiguous along it), then the longest."""
+    strided = [r for r in reads if r.stride(lane) not in (0, 1)]
+    others = [a for a in dims if a is not lane]
+    return max(others, key=lambda a: (sum(r.stride(a) == 1 for r in strided), a.extent, a.position), default=None)
+
+
+def _layout(lane: Axis, dims: list[Axis], reads: list[Access]) -> tuple[Axis, Axis | None] | None:
+    """(lane, rows) when every read can be loaded with `lane` along the columns: contiguous or
+    constant along them, or strided along them and contiguous along the rows (loaded transposed)."""
+    rows = _rows_axis(lane, dims, reads)
+    for acc in reads:
+        if lane in acc.irregular:
+            return None
+        if acc.stride(lane) not in (0, 1) and (acc.stride(rows) not in (0, 1) or acc.padded or rows in acc.irregular):
+            return None
+    return lane, rows
+
+
+def fold(e: Expr) -> Expr:
+    """`e` with every operation on constants alone computed (in f32, as the reference would) and
+    numeric casts of constants applied: the vector unit has no instruction that makes a constant row."""
+    if isinstance(e, Unary):
+        x = fold(e.x)
+        if isinstance(x, Const) and e.op in UNARY_FN and e.op is not UnaryOp.NOT:
+            return Const(float(UNARY_FN[e.op](np.float32(x.value))), DType.F32)
+        return Unary(e.op, x) if x is not e.x else e
+    if isinstance(e, Binary):
+        lhs, rhs = fold(e.lhs), fold(e.rhs)
+        if isinstance(lhs, Const) and isinstance(rhs, Const) and e.op in ARITH:
+            fn = BINARY_FN.get(e.op, np.divide)
+            return Const(float(fn(np.float32(lhs.value), np.float32(rhs.value))), DType.F32)
+        return Binary(e.op, lhs, rhs) if lhs is not e.lhs or rhs is not e.rhs else e
+    if isinstance(e, Cast) and isinstance(e.x, Const) and e.dtype is DType.F32:
+        return Const(float(np.float32(e.x.value)), DType.F32)
+    return e
+
+
+def vanishes(e: Expr, leaves: dict[Expr, Leaf]) -> bool:
+    """Whether `e` is 0 where every read along the lanes reads 0 (so zero-filled columns add nothing)."""
+    if isinstance(e, Load):
+        return e in leaves and leaves[e].kind == "lanes" and leaves[e].pad == 0
+    if isinstance(e, Unary):
+        return e.op in (UnaryOp.NEG, UnaryOp.RELU, UnaryOp.ABS, UnaryOp.SQRT, UnaryOp.TANH, UnaryOp.ERF) and vanishes(
+            e.x, leaves
+        )
+    if isinstance(e, Binary):
+        if e.op is BinaryOp.MUL:
+            return vanishes(e.lhs, leaves) or vanishes(e.rhs, leaves)
+        if e.op in (BinaryOp.ADD, BinaryOp.SUB):
+            return vanishes(e.lhs, leaves) and vanishes(e.rhs, leaves)
+        if e.op is BinaryOp.DIV:
+            return vanishes(e.lhs, leaves) and not any(leaves.get(x, Leaf("")).kind == "lanes" for x in loads(e.rhs))
+    return False
 
 
 def _count(e: Expr) -> int:
@@ -89,12 +153,14 @@ def _count(e: Expr) -> int:
     return 1
 
 
-def vector_stmt(n: Nest, init: Nest | None = None) -> VectorStmt:
+def vector_stmt(n: Nest, init: Nest | None = None, one_lane: bool = False) -> VectorStmt:
     """The statement of nest `n` on the vector unit; `init` a constant initialisation of the same
-    tensor just before a reduction (folded in).  Unsupported (naming the reason) when it cannot run."""
+    tensor just before a reduction (folded in); `one_lane`: lay it out one column per row (the
+    fallback a machine takes when it cannot run the first layout).  Unsupported (naming the
+    reason) when it cannot run."""
     store = n.store
     own = Load(store.buffer, store.index)
-    value, reduce = store.value, None
+    value, reduce = fold(store.value), None
     if isinstance(value, Binary) and value.op in REDUCE and is_own(value.lhs, own):
         reduce, value = REDUCE[value.op], value.rhs
     elif isinstance(value, Binary) and value.op in REDUCE and is_own(value.rhs, own):
@@ -114,32 +180,19 @@ def vector_stmt(n: Nest, init: Nest | None = None) -> VectorStmt:
     reduced = [a for a in n.axes if a not in dims]
     if reduced and reduce is None:
         raise cannot(n.text, "a loop that indexes no output dimension is not a reduction (+=, max=, min=)")
-    lane = next((a for a in reduced if all(r.stride(a) in (0, 1) for r in reads)), None)
-    if lane is None:
-        lane = next((a for a in dims if out.stride(a) == 1), None)
-    if lane is None:
-        raise cannot(n.text, f"no loop is contiguous in {store.buffer.name} and every operand")
-    for ld, acc in zip(loads(value), reads, strict=True):
-        if lane in acc.irregular:
-            raise cannot(n.text, f"{ld.buffer.name}'s index divides the lane loop {lane.name}")
     if any(s < 0 for acc in (out, *reads) for s in acc.coef.values()):
         raise cannot(n.text, "an index runs backwards (a negative DRAM stride)")
-    others = [a for a in dims if a is not lane]
-    strided = [r for r in reads if r.stride(lane) not in (0, 1)]
-    # NOTE: a read strided along the lanes is loaded transposed, which needs it contiguous along the rows
-    rows = max(
-        others, key=lambda a: (sum(r.stride(a) == 1 for r in strided), a.extent, a.position), default=None
+    candidates = [a for a in reduced if all(r.stride(a) in (0, 1) for r in reads)]
+    candidates += [a for a in dims if out.stride(a) == 1]
+    if one_lane:
+        candidates = []
+    lane, rows = next(
+        (layout for a in candidates if (layout := _layout(a, dims, reads)) is not None),
+        (ONE, _rows_axis(ONE, dims, reads)),
     )
-    for ld, acc in zip(loads(value), reads, strict=True):
-        if acc.stride(lane) not in (0, 1) and (acc.stride(rows) not in (0, 1) or acc.padded):
-            raise cannot(
-                n.text,
-                f"{ld.buffer.name} is strided along {lane.name} and not contiguous along the rows (the DMA moves"
-                " contiguous runs, transposed or not)",
-            )
     outer = tuple(a for a in dims if a is not lane and a is not rows)
     serial = tuple(a for a in reduced if a is not lane)
-    stmt = VectorStmt(n.text, out, lane, rows, outer, serial, value, reduce=reduce)
+    stmt = VectorStmt(n.text, out, lane, rows, outer, serial, value, reduce=reduce, lane_reduced=lane in reduced)
     _leaves(n, stmt, value)
     if not any(leaf.kind != "param" for leaf in stmt.leaves.values()):
         raise cannot(n.text, "it reads no tensor (a constant fill has nothing to load)")
@@ -149,6 +202,8 @@ def vector_stmt(n: Nest, init: Nest | None = None) -> VectorStmt:
             stmt.init = float(init.store.value.value)
         else:
             stmt.onto_own = True
+    if lane is not ONE:
+        stmt.one_lane = vector_stmt(n, init, one_lane=True)
     return stmt
 
 
