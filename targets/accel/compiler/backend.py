@@ -37,6 +37,7 @@ from kcomp.targets.accel.compiler.mapping import (
 )
 from kcomp.targets.accel.compiler.match import Contraction, Kernel, match
 from kcomp.targets.accel.compiler.vector_codegen import emit_vector_section, fit
+from kcomp.targets.accel.compiler.vector_fuse import RowGroup, emit_group, fuse
 from kcomp.targets.accel.compiler.vector_match import VectorStmt
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.isa import Buffer, Instr, Program, make
@@ -78,9 +79,13 @@ def compile_nest(nest: LoopNest, cfg: AccelConfig, schedule: Schedule | None = N
     buffers, abi = _buffers(nest, kernel, cfg)
     ids = {b.name: n for n, b in enumerate(buffers)}
     instrs: list[Instr] = []
-    last = len(kernel.sections) - 1
-    for n, section in enumerate(kernel.sections):
+    sections = fuse(list(kernel.sections), set(nest.outputs), cfg)
+    last = len(sections) - 1
+    for n, section in enumerate(sections):
         order = {"after_section": n > 0, "before_section": n < last}
+        if isinstance(section, RowGroup):
+            instrs += emit_group(section, cfg, ids, **order)
+            continue
         if isinstance(section, VectorStmt):
             instrs += emit_vector_section(section, cfg, ids, **order)
             continue

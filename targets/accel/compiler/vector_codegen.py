@@ -104,7 +104,7 @@ def tail_fill(v: VectorStmt) -> float | None:
 
 
 @dataclass
-class _Val:
+class Val:
     """A value in accumulator rows: `row` its first, `shared` when one row serves every row."""
 
     row: int
@@ -112,7 +112,7 @@ class _Val:
 
 
 @dataclass
-class _Step:
+class Step:
     ops: list[Item] = field(default_factory=list)
     loads: list[Item] = field(default_factory=list)
 
@@ -138,13 +138,13 @@ def emit_vector_section(
         for s, vals in enumerate(steps):
             at = vals | base
             cols = min(dim, v.lane.extent - at[v.lane])
-            step = _Step()
+            step = Step()
             slots = iter(range(sets[step_no % 2], sets[step_no % 2] + nodes * r_max, r_max))
-            loaded = _load_leaves(v, at, rows, cols, dim, buf, slots, out, step)
-            val = _expr(v.value, v, loaded, rows, slots, out, step)
-            _combine(v, val, res, rows, s == 0, out, step)
+            loaded = load_leaves(v, at, rows, cols, dim, buf, slots, out, step)
+            val = expr(v.value, v, loaded, rows, slots, out, step)
+            combine(v, val, res, rows, s == 0, out, step)
             if s == len(steps) - 1:
-                _finish(v, res, rows, out, step, buf, base, dim)
+                finish(v, res, rows, out, step, buf, base, dim)
             if step.loads:
                 first_load = first_load or step.loads[0]
                 signal(step.loads[-1], DATA)
@@ -157,11 +157,11 @@ def emit_vector_section(
                 signal(step.ops[-1], A_FREE)
             step_no += 1
         signal(step.ops[-1], ACC_READY)
-        store = _store(v, res, rows, base, dim, buf, out)
-        wait(store, ACC_READY)
+        item = store(v, res, rows, base, dim, buf, out)
+        wait(item, ACC_READY)
         if t + 2 < len(tiles):
-            signal(store, ACC_FREE)
-        last_store = store
+            signal(item, ACC_FREE)
+        last_store = item
     assert first_load is not None and last_store is not None  # NOTE: vector_stmt requires a tensor read
     if after_section:
         wait(first_load, SECTION)
@@ -192,13 +192,17 @@ def _tiles(v: VectorStmt, r_max: int, dim: int):  # type: ignore[no-untyped-def]
                     yield at | {lane: c}, rows, serial
 
 
-def _load_leaves(v, at, rows, cols, dim, buf, slots, out, step) -> dict:  # type: ignore[no-untyped-def]
-    loaded: dict = {}
+def load_leaves(v, at, rows, cols, dim, buf, slots, out, step, loaded=None) -> dict:  # type: ignore[no-untyped-def]
+    """Each leaf of `v` not already in `loaded` (values a fused section holds on chip) loaded into
+    the next slot; their values."""
+    loaded = dict(loaded or {})
     for node, leaf in v.leaves.items():
+        if node in loaded:
+            continue
         row = next(slots)
         if leaf.kind == "param":
             step.loads.append(out.add("dma.load.acc", row, buf[leaf.param], 0, 1, dim, 0))
-            loaded[node] = _Val(row, shared=True)
+            loaded[node] = Val(row, shared=True)
             continue
         acc = leaf.access
         name = buf[acc.buffer.name]
@@ -212,7 +216,7 @@ def _load_leaves(v, at, rows, cols, dim, buf, slots, out, step) -> dict:  # type
             else:
                 region = (v.rows, n), (v.lane, cols)
                 step.loads += load_region(out, "dma.load.acc", row, name, acc, at, *region, fill)
-            loaded[node] = _Val(row, shared=leaf.kind == "vector")
+            loaded[node] = Val(row, shared=leaf.kind == "vector")
         else:  # row or scalar: one column, broadcast across the lanes by a sum of it and zeros
             n = rows if leaf.kind == "row" else 1
             if v.rows in acc.irregular:  # NOTE: `g[c // 8]`: runs of rows that read one element
@@ -223,7 +227,7 @@ def _load_leaves(v, at, rows, cols, dim, buf, slots, out, step) -> dict:  # type
                 raise Unsupported(f"the accelerator backend cannot map {v.text}: a per-row value padded with"
                                   f" {leaf.pad} (its broadcast sums the row)")  # fmt: skip
             step.ops.append(out.add("vredsum", row, row, n))
-            loaded[node] = _Val(row, shared=leaf.kind == "scalar")
+            loaded[node] = Val(row, shared=leaf.kind == "scalar")
     return loaded
 
 
@@ -239,12 +243,12 @@ def _runs(out: Stream, row: int, buf: int, acc: Access, at: dict, axis: Axis, n:
     return items
 
 
-def _expr(e: Expr, v: VectorStmt, loaded: dict, rows: int, slots, out: Stream, step: _Step) -> _Val:  # type: ignore[no-untyped-def]
+def expr(e: Expr, v: VectorStmt, loaded: dict, rows: int, slots, out: Stream, step: Step) -> Val:  # type: ignore[no-untyped-def]
     """Emit `e`'s vector ops; its value's rows."""
     if e in loaded:
         return loaded[e]
     if isinstance(e, Unary):
-        x = _expr(e.x, v, loaded, rows, slots, out, step)
+        x = expr(e.x, v, loaded, rows, slots, out, step)
         n, dst = 1 if x.shared else rows, next(slots)
         if e.op is UnaryOp.NEG:
             step.ops.append(out.add("vmuls", dst, x.row, n, _bits(-1.0)))
@@ -252,54 +256,54 @@ def _expr(e: Expr, v: VectorStmt, loaded: dict, rows: int, slots, out: Stream, s
             step.ops.append(out.add("vmaxs", dst, x.row, n, _bits(0.0)))
         else:
             step.ops.append(out.add(UNARY[e.op], dst, x.row, n))
-        return _Val(dst, x.shared)
+        return Val(dst, x.shared)
     assert isinstance(e, Binary)
     if isinstance(e.rhs, Const) or isinstance(e.lhs, Const):
         return _with_constant(e, v, loaded, rows, slots, out, step)
-    a = _expr(e.lhs, v, loaded, rows, slots, out, step)
-    b = _expr(e.rhs, v, loaded, rows, slots, out, step)
+    a = expr(e.lhs, v, loaded, rows, slots, out, step)
+    b = expr(e.rhs, v, loaded, rows, slots, out, step)
     op = e.op
     if op is BinaryOp.DIV:
         inv = next(slots)
         step.ops.append(out.add("vrecip", inv, b.row, 1 if b.shared else rows))
-        b, op = _Val(inv, b.shared), BinaryOp.MUL
+        b, op = Val(inv, b.shared), BinaryOp.MUL
     if a.shared and not b.shared:
         if op in _COMMUTES:
             a, b = b, a
         else:  # a - b = -b + a
             neg = next(slots)
             step.ops.append(out.add("vmuls", neg, b.row, rows, _bits(-1.0)))
-            a, b, op = _Val(neg), a, BinaryOp.ADD
+            a, b, op = Val(neg), a, BinaryOp.ADD
     dst = next(slots)
     n = 1 if a.shared and b.shared else rows
     step.ops.append(out.add(_BINARY[op], dst, a.row, n, b.row, 1, 0 if b.shared else 1))
-    return _Val(dst, a.shared and b.shared)
+    return Val(dst, a.shared and b.shared)
 
 
-def _with_constant(e: Binary, v, loaded, rows, slots, out, step) -> _Val:  # type: ignore[no-untyped-def]
+def _with_constant(e: Binary, v, loaded, rows, slots, out, step) -> Val:  # type: ignore[no-untyped-def]
     const_left = isinstance(e.lhs, Const)
     c = float((e.lhs if const_left else e.rhs).value)  # type: ignore[union-attr]
-    x = _expr(e.rhs if const_left else e.lhs, v, loaded, rows, slots, out, step)
+    x = expr(e.rhs if const_left else e.lhs, v, loaded, rows, slots, out, step)
     n = 1 if x.shared else rows
     op = e.op
     if op is BinaryOp.SUB and const_left:  # c - x
         neg = next(slots)
         step.ops.append(out.add("vmuls", neg, x.row, n, _bits(-1.0)))
-        x, op = _Val(neg, x.shared), BinaryOp.ADD
+        x, op = Val(neg, x.shared), BinaryOp.ADD
     elif op is BinaryOp.SUB:
         op, c = BinaryOp.ADD, -c
     elif op is BinaryOp.DIV and const_left:  # c / x
         inv = next(slots)
         step.ops.append(out.add("vrecip", inv, x.row, n))
-        x, op = _Val(inv, x.shared), BinaryOp.MUL
+        x, op = Val(inv, x.shared), BinaryOp.MUL
     elif op is BinaryOp.DIV:
         op, c = BinaryOp.MUL, 1.0 / c if c else math.inf
     dst = next(slots)
     step.ops.append(out.add(_SCALAR[op], dst, x.row, n, _bits(c)))
-    return _Val(dst, x.shared)
+    return Val(dst, x.shared)
 
 
-def _combine(v: VectorStmt, val: _Val, res: int, rows: int, first: bool, out: Stream, step: _Step) -> None:
+def combine(v: VectorStmt, val: Val, res: int, rows: int, first: bool, out: Stream, step: Step) -> None:
     """The step's value into the tile's result rows: copied (a map, or a reduction's first step) or
     combined with what they hold."""
     if val.shared:
@@ -311,8 +315,8 @@ def _combine(v: VectorStmt, val: _Val, res: int, rows: int, first: bool, out: St
         step.ops.append(out.add(_BINARY[_COMBINE[v.reduce]], res, res, rows, val.row, 1, 1))
 
 
-def _finish(
-    v: VectorStmt, res: int, rows: int, out: Stream, step: _Step, buf: dict, base: dict, dim: int
+def finish(
+    v: VectorStmt, res: int, rows: int, out: Stream, step: Step, buf: dict, base: dict, dim: int
 ) -> None:
     """A lane reduction's row value (broadcast to every lane), then the initial value folded in."""
     if v.lane_reduced:
@@ -326,7 +330,7 @@ def _finish(
         step.ops.append(out.add(_SCALAR[_COMBINE[v.reduce]], res, res, rows, _bits(v.init)))
 
 
-def _store(v: VectorStmt, res: int, rows: int, base: dict, dim: int, buf: dict, out: Stream) -> Item:
+def store(v: VectorStmt, res: int, rows: int, base: dict, dim: int, buf: dict, out: Stream) -> Item:
     cols = 1 if v.lane_reduced else min(dim, v.lane.extent - base.get(v.lane, 0))
     acc = v.out
     return out.add(
