@@ -155,6 +155,19 @@ def test_vector_examples_match_the_reference(name, spec):
     assert_tokens_balance(c.artifact.program)
 
 
+@pytest.mark.parametrize("spec", CONFIGS)
+@pytest.mark.parametrize(
+    ("name", "shapes"), [("softmax", {"N": 37, "D": 48}), ("layernorm", {"N": 23, "D": 32})]
+)
+def test_fused_vector_statements_keep_their_temporaries_on_chip(name, shapes, spec):
+    c, run = sim(str(EXAMPLES / f"{name}.kc"), spec, shapes, seed=4)
+    assert run.ok, run.max_rel_err
+    program = c.artifact.program
+    stored = {program.buffers[ins.args[1]].name for ins in program.instrs if ins.op == "dma.store"}
+    assert stored == {"Y"}  # mx, e, s (mean, xc, var) never reach DRAM: one fused section
+    assert_tokens_balance(program)
+
+
 # Statements the vector unit runs after a contraction or alone: epilogues the contraction's vector
 # ops cannot take (C read twice, min, a per-row u[i]), a column sum (a serial reduction), a min over
 # rows with a tail window, broadcasts of a row vector, a scalar and a parameter.

@@ -141,7 +141,8 @@ def emit_vector_section(
             step = Step()
             slots = iter(range(sets[step_no % 2], sets[step_no % 2] + nodes * r_max, r_max))
             loaded = load_leaves(v, at, rows, cols, dim, buf, slots, out, step)
-            val = expr(v.value, v, loaded, rows, slots, out, step)
+            in_place = res if s == 0 or v.reduce is None else None
+            val = expr(v.value, v, loaded, rows, slots, out, step, in_place)
             combine(v, val, res, rows, s == 0, out, step)
             if s == len(steps) - 1:
                 finish(v, res, rows, out, step, buf, base, dim)
@@ -243,13 +244,14 @@ def _runs(out: Stream, row: int, buf: int, acc: Access, at: dict, axis: Axis, n:
     return items
 
 
-def expr(e: Expr, v: VectorStmt, loaded: dict, rows: int, slots, out: Stream, step: Step) -> Val:  # type: ignore[no-untyped-def]
-    """Emit `e`'s vector ops; its value's rows."""
+def expr(e: Expr, v: VectorStmt, loaded: dict, rows: int, slots, out: Stream, step: Step, target: int | None = None) -> Val:  # type: ignore[no-untyped-def]
+    """Emit `e`'s vector ops; its value's rows (`target`'s when given and the value has a row per
+    row: the last op writes there, saving a copy)."""
     if e in loaded:
         return loaded[e]
     if isinstance(e, Unary):
         x = expr(e.x, v, loaded, rows, slots, out, step)
-        n, dst = 1 if x.shared else rows, next(slots)
+        n, dst = 1 if x.shared else rows, _dst(target, x.shared, slots)
         if e.op is UnaryOp.NEG:
             step.ops.append(out.add("vmuls", dst, x.row, n, _bits(-1.0)))
         elif e.op is UnaryOp.RELU:
@@ -259,10 +261,13 @@ def expr(e: Expr, v: VectorStmt, loaded: dict, rows: int, slots, out: Stream, st
         return Val(dst, x.shared)
     assert isinstance(e, Binary)
     if isinstance(e.rhs, Const) or isinstance(e.lhs, Const):
-        return _with_constant(e, v, loaded, rows, slots, out, step)
+        return _with_constant(e, v, loaded, rows, slots, out, step, target)
     a = expr(e.lhs, v, loaded, rows, slots, out, step)
-    b = expr(e.rhs, v, loaded, rows, slots, out, step)
     op = e.op
+    if op is BinaryOp.DIV and ("reciprocal", e.rhs) in loaded:  # NOTE: hoisted by a fused section
+        b, op = loaded[("reciprocal", e.rhs)], BinaryOp.MUL
+    else:
+        b = expr(e.rhs, v, loaded, rows, slots, out, step)
     if op is BinaryOp.DIV:
         inv = next(slots)
         step.ops.append(out.add("vrecip", inv, b.row, 1 if b.shared else rows))
@@ -274,13 +279,17 @@ def expr(e: Expr, v: VectorStmt, loaded: dict, rows: int, slots, out: Stream, st
             neg = next(slots)
             step.ops.append(out.add("vmuls", neg, b.row, rows, _bits(-1.0)))
             a, b, op = Val(neg), a, BinaryOp.ADD
-    dst = next(slots)
+    dst = _dst(target, a.shared and b.shared, slots)
     n = 1 if a.shared and b.shared else rows
     step.ops.append(out.add(_BINARY[op], dst, a.row, n, b.row, 1, 0 if b.shared else 1))
     return Val(dst, a.shared and b.shared)
 
 
-def _with_constant(e: Binary, v, loaded, rows, slots, out, step) -> Val:  # type: ignore[no-untyped-def]
+def _dst(target: int | None, shared: bool, slots) -> int:  # type: ignore[no-untyped-def]
+    return target if target is not None and not shared else next(slots)
+
+
+def _with_constant(e: Binary, v, loaded, rows, slots, out, step, target=None) -> Val:  # type: ignore[no-untyped-def]
     const_left = isinstance(e.lhs, Const)
     c = float((e.lhs if const_left else e.rhs).value)  # type: ignore[union-attr]
     x = expr(e.rhs if const_left else e.lhs, v, loaded, rows, slots, out, step)
@@ -298,7 +307,7 @@ def _with_constant(e: Binary, v, loaded, rows, slots, out, step) -> Val:  # type
         x, op = Val(inv, x.shared), BinaryOp.MUL
     elif op is BinaryOp.DIV:
         op, c = BinaryOp.MUL, 1.0 / c if c else math.inf
-    dst = next(slots)
+    dst = _dst(target, x.shared, slots)
     step.ops.append(out.add(_SCALAR[op], dst, x.row, n, _bits(c)))
     return Val(dst, x.shared)
 
@@ -309,6 +318,8 @@ def combine(v: VectorStmt, val: Val, res: int, rows: int, first: bool, out: Stre
     if val.shared:
         raise Unsupported(f"the accelerator backend cannot map {v.text}: its value is the same in every row"
                           " (a broadcast copy: no row of the tile to start from)")  # fmt: skip
+    if (first or v.reduce is None) and val.row == res:
+        return  # NOTE: computed in place (`expr`'s target)
     if first or v.reduce is None:
         step.ops.append(out.add("vadds", res, val.row, rows, _bits(0.0)))
     else:

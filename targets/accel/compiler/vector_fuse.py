@@ -23,7 +23,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from kcomp.expr import Buffer, Load, loads
+from kcomp.dtypes import DType
+from kcomp.expr import Binary, BinaryOp, Buffer, Const, Load, Unary, loads
 from kcomp.targets.accel.compiler.codegen import A_FREE, ACC_FREE, ACC_READY, DATA, SECTION
 from kcomp.targets.accel.compiler.match import Contraction
 from kcomp.targets.accel.compiler.nest import Access, Axis
@@ -158,16 +159,22 @@ def emit_group(
     chunks = first.lane.extent // dim
     maps = [v for v in group.stmts if not v.lane_reduced]
     nodes = max(v.nodes() for v in group.stmts)
-    per_row = len(maps) * chunks + (len(group.stmts) - len(maps)) + STEP_SETS * nodes
-    r_max = max(1, min(first.rows.extent, MAX_GROUP_TILE_ROWS, cfg.acc_rows // per_row))
+    per_row = len(maps) * chunks + (len(group.stmts) - len(maps)) + (STEP_SETS + 1) * nodes
+    r_max = max(1, min(first.rows.extent, MAX_GROUP_TILE_ROWS, (cfg.acc_rows - 8) // per_row))
     held: dict[tuple[Buffer, int], int] = {}  # (tensor, chunk) -> first accumulator row of its slot
     at_row = 0
     for v in group.stmts:
         for c in range(1 if v.lane_reduced else chunks):
             held[(v.out.buffer, c)] = at_row
             at_row += r_max
-    sets = [at_row + n * nodes * r_max for n in range(STEP_SETS)]
+    params = sorted({leaf.param for v in group.stmts for leaf in v.leaves.values() if leaf.param is not None})
+    param_rows = {name: at_row + n for n, name in enumerate(params)}  # NOTE: loaded once, by the first step
+    prelude = at_row + len(params)
+    sets = [prelude + (n + 1) * nodes * r_max for n in range(STEP_SETS)]
     steps: list[Step] = []
+    if params:  # NOTE: a step of its own, first: every later step may read them
+        loads_ = [out.add("dma.load.acc", param_rows[name], buf[name], 0, 1, dim, 0) for name in params]
+        steps.append(Step([out.add("vadds", param_rows[params[0]], param_rows[params[0]], 1, 0)], loads_))
     tile_bounds: list[tuple[int, int, list[Item]]] = []  # (first step, end step, stores) per tile
     for outer in itertools.product(*(range(a.extent) for a in first.outer)):
         for r0 in range(0, first.rows.extent, r_max):
@@ -176,15 +183,31 @@ def emit_group(
             for v in group.stmts:
                 base = dict(zip(v.outer, outer, strict=True)) | {v.rows: r0}
                 res = held[(v.out.buffer, 0)]
+                fixed = {node: Val(param_rows[leaf.param], shared=True)
+                         for node, leaf in v.leaves.items() if leaf.param is not None}  # fmt: skip
+                hoist = Step()  # what no chunk changes, computed once per tile (softmax's 1 / sum)
+                per_row = _held_leaves(v, group, held, 0, per_row_only=True)
+                fixed |= _hoisted(v, per_row | fixed, rows, r_max, prelude, nodes, out, hoist)
+                if hoist.ops:
+                    steps.append(hoist)
                 for c in range(chunks):
                     step = Step()
                     base_row = sets[len(steps) % STEP_SETS]
                     slots = iter(range(base_row, base_row + nodes * r_max, r_max))
                     at = base | {v.lane: c * dim}
-                    on_chip = _held_leaves(v, group, held, c)
+                    on_chip = _held_leaves(v, group, held, c) | fixed
                     loaded = load_leaves(v, at, rows, dim, dim, buf, slots, out, step, on_chip)
-                    val = expr(v.value, v, loaded, rows, slots, out, step)
                     target = res if v.lane_reduced else held[(v.out.buffer, c)]
+                    val = expr(
+                        v.value,
+                        v,
+                        loaded,
+                        rows,
+                        slots,
+                        out,
+                        step,
+                        target if c == 0 or not v.lane_reduced else None,
+                    )
                     combine(v, val, target, rows, c == 0 or not v.lane_reduced, out, step)
                     last_chunk = c == chunks - 1
                     if v.lane_reduced and last_chunk:
@@ -207,13 +230,49 @@ def emit_group(
     return out.instrs()
 
 
-def _held_leaves(v: VectorStmt, group: RowGroup, held: dict, c: int) -> dict:
-    """The leaves of `v` an earlier statement of the group holds on chip, as values at chunk c."""
+def _hoisted(v, on_chip: dict, rows: int, r_max: int, area: int, nodes: int, out: Stream, step: Step) -> dict:  # type: ignore[no-untyped-def]
+    """The largest subexpressions of `v` built from values on chip alone (held per-row values,
+    parameters, constants), computed into rows area.. once for the tile; their values."""
+    found: dict = {}
+    slots = iter(range(area, area + nodes * r_max, r_max))
+
+    def visit(e) -> bool:  # type: ignore[no-untyped-def]
+        if e in on_chip:
+            return True
+        if isinstance(e, Const):
+            return True
+        kids = [e.x] if isinstance(e, Unary) else [e.lhs, e.rhs] if isinstance(e, Binary) else None
+        if kids is None:
+            return False
+        flags = [visit(k) for k in kids]
+        if all(flags):
+            return True
+        for k, flag in zip(kids, flags, strict=True):
+            if flag and isinstance(k, (Unary, Binary)):
+                found[k] = expr(k, v, on_chip, rows, slots, out, step)
+        if isinstance(e, Binary) and e.op is BinaryOp.DIV and flags[1] and not isinstance(e.rhs, Const):
+            divisor = (
+                found.get(e.rhs) or on_chip.get(e.rhs) or expr(e.rhs, v, on_chip, rows, slots, out, step)
+            )
+            found[("reciprocal", e.rhs)] = expr(Binary(BinaryOp.DIV, Const(1.0, DType.F32), e.rhs), v,
+                                                on_chip | {e.rhs: divisor}, rows, slots, out, step)  # fmt: skip
+        return False
+
+    if visit(v.value) and isinstance(v.value, (Unary, Binary)):
+        found[v.value] = expr(v.value, v, on_chip, rows, slots, out, step)
+    return found
+
+
+def _held_leaves(v: VectorStmt, group: RowGroup, held: dict, c: int, per_row_only: bool = False) -> dict:
+    """The leaves of `v` an earlier statement of the group holds on chip, as values at chunk c
+    (`per_row_only`: only the lane reductions' values, the same in every chunk)."""
     writers = {w.out.buffer: w for w in group.stmts[: group.stmts.index(v)]}
     out = {}
     for node, leaf in v.leaves.items():
         if leaf.access is not None and leaf.access.buffer in writers:
             w = writers[leaf.access.buffer]
+            if per_row_only and not w.lane_reduced:
+                continue
             out[node] = Val(held[(w.out.buffer, 0 if w.lane_reduced else c)])
     return out
 
