@@ -36,7 +36,7 @@ from kcomp.targets.accel.compiler.mapping import (
     mapping_of,
 )
 from kcomp.targets.accel.compiler.match import Contraction, Kernel, match
-from kcomp.targets.accel.compiler.vector_codegen import emit_vector_section, fit
+from kcomp.targets.accel.compiler.vector_codegen import emit_vector_section, fit, vector_work
 from kcomp.targets.accel.compiler.vector_fuse import RowGroup, emit_group, fuse
 from kcomp.targets.accel.compiler.vector_match import VectorStmt
 from kcomp.targets.accel.machine.config import AccelConfig
@@ -100,6 +100,11 @@ def check_vector_sections(nest: LoopNest, cfg: AccelConfig) -> None:
     for section in match(nest).sections:
         if isinstance(section, VectorStmt):
             fit(section, cfg)
+
+
+def vector_bound(nest: LoopNest, cfg: AccelConfig) -> int:
+    """The vector unit's least cycles for the kernel's vector statements (vector_codegen.vector_work)."""
+    return sum(vector_work(s, cfg) for s in match(nest).sections if isinstance(s, VectorStmt))
 
 
 def mappings(

@@ -36,7 +36,7 @@ from kcomp.targets.accel.compiler.nest import Access, Axis
 from kcomp.targets.accel.compiler.stream import Item, Stream, load_region, row_stride, signal, wait
 from kcomp.targets.accel.compiler.vector_match import IDENTITY, UNARY, VectorStmt, vanishes
 from kcomp.targets.accel.machine.config import AccelConfig
-from kcomp.targets.accel.machine.isa import Instr
+from kcomp.targets.accel.machine.isa import FLOAT_ONLY, Instr
 from kcomp.targets.accel.machine.semantics import FILLS
 
 MAX_TILE_ROWS = 256
@@ -50,6 +50,43 @@ _BINARY = {
 _SCALAR = {BinaryOp.ADD: "vadds", BinaryOp.MUL: "vmuls", BinaryOp.MAX: "vmaxs", BinaryOp.MIN: "vmins"}
 _COMMUTES = {BinaryOp.ADD, BinaryOp.MUL, BinaryOp.MAX, BinaryOp.MIN}
 _COMBINE = {"add": BinaryOp.ADD, "max": BinaryOp.MAX, "min": BinaryOp.MIN}
+
+
+def vector_work(v: VectorStmt, cfg: AccelConfig) -> int:
+    """The cycles the vector unit needs for `v` at the least: every arithmetic node of its expression
+    once per element (transcendentals at vector_slow_op_cycles; a division is a multiply by a
+    reciprocal), a node built from per-row values alone once per row, plus a reduction's combine,
+    over vector_lanes elements a cycle: a part of the ideal bound `kcomp bench accel` reports."""
+    points = math.prod(a.extent for a in (*v.outer, v.rows, v.lane, *v.serial) if a is not None)
+    per_element, per_row = _ops(v.value, v, cfg)
+    work = points * (per_element + (v.reduce is not None)) + points // max(1, v.lane.extent) * per_row
+    return math.ceil(work / cfg.vector_lanes)
+
+
+def _ops(e: Expr, v: VectorStmt, cfg: AccelConfig) -> tuple[int, int]:
+    """(cycles per element, cycles per row) of `e`'s nodes; the second for nodes no lane changes."""
+    if isinstance(e, (Unary, Binary)):
+        kids = [e.x] if isinstance(e, Unary) else [e.lhs, e.rhs]
+        parts = [_ops(k, v, cfg) for k in kids]
+        slow = isinstance(e, Unary) and e.op in UNARY and UNARY[e.op] in FLOAT_ONLY
+        cost = cfg.vector_slow_op_cycles if slow else 1
+        inner = (sum(p[0] for p in parts), sum(p[1] for p in parts))
+        if _invariant(e, v):
+            return 0, inner[1] + cost
+        return inner[0] + cost, inner[1]
+    return 0, 0
+
+
+def _invariant(e: Expr, v: VectorStmt) -> bool:
+    """Whether no lane changes `e`: built from constants and per-row, scalar and parameter reads."""
+    if isinstance(e, Const):
+        return True
+    if isinstance(e, Unary):
+        return _invariant(e.x, v)
+    if isinstance(e, Binary):
+        return _invariant(e.lhs, v) and _invariant(e.rhs, v)
+    leaf = v.leaves.get(e)
+    return leaf is not None and leaf.kind in ("row", "scalar", "param")
 
 
 def tile_rows(v: VectorStmt, cfg: AccelConfig) -> int:
@@ -76,7 +113,12 @@ def fit(v: VectorStmt, cfg: AccelConfig) -> VectorStmt:
     if cfg.acc_dtype != "f32":
         raise Unsupported(f"the accelerator backend cannot map {v.text}: the vector unit computes in f32, and"
                           f" the {cfg.name} accelerator accumulates in {cfg.acc_dtype}")  # fmt: skip
-    if not v.lane_reduced or v.lane.extent % cfg.dim == 0 or tail_fill(v) is not None or _overlaps(v, cfg.dim):
+    if (
+        not v.lane_reduced
+        or v.lane.extent % cfg.dim == 0
+        or tail_fill(v) is not None
+        or _overlaps(v, cfg.dim)
+    ):
         return v
     if v.reduce == "add" and vanishes(v.value, v.leaves):  # zero-filled columns add nothing
         return v
@@ -213,7 +255,9 @@ def load_leaves(v, at, rows, cols, dim, buf, slots, out, step, loaded=None) -> d
             if v.lane_reduced and cols < dim and node == v.value and tail_fill(v) is not None:
                 fill = FILLS.index(tail_fill(v))  # NOTE: the columns past the row take no part
             if leaf.transposed:  # the columns are `stride` apart in DRAM, the rows contiguous
-                step.loads.append(out.add("dma.load.acc.t", row, name, acc.at(at), n, cols, acc.stride(v.lane)))
+                step.loads.append(
+                    out.add("dma.load.acc.t", row, name, acc.at(at), n, cols, acc.stride(v.lane))
+                )
             else:
                 region = (v.rows, n), (v.lane, cols)
                 step.loads += load_region(out, "dma.load.acc", row, name, acc, at, *region, fill)
@@ -244,7 +288,9 @@ def _runs(out: Stream, row: int, buf: int, acc: Access, at: dict, axis: Axis, n:
     return items
 
 
-def expr(e: Expr, v: VectorStmt, loaded: dict, rows: int, slots, out: Stream, step: Step, target: int | None = None) -> Val:  # type: ignore[no-untyped-def]
+def expr(
+    e: Expr, v: VectorStmt, loaded: dict, rows: int, slots, out: Stream, step: Step, target: int | None = None
+) -> Val:  # type: ignore[no-untyped-def]
     """Emit `e`'s vector ops; its value's rows (`target`'s when given and the value has a row per
     row: the last op writes there, saving a copy)."""
     if e in loaded:

@@ -158,8 +158,10 @@ def emit_group(
     assert first.rows is not None
     chunks = first.lane.extent // dim
     maps = [v for v in group.stmts if not v.lane_reduced]
-    nodes = max(v.nodes() for v in group.stmts)
-    per_row = len(maps) * chunks + (len(group.stmts) - len(maps)) + (STEP_SETS + 1) * nodes
+    needs = [_slots(v, group) for v in group.stmts]
+    nodes = max(max(step for step, _ in needs), 1)
+    hoist_nodes = max(hoisted for _, hoisted in needs)
+    per_row = len(maps) * chunks + (len(group.stmts) - len(maps)) + STEP_SETS * nodes + hoist_nodes
     r_max = max(1, min(first.rows.extent, MAX_GROUP_TILE_ROWS, (cfg.acc_rows - 8) // per_row))
     held: dict[tuple[Buffer, int], int] = {}  # (tensor, chunk) -> first accumulator row of its slot
     at_row = 0
@@ -170,7 +172,7 @@ def emit_group(
     params = sorted({leaf.param for v in group.stmts for leaf in v.leaves.values() if leaf.param is not None})
     param_rows = {name: at_row + n for n, name in enumerate(params)}  # NOTE: loaded once, by the first step
     prelude = at_row + len(params)
-    sets = [prelude + (n + 1) * nodes * r_max for n in range(STEP_SETS)]
+    sets = [prelude + hoist_nodes * r_max + n * nodes * r_max for n in range(STEP_SETS)]
     steps: list[Step] = []
     if params:  # NOTE: a step of its own, first: every later step may read them
         loads_ = [out.add("dma.load.acc", param_rows[name], buf[name], 0, 1, dim, 0) for name in params]
@@ -187,7 +189,7 @@ def emit_group(
                          for node, leaf in v.leaves.items() if leaf.param is not None}  # fmt: skip
                 hoist = Step()  # what no chunk changes, computed once per tile (softmax's 1 / sum)
                 per_row = _held_leaves(v, group, held, 0, per_row_only=True)
-                fixed |= _hoisted(v, per_row | fixed, rows, r_max, prelude, nodes, out, hoist)
+                fixed |= _hoisted(v, per_row | fixed, rows, r_max, prelude, hoist_nodes, out, hoist)
                 if hoist.ops:
                     steps.append(hoist)
                 for c in range(chunks):
@@ -228,6 +230,39 @@ def emit_group(
     if before_section:
         signal(stores_all[-1], SECTION)
     return out.instrs()
+
+
+def _slots(v: VectorStmt, group: RowGroup) -> tuple[int, int]:
+    """(slots a chunk's step takes, slots the tile's hoisted values take) for `v` in `group`: one per
+    read not held on chip and per operation (two for a division or subtraction, which may rewrite)."""
+    writers = {w.out.buffer: w for w in group.stmts[: group.stmts.index(v)]}
+
+    def held(e) -> bool:  # type: ignore[no-untyped-def]
+        leaf = v.leaves.get(e)
+        return leaf is not None and leaf.access is not None and leaf.access.buffer in writers
+
+    def invariant(e) -> bool:  # type: ignore[no-untyped-def]
+        leaf = v.leaves.get(e)
+        if isinstance(e, Const) or (leaf is not None and leaf.param is not None):
+            return True
+        if leaf is not None:
+            return held(e) and writers[leaf.access.buffer].lane_reduced
+        kids = [e.x] if isinstance(e, Unary) else [e.lhs, e.rhs] if isinstance(e, Binary) else []
+        return bool(kids) and all(invariant(k) for k in kids)
+
+    def count(e, hoisting: bool) -> int:  # type: ignore[no-untyped-def]
+        if e in v.leaves:
+            return 0 if held(e) or v.leaves[e].param is not None else 1
+        if isinstance(e, Const) or (not hoisting and invariant(e)):
+            return 0
+        if isinstance(e, Unary):
+            return 1 + count(e.x, hoisting)
+        if isinstance(e, Binary):
+            extra = 2 if e.op in (BinaryOp.DIV, BinaryOp.SUB) else 1
+            return extra + count(e.lhs, hoisting) + count(e.rhs, hoisting)
+        return 1
+
+    return count(v.value, False), count(v.value, True) + 2
 
 
 def _hoisted(v, on_chip: dict, rows: int, r_max: int, area: int, nodes: int, out: Stream, step: Step) -> dict:  # type: ignore[no-untyped-def]
