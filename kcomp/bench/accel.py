@@ -15,7 +15,9 @@ output-stationary twin (`accel:os`, the second dataflow): `os_cycles`, `os_utili
 Cases: `gemm_MxNxK` (examples/matmul.kc at those shapes), `gemm_bias_relu` (the example at its own
 shapes), `conv2d`: examples/conv2d.kc's 3x3 convolution in NHWC without padding, an implicit GEMM
 whose (r, s) offsets are K-slices; `conv2d_example`: examples/conv2d.kc itself (NCHW, padding 1: the
-halo zero-filled by dma.load.pad).
+halo zero-filled by dma.load.pad); `softmax`, `layernorm`: the examples at their shapes on the vector
+unit, whose ideal is the larger of the DMA bound and `vector_ideal_cycles` (the least vector work:
+compiler/vector_codegen.py's `vector_work`).
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ from kcomp.bench import machine as host_machine
 from kcomp.bench.report import failures
 from kcomp.errors import KcompError, UsageError
 from kcomp.targets import SIMULATED, Target, get_target
+from kcomp.targets.accel.compiler.backend import vector_bound
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.result import CLOCK_HZ
 
 Progress = Callable[[str], None]
+VECTOR_EXAMPLES = ("softmax", "layernorm")  # examples/*.kc at their shapes, on the vector unit
 CASES = (
     "gemm_256x256x256",
     "gemm_512x512x512",
@@ -46,8 +50,16 @@ CASES = (
     "conv2d",
     "conv2d_example",
     "gemm_bias_relu",
+    *VECTOR_EXAMPLES,
 )
-QUICK_CASES = ("gemm_128x128x128", "gemm_256x256x256", "conv2d_small", "conv2d_example_small")
+QUICK_CASES = (
+    "gemm_128x128x128",
+    "gemm_256x256x256",
+    "conv2d_small",
+    "conv2d_example_small",
+    "softmax_small",
+)
+SMALL_VECTOR = {"softmax_small": ("softmax", {"N": 256, "D": 256})}
 EXAMPLE_CONV = {"conv2d_example": {}, "conv2d_example_small": {"N": 1, "C": 16, "K": 32, "H": 14, "W": 14}}
 OS_CONFIG = "os"  # the packaged default machine with an output-stationary matrix unit
 _GEMM = re.compile(r"(?:gemm_)?(\d+)x(\d+)x(\d+)$")
@@ -73,11 +85,17 @@ CONV_SHAPES = {
 
 def parse_case(text: str) -> str:
     name = text.strip()
-    if name in CONV_SHAPES or name in EXAMPLE_CONV or name == "gemm_bias_relu" or _GEMM.match(name):
+    if name in (
+        *CONV_SHAPES,
+        *EXAMPLE_CONV,
+        *VECTOR_EXAMPLES,
+        *SMALL_VECTOR,
+        "gemm_bias_relu",
+    ) or _GEMM.match(name):
         return name if not _GEMM.match(name) or name.startswith("gemm_") else f"gemm_{name}"
     raise UsageError(
-        f"--cases {text}: expected gemm_MxNxK, conv2d, conv2d_small, conv2d_example, conv2d_example_small or"
-        " gemm_bias_relu"
+        f"--cases {text}: expected gemm_MxNxK, conv2d, conv2d_small, conv2d_example, conv2d_example_small,"
+        " gemm_bias_relu, softmax, layernorm or softmax_small"
     )
 
 
@@ -94,11 +112,12 @@ def _kernel(case: str, target: Target) -> tuple[str, dict[str, int], str]:
     if m := _GEMM.match(case):
         shapes = dict(zip("MNK", map(int, m.groups()), strict=True))
         return (str(examples / "matmul.kc") if examples else MATMUL), shapes, ""
-    if case in ("gemm_bias_relu", *EXAMPLE_CONV):
-        name = "conv2d" if case in EXAMPLE_CONV else case
+    if case in ("gemm_bias_relu", *EXAMPLE_CONV, *VECTOR_EXAMPLES, *SMALL_VECTOR):
+        default = ("conv2d" if case in EXAMPLE_CONV else case, EXAMPLE_CONV.get(case, {}))
+        name, shapes = SMALL_VECTOR.get(case, default)
         if examples is None:
             raise UsageError(f"the {case} case needs the examples/ folder of a kcomp checkout")
-        return str(examples / f"{name}.kc"), EXAMPLE_CONV.get(case, {}), ""
+        return str(examples / f"{name}.kc"), shapes, ""
     return CONV_NHWC.format(**CONV_SHAPES[case]), {}, CONV_NOTE
 
 
@@ -158,8 +177,10 @@ def _row(case: str, target: Target) -> dict[str, Any]:
         if system == "kcomp":
             row["params"] = dict(built.program.dims)
             row["flops"] = 2 * r.macs
+            vector = vector_bound(built.naive, target.cfg)
             extra.update(
-                ideal_cycles=r.ideal_cycles,
+                ideal_cycles=max(r.ideal_cycles, vector),
+                vector_ideal_cycles=vector,
                 utilization=r.utilization["matrix"],
                 schedule_source=built.schedule_source,
                 schedule=str(built.schedule),
