@@ -11,9 +11,9 @@ the kernel returns it or a later section reads it; temporaries the group alone r
 DRAM.
 
 Per tile the statements run in order, each chunk a *step* whose DRAM reads are loaded into one of
-STEP_SETS step sets (in turn, so the loads of the next steps are in flight during a step's vector
-work).  Tokens are vector_codegen's: DATA per step with loads, A_FREE from step n to step
-n+STEP_SETS when that one loads,
+a number of step sets in turn (enough that the loads in flight cover the DMA latency when a step
+lasts one vector op over the tile's rows, at most 16).  Tokens are vector_codegen's: DATA per step with loads, A_FREE from step n to step
+n+sets when that one loads,
 ACC_READY from the op that finishes a stored slot to its store, ACC_FREE from a tile's last store
 to the next tile's first op (the held slots are single-buffered), SECTION across sections.
 """
@@ -44,7 +44,7 @@ from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.isa import Instr
 
 MAX_GROUP_TILE_ROWS = 64
-STEP_SETS = 6  # steps whose loads may be in flight at once: enough to hide the DMA latency of small steps
+MAX_STEP_SETS = 16
 
 
 @dataclass(eq=False)
@@ -161,7 +161,13 @@ def emit_group(
     needs = [_slots(v, group) for v in group.stmts]
     nodes = max(max(step for step, _ in needs), 1)
     hoist_nodes = max(hoisted for _, hoisted in needs)
-    per_row = len(maps) * chunks + (len(group.stmts) - len(maps)) + STEP_SETS * nodes + hoist_nodes
+    held_rows = len(maps) * chunks + (len(group.stmts) - len(maps)) + hoist_nodes
+    step_sets, r_max = 2, 1
+    for _ in range(3):  # NOTE: as many steps in flight as cover the DMA latency with R-cycle steps
+        per_row = held_rows + step_sets * nodes
+        r_max = max(1, min(first.rows.extent, MAX_GROUP_TILE_ROWS, (cfg.acc_rows - 8) // per_row))
+        step_sets = min(MAX_STEP_SETS, 2 + -(-cfg.dma_latency // (r_max * cfg.vector_row_cycles)))
+    per_row = held_rows + step_sets * nodes
     r_max = max(1, min(first.rows.extent, MAX_GROUP_TILE_ROWS, (cfg.acc_rows - 8) // per_row))
     held: dict[tuple[Buffer, int], int] = {}  # (tensor, chunk) -> first accumulator row of its slot
     at_row = 0
@@ -172,7 +178,7 @@ def emit_group(
     params = sorted({leaf.param for v in group.stmts for leaf in v.leaves.values() if leaf.param is not None})
     param_rows = {name: at_row + n for n, name in enumerate(params)}  # NOTE: loaded once, by the first step
     prelude = at_row + len(params)
-    sets = [prelude + hoist_nodes * r_max + n * nodes * r_max for n in range(STEP_SETS)]
+    sets = [prelude + hoist_nodes * r_max + n * nodes * r_max for n in range(step_sets)]
     steps: list[Step] = []
     if params:  # NOTE: a step of its own, first: every later step may read them
         loads_ = [out.add("dma.load.acc", param_rows[name], buf[name], 0, 1, dim, 0) for name in params]
@@ -194,7 +200,7 @@ def emit_group(
                     steps.append(hoist)
                 for c in range(chunks):
                     step = Step()
-                    base_row = sets[len(steps) % STEP_SETS]
+                    base_row = sets[len(steps) % step_sets]
                     slots = iter(range(base_row, base_row + nodes * r_max, r_max))
                     at = base | {v.lane: c * dim}
                     on_chip = _held_leaves(v, group, held, c) | fixed
@@ -221,7 +227,7 @@ def emit_group(
                         wait(item, ACC_READY)
                         stores.append(item)
             tile_bounds.append((begin, len(steps), stores))
-    _tokens(steps, tile_bounds)
+    _tokens(steps, tile_bounds, step_sets)
     loads_all = [item for step in steps for item in step.loads]
     stores_all = [item for _, _, stores in tile_bounds for item in stores]
     assert loads_all and stores_all  # NOTE: fusable statements read tensors; a group stores its outputs
@@ -312,14 +318,14 @@ def _held_leaves(v: VectorStmt, group: RowGroup, held: dict, c: int, per_row_onl
     return out
 
 
-def _tokens(steps: list[Step], tiles: list[tuple[int, int, list[Item]]]) -> None:
+def _tokens(steps: list[Step], tiles: list[tuple[int, int, list[Item]]], step_sets: int) -> None:
     for n, step in enumerate(steps):
         if step.loads:
             signal(step.loads[-1], DATA)
             wait(step.ops[0], DATA)
-            if n >= STEP_SETS:
+            if n >= step_sets:
                 wait(step.loads[0], A_FREE)
-        if n + STEP_SETS < len(steps) and steps[n + STEP_SETS].loads:
+        if n + step_sets < len(steps) and steps[n + step_sets].loads:
             signal(step.ops[-1], A_FREE)
     for t, (begin, _, stores) in enumerate(tiles):
         if t + 1 < len(tiles):
