@@ -127,8 +127,18 @@ def match(nest: LoopNest) -> Kernel:
         find_axes(n, names)
         value = n.store.value
         own = Load(n.store.buffer, n.store.index)
-        if _is_contraction(value, own):
-            g = _contraction(n, pending)
+        g = _matrix_group(n, pending) if _is_contraction(value, own) else None
+        if isinstance(g, Unsupported):  # NOTE: the vector unit's reason would hide the matrix unit's
+            init = pending if pending is not None and _is_init(pending, n) else None
+            try:
+                if pending is not None and init is None:
+                    sections.append(vector_stmt(pending))
+                sections.append(vector_stmt(n, init))
+            except Unsupported:
+                raise g from None
+            pending = None
+            continue
+        if g is not None:
             if pending is None:
                 g.init = g.C  # no initialisation: accumulate onto what C holds (an earlier group's result)
             groups.append(g)
@@ -151,6 +161,15 @@ def match(nest: LoopNest) -> Kernel:
     if pending is not None:
         sections.append(vector_stmt(pending))
     return Kernel(tuple(groups), tuple(temps), tuple(sections))
+
+
+def _matrix_group(n: Nest, init: Nest | None) -> Contraction | Unsupported:
+    """The contraction group of `n` on the matrix unit, or why its operands do not fit the array's
+    roles (it then runs on the vector unit, as any reduction, if it can there)."""
+    try:
+        return _contraction(n, init)
+    except Unsupported as e:
+        return e
 
 
 def _statements(body: tuple[Stmt, ...] | list[Stmt], temps: list[Buffer]) -> list[Stmt]:
@@ -223,7 +242,10 @@ def _contraction(n: Nest, init: Nest | None) -> Contraction:
     ops = [access_of(n, ld.buffer, ld.index, ld.pad is not None) for ld in (x, y)]
     for ld, acc in zip((x, y), ops, strict=True):
         if acc.divided:
-            raise cannot(n.text, f"{ld.buffer.name}'s index divides a loop; the matrix unit's operands need affine indices")
+            raise cannot(
+                n.text,
+                f"{ld.buffer.name}'s index divides a loop; the matrix unit's operands need affine indices",
+            )
     out_axes = [a for a in n.axes if C.stride(a)]
     red_axes = [a for a in n.axes if not C.stride(a)]
     best, why = None, ""
@@ -285,7 +307,9 @@ def _translate(n: Nest, access: Access, to: dict[Axis, Axis]) -> Access:
     if any(a not in to for a in access.coef):
         raise cannot(n.text, f"{access.buffer.name} is indexed by a loop that is not one of the output's")
     if access.divided:
-        raise cannot(n.text, f"{access.buffer.name}'s index divides a loop; an epilogue operand needs affine indices")
+        raise cannot(
+            n.text, f"{access.buffer.name}'s index divides a loop; an epilogue operand needs affine indices"
+        )
     return Access(access.buffer, {to[a]: c for a, c in access.coef.items()}, access.const, access.padded)
 
 

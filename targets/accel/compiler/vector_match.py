@@ -10,11 +10,13 @@ A `VectorStmt` lays the statement over tiles of accumulator rows:
     outer   the output's other axes, one tile after another
     serial  the other reduced axes, accumulated step by step into the same rows
 
-Each operand is a `Leaf` by how it varies: `lanes` (a row of dim elements per accumulator row),
-`row` (one value per row, broadcast across the lanes after its load), `vector` (one row shared by
-every row: a bias b[d]), `scalar` (one value) or `param` (a scalar parameter's row of copies).
-Anything else is an `Unsupported` error that says why (a strided lane axis needs a strided DMA, a
-padded read a zero-filling one, a data-dependent index a gathering one: issue 17's ISA additions).
+Each operand is a `Leaf` by how it varies: `lanes` (a row of dim elements per accumulator row; read
+transposed when it is strided along the lanes and contiguous along the rows), `row` (one value per
+row, broadcast across the lanes after its load), `vector` (one row shared by every row: a bias
+b[d]), `scalar` (one value) or `param` (a scalar parameter's row of copies).  Padded reads keep their
+pad (0 or ±inf: the pad DMAs' fill).  When no loop can be the lanes the statement runs one column
+per row (`ONE`).  Anything else is an `Unsupported` error that says why (a select, a cast, a
+data-dependent index, a pad the DMA cannot fill).
 """
 
 from __future__ import annotations
