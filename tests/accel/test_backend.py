@@ -209,6 +209,14 @@ kernel k(A: f32[12, 20], B: f32[12, 24], X: f32[N, D], eps: f32) -> (C: f32[20, 
     Y[d, n] = X[n, d] * rsqrt(ss[d] + eps)
 }
 """
+# rows read through dividing indices: whole lane rows repeated (X[c // 2, p]), per-row values
+DIVIDED_ROWS = """
+dim C = 12, P = 40
+kernel k(X: f32[6, 40], g: f32[3]) -> (Y: f32[C, P], s: f32[C]) {
+    Y[c, p] = X[c // 2, p] * g[c // 4] + X[c // 3, p]
+    s[c] += X[c // 2, p] where p < P
+}
+"""
 # not a product of exactly two reads, so not the matrix unit's: a serial reduction over k on the vector unit
 SCALED_PRODUCT = """
 kernel k(A: f32[8, 4], B: f32[4, 8]) -> (C: f32[8, 8]) { C[i, j] += A[i, k] * B[k, j] * 2.0 }
@@ -231,6 +239,7 @@ def test_vector_statements_beyond_the_examples(spec):
     # a dividing index in a product: the matrix unit refuses it, the vector unit takes it
     divided = "kernel k(A: f32[4, 4], B: f32[4, 8]) -> (C: f32[8, 8]) { C[i, j] += A[i // 2, k] * B[k, j] }"
     assert sim(divided, spec, seed=11)[1].ok
+    assert sim(DIVIDED_ROWS, spec, seed=12)[1].ok
     c, run = sim(SHIFTED, spec, seed=8)
     assert run.ok, run.max_rel_err
     assert {ins.op for ins in c.artifact.program.instrs} >= {"dma.load.acc.pad"}

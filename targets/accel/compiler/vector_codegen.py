@@ -258,6 +258,11 @@ def load_leaves(v, at, rows, cols, dim, buf, slots, out, step, loaded=None) -> d
                 step.loads.append(
                     out.add("dma.load.acc.t", row, name, acc.at(at), n, cols, acc.stride(v.lane))
                 )
+            elif v.rows in acc.irregular and leaf.kind == "lanes":  # NOTE: `X[c // 2, p]` along rows c
+                if fill:
+                    raise Unsupported(f"the accelerator backend cannot map {v.text}: a filled tail on rows"
+                                      " read through a dividing index")  # fmt: skip
+                step.loads += _runs(out, row, name, acc, at, v.rows, n, cols)
             else:
                 region = (v.rows, n), (v.lane, cols)
                 step.loads += load_region(out, "dma.load.acc", row, name, acc, at, *region, fill)
@@ -276,14 +281,16 @@ def load_leaves(v, at, rows, cols, dim, buf, slots, out, step, loaded=None) -> d
     return loaded
 
 
-def _runs(out: Stream, row: int, buf: int, acc: Access, at: dict, axis: Axis, n: int) -> list[Item]:
-    """One column of `n` rows whose offsets are not a stride apart (a dividing index): a stride-0 DMA
-    per run of rows that read the same element."""
+def _runs(
+    out: Stream, row: int, buf: int, acc: Access, at: dict, axis: Axis, n: int, cols: int = 1
+) -> list[Item]:
+    """`n` rows of `cols` elements whose offsets are not a stride apart (a dividing index along the
+    rows): a stride-0 DMA per run of rows that read the same elements."""
     offs = [acc.at(at | {axis: at.get(axis, 0) + r}) for r in range(n)]
     items, start = [], 0
     for r in range(1, n + 1):
         if r == n or offs[r] != offs[start]:
-            items.append(out.add("dma.load.acc", row + start, buf, offs[start], r - start, 1, 0))
+            items.append(out.add("dma.load.acc", row + start, buf, offs[start], r - start, cols, 0))
             start = r
     return items
 

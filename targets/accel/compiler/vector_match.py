@@ -95,7 +95,9 @@ def _rows_axis(lane: Axis, dims: list[Axis], reads: list[Access]) -> Axis | None
     transposed (contiguous along it), then the longest."""
     strided = [r for r in reads if r.stride(lane) not in (0, 1)]
     others = [a for a in dims if a is not lane]
-    return max(others, key=lambda a: (sum(r.stride(a) == 1 for r in strided), a.extent, a.position), default=None)
+    return max(
+        others, key=lambda a: (sum(r.stride(a) == 1 for r in strided), a.extent, a.position), default=None
+    )
 
 
 def _layout(lane: Axis, dims: list[Axis], reads: list[Access]) -> tuple[Axis, Axis | None] | None:
@@ -105,7 +107,9 @@ def _layout(lane: Axis, dims: list[Axis], reads: list[Access]) -> tuple[Axis, Ax
     for acc in reads:
         if lane in acc.irregular:
             return None
-        if acc.stride(lane) not in (0, 1) and (acc.stride(rows) not in (0, 1) or acc.padded or rows in acc.irregular):
+        if acc.stride(lane) not in (0, 1) and (
+            acc.stride(rows) not in (0, 1) or acc.padded or rows in acc.irregular
+        ):
             return None
     return lane, rows
 
@@ -134,16 +138,23 @@ def vanishes(e: Expr, leaves: dict[Expr, Leaf]) -> bool:
     if isinstance(e, Load):
         return e in leaves and leaves[e].kind == "lanes" and leaves[e].pad == 0
     if isinstance(e, Unary):
-        return e.op in (UnaryOp.NEG, UnaryOp.RELU, UnaryOp.ABS, UnaryOp.SQRT, UnaryOp.TANH, UnaryOp.ERF) and vanishes(
-            e.x, leaves
-        )
+        return e.op in (
+            UnaryOp.NEG,
+            UnaryOp.RELU,
+            UnaryOp.ABS,
+            UnaryOp.SQRT,
+            UnaryOp.TANH,
+            UnaryOp.ERF,
+        ) and vanishes(e.x, leaves)
     if isinstance(e, Binary):
         if e.op is BinaryOp.MUL:
             return vanishes(e.lhs, leaves) or vanishes(e.rhs, leaves)
         if e.op in (BinaryOp.ADD, BinaryOp.SUB):
             return vanishes(e.lhs, leaves) and vanishes(e.rhs, leaves)
         if e.op is BinaryOp.DIV:
-            return vanishes(e.lhs, leaves) and not any(leaves.get(x, Leaf("")).kind == "lanes" for x in loads(e.rhs))
+            return vanishes(e.lhs, leaves) and not any(
+                leaves.get(x, Leaf("")).kind == "lanes" for x in loads(e.rhs)
+            )
     return False
 
 
@@ -174,7 +185,9 @@ def vector_stmt(n: Nest, init: Nest | None = None, one_lane: bool = False) -> Ve
     dims = target_dims(n)
     out = access_of(n, store.buffer, store.index)
     reads = [access_of(n, ld.buffer, ld.index, ld.pad is not None) for ld in loads(value)]
-    for ld in loads(value):
+    for ld, acc in zip(loads(value), reads, strict=True):
+        if acc.padded and acc.divided:
+            raise cannot(n.text, f"{ld.buffer.name} is read padded through a dividing index")
         if ld.pad is not None and float(ld.pad) not in FILLS:
             raise cannot(
                 n.text, f"{ld.buffer.name} is padded with {ld.pad}; a DMA fills a halo with 0, -inf or inf"
@@ -194,7 +207,9 @@ def vector_stmt(n: Nest, init: Nest | None = None, one_lane: bool = False) -> Ve
     )
     outer = tuple(a for a in dims if a is not lane and a is not rows)
     serial = tuple(a for a in reduced if a is not lane)
-    stmt = VectorStmt(n.text, out, lane, rows, outer, serial, value, reduce=reduce, lane_reduced=lane in reduced)
+    stmt = VectorStmt(
+        n.text, out, lane, rows, outer, serial, value, reduce=reduce, lane_reduced=lane in reduced
+    )
     _leaves(n, stmt, value)
     if not any(leaf.kind != "param" for leaf in stmt.leaves.values()):
         raise cannot(n.text, "it reads no tensor (a constant fill has nothing to load)")
