@@ -153,7 +153,7 @@ def vanishes(e: Expr, leaves: dict[Expr, Leaf]) -> bool:
             return vanishes(e.lhs, leaves) and vanishes(e.rhs, leaves)
         if e.op is BinaryOp.DIV:
             return vanishes(e.lhs, leaves) and not any(
-                leaves.get(x, Leaf("")).kind == "lanes" for x in loads(e.rhs)
+                x in leaves and leaves[x].kind == "lanes" for x in loads(e.rhs)
             )
     return False
 

@@ -261,7 +261,8 @@ _TABLE = (
         "mma", 0x10, Queue.COMPUTE, Unit.MATRIX, MMA_FIELDS,
         "acc[acc+i] (+)= sum_j sp[a+i][j] * sp[b+j] for i < m, j < k: an m x k by k x dim product",
         sem.mma, _mma, lambda cfg, a: a[3], lambda cfg: cfg.dim,
-        "dim (preload, only when B's rows differ from the weights held) + m; + dim (fill/drain)",
+        "ws: dim (preload, only when B's rows differ from the weights held) + m; os: k per dim-row block"
+        " (+ dim to drain a held block first); + dim (fill/drain)",
     ),
     _vector("vadd", 0x20, "binary", sem.binary(np.add), "acc[dst+i] = acc[src+i] + bmem[b + i*bstep]"),
     _vector("vsub", 0x21, "binary", sem.binary(np.subtract), "acc[dst+i] = acc[src+i] - bmem[b + i*bstep]"),
