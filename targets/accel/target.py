@@ -102,12 +102,12 @@ class AccelTarget(Target):
         Unsupported first when a vector section cannot run on this configuration."""
         check_vector_sections(nest, self.cfg)
         return mapping_schedule(
-            nest, lambda g: default_mapping(g, self.cfg, reserved_rows(g, self.cfg), nest.constants)
+            nest, lambda g: default_mapping(g, self.cfg, reserved_rows(g, self.cfg), nest.constants), self.cfg
         )
 
     def naive_schedule(self, nest: LoopNest) -> Schedule:
         """The baseline mapping: dim-sized tiles, no double buffering."""
-        return mapping_schedule(nest, lambda g: naive_mapping(g, self.cfg))
+        return mapping_schedule(nest, lambda g: naive_mapping(g, self.cfg), self.cfg)
 
     # -- code -----------------------------------------------------------------------------------
     def compile(self, nest: LoopNest, schedule: Schedule = NONE) -> Artifact:
@@ -175,7 +175,7 @@ class AccelTarget(Target):
     def notes(self, naive: LoopNest, nest: LoopNest, schedule: Schedule) -> tuple[str, ...]:
         """One line per contraction group: its statement (as the unscheduled nest prints it), tiles,
         tile order and double buffering, as the backend maps them."""
-        groups = zip(mappings(nest, self.cfg, schedule), match(naive).groups, strict=True)
+        groups = zip(mappings(nest, self.cfg, schedule), match(naive, self.cfg).groups, strict=True)
         return tuple(describe_mapping(g, m, plain.text) for (g, m), plain in groups)
 
 

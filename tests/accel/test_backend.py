@@ -40,7 +40,6 @@ MAPPED = {
     "matvec": {"M": 50, "K": 70},
     # padded reads: the halo zero-filled by dma.load.pad (rows and columns leave the image)
     "conv2d": {"N": 2, "C": 5, "K": 20, "H": 9, "W": 21},
-    "depthwise_conv2d": {"N": 2, "C": 3, "H": 7, "W": 19},
 }
 # Examples that run on the vector unit alone (vector_match.py): rows with remainders against dim;
 # a row reduction whose terms are not bare reads needs whole rows of dim (D a multiple of 16).
@@ -52,6 +51,8 @@ VECTOR_MAPPED = {
     "gelu_chain": {"N": 29, "D": 50},
     "maxpool2d": {"N": 2, "C": 3, "H": 13, "W": 22},  # a -inf halo; three lanes, the rest -inf
     "transpose": {"M": 37, "N": 21},  # dma.load.acc.t
+    # a product with no i role and a 3-deep reduction: faster on the vector unit (match's _vector_faster)
+    "depthwise_conv2d": {"N": 2, "C": 3, "H": 7, "W": 19},
     "groupnorm": {"N": 2, "C": 12, "G": 3, "HW": 32},  # mean[n, c // 4]: a stride-0 DMA per group of rows
 }
 # The others, and the reason each gives.
@@ -240,6 +241,10 @@ def test_vector_statements_beyond_the_examples(spec):
     divided = "kernel k(A: f32[4, 4], B: f32[4, 8]) -> (C: f32[8, 8]) { C[i, j] += A[i // 2, k] * B[k, j] }"
     assert sim(divided, spec, seed=11)[1].ok
     assert sim(DIVIDED_ROWS, spec, seed=12)[1].ok
+    # no i role but a deep reduction: the matrix unit keeps it (a 3-deep one goes to the vector unit)
+    gemv = "kernel k(x: f32[64], A: f32[64, 40]) -> (y: f32[40]) { y[j] += x[k] * A[k, j] }"
+    c, run = sim(gemv, spec, seed=13)
+    assert run.ok and run.report.macs > 0
     c, run = sim(SHIFTED, spec, seed=8)
     assert run.ok, run.max_rel_err
     assert {ins.op for ins in c.artifact.program.instrs} >= {"dma.load.acc.pad"}

@@ -74,7 +74,7 @@ def choose_mapping(
 
 def compile_nest(nest: LoopNest, cfg: AccelConfig, schedule: Schedule | None = None) -> tuple[Program, Abi]:
     """The program for `nest` and its ABI; ScheduleError when the kernel or its mapping cannot be run."""
-    kernel = match(nest)
+    kernel = match(nest, cfg)
     chosen = {id(g): choose_mapping(g, cfg, schedule, nest.constants) for g in kernel.groups}
     buffers, abi = _buffers(nest, kernel, cfg)
     ids = {b.name: n for n, b in enumerate(buffers)}
@@ -97,21 +97,21 @@ def compile_nest(nest: LoopNest, cfg: AccelConfig, schedule: Schedule | None = N
 
 def check_vector_sections(nest: LoopNest, cfg: AccelConfig) -> None:
     """Unsupported when a statement for the vector unit alone cannot run on configuration `cfg`."""
-    for section in match(nest).sections:
+    for section in match(nest, cfg).sections:
         if isinstance(section, VectorStmt):
             fit(section, cfg)
 
 
 def vector_bound(nest: LoopNest, cfg: AccelConfig) -> int:
     """The vector unit's least cycles for the kernel's vector statements (vector_codegen.vector_work)."""
-    return sum(vector_work(s, cfg) for s in match(nest).sections if isinstance(s, VectorStmt))
+    return sum(vector_work(s, cfg) for s in match(nest, cfg).sections if isinstance(s, VectorStmt))
 
 
 def mappings(
     nest: LoopNest, cfg: AccelConfig, schedule: Schedule | None = None
 ) -> list[tuple[Contraction, Mapping]]:
     """Each group with the mapping `compile_nest` uses (for reports)."""
-    return [(g, choose_mapping(g, cfg, schedule, nest.constants)) for g in match(nest).groups]
+    return [(g, choose_mapping(g, cfg, schedule, nest.constants)) for g in match(nest, cfg).groups]
 
 
 def _buffers(nest: LoopNest, kernel: Kernel, cfg: AccelConfig) -> tuple[tuple[Buffer, ...], Abi]:

@@ -313,13 +313,14 @@ def group_steps(g: Contraction, m: Mapping) -> list[Step]:
     return steps
 
 
-def mapping_schedule(nest: LoopNest, choose: Callable[[Contraction], Mapping]) -> Schedule:
-    """A schedule for every group of the unscheduled `nest`: `choose(group) -> Mapping`.  Groups are
-    scheduled in order; each tile renames the loops of the nests after it, so names are read anew."""
+def mapping_schedule(nest: LoopNest, choose: Callable[[Contraction], Mapping], cfg: AccelConfig) -> Schedule:
+    """A schedule for every group of the unscheduled `nest` on machine `cfg`: `choose(group) ->
+    Mapping`.  Groups are scheduled in order; each tile renames the loops of the nests after it, so
+    names are read anew."""
     steps: list[Step] = []
     current = nest
-    for n in range(len(match(nest).groups)):
-        g = match(current).groups[n]
+    for n in range(len(match(nest, cfg).groups)):
+        g = match(current, cfg).groups[n]
         more = group_steps(g, choose(g))
         current = apply(current, Schedule(tuple(more)))
         steps += more

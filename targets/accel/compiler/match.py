@@ -53,6 +53,7 @@ from kcomp.targets.accel.compiler.nest import (
     target_dims,
 )
 from kcomp.targets.accel.compiler.vector_match import VectorStmt, vector_stmt
+from kcomp.targets.accel.machine.config import AccelConfig
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,10 @@ class Kernel:
     sections: tuple[Contraction | VectorStmt, ...] = ()  # groups and vector statements, in program order
 
 
-def match(nest: LoopNest) -> Kernel:
-    """The groups of `nest` (see the module docstring); ScheduleError for anything else."""
+def match(nest: LoopNest, cfg: AccelConfig | None = None) -> Kernel:
+    """The groups of `nest` (see the module docstring); ScheduleError for anything else.  With the
+    machine's `cfg`, a product the matrix unit would run one accumulator row per mma and faster on the
+    vector unit (a depthwise convolution) runs there (`_vector_faster`)."""
     names = symbol_names(nest)
     temps: list[Buffer] = []
     nests = [perfect(s, names) for s in _statements(nest.body, temps)]
@@ -138,6 +141,18 @@ def match(nest: LoopNest) -> Kernel:
                 raise g from None
             pending = None
             continue
+        if (
+            g is not None
+            and cfg is not None
+            and _vector_faster(g, cfg)
+            and (pending is None or _is_init(pending, n))
+        ):
+            try:
+                sections.append(vector_stmt(n, pending))
+                pending = None
+                continue
+            except Unsupported:
+                pass  # NOTE: the matrix unit, slow as it is here
         if g is not None:
             if pending is None:
                 g.init = g.C  # no initialisation: accumulate onto what C holds (an earlier group's result)
@@ -161,6 +176,14 @@ def match(nest: LoopNest) -> Kernel:
     if pending is not None:
         sections.append(vector_stmt(pending))
     return Kernel(tuple(groups), tuple(temps), tuple(sections))
+
+
+def _vector_faster(g: Contraction, cfg: AccelConfig) -> bool:
+    """Whether the vector unit out-runs the matrix unit on `g`: without an i role each mma streams one
+    row after a dim-cycle preload (k * dim / (dim + 1) MACs a cycle, k at most dim), where the vector
+    unit multiplies and adds a row of dim elements in 2 * vector_row_cycles cycles."""
+    k = min(g.extent("k"), cfg.dim)
+    return g.i is None and k * cfg.dim / (cfg.dim + 1) < cfg.dim / (2 * cfg.vector_row_cycles)
 
 
 def _matrix_group(n: Nest, init: Nest | None) -> Contraction | Unsupported:

@@ -222,7 +222,9 @@ def _dim_forms(n: Nest, index: tuple[Expr, ...]) -> list[tuple[dict[Axis, int], 
 def access_of(n: Nest, buffer: Buffer, index: tuple[Expr, ...], padded: bool = False) -> Access:
     coef: dict[Axis, int] = {}
     const, stride = 0, 1
-    dims = tuple(Dim(dc, k, size, div) for (dc, k, div), size in zip(_dim_forms(n, index), buffer.shape, strict=True))
+    dims = tuple(
+        Dim(dc, k, size, div) for (dc, k, div), size in zip(_dim_forms(n, index), buffer.shape, strict=True)
+    )
     divided = []
     for d in reversed(dims):
         if d.div > 1:
@@ -270,7 +272,13 @@ def target_dims(n: Nest) -> list[Axis]:
     """The axis of each dimension of the stored tensor: C[a, b, c] with whole axes covering it."""
     dims = []
     for (coef, k, div), size in zip(_dim_forms(n, n.store.index), n.store.buffer.shape, strict=True):
-        if k != 0 or div != 1 or len(coef) != 1 or next(iter(coef.values())) != 1 or next(iter(coef)).extent != size:
+        if (
+            k != 0
+            or div != 1
+            or len(coef) != 1
+            or next(iter(coef.values())) != 1
+            or next(iter(coef)).extent != size
+        ):
             raise cannot(n.text, "the stored tensor must be indexed by one whole loop per dimension")
         dims.append(next(iter(coef)))
     return dims

@@ -61,7 +61,7 @@ class AccelRules:
     def units(self, naive: LoopNest, default: Schedule) -> Units:
         """One unit per contraction group, in program order; its recipe is the default's steps for it
         (a mapping spells each group as a `tile` step and what follows it: `group_steps`)."""
-        count = len(match(naive).groups)
+        count = len(match(naive, self.cfg).groups)
         steps: list[tuple[Step, ...]] = []
         for step in default.steps:
             if isinstance(step, S.Tile) or not steps:
@@ -93,7 +93,7 @@ class AccelRules:
         order = pending[len(loops)] if len(pending) > len(loops) else natural
         steps: tuple[Step, ...] = (S.Tile(loops, tiles), *((S.Reorder(order),) if order != natural else ()))
         text = "; ".join(map(format_step, steps))
-        group, m = _mapping(state, tuple(pending))
+        group, m = _mapping(state, tuple(pending), self.cfg)
         doubled = fit_buffers(group, replace(m, double_buffer=ALL), self.cfg, reserved_rows(group, self.cfg))
         single_boost = DEFAULT_BOOST if not default["double_buffer"] else 1.0
         single = Action(f"{text} (single buffers)", steps, single_boost, "double_buffer", 0)
@@ -125,16 +125,16 @@ class AccelRules:
     def _fits(self, state: State, chosen: tuple[Any, ...]) -> bool:
         """Whether the tiles (and order) chosen so far, the other tiles at their smallest, fit
         single-buffered (larger tiles only need more memory: a choice passing this can be completed)."""
-        g, m = _mapping(state, chosen)
+        g, m = _mapping(state, chosen, self.cfg)
         return fits(g, m, self.cfg, reserved_rows(g, self.cfg))
 
 
-def _mapping(state: State, chosen: tuple[Any, ...]) -> tuple[Any, Mapping]:
+def _mapping(state: State, chosen: tuple[Any, ...], cfg: AccelConfig) -> tuple[Any, Mapping]:
     """The group under the cursor and the single-buffered mapping of the tiles (and order) chosen so
     far, the tiles not chosen yet at their smallest."""
     plan = state.plan
     assert isinstance(plan, AccelPlan)
-    g, entry = match(state.nest).groups[state.pos], plan.group
+    g, entry = match(state.nest, cfg).groups[state.pos], plan.group
     tiles = [c for c in chosen if isinstance(c, int)]
     sizes = [*tiles, *(min(entry["tiles"][n]) for n in entry["loops"][len(tiles) :])]
     roles = dict(zip([r for r in "ijk" if g.role(r) is not None], sizes, strict=True))
@@ -148,7 +148,7 @@ def search_space(nest: LoopNest, cfg: AccelConfig) -> list[dict]:
     per loop (dim x 2^n and the whole extent; a combination that does not fit is a ScheduleError when
     it is compiled), tile-loop orders, double buffering on/off, and the default's choice."""
     out = []
-    for g in match(nest).groups:
+    for g in match(nest, cfg).groups:
         roles = present(g, ("i", "j", "k"))
         tiles = {base_name(g, r): tile_candidates(g.extent(r), cfg.dim, r == "i") for r in roles}
         default = default_mapping(g, cfg, reserved_rows(g, cfg))

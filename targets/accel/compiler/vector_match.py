@@ -32,6 +32,7 @@ from kcomp.printer import format_expr
 from kcomp.semantics import BINARY as BINARY_FN
 from kcomp.semantics import UNARY as UNARY_FN
 from kcomp.targets.accel.compiler.nest import Access, Axis, Nest, access_of, cannot, is_own, target_dims
+from kcomp.targets.accel.machine.config import MAX_DIM
 from kcomp.targets.accel.machine.semantics import FILLS
 
 UNARY = {
@@ -199,6 +200,8 @@ def vector_stmt(n: Nest, init: Nest | None = None, one_lane: bool = False) -> Ve
         raise cannot(n.text, "an index runs backwards (a negative DRAM stride)")
     candidates = [a for a in reduced if all(r.stride(a) in (0, 1) for r in reads)]
     candidates += [a for a in dims if out.stride(a) == 1]
+    # NOTE: the longest first (a 3-tap window is a poor row of lanes), reductions first among equals
+    candidates.sort(key=lambda a: -min(a.extent, MAX_DIM))
     if one_lane:
         candidates = []
     lane, rows = next(
