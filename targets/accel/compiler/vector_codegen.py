@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import struct
 from dataclasses import dataclass, field
 
 from kcomp.dtypes import DType
@@ -36,7 +35,7 @@ from kcomp.targets.accel.compiler.nest import Access, Axis
 from kcomp.targets.accel.compiler.stream import Item, Stream, load_region, row_stride, signal, wait
 from kcomp.targets.accel.compiler.vector_match import IDENTITY, UNARY, VectorStmt, vanishes
 from kcomp.targets.accel.machine.config import AccelConfig
-from kcomp.targets.accel.machine.isa import FLOAT_ONLY, Instr
+from kcomp.targets.accel.machine.isa import FLOAT_ONLY, Instr, f32_bits
 from kcomp.targets.accel.machine.semantics import FILLS
 
 MAX_TILE_ROWS = 256
@@ -306,9 +305,9 @@ def expr(
         x = expr(e.x, v, loaded, rows, slots, out, step)
         n, dst = 1 if x.shared else rows, _dst(target, x.shared, slots)
         if e.op is UnaryOp.NEG:
-            step.ops.append(out.add("vmuls", dst, x.row, n, _bits(-1.0)))
+            step.ops.append(out.add("vmuls", dst, x.row, n, f32_bits(-1.0)))
         elif e.op is UnaryOp.RELU:
-            step.ops.append(out.add("vmaxs", dst, x.row, n, _bits(0.0)))
+            step.ops.append(out.add("vmaxs", dst, x.row, n, f32_bits(0.0)))
         else:
             step.ops.append(out.add(UNARY[e.op], dst, x.row, n))
         return Val(dst, x.shared)
@@ -330,7 +329,7 @@ def expr(
             a, b = b, a
         else:  # a - b = -b + a
             neg = next(slots)
-            step.ops.append(out.add("vmuls", neg, b.row, rows, _bits(-1.0)))
+            step.ops.append(out.add("vmuls", neg, b.row, rows, f32_bits(-1.0)))
             a, b, op = Val(neg), a, BinaryOp.ADD
     dst = _dst(target, a.shared and b.shared, slots)
     n = 1 if a.shared and b.shared else rows
@@ -350,7 +349,7 @@ def _with_constant(e: Binary, v, loaded, rows, slots, out, step, target=None) ->
     op = e.op
     if op is BinaryOp.SUB and const_left:  # c - x
         neg = next(slots)
-        step.ops.append(out.add("vmuls", neg, x.row, n, _bits(-1.0)))
+        step.ops.append(out.add("vmuls", neg, x.row, n, f32_bits(-1.0)))
         x, op = Val(neg, x.shared), BinaryOp.ADD
     elif op is BinaryOp.SUB:
         op, c = BinaryOp.ADD, -c
@@ -361,7 +360,7 @@ def _with_constant(e: Binary, v, loaded, rows, slots, out, step, target=None) ->
     elif op is BinaryOp.DIV:
         op, c = BinaryOp.MUL, 1.0 / c if c else math.inf
     dst = _dst(target, x.shared, slots)
-    step.ops.append(out.add(_SCALAR[op], dst, x.row, n, _bits(c)))
+    step.ops.append(out.add(_SCALAR[op], dst, x.row, n, f32_bits(c)))
     return Val(dst, x.shared)
 
 
@@ -374,7 +373,7 @@ def combine(v: VectorStmt, val: Val, res: int, rows: int, first: bool, out: Stre
     if (first or v.reduce is None) and val.row == res:
         return  # NOTE: computed in place (`expr`'s target)
     if first or v.reduce is None:
-        step.ops.append(out.add("vadds", res, val.row, rows, _bits(0.0)))
+        step.ops.append(out.add("vadds", res, val.row, rows, f32_bits(0.0)))
     else:
         step.ops.append(out.add(_BINARY[_COMBINE[v.reduce]], res, res, rows, val.row, 1, 1))
 
@@ -385,13 +384,13 @@ def finish(
     """A lane reduction's row value (broadcast to every lane), then the initial value folded in."""
     if v.lane_reduced:
         if v.reduce == "min":
-            step.ops.append(out.add("vmuls", res, res, rows, _bits(-1.0)))
+            step.ops.append(out.add("vmuls", res, res, rows, f32_bits(-1.0)))
             step.ops.append(out.add("vredmax", res, res, rows))
-            step.ops.append(out.add("vmuls", res, res, rows, _bits(-1.0)))
+            step.ops.append(out.add("vmuls", res, res, rows, f32_bits(-1.0)))
         else:
             step.ops.append(out.add("vredsum" if v.reduce == "add" else "vredmax", res, res, rows))
     if v.reduce is not None and v.init is not None and v.init != IDENTITY[v.reduce]:
-        step.ops.append(out.add(_SCALAR[_COMBINE[v.reduce]], res, res, rows, _bits(v.init)))
+        step.ops.append(out.add(_SCALAR[_COMBINE[v.reduce]], res, res, rows, f32_bits(v.init)))
 
 
 def store(v: VectorStmt, res: int, rows: int, base: dict, dim: int, buf: dict, out: Stream) -> Item:
@@ -400,7 +399,3 @@ def store(v: VectorStmt, res: int, rows: int, base: dict, dim: int, buf: dict, o
     return out.add(
         "dma.store", res, buf[acc.buffer.name], acc.at(base), rows, cols, row_stride(acc, v.rows, rows), 0
     )
-
-
-def _bits(x: float) -> int:
-    return struct.unpack("<I", struct.pack("<f", x))[0]

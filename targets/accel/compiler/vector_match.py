@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kcomp.dtypes import DType
-from kcomp.expr import Binary, BinaryOp, Cast, Const, Expr, Load, Param, Unary, UnaryOp, loads
+from kcomp.expr import Binary, BinaryOp, Cast, Const, Expr, Load, Param, Unary, UnaryOp, loads, rewrite
 from kcomp.printer import format_expr
 from kcomp.semantics import BINARY as BINARY_FN
 from kcomp.semantics import UNARY as UNARY_FN
@@ -118,20 +118,18 @@ def _layout(lane: Axis, dims: list[Axis], reads: list[Access]) -> tuple[Axis, Ax
 def fold(e: Expr) -> Expr:
     """`e` with every operation on constants alone computed (in f32, as the reference would) and
     numeric casts of constants applied: the vector unit has no instruction that makes a constant row."""
-    if isinstance(e, Unary):
-        x = fold(e.x)
-        if isinstance(x, Const) and e.op in UNARY_FN and e.op is not UnaryOp.NOT:
-            return Const(float(UNARY_FN[e.op](np.float32(x.value))), DType.F32)
-        return Unary(e.op, x) if x is not e.x else e
-    if isinstance(e, Binary):
-        lhs, rhs = fold(e.lhs), fold(e.rhs)
-        if isinstance(lhs, Const) and isinstance(rhs, Const) and e.op in ARITH:
-            fn = BINARY_FN.get(e.op, np.divide)
-            return Const(float(fn(np.float32(lhs.value), np.float32(rhs.value))), DType.F32)
-        return Binary(e.op, lhs, rhs) if lhs is not e.lhs or rhs is not e.rhs else e
-    if isinstance(e, Cast) and isinstance(e.x, Const) and e.dtype is DType.F32:
-        return Const(float(np.float32(e.x.value)), DType.F32)
-    return e
+
+    def rule(n: Expr) -> Expr | None:
+        if isinstance(n, Unary) and isinstance(n.x, Const) and n.op in UNARY_FN and n.op is not UnaryOp.NOT:
+            return Const(float(UNARY_FN[n.op](np.float32(n.x.value))), DType.F32)
+        if isinstance(n, Binary) and isinstance(n.lhs, Const) and isinstance(n.rhs, Const) and n.op in ARITH:
+            fn = BINARY_FN.get(n.op, np.divide)
+            return Const(float(fn(np.float32(n.lhs.value), np.float32(n.rhs.value))), DType.F32)
+        if isinstance(n, Cast) and isinstance(n.x, Const) and n.dtype is DType.F32:
+            return Const(float(np.float32(n.x.value)), DType.F32)
+        return None
+
+    return rewrite(e, rule)
 
 
 def vanishes(e: Expr, leaves: dict[Expr, Leaf]) -> bool:

@@ -336,6 +336,11 @@ def field_value(f: Field, raw: int) -> int | float | str:
     return raw
 
 
+def f32_bits(x: float) -> int:
+    """The bits of `x` as an f32 (an `imm` operand's raw value); OverflowError past the f32 range."""
+    return struct.unpack("<I", struct.pack("<f", x))[0]
+
+
 def field_raw(op: str, f: Field, value: int | float | str) -> int:
     """The raw field value of `value`; EncodingError when it does not fit the field."""
     if type(value) is int and f.kind != "f32" and f.lo <= value <= f.hi:
@@ -349,7 +354,7 @@ def field_raw(op: str, f: Field, value: int | float | str) -> int:
         if isinstance(value, (str, bool)):
             raise EncodingError(f"{op}: {f.name} must be a number, not {value!r}")
         try:
-            return struct.unpack("<I", struct.pack("<f", float(value)))[0]
+            return f32_bits(float(value))
         except OverflowError:
             raise EncodingError(f"{op}: {f.name}={value} does not fit in an f32") from None
     if not isinstance(value, int) or isinstance(value, bool):
