@@ -125,6 +125,23 @@ BMEM = Field("bmem", 1, "enum", ("sp", "acc"), doc="memory of the second operand
 BSTEP = _u("bstep", 1, "0: row b is broadcast to every row; 1: row b+i pairs with row src+i")
 IMM = Field("imm", 32, "f32", doc="scalar (an f32; on i32 accumulators the result is rounded)")
 Q = Field("q", 2, "enum", ("load", "compute", "store"), doc="queue the fence waits in")
+AXIS = Field(
+    "axis", 2, "enum", ("none", "col", "row"), doc="what is added to imm: nothing, the column, the row"
+)
+CMP = Field(
+    "cmp", 3, "enum", ("lt", "le", "gt", "ge", "eq", "ne"), doc="the comparison (1.0 when it holds, else 0.0)"
+)
+SEL_FIELDS = (
+    DST,
+    _u("src", 16, "first accumulator row of the mask (nonzero: take a)"),
+    ROWS,
+    _u("a", 16, "first accumulator row of the value where the mask is nonzero"),
+    _u("b", 16, "first accumulator row of the value where the mask is zero"),
+    _u("sstep", 1, "0: mask row src is broadcast to every row; 1: row src+i pairs with row dst+i"),
+    _u("astep", 1, "as sstep, for a"),
+    _u("bstep", 1, "as sstep, for b"),
+)
+SLOT = _u("slot", 8, "first entry of the DMA engine's index buffer")
 MMA_FIELDS = (
     ACC,
     _u("a", 16, "first scratchpad row of A (m rows, first k columns used)"),
@@ -171,6 +188,16 @@ def _vunary(a: tuple[int, ...]) -> Footprint:
     return Footprint(acc_read=((a[1], a[2]),), acc_write=((a[0], a[2]),))
 
 
+def _vsel(a: tuple[int, ...]) -> Footprint:
+    dst, mask, rows, x, y, sstep, astep, bstep = a
+    reads = tuple((row, rows if step else 1) for row, step in ((mask, sstep), (x, astep), (y, bstep)))
+    return Footprint(acc_read=reads, acc_write=((dst, rows),))
+
+
+def _viota(a: tuple[int, ...]) -> Footprint:
+    return Footprint(acc_write=((a[0], a[1]),))
+
+
 def _nothing(a: tuple[int, ...]) -> Footprint:
     return Footprint()
 
@@ -205,11 +232,15 @@ _VEC_COST = "rows*ceil(dim/vector_lanes); + vector_latency"
 
 def _vector(mnemonic: str, opcode: int, kind: str, run: sem.Semantics, doc: str) -> OpSpec:
     """A vector-unit entry; `kind` picks the operands and the cost: binary (a second row operand),
-    scalar (an immediate), unary, slow (unary at vector_slow_op_cycles), reduce (a row to a scalar)."""
-    fields = {"binary": (DST, SRC, ROWS, B, BMEM, BSTEP), "scalar": (DST, SRC, ROWS, IMM)}.get(
-        kind, (DST, SRC, ROWS)
-    )
-    foot = _vbinary if kind == "binary" else _vunary
+    scalar (an immediate), compare / compares (binary / scalar with a `cmp`: a 1.0 / 0.0 mask), unary,
+    slow (unary at vector_slow_op_cycles), reduce (a row to a scalar)."""
+    fields = {
+        "binary": (DST, SRC, ROWS, B, BMEM, BSTEP),
+        "scalar": (DST, SRC, ROWS, IMM),
+        "compare": (DST, SRC, ROWS, B, BMEM, BSTEP, CMP),
+        "compares": (DST, SRC, ROWS, IMM, CMP),
+    }.get(kind, (DST, SRC, ROWS))
+    foot = (lambda a: _vbinary(a[:6])) if kind in ("binary", "compare") else _vunary
     cycles, latency, cost = _vcycles(_one), _vlat, _VEC_COST
     if kind == "slow":
         cycles, cost = _vcycles(_slow), "rows*ceil(dim/vector_lanes)*vector_slow_op_cycles; + vector_latency"
@@ -252,8 +283,23 @@ _TABLE = (
         "cols*ceil(rows*4 / dma_bytes_per_cycle) on the DRAM channel (a burst per column); + dma_latency",
     ),
     OpSpec(
+        "dma.load.idx", 0x07, Queue.LOAD, Unit.DMA, (SLOT, BUF, OFF, _u("rows", 9, "indices to load", lo=1)),
+        "index buffer entries slot..slot+rows-1 = the i32 DRAM elements off..off+rows-1 (a gather's indices)",
+        sem.dma_load_idx, _nothing, lambda cfg, a: _xfer(cfg, 1, a[3], 4), lambda cfg: cfg.dma_latency,
+        "ceil(rows*4 / dma_bytes_per_cycle) on the DRAM channel; + dma_latency",
+    ),
+    OpSpec(
+        "dma.load.acc.g", 0x08, Queue.LOAD, Unit.DMA, (ACC, BUF, OFF, PAD_ROWS, COLS, PAD_STRIDE, SLOT),
+        "accumulator row acc+r = DRAM[off + index[slot+r]*stride ...], cols elements (a gather; the index"
+        " buffer from an earlier dma.load.idx); columns past cols = 0",
+        sem.dma_load_acc_gather, _dma_acc_in, lambda cfg, a: a[3] * _xfer(cfg, 1, a[4], 4),
+        lambda cfg: cfg.dma_latency,
+        "rows*ceil(cols*4 / dma_bytes_per_cycle) on the DRAM channel (a burst per row); + dma_latency",
+    ),
+    OpSpec(
         "dma.store", 0x03, Queue.STORE, Unit.DMA, (ACC, BUF, OFF, ROWS, COLS, STRIDE, ACT),
-        "DRAM region = act(accumulator rows acc..acc+rows-1, first cols columns)",
+        "DRAM region = act(accumulator rows acc..acc+rows-1, first cols columns); into an i32 buffer from f32"
+        " accumulators each value is rounded to the nearest integer (ties to even), saturated, NaN as 0",
         sem.dma_store, _dma_acc_out, lambda cfg, a: _xfer(cfg, a[3], a[4], 4), lambda cfg: cfg.dma_latency,
         _DMA_COST,
     ),
@@ -284,6 +330,19 @@ _TABLE = (
     _vector("vabs", 0x3A, "unary", sem.unary(np.abs), "acc[dst+i] = |acc[src+i]|"),
     _vector("vredsum", 0x38, "reduce", sem.reduce(np.add), "every element of acc[dst+i] = sum of acc[src+i]"),
     _vector("vredmax", 0x39, "reduce", sem.reduce(np.maximum), "every element of acc[dst+i] = max of acc[src+i]"),
+    _vector("vredargmax", 0x3B, "reduce", sem.argmax, "every element of acc[dst+i] = the column of the first maximum of acc[src+i] (a NaN is the largest)"),
+    _vector("vcmp", 0x2C, "compare", sem.compare(False), "acc[dst+i] = 1.0 where acc[src+i] cmp bmem[b + i*bstep], else 0.0"),
+    _vector("vcmps", 0x2D, "compares", sem.compare(True), "acc[dst+i] = 1.0 where acc[src+i] cmp imm, else 0.0"),
+    OpSpec(
+        "vsel", 0x2E, Queue.COMPUTE, Unit.VECTOR, SEL_FIELDS,
+        "acc[dst+i] = acc[a + i*astep] where acc[src + i*sstep] != 0, else acc[b + i*bstep]",
+        sem.select, _vsel, _vcycles(_one), _vlat, _VEC_COST,
+    ),
+    OpSpec(
+        "viota", 0x2F, Queue.COMPUTE, Unit.VECTOR, (DST, ROWS, AXIS, IMM),
+        "acc[dst+i][c] = imm + (0, c or i by axis): a constant row, column numbers or row numbers",
+        sem.iota, _viota, lambda cfg, a: a[1] * cfg.vector_row_cycles, _vlat, _VEC_COST,
+    ),
     OpSpec(
         "fence", 0x3E, None, Unit.CONTROL, (Q,),
         "queue q issues nothing more until every earlier instruction of q has retired",

@@ -18,11 +18,15 @@ from collections.abc import Callable
 import numpy as np
 
 from kcomp.targets.accel.machine.config import AccelConfig
+from kcomp.targets.accel.machine.errors import SimError
 
 Semantics = Callable[["Machine", tuple[int, ...]], None]
 SP_POISON = {"f32": np.nan, "i8": -128}
 ACC_POISON = {"f32": np.nan, "i8": 0x40000000}
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
+INDEX_ENTRIES = 256  # isa.py's index buffer
+INDEX_POISON = -(2**40)  # an entry no dma.load.idx wrote: every gather through it leaves its buffer
+CMPS = (np.less, np.less_equal, np.greater, np.greater_equal, np.equal, np.not_equal)  # isa.CMP's order
 
 
 class Machine:
@@ -35,6 +39,7 @@ class Machine:
         self.sp = np.full((cfg.sp_rows, cfg.dim), SP_POISON[cfg.dtype], dtype=dtype)
         self.acc = np.full((cfg.acc_rows, cfg.dim), ACC_POISON[cfg.dtype], dtype=dtype)
         self.dram = dram  # flat, C-contiguous views, indexed by buffer id
+        self.index = np.full(INDEX_ENTRIES, INDEX_POISON, dtype=np.int64)  # the DMA engine's index buffer
 
 
 def region(flat: np.ndarray, off: int, rows: int, cols: int, stride: int) -> np.ndarray:
@@ -87,10 +92,38 @@ def dma_load_acc(m: Machine, a: tuple[int, ...]) -> None:
         dst[:, cols:] = 0
 
 
+def dma_load_idx(m: Machine, a: tuple[int, ...]) -> None:
+    slot, buf, off, rows = a
+    m.index[slot : slot + rows] = m.dram[buf][off : off + rows]
+
+
+def dma_load_acc_gather(m: Machine, a: tuple[int, ...]) -> None:
+    """acc[row + r][:cols] = DRAM[off + index[slot + r]*stride ...]; SimError for a row outside the buffer."""
+    row, buf, off, rows, cols, stride, slot = a
+    flat = m.dram[buf]
+    starts = off + m.index[slot : slot + rows] * stride
+    bad = np.flatnonzero((starts < 0) | (starts + cols > flat.size))
+    if bad.size:
+        r = int(bad[0])
+        raise SimError(
+            f"gather row {r}: index {int(m.index[slot + r])} (entry {slot + r}) reaches elements"
+            f" {int(starts[r])}..{int(starts[r]) + cols - 1} of a buffer of {flat.size}"
+        )
+    dst = m.acc[row : row + rows]
+    dst[:, :cols] = flat[starts[:, None] + np.arange(cols)]
+    if cols < m.cfg.dim:
+        dst[:, cols:] = 0
+
+
 def dma_store(m: Machine, a: tuple[int, ...]) -> None:
     row, buf, off, rows, cols, stride, act = a
     src = m.acc[row : row + rows, :cols]
-    region(m.dram[buf], off, rows, cols, stride)[...] = np.maximum(src, 0) if act else src
+    if act:
+        src = np.maximum(src, 0)
+    dst = region(m.dram[buf], off, rows, cols, stride)
+    if m.floating and dst.dtype.kind == "i":  # NOTE: an index or count computed in f32 (argmax)
+        src = np.clip(np.rint(np.nan_to_num(src, nan=0.0)), I32_MIN, I32_MAX)
+    dst[...] = src
 
 
 def mma(m: Machine, a: tuple[int, ...]) -> None:
@@ -148,3 +181,46 @@ def reduce(fn: np.ufunc) -> Semantics:
         m.acc[dst : dst + rows] = fn.reduce(m.acc[src : src + rows], axis=1, keepdims=True)
 
     return run
+
+
+def argmax(m: Machine, a: tuple[int, ...]) -> None:
+    """Every element of acc[dst+i] = the column of the first maximum of acc[src+i] (NaN the largest)."""
+    dst, src, rows = a
+    m.acc[dst : dst + rows] = np.argmax(m.acc[src : src + rows], axis=1, keepdims=True)
+
+
+def compare(with_imm: bool) -> Semantics:
+    """acc[dst+i] = 1 where acc[src+i] cmp (bmem[b + i*bstep] or imm), else 0."""
+
+    def run(m: Machine, a: tuple[int, ...]) -> None:
+        dst, src, rows = a[:3]
+        if with_imm:
+            other = np.float32(struct.unpack("<f", struct.pack("<I", a[3]))[0])
+        else:
+            b, bmem, bstep = a[3:6]
+            mem = m.acc if bmem else m.sp
+            other = mem[b : b + rows] if bstep else mem[b : b + 1]
+        m.acc[dst : dst + rows] = CMPS[a[-1]](m.acc[src : src + rows], other)
+
+    return run
+
+
+def select(m: Machine, a: tuple[int, ...]) -> None:
+    dst, mask, rows, x, y, sstep, astep, bstep = a
+    acc = m.acc
+    pick = acc[mask : mask + (rows if sstep else 1)] != 0
+    m.acc[dst : dst + rows] = np.where(
+        pick, acc[x : x + (rows if astep else 1)], acc[y : y + (rows if bstep else 1)]
+    )
+
+
+def iota(m: Machine, a: tuple[int, ...]) -> None:
+    """acc[dst+i][c] = imm (+ c for axis col, + i for axis row)."""
+    dst, rows, axis, bits = a
+    imm = struct.unpack("<f", struct.pack("<I", bits))[0]
+    out = m.acc[dst : dst + rows]
+    out[:] = imm
+    if axis == 1:
+        out += np.arange(m.cfg.dim, dtype=out.dtype)
+    elif axis == 2:
+        out += np.arange(rows, dtype=out.dtype)[:, None]

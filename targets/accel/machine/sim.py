@@ -28,11 +28,11 @@ from kcomp.targets.accel.machine.errors import SimError
 from kcomp.targets.accel.machine.isa import FLOAT_ONLY, NUM_TOKENS, OPS, Program, Queue, Unit
 from kcomp.targets.accel.machine.races import Race, Races
 from kcomp.targets.accel.machine.result import SimResult, Timeline, ideal_cycles
-from kcomp.targets.accel.machine.semantics import Machine
+from kcomp.targets.accel.machine.semantics import INDEX_ENTRIES, Machine
 
 NUMPY_DTYPES = {"f32": np.float32, "i8": np.int8, "i32": np.int32}
 QUEUES = ("load", "compute", "store")
-DMA_SP, DMA_ACC_IN, DMA_OUT, MMA, VEC, FENCE = range(6)
+DMA_SP, DMA_ACC_IN, DMA_GATHER, DMA_IDX, DMA_OUT, MMA, VEC, FENCE = range(8)
 BLOCKED = 1 << 60  # a head that waits on a token nobody has signalled yet
 EXHAUSTED = 1 << 61  # a queue with nothing left
 STALLS = (
@@ -97,6 +97,8 @@ _KIND = {
     "dma.load.acc": DMA_ACC_IN,
     "dma.load.acc.pad": DMA_ACC_IN,
     "dma.load.acc.t": DMA_ACC_IN,
+    "dma.load.acc.g": DMA_GATHER,
+    "dma.load.idx": DMA_IDX,
     "dma.store": DMA_OUT,
     "mma": MMA,
 }
@@ -164,13 +166,22 @@ def _check(program: Program, cfg: AccelConfig, op: str, a: tuple[int, ...]) -> s
                 return (
                     f"{mem} rows {first}..{first + count - 1} are out of range (the {mem} has {limit} rows)"
                 )
+    if op == "dma.load.idx":
+        slot, buf, off, rows = a
+        b = program.buffers[buf] if buf < len(program.buffers) else None
+        if b is None or b.dtype != "i32":
+            return f"buffer {buf} is not an i32 buffer of the program (indices are i32)"
+        if slot + rows > INDEX_ENTRIES or off + rows > b.size:
+            return f"entries {slot}..{slot + rows - 1} of {INDEX_ENTRIES}, elements {off}..{off + rows - 1} of {b.size}"
+        return None
     if op.startswith("dma."):
         buf, off, rows, cols, stride = a[1:6]
         if buf >= len(program.buffers):
             return f"buffer {buf} does not exist (the program declares {len(program.buffers)})"
         b = program.buffers[buf]
         want = cfg.dtype if op in ("dma.load", "dma.load.pad") else cfg.acc_dtype
-        if b.dtype != want:
+        converts = op == "dma.store" and b.dtype == "i32" and want == "f32"  # NOTE: rounded (isa.py)
+        if b.dtype != want and not converts:
             return f"buffer {b.name} is {b.dtype}; {op} on a {cfg.dtype} machine moves {want}"
         lead = a[6] if op.endswith(".pad") else 0
         if op.endswith(".pad") and a[7] and want != "f32":
@@ -180,6 +191,12 @@ def _check(program: Program, cfg: AccelConfig, op: str, a: tuple[int, ...]) -> s
         last = (
             off + (rows - 1) * stride + cols if op != "dma.load.acc.t" else off + (cols - 1) * stride + rows
         )
+        if op == "dma.load.acc.g":
+            return (
+                f"slot={a[6]} + rows={rows} exceeds the {INDEX_ENTRIES}-entry index buffer"
+                if a[6] + rows > INDEX_ENTRIES
+                else None
+            )
         if cols and last > b.size:
             return f"DMA reaches element {last - 1} of buffer {b.name}, which has {b.size} elements"
         if op == "dma.store" and rows > 1 and stride < cols:
@@ -228,7 +245,7 @@ class _Engine:
         heaps: list[list[int]] = [[] for _ in range(NUM_TOKENS)]
         pos, lens, last = [0, 0, 0], [len(x) for x in queues], [-1, -1, -1]
         recent = [deque([-1], maxlen=per_cycle) for _ in range(3)]
-        chan_free = mx_free = mx_done = vec_free = vec_done = macs = backlog = 0
+        chan_free = mx_free = mx_done = vec_free = vec_done = macs = backlog = idx_done = 0
         wb = wk = -1  # the weights the matrix unit holds: scratchpad rows wb .. wb+wk-1
         os_flow = cfg.dataflow == "os"
         held = held_m = -1  # output-stationary: the accumulator rows of the block the array holds
@@ -347,15 +364,23 @@ class _Engine:
                     if t > ready:
                         stalls[f"token_wait.{QUEUES[q]}"] += t - ready
                     start = chan_free if chan_free > t else t  # one DRAM channel, first come first served
+                    if kind == DMA_GATHER and idx_done > start:
+                        start = idx_done  # NOTE: the engine reads its indices once they have landed
                     if start > t:  # cycles in which some request waits for the channel (a union, not a sum)
                         stalls["dma_bandwidth"] += start - max(t, backlog)
                         backlog = start
                     end = chan_free = start + cycles
                     busy["dma"] += cycles
                     done = self._dma(pc, kind, args, t, end, end + latency, cycles)
+                    if kind == DMA_IDX:
+                        idx_done = done
                     if kind == DMA_SP and args[0] < wb + wk and wb < args[0] + args[3]:
                         wb = wk = -1  # the held weights' rows change: the next mma preloads again
-                    elif kind == DMA_ACC_IN and args[0] < held + held_m and held < args[0] + args[3]:
+                    elif (
+                        kind in (DMA_ACC_IN, DMA_GATHER)
+                        and args[0] < held + held_m
+                        and held < args[0] + args[3]
+                    ):
                         held = held_m = -1  # the held block's rows change: drained, then refilled
                 elif kind == VEC:
                     free = ready = max(ready, vec_free)
@@ -381,7 +406,10 @@ class _Engine:
                         stalls[f"token_wait.{QUEUES[q]}"] += t - free
                     start = end = done = t
                 if semantics is not None:
-                    semantics(machine, args)
+                    try:
+                        semantics(machine, args)
+                    except SimError as e:  # NOTE: a gather's index outside its buffer
+                        raise _error(self.program, pc, str(e)) from None
             if done < retire[q]:
                 done = retire[q]  # NOTE: a queue retires in order, so a signal covers everything before it
             retire[q] = done
@@ -407,10 +435,14 @@ class _Engine:
         self, pc: int, kind: int, args: tuple[int, ...], t: int, end: int, done: int, cycles: int
     ) -> int:
         """A DMA's race checks, bank conflicts and byte counts; its retirement cycle."""
-        row, buf, rows, cols = args[0], args[1], args[3], args[4]
+        row, buf, rows = args[0], args[1], args[3]
+        cols = args[4] if kind != DMA_IDX else 1
         races = self.races
         race = None
-        if kind == DMA_SP:
+        if kind == DMA_IDX:
+            self.dma_bytes["load"] += rows * 4
+            self.loaded.add(buf)
+        elif kind == DMA_SP:
             self.dma_bytes["load"] += rows * cols * self.cfg.input_bytes
             self.loaded.add(buf)
             first, last = row // self.cfg.bank_rows, (row + rows - 1) // self.cfg.bank_rows
@@ -419,7 +451,7 @@ class _Engine:
             self.stalls["bank_conflict"] += conflict
             done += conflict
             race = races and races.dma_load(pc, row, rows, t, done)
-        elif kind == DMA_ACC_IN:
+        elif kind in (DMA_ACC_IN, DMA_GATHER):
             self.dma_bytes["load"] += rows * cols * 4
             self.loaded.add(buf)
             race = races and races.dma_load_acc(pc, row, rows, t, done)
