@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from kcomp.affine import affine
 from kcomp.errors import ScheduleError, Unsupported
-from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Var, conjuncts, loads
+from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Var, children, conjuncts, loads
 from kcomp.loops import Guard, Loop, Stmt, Store
 from kcomp.printer import format_expr, format_stmt
 
@@ -126,10 +126,11 @@ def find_axes(n: Nest, names: dict) -> None:
             raise cannot(n.text, f"index {format_expr(e, names)} is not affine in the loops")
         forms.append(form[0])
     sig = {v: tuple(f.get(v, 0) for f in forms) for v in ext}
+    valued = _valued(n.store.value)  # NOTE: `select(j <= i, ...)` uses j and i as values
     parent: dict[Var, Var] = {}
     for v in ext:
         if not any(sig[v]):
-            if ext[v] > 1:
+            if ext[v] > 1 and v not in valued:
                 raise cannot(n.text, f"loop {names[v]} is used by no index (it would repeat the statement)")
             continue
         scaled = tuple(c * ext[v] for c in sig[v])
@@ -140,7 +141,7 @@ def find_axes(n: Nest, names: dict) -> None:
         raise cannot(n.text, "its split loops cannot be told apart (two loops split from one?)")
     inner_of = {o: v for v, o in parent.items()}
     for v in ext:
-        if v in parent or not any(sig[v]):
+        if v in parent or not (any(sig[v]) or v in valued):
             continue  # an inner part of a split axis, or an unused loop of extent 1
         chain = [v]
         while chain[-1] in inner_of:
@@ -148,6 +149,15 @@ def find_axes(n: Nest, names: dict) -> None:
         n.axes.append(Axis(names[v], tuple(chain), (), 0, order[v]))
     _fix_scales(n, ext)
     _extents(n, names)
+
+
+def _valued(e: Expr) -> set[Var]:
+    """The loop variables `e` uses as values (outside the indices of its reads)."""
+    if isinstance(e, Var):
+        return {e}
+    if isinstance(e, Load):
+        return set()
+    return set().union(*(_valued(k) for k in children(e)))
 
 
 def _fix_scales(n: Nest, ext: dict[Var, int]) -> None:

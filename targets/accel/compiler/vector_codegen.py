@@ -29,13 +29,20 @@ from dataclasses import dataclass, field
 
 from kcomp.dtypes import DType
 from kcomp.errors import Unsupported
-from kcomp.expr import Binary, BinaryOp, Const, Expr, Unary, UnaryOp
+from kcomp.expr import COMPARISONS, Binary, BinaryOp, Const, Expr, Select, Unary, UnaryOp
 from kcomp.targets.accel.compiler.codegen import A_FREE, ACC_FREE, ACC_READY, DATA, SECTION
 from kcomp.targets.accel.compiler.nest import Access, Axis
 from kcomp.targets.accel.compiler.stream import Item, Stream, load_region, row_stride, signal, wait
-from kcomp.targets.accel.compiler.vector_match import IDENTITY, UNARY, VectorStmt, vanishes
+from kcomp.targets.accel.compiler.vector_match import (
+    IDENTITY,
+    UNARY,
+    VectorStmt,
+    evaluate,
+    operands,
+    vanishes,
+)
 from kcomp.targets.accel.machine.config import AccelConfig
-from kcomp.targets.accel.machine.isa import FLOAT_ONLY, Instr, f32_bits
+from kcomp.targets.accel.machine.isa import AXIS, CMP, FLOAT_ONLY, Instr, f32_bits
 from kcomp.targets.accel.machine.semantics import FILLS
 
 MAX_TILE_ROWS = 256
@@ -45,9 +52,15 @@ _BINARY = {
     BinaryOp.MUL: "vmul",
     BinaryOp.MAX: "vmax",
     BinaryOp.MIN: "vmin",
+    BinaryOp.AND: "vmul",  # NOTE: masks are 1.0 / 0.0
+    BinaryOp.OR: "vmax",
 }
+_CMP = {op: CMP.choices.index(name) for op, name in ((BinaryOp.LT, "lt"), (BinaryOp.LE, "le"), (BinaryOp.GT, "gt"),
+        (BinaryOp.GE, "ge"), (BinaryOp.EQ, "eq"), (BinaryOp.NE, "ne"))}  # fmt: skip
+_MIRROR = {BinaryOp.LT: BinaryOp.GT, BinaryOp.LE: BinaryOp.GE, BinaryOp.GT: BinaryOp.LT, BinaryOp.GE: BinaryOp.LE,
+           BinaryOp.EQ: BinaryOp.EQ, BinaryOp.NE: BinaryOp.NE}  # fmt: skip
 _SCALAR = {BinaryOp.ADD: "vadds", BinaryOp.MUL: "vmuls", BinaryOp.MAX: "vmaxs", BinaryOp.MIN: "vmins"}
-_COMMUTES = {BinaryOp.ADD, BinaryOp.MUL, BinaryOp.MAX, BinaryOp.MIN}
+_COMMUTES = {BinaryOp.ADD, BinaryOp.MUL, BinaryOp.MAX, BinaryOp.MIN, BinaryOp.AND, BinaryOp.OR}
 _COMBINE = {"add": BinaryOp.ADD, "max": BinaryOp.MAX, "min": BinaryOp.MIN}
 
 
@@ -64,8 +77,8 @@ def vector_work(v: VectorStmt, cfg: AccelConfig) -> int:
 
 def _ops(e: Expr, v: VectorStmt, cfg: AccelConfig) -> tuple[int, int]:
     """(cycles per element, cycles per row) of `e`'s nodes; the second for nodes no lane changes."""
-    if isinstance(e, (Unary, Binary)):
-        kids = [e.x] if isinstance(e, Unary) else [e.lhs, e.rhs]
+    kids = operands(e) if e not in v.leaves else ()
+    if kids:
         parts = [_ops(k, v, cfg) for k in kids]
         slow = isinstance(e, Unary) and e.op in UNARY and UNARY[e.op] in FLOAT_ONLY
         cost = cfg.vector_slow_op_cycles if slow else 1
@@ -78,13 +91,13 @@ def _ops(e: Expr, v: VectorStmt, cfg: AccelConfig) -> tuple[int, int]:
 
 def _invariant(e: Expr, v: VectorStmt) -> bool:
     """Whether no lane changes `e`: built from constants and per-row, scalar and parameter reads."""
-    if isinstance(e, Const):
+    if isinstance(e, Const) or (e in v.leaves and v.leaves[e].kind == "fixed"):
         return True
-    if isinstance(e, Unary):
-        return _invariant(e.x, v)
-    if isinstance(e, Binary):
-        return _invariant(e.lhs, v) and _invariant(e.rhs, v)
+    if operands(e):
+        return all(_invariant(k, v) for k in operands(e))
     leaf = v.leaves.get(e)
+    if leaf is not None and leaf.kind == "index":
+        return leaf.axis is not v.lane
     return leaf is not None and leaf.kind in ("row", "scalar", "param")
 
 
@@ -246,6 +259,21 @@ def load_leaves(v, at, rows, cols, dim, buf, slots, out, step, loaded=None) -> d
             step.loads.append(out.add("dma.load.acc", row, buf[leaf.param], 0, 1, dim, 0))
             loaded[node] = Val(row, shared=True)
             continue
+        if leaf.kind == "fixed":  # NOTE: the same in every element of the step
+            step.ops.append(
+                out.add("viota", row, 1, AXIS.choices.index("none"), f32_bits(evaluate(leaf, at)))
+            )
+            loaded[node] = Val(row, shared=True)
+            continue
+        if leaf.kind == "index":  # the loop's values: along the lanes, down the rows, or one value
+            axis = leaf.axis
+            along = "col" if axis is v.lane else "row" if axis is v.rows else "none"
+            n = rows if along == "row" else 1
+            step.ops.append(
+                out.add("viota", row, n, AXIS.choices.index(along), f32_bits(float(at.get(axis, 0))))
+            )
+            loaded[node] = Val(row, shared=along != "row")
+            continue
         acc = leaf.access
         name = buf[acc.buffer.name]
         fill = FILLS.index(leaf.pad)
@@ -301,10 +329,25 @@ def expr(
     row: the last op writes there, saving a copy)."""
     if e in loaded:
         return loaded[e]
+    if isinstance(e, Const):  # NOTE: a select's constant branch
+        dst = next(slots)
+        step.ops.append(out.add("viota", dst, 1, AXIS.choices.index("none"), f32_bits(float(e.value))))
+        return Val(dst, shared=True)
+    if isinstance(e, Select):
+        m, a, b = (expr(k, v, loaded, rows, slots, out, step) for k in (e.cond, e.then, e.other))
+        shared = m.shared and a.shared and b.shared
+        dst = _dst(target, shared, slots)
+        steps = (int(not m.shared), int(not a.shared), int(not b.shared))
+        step.ops.append(out.add("vsel", dst, m.row, 1 if shared else rows, a.row, b.row, *steps))
+        return Val(dst, shared)
+    if isinstance(e, Binary) and e.op in COMPARISONS:
+        return _compare(e, v, loaded, rows, slots, out, step, target)
     if isinstance(e, Unary):
         x = expr(e.x, v, loaded, rows, slots, out, step)
         n, dst = 1 if x.shared else rows, _dst(target, x.shared, slots)
-        if e.op is UnaryOp.NEG:
+        if e.op is UnaryOp.NOT:
+            step.ops.append(out.add("vcmps", dst, x.row, n, f32_bits(0.0), _CMP[BinaryOp.EQ]))
+        elif e.op is UnaryOp.NEG:
             step.ops.append(out.add("vmuls", dst, x.row, n, f32_bits(-1.0)))
         elif e.op is UnaryOp.RELU:
             step.ops.append(out.add("vmaxs", dst, x.row, n, f32_bits(0.0)))
@@ -335,6 +378,27 @@ def expr(
     n = 1 if a.shared and b.shared else rows
     step.ops.append(out.add(_BINARY[op], dst, a.row, n, b.row, 1, 0 if b.shared else 1))
     return Val(dst, a.shared and b.shared)
+
+
+def _compare(e: Binary, v, loaded, rows, slots, out, step, target=None) -> Val:  # type: ignore[no-untyped-def]
+    """A comparison as a 1.0 / 0.0 mask: against an immediate (vcmps) or a second value (vcmp)."""
+    lhs, rhs, op = e.lhs, e.rhs, e.op
+    if isinstance(lhs, Const):
+        lhs, rhs, op = rhs, lhs, _MIRROR[op]
+    a = expr(lhs, v, loaded, rows, slots, out, step)
+    if isinstance(rhs, Const):
+        dst = _dst(target, a.shared, slots)
+        step.ops.append(
+            out.add("vcmps", dst, a.row, 1 if a.shared else rows, f32_bits(float(rhs.value)), _CMP[op])
+        )
+        return Val(dst, a.shared)
+    b = expr(rhs, v, loaded, rows, slots, out, step)
+    if a.shared and not b.shared:
+        a, b, op = b, a, _MIRROR[op]
+    shared = a.shared and b.shared
+    dst = _dst(target, shared, slots)
+    step.ops.append(out.add("vcmp", dst, a.row, 1 if shared else rows, b.row, 1, int(not b.shared), _CMP[op]))
+    return Val(dst, shared)
 
 
 def _dst(target: int | None, shared: bool, slots) -> int:  # type: ignore[no-untyped-def]

@@ -24,7 +24,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from kcomp.dtypes import DType
-from kcomp.expr import Binary, BinaryOp, Buffer, Const, Load, Unary, loads
+from kcomp.expr import Binary, BinaryOp, Buffer, Const, Load, Select, Unary, loads
 from kcomp.targets.accel.compiler.codegen import A_FREE, ACC_FREE, ACC_READY, DATA, SECTION
 from kcomp.targets.accel.compiler.match import Contraction
 from kcomp.targets.accel.compiler.nest import Access, Axis
@@ -39,7 +39,7 @@ from kcomp.targets.accel.compiler.vector_codegen import (
     load_leaves,
     store,
 )
-from kcomp.targets.accel.compiler.vector_match import VectorStmt
+from kcomp.targets.accel.compiler.vector_match import VectorStmt, operands
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.isa import Instr
 
@@ -266,6 +266,8 @@ def _slots(v: VectorStmt, group: RowGroup) -> tuple[int, int]:
         if isinstance(e, Binary):
             extra = 2 if e.op in (BinaryOp.DIV, BinaryOp.SUB) else 1
             return extra + count(e.lhs, hoisting) + count(e.rhs, hoisting)
+        if isinstance(e, Select):  # NOTE: a constant branch takes a row of its own
+            return 1 + sum(1 if isinstance(k, Const) else count(k, hoisting) for k in operands(e))
         return 1
 
     return count(v.value, False), count(v.value, True) + 2

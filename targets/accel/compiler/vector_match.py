@@ -13,10 +13,12 @@ A `VectorStmt` lays the statement over tiles of accumulator rows:
 Each operand is a `Leaf` by how it varies: `lanes` (a row of dim elements per accumulator row; read
 transposed when it is strided along the lanes and contiguous along the rows), `row` (one value per
 row, broadcast across the lanes after its load), `vector` (one row shared by every row: a bias
-b[d]), `scalar` (one value) or `param` (a scalar parameter's row of copies).  Padded reads keep their
+b[d]), `scalar` (one value), `param` (a scalar parameter's row of copies) or `index` (a loop's
+value, made by viota: masks such as `select(j <= i, ...)` compare them with vcmp and pick with vsel)
+or `fixed` (built from loops that no lane or row changes, `b % 2 == 0`: computed per step here).  Padded reads keep their
 pad (0 or ±inf: the pad DMAs' fill).  When no loop can be the lanes the statement runs one column
 per row (`ONE`).  Anything else is an `Unsupported` error that says why (a select, a cast, a
-data-dependent index, a pad the DMA cannot fill).
+data-dependent index, integer division, a pad the DMA cannot fill).
 """
 
 from __future__ import annotations
@@ -27,10 +29,30 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kcomp.dtypes import DType
-from kcomp.expr import Binary, BinaryOp, Cast, Const, Expr, Load, Param, Unary, UnaryOp, loads, rewrite
+from kcomp.expr import (
+    COMPARISONS,
+    LOGICAL,
+    Binary,
+    BinaryOp,
+    Cast,
+    Const,
+    Expr,
+    Load,
+    Param,
+    Select,
+    Unary,
+    UnaryOp,
+    Var,
+    children,
+    free_vars,
+    loads,
+    rewrite,
+    walk,
+)
 from kcomp.printer import format_expr
 from kcomp.semantics import BINARY as BINARY_FN
 from kcomp.semantics import UNARY as UNARY_FN
+from kcomp.semantics import binary, cast, unary
 from kcomp.targets.accel.compiler.nest import Access, Axis, Nest, access_of, cannot, is_own, target_dims
 from kcomp.targets.accel.machine.config import MAX_DIM
 from kcomp.targets.accel.machine.semantics import FILLS
@@ -54,8 +76,11 @@ IDENTITY = {"add": 0.0, "max": -math.inf, "min": math.inf}
 class Leaf:
     """One tensor read or parameter of the statement, loaded into accumulator rows at each step."""
 
-    kind: str  # lanes, row, vector, scalar, param
+    kind: str  # lanes, row, vector, scalar, param, index
     access: Access | None = None
+    axis: Axis | None = None  # an index leaf's axis
+    fixed: Expr | None = None  # a fixed leaf's expression, over the loops of `axes`
+    axes: dict[Var, Axis] = field(default_factory=dict)
     param: str | None = None
     pad: float = 0.0  # what a padded read gives outside the tensor
     transposed: bool = False  # strided along the lanes, contiguous along the rows: dma.load.acc.t
@@ -127,6 +152,8 @@ def fold(e: Expr) -> Expr:
             return Const(float(fn(np.float32(n.lhs.value), np.float32(n.rhs.value))), DType.F32)
         if isinstance(n, Cast) and isinstance(n.x, Const) and n.dtype is DType.F32:
             return Const(float(np.float32(n.x.value)), DType.F32)
+        if isinstance(n, Cast) and n.dtype is DType.F32 and n.x.dtype is DType.I32 and not loads(n.x):
+            return n.x  # NOTE: loop values and their sums and products are exact in f32 (below 2**24)
         return None
 
     return rewrite(e, rule)
@@ -157,12 +184,15 @@ def vanishes(e: Expr, leaves: dict[Expr, Leaf]) -> bool:
     return False
 
 
+def operands(e: Expr) -> tuple[Expr, ...]:
+    """The operands of a vector-unit operation (none for a leaf: a tensor read's index is not one)."""
+    return () if isinstance(e, Load) else children(e)
+
+
 def _count(e: Expr) -> int:
     if isinstance(e, Binary):
         return 2 + _count(e.lhs) + _count(e.rhs)  # NOTE: a reciprocal or a negation may come first
-    if isinstance(e, Unary):
-        return 1 + _count(e.x)
-    return 1
+    return 1 + sum(_count(k) for k in operands(e))
 
 
 def vector_stmt(n: Nest, init: Nest | None = None, one_lane: bool = False) -> VectorStmt:
@@ -225,8 +255,38 @@ def vector_stmt(n: Nest, init: Nest | None = None, one_lane: bool = False) -> Ve
     return stmt
 
 
+def evaluate(leaf: Leaf, at: dict[Axis, int]) -> float:
+    """A fixed leaf's value where the step's loops are `at`, in the language's own semantics."""
+
+    def value(e: Expr) -> np.ndarray:
+        if isinstance(e, Var):
+            return np.asarray(at.get(leaf.axes[e], 0), dtype=np.int32)
+        if isinstance(e, Const):
+            return np.asarray(e.value, dtype=e.dtype.numpy)
+        if isinstance(e, Unary):
+            return unary(e.op, value(e.x))
+        if isinstance(e, Binary):
+            return binary(e.op, value(e.lhs), value(e.rhs))
+        if isinstance(e, Select):
+            return value(e.then) if value(e.cond) else value(e.other)
+        assert isinstance(e, Cast)
+        return cast(value(e.x), e.dtype)
+
+    assert leaf.fixed is not None
+    return float(value(leaf.fixed))
+
+
+def _fixed(n: Nest, stmt: VectorStmt, e: Expr) -> bool:
+    """Whether `e` is an operation on constants and loops that no lane or row changes."""
+    if isinstance(e, (Load, Param, Const, Var)) or any(isinstance(x, (Load, Param)) for x in walk(e)):
+        return False
+    return all(v in n.of and n.of[v][0] not in (stmt.lane, stmt.rows) for v in free_vars(e))
+
+
 def _leaves(n: Nest, stmt: VectorStmt, e: Expr) -> None:
-    if isinstance(e, Load):
+    if _fixed(n, stmt, e):
+        stmt.leaves[e] = Leaf("fixed", fixed=e, axes={v: n.of[v][0] for v in free_vars(e)})
+    elif isinstance(e, Load):
         acc = access_of(n, e.buffer, e.index, e.pad is not None)
         along_lane = acc.stride(stmt.lane)
         along_rows = acc.stride(stmt.rows) or (stmt.rows in acc.irregular)
@@ -240,17 +300,28 @@ def _leaves(n: Nest, stmt: VectorStmt, e: Expr) -> None:
         if e.dtype.value != "f32":
             raise cannot(n.text, f"parameter {e.name} is {e.dtype.value}; the vector unit computes in f32")
         stmt.leaves[e] = Leaf("param", param=e.name)
+    elif isinstance(e, Var):
+        if e not in n.of:
+            raise cannot(n.text, f"{n.names.get(e, e.name)} is not a loop of its nest")
+        stmt.leaves[e] = Leaf("index", axis=n.of[e][0])
     elif isinstance(e, Binary):
-        if e.op not in ARITH:
+        if e.op not in ARITH and e.op not in COMPARISONS and e.op not in LOGICAL:
             raise cannot(n.text, f"`{e.op.value}` has no vector-unit instruction")
+        if e.op is BinaryOp.DIV and e.lhs.dtype is not DType.F32:
+            raise cannot(
+                n.text, f"{format_expr(e, n.names)} divides integers (the vector unit computes in f32)"
+            )
         _leaves(n, stmt, e.lhs)
         _leaves(n, stmt, e.rhs)
     elif isinstance(e, Unary):
-        if e.op not in UNARY and e.op not in (UnaryOp.NEG, UnaryOp.RELU):
+        if e.op not in UNARY and e.op not in (UnaryOp.NEG, UnaryOp.RELU, UnaryOp.NOT):
             raise cannot(n.text, f"{e.op.value} has no vector-unit instruction")
         _leaves(n, stmt, e.x)
+    elif isinstance(e, Select):
+        for k in operands(e):
+            _leaves(n, stmt, k)
     elif isinstance(e, Const):
         if not isinstance(e.value, (int, float)) or isinstance(e.value, bool):
             raise cannot(n.text, f"constant {format_expr(e)} is not a number")
     else:
-        raise cannot(n.text, f"{format_expr(e, n.names)} has no vector-unit form (select, cast, comparison)")
+        raise cannot(n.text, f"{format_expr(e, n.names)} has no vector-unit form (a cast of a tensor read)")
