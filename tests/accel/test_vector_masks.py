@@ -42,3 +42,43 @@ def test_causal_softmax_runs_fused_on_the_vector_unit(spec):
     assert run.ok, run.max_rel_err
     assert run.report.counts["vsel"] > 0 and run.report.macs == 0
     assert_tokens_balance(c.artifact.program)
+
+
+# Arg-reductions: along the lanes (vredmax / vredargmax per chunk; a tail filled with -inf, an
+# overlapping last chunk, one column per row for a computed value that does not fill whole rows),
+# along a serial loop, into a rank-0 result; min(X, -0.5) makes ties: the first wins.
+ARGS = """
+dim M = 19, D = 45
+kernel k(X: f32[M, D], Y: f32[M, D], v: f32[7]) -> (a: i32[M], b: i32[M], c: i32[D], d: i32[], e: i32[M], f: i32[D]) {
+    a[i] argmax= X[i, j]
+    b[i] argmin= X[i, j] * Y[i, j]
+    c[j] argmax= min(X[i, j], -0.5)
+    d[] argmin= v[k]
+    e[i] argmax= min(X[i, j], -0.5)
+    f[j] argmin= Y[i, j] + X[i, j]
+}
+"""
+SHORT_ROWS = """
+kernel k(X: f32[6, 7], Y: f32[6, 7]) -> (a: i32[6], b: i32[6]) {
+    a[i] argmax= X[i, j]
+    b[i] argmin= X[i, j] - Y[i, j]
+}
+"""
+
+
+@pytest.mark.parametrize("spec", CONFIGS)
+@pytest.mark.parametrize("source", [ARGS, SHORT_ROWS], ids=["args", "short"])
+def test_arg_reductions_match_the_reference(source, spec):
+    c, run = sim(source, spec, seed=23)
+    assert run.ok, run.max_rel_err
+    assert run.report.counts["vsel"] > 0
+    assert_round_trips(c.artifact.program)
+    assert_tokens_balance(c.artifact.program)
+
+
+@pytest.mark.parametrize("spec", CONFIGS)
+def test_the_argmax_example_takes_each_row_s_first_maximum(spec):
+    _, run = sim(str(EXAMPLES / "argmax_rows.kc"), spec, {"N": 37, "D": 45}, seed=24)
+    assert run.ok and run.report.counts["vsel"] > 0
+    _, run = sim(str(EXAMPLES / "argmax_rows.kc"), spec, {"N": 3, "D": 7}, seed=25)  # rows of one chunk
+    assert run.ok and run.report.counts.get("vredargmax", 0) > 0 and "vsel" not in run.report.counts

@@ -46,6 +46,7 @@ from kcomp.targets.accel.compiler.nest import (
     Axis,
     Nest,
     access_of,
+    arg_nest,
     cannot,
     find_axes,
     is_own,
@@ -122,12 +123,18 @@ def match(nest: LoopNest, cfg: AccelConfig | None = None) -> Kernel:
     vector unit (a depthwise convolution) runs there (`_vector_faster`)."""
     names = symbol_names(nest)
     temps: list[Buffer] = []
-    nests = [perfect(s, names) for s in _statements(nest.body, temps)]
+    nests = _nests(_statements(nest.body, temps), names)
     groups: list[Contraction] = []
     sections: list[Contraction | VectorStmt] = []
     pending: Nest | None = None  # an init waiting for its contraction or reduction
     for n in nests:
         find_axes(n, names)
+        if n.arg is not None:  # NOTE: its own section, after what waits before it
+            if pending is not None:
+                sections.append(vector_stmt(pending))
+                pending = None
+            sections.append(vector_stmt(n))
+            continue
         value = n.store.value
         own = Load(n.store.buffer, n.store.index)
         g = _matrix_group(n, pending) if _is_contraction(value, own) else None
@@ -193,6 +200,20 @@ def _matrix_group(n: Nest, init: Nest | None) -> Contraction | Unsupported:
         return _contraction(n, init)
     except Unsupported as e:
         return e
+
+
+def _nests(stmts: list[Stmt], names: dict) -> list[Nest]:
+    """Each statement's perfect nest; an arg-reduction's statements as one (nest.arg_nest)."""
+    out, at = [], 0
+    while at < len(stmts):
+        found = arg_nest(stmts, at, names)
+        if found is not None:
+            out.append(found[0])
+            at += found[1]
+        else:
+            out.append(perfect(stmts[at], names))
+            at += 1
+    return out
 
 
 def _statements(body: tuple[Stmt, ...] | list[Stmt], temps: list[Buffer]) -> list[Stmt]:

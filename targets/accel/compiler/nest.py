@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from kcomp.affine import affine
 from kcomp.errors import ScheduleError, Unsupported
-from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Var, children, conjuncts, loads
+from kcomp.expr import Binary, BinaryOp, Buffer, Cast, Const, Expr, Load, Var, children, conjuncts, loads
 from kcomp.loops import Guard, Loop, Stmt, Store
 from kcomp.printer import format_expr, format_stmt
 
@@ -84,6 +84,8 @@ class Nest:
     names: dict
     axes: list[Axis] = field(default_factory=list)
     of: dict[Var, tuple[Axis, int]] = field(default_factory=dict)  # loop var -> (axis, scale)
+    arg: str | None = None  # "max" / "min": an arg-reduction (`arg_nest`); store.value is what it compares
+    position: Var | None = None  # an arg-reduction's reduced loop, whose value it stores
 
 
 def cannot(text: str, why: str) -> ScheduleError:
@@ -112,6 +114,54 @@ def perfect(s: Stmt, names: dict) -> Nest:
         s = s.body[0]
     text = f"{format_expr(Load(s.buffer, s.index), names)} = {format_expr(s.value, names)}"
     return Nest(loops, guards, s, text, names)
+
+
+def _inner(s: Stmt) -> tuple[list[Loop], tuple[Stmt, ...]]:
+    """The loops around `s`'s body (while each holds one loop) and the statements of the innermost."""
+    loops: list[Loop] = []
+    body: tuple[Stmt, ...] = (s,)
+    while len(body) == 1 and isinstance(body[0], Loop):
+        loops.append(body[0])
+        body = tuple(body[0].body)
+    return loops, body
+
+
+def arg_nest(stmts: list[Stmt], at: int, names: dict) -> tuple[Nest, int] | None:
+    """The arg-reduction kcomp/lower.py makes from stmts[at] on (`best = -inf; T = 0`, then `if v >
+    best: best = v; T = d`) as one Nest that stores the compared value into T, with `arg` max or min,
+    and how many statements it took; None when they are not that pattern."""
+    _, fills = _inner(stmts[at])
+    taken = 2
+    if len(fills) == 1 and at + 2 < len(stmts):  # NOTE: a rank-0 result: the two fills stand alone
+        fills, taken = (stmts[at], stmts[at + 1]), 3
+    if len(fills) != 2 or at + taken - 1 >= len(stmts):
+        return None
+    loops, body = _inner(stmts[at + taken - 1])
+    guard = body[0] if len(body) == 1 else None
+    if not (isinstance(guard, Guard) and len(guard.body) == 2 and isinstance(guard.cond, Binary)):
+        return None
+    set_best, set_pos = guard.body
+    fill_best, fill_pos = fills
+    if not all(isinstance(x, Store) for x in (set_best, set_pos, fill_best, fill_pos)):
+        return None
+    assert isinstance(set_best, Store) and isinstance(set_pos, Store) and isinstance(fill_best, Store)
+    assert isinstance(fill_pos, Store)
+    cond, pos = guard.cond, set_pos.value.x if isinstance(set_pos.value, Cast) else set_pos.value
+    arg = {BinaryOp.GT: "max", BinaryOp.LT: "min"}.get(cond.op)
+    if (
+        arg is None
+        or (fill_best.buffer, fill_pos.buffer) != (set_best.buffer, set_pos.buffer)
+        or not isinstance(fill_best.value, Const)
+        or cond.lhs != set_best.value
+        or cond.rhs != Load(set_best.buffer, set_best.index)
+        or not isinstance(pos, Var)
+    ):
+        return None
+    store = Store(set_pos.buffer, set_pos.index, set_best.value)
+    text = (
+        f"{format_expr(Load(store.buffer, store.index), names)} arg{arg}= {format_expr(store.value, names)}"
+    )
+    return Nest(loops, [], store, text, names, arg=arg, position=pos), taken
 
 
 def find_axes(n: Nest, names: dict) -> None:

@@ -34,6 +34,7 @@ from kcomp.targets.accel.compiler.codegen import A_FREE, ACC_FREE, ACC_READY, DA
 from kcomp.targets.accel.compiler.nest import Access, Axis
 from kcomp.targets.accel.compiler.stream import Item, Stream, load_region, row_stride, signal, wait
 from kcomp.targets.accel.compiler.vector_match import (
+    ARG,
     IDENTITY,
     UNARY,
     VectorStmt,
@@ -102,8 +103,9 @@ def _invariant(e: Expr, v: VectorStmt) -> bool:
 
 
 def tile_rows(v: VectorStmt, cfg: AccelConfig) -> int:
-    """R: the rows of one tile, as many as two result slots and two step sets of one slot per node fit."""
-    slots = 2 + 2 * v.nodes()
+    """R: the rows of one tile, as many as two result slots (four for an arg-reduction: its best values
+    too) and two step sets of one slot per node fit."""
+    slots = (4 if v.reduce in ARG else 2) + 2 * v.nodes()
     r = min(v.extent(v.rows), MAX_TILE_ROWS, cfg.acc_rows // slots)
     if r < 1:
         raise Unsupported(f"the accelerator backend cannot map {v.text}: its expression needs {slots} accumulator"
@@ -114,7 +116,9 @@ def tile_rows(v: VectorStmt, cfg: AccelConfig) -> int:
 def fit(v: VectorStmt, cfg: AccelConfig) -> VectorStmt:
     """`v` as this machine runs it: its layout, or one column per row when its lane reduction does not
     cover whole rows of dim and nothing fills the tail harmlessly; Unsupported when neither runs."""
-    tensors = [leaf.access.buffer for leaf in v.leaves.values() if leaf.access is not None] + [v.out.buffer]
+    tensors = [leaf.access.buffer for leaf in v.leaves.values() if leaf.access is not None]
+    if v.reduce not in ARG:  # NOTE: a position is stored rounded into i32 (dma.store converts)
+        tensors.append(v.out.buffer)
     for t in tensors:
         if t.dtype is not DType.F32:
             raise Unsupported(f"the accelerator backend cannot map {v.text}: {t.name} is {t.dtype.value}; the"
@@ -144,7 +148,7 @@ def fit(v: VectorStmt, cfg: AccelConfig) -> VectorStmt:
 
 def _overlaps(v: VectorStmt, dim: int) -> bool:
     """Whether a lane reduction's last chunk may overlap the one before (max and min allow it)."""
-    return v.reduce in ("max", "min") and v.lane.extent > dim and tail_fill(v) is None
+    return v.reduce in ("max", "min", *ARG) and v.lane.extent > dim and tail_fill(v) is None
 
 
 def tail_fill(v: VectorStmt) -> float | None:
@@ -180,8 +184,9 @@ def emit_vector_section(
     dim, out = cfg.dim, Stream()
     r_max = tile_rows(v, cfg)
     nodes = v.nodes()
-    result = [0, r_max]
-    sets = [2 * r_max + n * nodes * r_max for n in range(2)]
+    result, best = [0, r_max], [2 * r_max, 3 * r_max]
+    first_set = (4 if v.reduce in ARG else 2) * r_max
+    sets = [first_set + n * nodes * r_max for n in range(2)]
     tiles = list(_tiles(v, r_max, dim))
     total_steps = sum(len(steps) for _, _, steps in tiles)
     step_no = 0
@@ -195,10 +200,15 @@ def emit_vector_section(
             step = Step()
             slots = iter(range(sets[step_no % 2], sets[step_no % 2] + nodes * r_max, r_max))
             loaded = load_leaves(v, at, rows, cols, dim, buf, slots, out, step)
-            in_place = res if s == 0 or v.reduce is None else None
+            in_place = res if (s == 0 or v.reduce is None) and v.reduce not in ARG else None
             val = expr(v.value, v, loaded, rows, slots, out, step, in_place)
-            combine(v, val, res, rows, s == 0, out, step)
-            if s == len(steps) - 1:
+            if v.reduce in ARG:
+                arg_combine(
+                    v, val, (res, best[t % 2]), rows, s == 0, s == len(steps) - 1, at, slots, out, step
+                )
+            else:
+                combine(v, val, res, rows, s == 0, out, step)
+            if s == len(steps) - 1 and v.reduce not in ARG:
                 finish(v, res, rows, out, step, buf, base, dim)
             if step.loads:
                 first_load = first_load or step.loads[0]
@@ -440,6 +450,65 @@ def combine(v: VectorStmt, val: Val, res: int, rows: int, first: bool, out: Stre
         step.ops.append(out.add("vadds", res, val.row, rows, f32_bits(0.0)))
     else:
         step.ops.append(out.add(_BINARY[_COMBINE[v.reduce]], res, res, rows, val.row, 1, 1))
+
+
+def arg_combine(
+    v: VectorStmt,
+    val: Val,
+    res: tuple[int, int],
+    rows: int,
+    first: bool,
+    last: bool,
+    at: dict,
+    slots,
+    out: Stream,
+    step: Step,
+) -> None:  # type: ignore[no-untyped-def]
+    """An arg-reduction's step, element by element: where a value beats the best one held in its
+    lane (strictly: the first position wins), its position (the lane's column number, or the serial
+    loop's value) replaces the held one (vcmp, vsel, vmax); `_arg_finish` then reduces the lanes.  A
+    row of one chunk is one vredargmax."""
+    if val.shared:
+        raise Unsupported(f"the accelerator backend cannot map {v.text}: the value it compares is the same"
+                          " in every row")  # fmt: skip
+    pos, best = res
+    x = val.row
+    if v.reduce == "argmin":  # NOTE: the least value is the greatest negation
+        neg = next(slots)
+        step.ops.append(out.add("vmuls", neg, x, rows, f32_bits(-1.0)))
+        x = neg
+    axis = v.lane if v.lane_reduced else v.serial[0]
+    along = AXIS.choices.index("col" if v.lane_reduced else "none")
+    if v.lane_reduced and first and last:
+        step.ops.append(out.add("vredargmax", pos, x, rows))
+        if at[axis]:
+            step.ops.append(out.add("vadds", pos, pos, rows, f32_bits(float(at[axis]))))
+        return
+    if first:
+        step.ops.append(out.add("vadds", best, x, rows, f32_bits(0.0)))
+        step.ops.append(out.add("viota", pos, rows, along, f32_bits(float(at[axis]))))
+        return
+    p, mask = next(slots), next(slots)
+    step.ops.append(out.add("viota", p, 1, along, f32_bits(float(at[axis]))))
+    step.ops.append(out.add("vcmp", mask, x, rows, best, 1, 1, _CMP[BinaryOp.GT]))
+    step.ops.append(out.add("vsel", pos, mask, rows, p, pos, 1, 0, 1))
+    step.ops.append(out.add("vmax", best, best, rows, x, 1, 1))
+    if v.lane_reduced and last:
+        _arg_finish(v, res, rows, slots, out, step)
+
+
+def _arg_finish(v: VectorStmt, res: tuple[int, int], rows: int, slots, out: Stream, step: Step) -> None:  # type: ignore[no-untyped-def]
+    """A lane arg-reduction's row result: the least position among the lanes that hold the row's best
+    value (vredmax; vcmp eq; vsel against +inf; the least as the greatest negation), in every lane."""
+    pos, best = res
+    m, mask, far = next(slots), next(slots), next(slots)
+    step.ops.append(out.add("vredmax", m, best, rows))
+    step.ops.append(out.add("vcmp", mask, best, rows, m, 1, 1, _CMP[BinaryOp.EQ]))
+    step.ops.append(out.add("viota", far, 1, AXIS.choices.index("none"), f32_bits(math.inf)))
+    step.ops.append(out.add("vsel", pos, mask, rows, pos, far, 1, 1, 0))
+    step.ops.append(out.add("vmuls", pos, pos, rows, f32_bits(-1.0)))
+    step.ops.append(out.add("vredmax", pos, pos, rows))
+    step.ops.append(out.add("vmuls", pos, pos, rows, f32_bits(-1.0)))
 
 
 def finish(

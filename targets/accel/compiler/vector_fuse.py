@@ -39,7 +39,7 @@ from kcomp.targets.accel.compiler.vector_codegen import (
     load_leaves,
     store,
 )
-from kcomp.targets.accel.compiler.vector_match import VectorStmt, operands
+from kcomp.targets.accel.compiler.vector_match import ARG, VectorStmt, operands
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.isa import Instr
 
@@ -72,6 +72,7 @@ def _fusable(v: VectorStmt, cfg: AccelConfig) -> bool:
         and v.lane.loops != ()  # NOTE: not the one-column layout
         and not v.serial
         and not v.onto_own
+        and v.reduce not in ARG
         and v.lane.extent % cfg.dim == 0
         and fit(v, cfg) is v
     )

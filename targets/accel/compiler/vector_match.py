@@ -69,7 +69,8 @@ UNARY = {
 }
 ARITH = {BinaryOp.ADD, BinaryOp.SUB, BinaryOp.MUL, BinaryOp.DIV, BinaryOp.MAX, BinaryOp.MIN}
 REDUCE = {BinaryOp.ADD: "add", BinaryOp.MAX: "max", BinaryOp.MIN: "min"}
-IDENTITY = {"add": 0.0, "max": -math.inf, "min": math.inf}
+IDENTITY = {"add": 0.0, "max": -math.inf, "min": math.inf, "argmax": -math.inf, "argmin": math.inf}
+ARG = ("argmax", "argmin")
 
 
 @dataclass(eq=False)
@@ -98,7 +99,7 @@ class VectorStmt:
     serial: tuple[Axis, ...]
     value: Expr  # the contribution (a reduction) or the value (a map)
     leaves: dict[Expr, Leaf] = field(default_factory=dict)  # per Load (equal reads once) and Param node
-    reduce: str | None = None  # add, max, min
+    reduce: str | None = None  # add, max, min, argmax, argmin (the position of the first best value)
     init: float | None = None  # the initialising constant folded in (a reduction)
     onto_own: bool = False  # a reduction with no initialisation accumulates onto what DRAM holds
     lane_reduced: bool = False  # the lanes run along a reduced axis: vredsum / vredmax finish each row
@@ -108,8 +109,9 @@ class VectorStmt:
         return axis.extent if axis is not None else 1
 
     def nodes(self) -> int:
-        """Values one step holds at once, at most: every node of the expression."""
-        return _count(self.value)
+        """Values one step holds at once, at most: every node of the expression (and an
+        arg-reduction's negation, position and mask, and the three rows of its finish)."""
+        return _count(self.value) + (6 if self.reduce in ARG else 0)
 
 
 # NOTE: the lane axis when no loop can be one: one column per accumulator row (slow, but it maps)
@@ -203,7 +205,9 @@ def vector_stmt(n: Nest, init: Nest | None = None, one_lane: bool = False) -> Ve
     store = n.store
     own = Load(store.buffer, store.index)
     value, reduce = fold(store.value), None
-    if isinstance(value, Binary) and value.op in REDUCE and is_own(value.lhs, own):
+    if n.arg is not None:
+        reduce = "arg" + n.arg
+    elif isinstance(value, Binary) and value.op in REDUCE and is_own(value.lhs, own):
         reduce, value = REDUCE[value.op], value.rhs
     elif isinstance(value, Binary) and value.op in REDUCE and is_own(value.rhs, own):
         reduce, value = REDUCE[value.op], value.lhs
@@ -222,6 +226,8 @@ def vector_stmt(n: Nest, init: Nest | None = None, one_lane: bool = False) -> Ve
                 n.text, f"{ld.buffer.name} is padded with {ld.pad}; a DMA fills a halo with 0, -inf or inf"
             )
     reduced = [a for a in n.axes if a not in dims]
+    if reduce in ARG and (n.position not in n.of or [n.of[n.position][0]] != reduced):
+        raise cannot(n.text, "an arg-reduction stores the position along its one reduced loop")
     if reduced and reduce is None:
         raise cannot(n.text, "a loop that indexes no output dimension is not a reduction (+=, max=, min=)")
     if any(s < 0 for acc in (out, *reads) for s in acc.coef.values()):
@@ -244,7 +250,7 @@ def vector_stmt(n: Nest, init: Nest | None = None, one_lane: bool = False) -> Ve
     _leaves(n, stmt, value)
     if not any(leaf.kind != "param" for leaf in stmt.leaves.values()):
         raise cannot(n.text, "it reads no tensor (a constant fill has nothing to load)")
-    if reduce is not None:
+    if reduce is not None and reduce not in ARG:  # NOTE: an arg-reduction's first step sets both values
         if init is not None:
             assert isinstance(init.store.value, Const)
             stmt.init = float(init.store.value.value)
