@@ -74,16 +74,17 @@ def test_a_gather_reads_rows_through_the_index_buffer(rng):
 .buffer E f32 50x20
 .buffer ids i32 8
 .buffer Y f32 6x16
-dma.load.idx slot=2 buf=ids off=1 rows=6
-dma.load.acc.g acc=0 buf=E off=3 rows=6 cols=12 stride=20 slot=2 signal=t0
+dma.load.idx slot=2 buf=ids off=1 rows=6 limit=45
+dma.load.acc.g acc=0 buf=E off=3 rows=6 cols=12 stride=20 slot=2 fill=-inf signal=t0
 dma.store acc=0 buf=Y off=0 rows=6 cols=16 stride=16 act=none wait=t0
 """
     e = rng.standard_normal((50, 20)).astype(np.float32)
-    ids = rng.integers(0, 50, 8).astype(np.int32)
+    ids = np.array([3, 44, 45, -2, 0, 49, 7, 1], np.int32)  # 45, -2 and 49 are out of range (limit 45)
     y = np.full((6, 16), np.nan, np.float32)
     result = run(text, E=e, ids=ids, Y=y)
     want = np.zeros((6, 16), np.float32)
-    want[:, :12] = e[ids[1:7], 3:15]
+    taken = ids[1:7]
+    want[:, :12] = np.where(((taken >= 0) & (taken < 45))[:, None], e[np.clip(taken, 0, 49), 3:15], -np.inf)
     np.testing.assert_array_equal(y, want)
     assert result.dma_bytes["load"] == 6 * 4 + 6 * 12 * 4
 
@@ -94,8 +95,8 @@ def test_a_gather_waits_for_its_indices_and_pays_a_burst_per_row():
 .buffer E f32 40x64
 .buffer ids i32 4
 .buffer Y f32 4x16
-dma.load.idx slot=0 buf=ids off=0 rows=4
-dma.load.acc.g acc=0 buf=E off=0 rows=4 cols=16 stride=64 slot=0 signal=t0
+dma.load.idx slot=0 buf=ids off=0 rows=4 limit=40
+dma.load.acc.g acc=0 buf=E off=0 rows=4 cols=16 stride=64 slot=0 fill=zero signal=t0
 dma.store acc=0 buf=Y off=0 rows=4 cols=16 stride=16 act=none wait=t0
 """
     result = run(
@@ -115,12 +116,16 @@ dma.store acc=0 buf=Y off=0 rows=4 cols=16 stride=16 act=none wait=t0
     "body,match",
     [
         (
-            "dma.load.idx slot=0 buf=ids off=0 rows=4\ndma.load.acc.g acc=0 buf=E off=0 rows=4 cols=4 stride=4 slot=0",
+            "dma.load.idx slot=0 buf=ids off=0 rows=4 limit=100\n"
+            "dma.load.acc.g acc=0 buf=E off=0 rows=4 cols=4 stride=4 slot=0 fill=zero",
             "index 9 .* reaches elements 36..39 of a buffer of 32",
         ),
-        ("dma.load.acc.g acc=0 buf=E off=0 rows=1 cols=4 stride=4 slot=7", "index -1099511627776"),
-        ("dma.load.idx slot=250 buf=ids off=0 rows=8", "entries 250..257 of 256"),
-        ("dma.load.idx slot=0 buf=E off=0 rows=2", "not an i32 buffer"),
+        (
+            "dma.load.acc.g acc=0 buf=E off=0 rows=1 cols=4 stride=4 slot=7 fill=zero",
+            "entry 7 was never loaded",
+        ),
+        ("dma.load.idx slot=250 buf=ids off=0 rows=8 limit=8", "entries 250..257 of 256"),
+        ("dma.load.idx slot=0 buf=E off=0 rows=2 limit=8", "not an i32 buffer"),
     ],
 )
 def test_gather_errors_name_the_instruction(body, match):

@@ -285,10 +285,11 @@ def _contraction(n: Nest, init: Nest | None) -> Contraction:
         _zero_padding(n, ld)
     ops = [access_of(n, ld.buffer, ld.index, ld.pad is not None) for ld in (x, y)]
     for ld, acc in zip((x, y), ops, strict=True):
-        if acc.divided:
+        if not acc.regular:
             raise cannot(
                 n.text,
-                f"{ld.buffer.name}'s index divides a loop; the matrix unit's operands need affine indices",
+                f"{ld.buffer.name}'s index divides a loop or reads a tensor; the matrix unit's operands need"
+                " affine indices",
             )
     out_axes = [a for a in n.axes if C.stride(a)]
     red_axes = [a for a in n.axes if not C.stride(a)]
@@ -350,9 +351,11 @@ def _score(roles) -> tuple[int, int]:
 def _translate(n: Nest, access: Access, to: dict[Axis, Axis]) -> Access:
     if any(a not in to for a in access.coef):
         raise cannot(n.text, f"{access.buffer.name} is indexed by a loop that is not one of the output's")
-    if access.divided:
+    if not access.regular:
         raise cannot(
-            n.text, f"{access.buffer.name}'s index divides a loop; an epilogue operand needs affine indices"
+            n.text,
+            f"{access.buffer.name}'s index divides a loop or reads a tensor; an epilogue operand needs affine"
+            " indices",
         )
     return Access(access.buffer, {to[a]: c for a, c in access.coef.items()}, access.const, access.padded)
 

@@ -47,6 +47,16 @@ class Dim:
         return (self.const + sum(c * values.get(a, 0) for a, c in self.coef.items())) // self.div
 
 
+@dataclass(frozen=True, eq=False)
+class Gather:
+    """A dimension indexed by an i32 tensor's element (`E[ids[t], d]`): where that element is read
+    (`index`, affine), the dimension's element stride and size (an index outside it reads the pad)."""
+
+    index: Access
+    stride: int
+    size: int
+
+
 @dataclass(eq=False)
 class Access:
     """A tensor read or written at flat element offset `const + sum(coef[axis] * axis value)`, plus
@@ -59,6 +69,7 @@ class Access:
     padded: bool = False  # reads outside the tensor (pad=0) may happen
     dims: tuple[Dim, ...] = ()
     divided: tuple[tuple[Dim, int], ...] = ()
+    gathers: tuple[Gather, ...] = ()  # dimensions indexed by data; `coef` and `const` leave them out
 
     def at(self, values: dict[Axis, int]) -> int:
         flat = self.const + sum(c * values.get(a, 0) for a, c in self.coef.items())
@@ -66,8 +77,15 @@ class Access:
 
     @property
     def irregular(self) -> frozenset[Axis]:
-        """The axes a dividing index uses: along them the offset is not `stride(axis)` a step."""
-        return frozenset(a for d, _ in self.divided for a in d.coef)
+        """The axes a dividing or data-dependent index uses: along them the offset is not `stride(axis)`
+        a step."""
+        found = {a for d, _ in self.divided for a in d.coef} | {a for g in self.gathers for a in g.index.coef}
+        return frozenset(found)
+
+    @property
+    def regular(self) -> bool:
+        """Whether the offset is `at`: affine in the axes, no dividing or data-dependent index."""
+        return not self.divided and not self.gathers
 
     def stride(self, axis: Axis | None) -> int:
         return self.coef.get(axis, 0) if axis is not None else 0
@@ -171,6 +189,8 @@ def find_axes(n: Nest, names: dict) -> None:
     exprs = list(n.store.index) + [e for ld in loads(n.store.value) for e in ld.index]
     forms = []
     for e in exprs:
+        if isinstance(e, Load):
+            continue  # NOTE: a gather (access_of); loads() lists its own index among the reads
         form = _index_form(e)
         if form is None:
             raise cannot(n.text, f"index {format_expr(e, names)} is not affine in the loops")
@@ -285,16 +305,25 @@ def access_of(n: Nest, buffer: Buffer, index: tuple[Expr, ...], padded: bool = F
     dims = tuple(
         Dim(dc, k, size, div) for (dc, k, div), size in zip(_dim_forms(n, index), buffer.shape, strict=True)
     )
-    divided = []
-    for d in reversed(dims):
-        if d.div > 1:
+    divided, gathers = [], []
+    for d, e in zip(reversed(dims), reversed(index), strict=True):
+        if isinstance(e, Load):
+            inner = access_of(n, e.buffer, e.index)
+            if not inner.regular:
+                raise cannot(
+                    n.text, f"{e.buffer.name}, read in an index, is itself read through a computed index"
+                )
+            gathers.append(Gather(inner, stride, d.size))
+        elif d.div > 1:
             divided.append((d, stride))
         else:
             for a, c in d.coef.items():
                 coef[a] = coef.get(a, 0) + c * stride
             const += d.const * stride
         stride *= d.size
-    return Access(buffer, {a: c for a, c in coef.items() if c}, const, padded, dims, tuple(divided))
+    return Access(
+        buffer, {a: c for a, c in coef.items() if c}, const, padded, dims, tuple(divided), tuple(gathers)
+    )
 
 
 def inside(

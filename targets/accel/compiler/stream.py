@@ -99,3 +99,26 @@ def load_region(
             items.append(out.add(f"{op}.pad", row + r, buf, access.at(values), count, c_hi - c_lo,
                                  row_stride(access, row_axis, count), c_lo, fill))  # fmt: skip
     return items
+
+
+def gather_rows(
+    out: Stream, row: int, buf: dict[str, int], access: Access, at: dict[Axis, int], rows: Axis | None, n: int,
+    cols: int, fill: int,
+) -> list[Item]:  # fmt: skip
+    """The DMAs that bring `n` rows of `cols` elements of a gathered read (`E[ids[t], d]`, one data-
+    dependent dimension) to accumulator rows row..: the indices into the DMA engine's index buffer
+    (dma.load.idx), then the rows through them (dma.load.acc.g; an index out of range reads `fill`).
+    Rows whose indices are contiguous and whose offsets move only through them take one pair."""
+    (g,) = access.gathers
+    name, idx = buf[access.buffer.name], buf[g.index.buffer.name]
+    if n == 1 or (g.index.stride(rows) == 1 and access.stride(rows) == 0):
+        return [
+            out.add("dma.load.idx", 0, idx, g.index.at(at), n, g.size),
+            out.add("dma.load.acc.g", row, name, access.at(at), n, cols, g.stride, 0, fill),
+        ]
+    items = []
+    for r in range(n):
+        values = at | {rows: at.get(rows, 0) + r} if rows is not None else at
+        items.append(out.add("dma.load.idx", r, idx, g.index.at(values), 1, g.size))
+        items.append(out.add("dma.load.acc.g", row + r, name, access.at(values), 1, cols, g.stride, r, fill))
+    return items

@@ -32,7 +32,15 @@ from kcomp.errors import Unsupported
 from kcomp.expr import COMPARISONS, Binary, BinaryOp, Const, Expr, Select, Unary, UnaryOp
 from kcomp.targets.accel.compiler.codegen import A_FREE, ACC_FREE, ACC_READY, DATA, SECTION
 from kcomp.targets.accel.compiler.nest import Access, Axis
-from kcomp.targets.accel.compiler.stream import Item, Stream, load_region, row_stride, signal, wait
+from kcomp.targets.accel.compiler.stream import (
+    Item,
+    Stream,
+    gather_rows,
+    load_region,
+    row_stride,
+    signal,
+    wait,
+)
 from kcomp.targets.accel.compiler.vector_match import (
     ARG,
     IDENTITY,
@@ -158,7 +166,10 @@ def tail_fill(v: VectorStmt) -> float | None:
     if v.reduce is None or v.reduce == "add" or leaf is None or leaf.kind != "lanes":
         return None
     identity = IDENTITY[v.reduce]
-    return identity if leaf.access is not None and (not leaf.access.padded or leaf.pad == identity) else None
+    acc = leaf.access
+    return (
+        identity if acc is not None and not acc.gathers and (not acc.padded or leaf.pad == identity) else None
+    )
 
 
 @dataclass
@@ -291,7 +302,9 @@ def load_leaves(v, at, rows, cols, dim, buf, slots, out, step, loaded=None) -> d
             n = rows if leaf.kind == "lanes" else 1
             if v.lane_reduced and cols < dim and node == v.value and tail_fill(v) is not None:
                 fill = FILLS.index(tail_fill(v))  # NOTE: the columns past the row take no part
-            if leaf.transposed:  # the columns are `stride` apart in DRAM, the rows contiguous
+            if acc.gathers:
+                step.loads += gather_rows(out, row, buf, acc, at, v.rows, n, cols, FILLS.index(leaf.pad))
+            elif leaf.transposed:  # the columns are `stride` apart in DRAM, the rows contiguous
                 step.loads.append(
                     out.add("dma.load.acc.t", row, name, acc.at(at), n, cols, acc.stride(v.lane))
                 )
@@ -306,11 +319,13 @@ def load_leaves(v, at, rows, cols, dim, buf, slots, out, step, loaded=None) -> d
             loaded[node] = Val(row, shared=leaf.kind == "vector")
         else:  # row or scalar: one column, broadcast across the lanes by a sum of it and zeros
             n = rows if leaf.kind == "row" else 1
-            if v.rows in acc.irregular:  # NOTE: `g[c // 8]`: runs of rows that read one element
+            if acc.gathers:
+                step.loads += gather_rows(out, row, buf, acc, at, v.rows, n, 1, FILLS.index(leaf.pad))
+            elif v.rows in acc.irregular:  # NOTE: `g[c // 8]`: runs of rows that read one element
                 step.loads += _runs(out, row, name, acc, at, v.rows, n)
             else:
                 step.loads += load_region(out, "dma.load.acc", row, name, acc, at, (v.rows, n), (None, 1))
-            if leaf.pad and acc.padded:
+            if leaf.pad and acc.padded and not acc.gathers:
                 raise Unsupported(f"the accelerator backend cannot map {v.text}: a per-row value padded with"
                                   f" {leaf.pad} (its broadcast sums the row)")  # fmt: skip
             step.ops.append(out.add("vredsum", row, row, n))

@@ -80,7 +80,7 @@ def _fusable(v: VectorStmt, cfg: AccelConfig) -> bool:
 
 def _same_place(reader: VectorStmt, acc: Access, writer: VectorStmt) -> bool:
     """Whether `reader` reads `acc` exactly where `writer` wrote it (tile position by position)."""
-    if acc.padded or acc.divided or acc.const != writer.out.const:
+    if acc.padded or not acc.regular or acc.const != writer.out.const:
         return False
     want = {}
     for mine, theirs in zip(_positions(reader), _positions(writer), strict=True):

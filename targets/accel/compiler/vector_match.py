@@ -191,6 +191,16 @@ def operands(e: Expr) -> tuple[Expr, ...]:
     return () if isinstance(e, Load) else children(e)
 
 
+def _always_inside(acc: Access) -> bool:
+    """Whether every index of `acc` that does not divide stays inside its dimension over the loops."""
+    for d in acc.dims:
+        lo = d.const + sum(min(0, c * (a.extent - 1)) for a, c in d.coef.items())
+        hi = d.const + sum(max(0, c * (a.extent - 1)) for a, c in d.coef.items())
+        if lo < 0 or hi >= d.size * d.div:
+            return False
+    return True
+
+
 def _count(e: Expr) -> int:
     if isinstance(e, Binary):
         return 2 + _count(e.lhs) + _count(e.rhs)  # NOTE: a reciprocal or a negation may come first
@@ -219,6 +229,9 @@ def vector_stmt(n: Nest, init: Nest | None = None, one_lane: bool = False) -> Ve
     out = access_of(n, store.buffer, store.index)
     reads = [access_of(n, ld.buffer, ld.index, ld.pad is not None) for ld in loads(value)]
     for ld, acc in zip(loads(value), reads, strict=True):
+        if acc.gathers and (len(acc.gathers) > 1 or acc.divided or not _always_inside(acc)):
+            raise cannot(n.text, f"{ld.buffer.name} is gathered through more than one computed index, or with"
+                         " other indices that leave the tensor")  # fmt: skip
         if acc.padded and acc.divided:
             raise cannot(n.text, f"{ld.buffer.name} is read padded through a dividing index")
         if ld.pad is not None and float(ld.pad) not in FILLS:
@@ -302,6 +315,10 @@ def _leaves(n: Nest, stmt: VectorStmt, e: Expr) -> None:
             kind = "row" if along_rows else "scalar"
         pad = float(e.pad) if e.pad is not None else 0.0
         stmt.leaves[e] = Leaf(kind, acc, pad=pad, transposed=along_lane not in (0, 1))
+        if acc.gathers and stmt.leaves[e].transposed:
+            raise cannot(
+                n.text, f"{e.buffer.name} is gathered and strided along the lanes (no transposing gather)"
+            )
     elif isinstance(e, Param):
         if e.dtype.value != "f32":
             raise cannot(n.text, f"parameter {e.name} is {e.dtype.value}; the vector unit computes in f32")

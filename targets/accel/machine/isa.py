@@ -283,15 +283,17 @@ _TABLE = (
         "cols*ceil(rows*4 / dma_bytes_per_cycle) on the DRAM channel (a burst per column); + dma_latency",
     ),
     OpSpec(
-        "dma.load.idx", 0x07, Queue.LOAD, Unit.DMA, (SLOT, BUF, OFF, _u("rows", 9, "indices to load", lo=1)),
-        "index buffer entries slot..slot+rows-1 = the i32 DRAM elements off..off+rows-1 (a gather's indices)",
+        "dma.load.idx", 0x07, Queue.LOAD, Unit.DMA,
+        (SLOT, BUF, OFF, _u("rows", 9, "indices to load", lo=1), _u("limit", 32, "indices at or past it are out of range")),
+        "index buffer entries slot..slot+rows-1 = the i32 DRAM elements off..off+rows-1 (a gather's indices);"
+        " one outside 0..limit-1 is marked out of range",
         sem.dma_load_idx, _nothing, lambda cfg, a: _xfer(cfg, 1, a[3], 4), lambda cfg: cfg.dma_latency,
         "ceil(rows*4 / dma_bytes_per_cycle) on the DRAM channel; + dma_latency",
     ),
     OpSpec(
-        "dma.load.acc.g", 0x08, Queue.LOAD, Unit.DMA, (ACC, BUF, OFF, PAD_ROWS, COLS, PAD_STRIDE, SLOT),
+        "dma.load.acc.g", 0x08, Queue.LOAD, Unit.DMA, (ACC, BUF, OFF, PAD_ROWS, COLS, PAD_STRIDE, SLOT, FILL),
         "accumulator row acc+r = DRAM[off + index[slot+r]*stride ...], cols elements (a gather; the index"
-        " buffer from an earlier dma.load.idx); columns past cols = 0",
+        " buffer from an earlier dma.load.idx), or `fill` for an index out of range; columns past cols = 0",
         sem.dma_load_acc_gather, _dma_acc_in, lambda cfg, a: a[3] * _xfer(cfg, 1, a[4], 4),
         lambda cfg: cfg.dma_latency,
         "rows*ceil(cols*4 / dma_bytes_per_cycle) on the DRAM channel (a burst per row); + dma_latency",

@@ -26,6 +26,7 @@ ACC_POISON = {"f32": np.nan, "i8": 0x40000000}
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
 INDEX_ENTRIES = 256  # isa.py's index buffer
 INDEX_POISON = -(2**40)  # an entry no dma.load.idx wrote: every gather through it leaves its buffer
+INDEX_OUT = -1  # an index dma.load.idx found out of range: the gathered row is the fill
 CMPS = (np.less, np.less_equal, np.greater, np.greater_equal, np.equal, np.not_equal)  # isa.CMP's order
 
 
@@ -93,24 +94,30 @@ def dma_load_acc(m: Machine, a: tuple[int, ...]) -> None:
 
 
 def dma_load_idx(m: Machine, a: tuple[int, ...]) -> None:
-    slot, buf, off, rows = a
-    m.index[slot : slot + rows] = m.dram[buf][off : off + rows]
+    slot, buf, off, rows, limit = a
+    got = m.dram[buf][off : off + rows].astype(np.int64)
+    m.index[slot : slot + rows] = np.where((got >= 0) & (got < limit), got, INDEX_OUT)
 
 
 def dma_load_acc_gather(m: Machine, a: tuple[int, ...]) -> None:
-    """acc[row + r][:cols] = DRAM[off + index[slot + r]*stride ...]; SimError for a row outside the buffer."""
-    row, buf, off, rows, cols, stride, slot = a
+    """acc[row + r][:cols] = DRAM[off + index[slot + r]*stride ...], the fill for an index out of range;
+    SimError for an entry never loaded or a row outside the buffer."""
+    row, buf, off, rows, cols, stride, slot, fill = a
     flat = m.dram[buf]
-    starts = off + m.index[slot : slot + rows] * stride
-    bad = np.flatnonzero((starts < 0) | (starts + cols > flat.size))
+    index = m.index[slot : slot + rows]
+    out = index == INDEX_OUT
+    starts = off + np.where(out, 0, index) * stride
+    bad = np.flatnonzero((index < INDEX_OUT) | (starts < 0) | (starts + cols > flat.size))
     if bad.size:
         r = int(bad[0])
+        if index[r] < INDEX_OUT:
+            raise SimError(f"gather row {r}: index buffer entry {slot + r} was never loaded (dma.load.idx)")
         raise SimError(
             f"gather row {r}: index {int(m.index[slot + r])} (entry {slot + r}) reaches elements"
             f" {int(starts[r])}..{int(starts[r]) + cols - 1} of a buffer of {flat.size}"
         )
     dst = m.acc[row : row + rows]
-    dst[:, :cols] = flat[starts[:, None] + np.arange(cols)]
+    dst[:, :cols] = np.where(out[:, None], FILLS[fill], flat[starts[:, None] + np.arange(cols)])
     if cols < m.cfg.dim:
         dst[:, cols:] = 0
 

@@ -167,7 +167,7 @@ def _check(program: Program, cfg: AccelConfig, op: str, a: tuple[int, ...]) -> s
                     f"{mem} rows {first}..{first + count - 1} are out of range (the {mem} has {limit} rows)"
                 )
     if op == "dma.load.idx":
-        slot, buf, off, rows = a
+        slot, buf, off, rows, _ = a
         b = program.buffers[buf] if buf < len(program.buffers) else None
         if b is None or b.dtype != "i32":
             return f"buffer {buf} is not an i32 buffer of the program (indices are i32)"
@@ -227,6 +227,7 @@ class _Engine:
         self.macs = 0
         self.retire = [0, 0, 0]
         self.loaded: set[int] = set()  # buffer ids read by DMA
+        self.gathered: dict[int, int] = {}  # buffer id -> bytes its gathers moved
         self.stored: set[int] = set()
         # per scratchpad bank: busy intervals of DMA writes and matrix-unit reads (bank conflicts)
         self.bank_w: list[list[tuple[int, int]]] = [[] for _ in range(cfg.banks)]
@@ -453,7 +454,10 @@ class _Engine:
             race = races and races.dma_load(pc, row, rows, t, done)
         elif kind in (DMA_ACC_IN, DMA_GATHER):
             self.dma_bytes["load"] += rows * cols * 4
-            self.loaded.add(buf)
+            if kind == DMA_GATHER:
+                self.gathered[buf] = self.gathered.get(buf, 0) + rows * cols * 4
+            else:
+                self.loaded.add(buf)
             race = races and races.dma_load_acc(pc, row, rows, t, done)
         else:
             self.dma_bytes["store"] += rows * cols * 4
@@ -499,6 +503,10 @@ class _Engine:
             tl.ready[halt] = tl.issue[halt] = tl.start[halt] = tl.end[halt] = tl.done[halt] = cycles
             tl.preload[halt] = 0
         compulsory = sum(program.buffers[i].nbytes for i in self.loaded)
+        # NOTE: a table read only by gathers: the rows they moved (a repeated index counted again)
+        compulsory += sum(
+            min(program.buffers[i].nbytes, n) for i, n in self.gathered.items() if i not in self.loaded
+        )
         compulsory += sum(program.buffers[i].nbytes for i in self.stored)
         span = max(cycles, 1)
         util = {
