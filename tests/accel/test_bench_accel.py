@@ -50,7 +50,11 @@ def test_an_unmappable_case_is_a_row_with_a_reason(monkeypatch):
     monkeypatch.setattr(
         accel,
         "_kernel",
-        lambda case, target: ("kernel t(A: f32[4, 4]) -> (B: f32[4, 4]) { B[i, j] = select(i % 2 == 0, A[i, j], 0.0) }", {}, ""),
+        lambda case, target: (
+            "kernel t(A: f32[4, 4]) -> (B: f32[4, 4]) { B[i, j] = select(i % 2 == 0, A[i, j], 0.0) }",
+            {},
+            "",
+        ),
     )
     (row,) = accel.run_suite(["gemm_4x4x4"])["rows"]
     assert row["times_s"] == {} and "cannot map" in row["extra"]["kcomp_error"]

@@ -122,3 +122,26 @@ def test_a_gather_out_of_range_reads_the_pad(spec):
     (y,) = (k(ids, e),)
     want = np.where(((ids >= 0) & (ids < 6))[:, None], e[np.clip(ids, 0, 5)], -np.inf) + 2.0
     np.testing.assert_array_equal(y, want)
+
+
+# Pads other than 0 and ±inf: the DMA engine's fill register (dma.fill, fill=reg) writes the halo, in
+# lanes, in rows, in a gather and in a per-row value (whose halo rows then hold the pad in every
+# column: column 0 alone is summed into its broadcast).
+PADS = """
+dim M = 21, D = 37
+kernel pads(X: f32[M, D], ids: i32[M]) -> (Y: f32[M, D], Z: f32[M, D], s: f32[M]) {
+    Y[i, j] = X[i - 2, j + 3, pad=0.5] * 2.0 + X[i + 1, j - 1, pad=-1.0]
+    Z[i, j] = X[ids[i], j, pad=7.0] + X[i, j + 5, pad=nan]
+    s[i] += X[i + 3, j - 2, pad=1.5] where j < D
+}
+"""
+
+
+@pytest.mark.parametrize("spec", CONFIGS)
+def test_any_pad_fills_through_the_fill_register(spec):
+    c, run = sim(PADS, spec, seed=28)
+    assert run.ok, run.max_rel_err
+    fills = {ins.operand("imm") for ins in c.artifact.program.instrs if ins.op == "dma.fill"}
+    assert fills >= {0.5, -1.0, 7.0, 1.5}
+    assert_round_trips(c.artifact.program)
+    assert_tokens_balance(c.artifact.program)

@@ -52,7 +52,7 @@ from kcomp.targets.accel.compiler.vector_match import (
 )
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.isa import AXIS, CMP, FLOAT_ONLY, Instr, f32_bits
-from kcomp.targets.accel.machine.semantics import FILLS
+from kcomp.targets.accel.machine.semantics import FILLS, REG
 
 MAX_TILE_ROWS = 256
 _BINARY = {
@@ -297,13 +297,13 @@ def load_leaves(v, at, rows, cols, dim, buf, slots, out, step, loaded=None) -> d
             continue
         acc = leaf.access
         name = buf[acc.buffer.name]
-        fill = FILLS.index(leaf.pad)
+        fill = _fill(leaf.pad, out, step) if acc.padded else 0
         if leaf.kind in ("lanes", "vector"):
             n = rows if leaf.kind == "lanes" else 1
             if v.lane_reduced and cols < dim and node == v.value and tail_fill(v) is not None:
                 fill = FILLS.index(tail_fill(v))  # NOTE: the columns past the row take no part
             if acc.gathers:
-                step.loads += gather_rows(out, row, buf, acc, at, v.rows, n, cols, FILLS.index(leaf.pad))
+                step.loads += gather_rows(out, row, buf, acc, at, v.rows, n, cols, fill)
             elif leaf.transposed:  # the columns are `stride` apart in DRAM, the rows contiguous
                 step.loads.append(
                     out.add("dma.load.acc.t", row, name, acc.at(at), n, cols, acc.stride(v.lane))
@@ -320,17 +320,30 @@ def load_leaves(v, at, rows, cols, dim, buf, slots, out, step, loaded=None) -> d
         else:  # row or scalar: one column, broadcast across the lanes by a sum of it and zeros
             n = rows if leaf.kind == "row" else 1
             if acc.gathers:
-                step.loads += gather_rows(out, row, buf, acc, at, v.rows, n, 1, FILLS.index(leaf.pad))
+                step.loads += gather_rows(out, row, buf, acc, at, v.rows, n, 1, fill)
             elif v.rows in acc.irregular:  # NOTE: `g[c // 8]`: runs of rows that read one element
                 step.loads += _runs(out, row, name, acc, at, v.rows, n)
             else:
-                step.loads += load_region(out, "dma.load.acc", row, name, acc, at, (v.rows, n), (None, 1))
-            if leaf.pad and acc.padded and not acc.gathers:
-                raise Unsupported(f"the accelerator backend cannot map {v.text}: a per-row value padded with"
-                                  f" {leaf.pad} (its broadcast sums the row)")  # fmt: skip
+                step.loads += load_region(
+                    out, "dma.load.acc", row, name, acc, at, (v.rows, n), (None, 1), fill
+                )
+            if leaf.masked:  # NOTE: rows outside hold the pad in every column: column 0 alone is summed
+                mask, zero = next(slots), next(slots)
+                step.ops.append(out.add("viota", mask, 1, AXIS.choices.index("col"), f32_bits(0.0)))
+                step.ops.append(out.add("vcmps", mask, mask, 1, f32_bits(0.0), _CMP[BinaryOp.EQ]))
+                step.ops.append(out.add("viota", zero, 1, AXIS.choices.index("none"), f32_bits(0.0)))
+                step.ops.append(out.add("vsel", row, mask, n, row, zero, 0, 1, 0))
             step.ops.append(out.add("vredsum", row, row, n))
             loaded[node] = Val(row, shared=leaf.kind == "scalar")
     return loaded
+
+
+def _fill(pad: float, out: Stream, step: Step) -> int:
+    """The `fill` operand that writes `pad` (one of the fixed ones, or the fill register, set here)."""
+    if pad in FILLS:
+        return FILLS.index(pad)
+    step.loads.append(out.add("dma.fill", f32_bits(pad)))
+    return REG
 
 
 def _runs(

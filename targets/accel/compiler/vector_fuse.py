@@ -259,7 +259,8 @@ def _slots(v: VectorStmt, group: RowGroup) -> tuple[int, int]:
 
     def count(e, hoisting: bool) -> int:  # type: ignore[no-untyped-def]
         if e in v.leaves:
-            return 0 if held(e) or v.leaves[e].param is not None else 1
+            leaf = v.leaves[e]
+            return 0 if held(e) or leaf.param is not None else 3 if leaf.masked else 1
         if isinstance(e, Const) or (not hoisting and invariant(e)):
             return 0
         if isinstance(e, Unary):

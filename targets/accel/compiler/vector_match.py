@@ -55,7 +55,6 @@ from kcomp.semantics import UNARY as UNARY_FN
 from kcomp.semantics import binary, cast, unary
 from kcomp.targets.accel.compiler.nest import Access, Axis, Nest, access_of, cannot, is_own, target_dims
 from kcomp.targets.accel.machine.config import MAX_DIM
-from kcomp.targets.accel.machine.semantics import FILLS
 
 UNARY = {
     UnaryOp.EXP: "vexp",
@@ -86,6 +85,19 @@ class Leaf:
     pad: float = 0.0  # what a padded read gives outside the tensor
     transposed: bool = False  # strided along the lanes, contiguous along the rows: dma.load.acc.t
 
+    @property
+    def masked(self) -> bool:
+        """A per-row value whose halo rows hold a nonzero pad in every column: before its broadcast
+        sum, column 0 is picked out (two more rows: the mask and a zero)."""
+        acc = self.access
+        return (
+            self.kind in ("row", "scalar")
+            and bool(self.pad)
+            and acc is not None
+            and acc.padded
+            and not acc.gathers
+        )
+
 
 @dataclass(eq=False)
 class VectorStmt:
@@ -111,7 +123,8 @@ class VectorStmt:
     def nodes(self) -> int:
         """Values one step holds at once, at most: every node of the expression (and an
         arg-reduction's negation, position and mask, and the three rows of its finish)."""
-        return _count(self.value) + (6 if self.reduce in ARG else 0)
+        masks = 2 * sum(leaf.masked for leaf in self.leaves.values())
+        return _count(self.value) + (6 if self.reduce in ARG else 0) + masks
 
 
 # NOTE: the lane axis when no loop can be one: one column per accumulator row (slow, but it maps)
@@ -234,10 +247,6 @@ def vector_stmt(n: Nest, init: Nest | None = None, one_lane: bool = False) -> Ve
                          " other indices that leave the tensor")  # fmt: skip
         if acc.padded and acc.divided:
             raise cannot(n.text, f"{ld.buffer.name} is read padded through a dividing index")
-        if ld.pad is not None and float(ld.pad) not in FILLS:
-            raise cannot(
-                n.text, f"{ld.buffer.name} is padded with {ld.pad}; a DMA fills a halo with 0, -inf or inf"
-            )
     reduced = [a for a in n.axes if a not in dims]
     if reduce in ARG and (n.position not in n.of or [n.of[n.position][0]] != reduced):
         raise cannot(n.text, "an arg-reduction stores the position along its one reduced loop")

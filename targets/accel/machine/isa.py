@@ -116,7 +116,10 @@ PAD_ROWS = _u("rows", 10, "rows to transfer", lo=1)
 PAD_COLS = _u("cols", 8, "elements per row from DRAM (0: the rows are all zeros)")
 LEAD = _u("lead", 8, "the column the first element lands in")
 PAD_STRIDE = _u("stride", 22, "elements between consecutive rows in DRAM")
-FILL = Field("fill", 2, "enum", ("zero", "-inf", "inf"), doc="the value of every element outside the region")
+FILL = Field(
+    "fill", 2, "enum", ("zero", "-inf", "inf", "reg"),
+    doc="the value of every element outside the region (reg: the fill register dma.fill sets)",
+)  # fmt: skip
 ACT = Field("act", 2, "enum", ("none", "relu"), doc="activation applied on the way to DRAM")
 DST = _u("dst", 16, "first accumulator row written")
 SRC = _u("src", 16, "first accumulator row read")
@@ -281,6 +284,11 @@ _TABLE = (
         " `rows` contiguous elements, `stride` apart); columns past cols = 0",
         sem.dma_load_acc_t, _dma_acc_in, lambda cfg, a: a[4] * _xfer(cfg, a[3], 1, 4), lambda cfg: cfg.dma_latency,
         "cols*ceil(rows*4 / dma_bytes_per_cycle) on the DRAM channel (a burst per column); + dma_latency",
+    ),
+    OpSpec(
+        "dma.fill", 0x09, Queue.LOAD, Unit.DMA, (IMM,),
+        "the DMA engine's fill register = imm: what later loads with fill=reg write outside their region",
+        sem.dma_fill, _nothing, _zero, _zero, "0; the DMA engine's register, no DRAM traffic",
     ),
     OpSpec(
         "dma.load.idx", 0x07, Queue.LOAD, Unit.DMA,

@@ -41,6 +41,7 @@ class Machine:
         self.acc = np.full((cfg.acc_rows, cfg.dim), ACC_POISON[cfg.dtype], dtype=dtype)
         self.dram = dram  # flat, C-contiguous views, indexed by buffer id
         self.index = np.full(INDEX_ENTRIES, INDEX_POISON, dtype=np.int64)  # the DMA engine's index buffer
+        self.fill = float("nan")  # the DMA engine's fill register (dma.fill)
 
 
 def region(flat: np.ndarray, off: int, rows: int, cols: int, stride: int) -> np.ndarray:
@@ -57,13 +58,14 @@ def dma_load(m: Machine, a: tuple[int, ...]) -> None:
         dst[:, cols:] = 0
 
 
-FILLS = (0.0, float("-inf"), float("inf"))  # dma.load.pad's fill operand
+FILLS = (0.0, float("-inf"), float("inf"))  # dma.load.pad's fill operand (3: the fill register)
+REG = len(FILLS)
 
 
 def _padded(dst: np.ndarray, m: Machine, a: tuple[int, ...]) -> None:
     """dst (rows x dim) = the fill, with columns lead..lead+cols-1 the DRAM region (none when cols = 0)."""
     _, buf, off, rows, cols, stride, lead, fill = a
-    dst[:] = FILLS[fill]
+    dst[:] = fill_value(m, fill)
     if cols:
         dst[:, lead : lead + cols] = region(m.dram[buf], off, rows, cols, stride)
 
@@ -93,6 +95,14 @@ def dma_load_acc(m: Machine, a: tuple[int, ...]) -> None:
         dst[:, cols:] = 0
 
 
+def fill_value(m: Machine, fill: int) -> float:
+    return m.fill if fill == REG else FILLS[fill]
+
+
+def dma_fill(m: Machine, a: tuple[int, ...]) -> None:
+    m.fill = struct.unpack("<f", struct.pack("<I", a[0]))[0]
+
+
 def dma_load_idx(m: Machine, a: tuple[int, ...]) -> None:
     slot, buf, off, rows, limit = a
     got = m.dram[buf][off : off + rows].astype(np.int64)
@@ -117,7 +127,7 @@ def dma_load_acc_gather(m: Machine, a: tuple[int, ...]) -> None:
             f" {int(starts[r])}..{int(starts[r]) + cols - 1} of a buffer of {flat.size}"
         )
     dst = m.acc[row : row + rows]
-    dst[:, :cols] = np.where(out[:, None], FILLS[fill], flat[starts[:, None] + np.arange(cols)])
+    dst[:, :cols] = np.where(out[:, None], fill_value(m, fill), flat[starts[:, None] + np.arange(cols)])
     if cols < m.cfg.dim:
         dst[:, cols:] = 0
 

@@ -32,7 +32,7 @@ from kcomp.targets.accel.machine.semantics import INDEX_ENTRIES, Machine
 
 NUMPY_DTYPES = {"f32": np.float32, "i8": np.int8, "i32": np.int32}
 QUEUES = ("load", "compute", "store")
-DMA_SP, DMA_ACC_IN, DMA_GATHER, DMA_IDX, DMA_OUT, MMA, VEC, FENCE = range(8)
+DMA_SP, DMA_ACC_IN, DMA_GATHER, DMA_IDX, DMA_OUT, MMA, VEC, FENCE, DMA_SET = range(9)
 BLOCKED = 1 << 60  # a head that waits on a token nobody has signalled yet
 EXHAUSTED = 1 << 61  # a queue with nothing left
 STALLS = (
@@ -99,6 +99,7 @@ _KIND = {
     "dma.load.acc.t": DMA_ACC_IN,
     "dma.load.acc.g": DMA_GATHER,
     "dma.load.idx": DMA_IDX,
+    "dma.fill": DMA_SET,
     "dma.store": DMA_OUT,
     "mma": MMA,
 }
@@ -166,6 +167,8 @@ def _check(program: Program, cfg: AccelConfig, op: str, a: tuple[int, ...]) -> s
                 return (
                     f"{mem} rows {first}..{first + count - 1} are out of range (the {mem} has {limit} rows)"
                 )
+    if op == "dma.fill":
+        return None
     if op == "dma.load.idx":
         slot, buf, off, rows, _ = a
         b = program.buffers[buf] if buf < len(program.buffers) else None
@@ -400,6 +403,8 @@ class _Engine:
                         race = races.vector(pc, foot, t, end, done)
                         if race:
                             raise self._race(pc, race)
+                elif kind == DMA_SET:  # NOTE: a register of the DMA engine: no channel time
+                    start = end = done = t
                 else:  # fence
                     free = max(ready, retire[q])
                     stalls["fence"] += free - ready
