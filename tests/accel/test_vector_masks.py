@@ -145,3 +145,53 @@ def test_any_pad_fills_through_the_fill_register(spec):
     assert fills >= {0.5, -1.0, 7.0, 1.5}
     assert_round_trips(c.artifact.program)
     assert_tokens_balance(c.artifact.program)
+
+
+# Reductions with no initialisation add onto what the tensor holds (loaded and combined last); fills
+# of constants and loop values load nothing (the load queue still takes the section's turn), alone
+# and fused with the statements that read them.
+ONTO_OWN = """
+kernel own(X: f32[21, 37], A: f32[21, 37], w: f32[37]) -> (t0: f32[21, 37], s: f32[21], c: f32[37], z: f32[]) {
+    t0[i, j] = A[i, j] * 2.0
+    t0[i, j] += X[i, j] * X[i, j]
+    s[i] = A[i, 3]
+    s[i] += X[i, j]
+    s[i] max= A[i, j] * 0.5
+    c[j] = w[j]
+    c[j] += X[i, j]
+    z[] = A[2, 2]
+    z[] += X[i, j]
+}
+"""
+FILLS = """
+kernel f(X: f32[21, 37], P: f32[21, 32]) -> (Y: f32[21, 37], Z: f32[21, 37], c: f32[21], F: f32[21, 32], G: f32[21, 32]) {
+    Y[i, j] = 4.5
+    Z[i, j] = f32(i) * 2.0 - f32(j) + X[i, j]
+    c[i] += f32(j) * 0.5 + 1.0 where j < 37
+    F[i, j] = f32(i - j)
+    G[i, j] = F[i, j] * P[i, j]
+}
+"""
+
+
+# products (`*=`: no lane instruction multiplies, so step by step) and maps that read their target twice
+PRODUCTS = """
+kernel p(A: f32[3, 7], B: f32[30, 40]) -> (t0: f32[7], u: f32[30], v: f32[40], Y: f32[30, 40]) {
+    t0[i] *= (1.0 + 0.5 * tanh(A[j, i])) where i < 7, j < 3
+    u[i] = 2.0
+    u[i] *= 1.0 + 0.01 * B[i, j]
+    v[j] = 1.0
+    v[j] *= 1.0 + 0.01 * B[i, j]
+    Y[i, j] = B[i, j] + 1.0
+    Y[i, j] = Y[i, j] * Y[i, j]
+}
+"""
+
+
+@pytest.mark.parametrize("spec", CONFIGS)
+@pytest.mark.parametrize("source", [ONTO_OWN, FILLS, PRODUCTS], ids=["onto_own", "fills", "products"])
+def test_accumulations_and_fills(source, spec):
+    c, run = sim(source, spec, seed=29)
+    assert run.ok, run.max_rel_err
+    assert_round_trips(c.artifact.program)
+    assert_tokens_balance(c.artifact.program)

@@ -70,7 +70,7 @@ _MIRROR = {BinaryOp.LT: BinaryOp.GT, BinaryOp.LE: BinaryOp.GE, BinaryOp.GT: Bina
            BinaryOp.EQ: BinaryOp.EQ, BinaryOp.NE: BinaryOp.NE}  # fmt: skip
 _SCALAR = {BinaryOp.ADD: "vadds", BinaryOp.MUL: "vmuls", BinaryOp.MAX: "vmaxs", BinaryOp.MIN: "vmins"}
 _COMMUTES = {BinaryOp.ADD, BinaryOp.MUL, BinaryOp.MAX, BinaryOp.MIN, BinaryOp.AND, BinaryOp.OR}
-_COMBINE = {"add": BinaryOp.ADD, "max": BinaryOp.MAX, "min": BinaryOp.MIN}
+_COMBINE = {"add": BinaryOp.ADD, "max": BinaryOp.MAX, "min": BinaryOp.MIN, "mul": BinaryOp.MUL}
 
 
 def vector_work(v: VectorStmt, cfg: AccelConfig) -> int:
@@ -131,9 +131,6 @@ def fit(v: VectorStmt, cfg: AccelConfig) -> VectorStmt:
         if t.dtype is not DType.F32:
             raise Unsupported(f"the accelerator backend cannot map {v.text}: {t.name} is {t.dtype.value}; the"
                               " vector unit computes in f32")  # fmt: skip
-    if v.onto_own:
-        raise Unsupported(f"the accelerator backend cannot map {v.text}: a reduction onto what the tensor"
-                          " holds (no initialisation before it) is not mapped yet")  # fmt: skip
     if cfg.acc_dtype != "f32":
         raise Unsupported(f"the accelerator backend cannot map {v.text}: the vector unit computes in f32, and"
                           f" the {cfg.name} accelerator accumulates in {cfg.acc_dtype}")  # fmt: skip
@@ -199,7 +196,7 @@ def emit_vector_section(
     first_set = (4 if v.reduce in ARG else 2) * r_max
     sets = [first_set + n * nodes * r_max for n in range(2)]
     tiles = list(_tiles(v, r_max, dim))
-    total_steps = sum(len(steps) for _, _, steps in tiles)
+    made: list[Step] = []
     step_no = 0
     last_store: Item | None = None
     first_load: Item | None = None
@@ -221,16 +218,20 @@ def emit_vector_section(
                 combine(v, val, res, rows, s == 0, out, step)
             if s == len(steps) - 1 and v.reduce not in ARG:
                 finish(v, res, rows, out, step, buf, base, dim)
+                if v.onto_own:
+                    _onto_own(v, res, rows, at, cols, buf, slots, out, step)
+            if not made and not step.loads:  # NOTE: the load queue takes the section's turn (SECTION)
+                step.loads.append(out.add("dma.fill", f32_bits(0.0)))
             if step.loads:
                 first_load = first_load or step.loads[0]
                 signal(step.loads[-1], DATA)
                 wait(step.ops[0], DATA)
-                if step_no >= 2:
+                if step_no >= 2:  # NOTE: step n - 2 (same set) signals it
                     wait(step.loads[0], A_FREE)
+                    signal(made[step_no - 2].ops[-1], A_FREE)
             if s == 0 and t >= 2:
                 wait(step.ops[0], ACC_FREE)
-            if step_no + 2 < total_steps:
-                signal(step.ops[-1], A_FREE)
+            made.append(step)
             step_no += 1
         signal(step.ops[-1], ACC_READY)
         item = store(v, res, rows, base, dim, buf, out)
@@ -238,7 +239,7 @@ def emit_vector_section(
         if t + 2 < len(tiles):
             signal(item, ACC_FREE)
         last_store = item
-    assert first_load is not None and last_store is not None  # NOTE: vector_stmt requires a tensor read
+    assert first_load is not None and last_store is not None
     if after_section:
         wait(first_load, SECTION)
     if before_section:
@@ -469,9 +470,12 @@ def _with_constant(e: Binary, v, loaded, rows, slots, out, step, target=None) ->
 def combine(v: VectorStmt, val: Val, res: int, rows: int, first: bool, out: Stream, step: Step) -> None:
     """The step's value into the tile's result rows: copied (a map, or a reduction's first step) or
     combined with what they hold."""
-    if val.shared:
-        raise Unsupported(f"the accelerator backend cannot map {v.text}: its value is the same in every row"
-                          " (a broadcast copy: no row of the tile to start from)")  # fmt: skip
+    if val.shared:  # NOTE: one row for every row: copied down the rows by vsel's stride-0 operands
+        if first or v.reduce is None:
+            step.ops.append(out.add("vsel", res, val.row, rows, val.row, val.row, 0, 0, 0))
+        else:
+            step.ops.append(out.add(_BINARY[_COMBINE[v.reduce]], res, res, rows, val.row, 1, 0))
+        return
     if (first or v.reduce is None) and val.row == res:
         return  # NOTE: computed in place (`expr`'s target)
     if first or v.reduce is None:
@@ -552,6 +556,20 @@ def finish(
             step.ops.append(out.add("vredsum" if v.reduce == "add" else "vredmax", res, res, rows))
     if v.reduce is not None and v.init is not None and v.init != IDENTITY[v.reduce]:
         step.ops.append(out.add(_SCALAR[_COMBINE[v.reduce]], res, res, rows, f32_bits(v.init)))
+
+
+def _onto_own(
+    v: VectorStmt, res: int, rows: int, at: dict, cols: int, buf: dict, slots, out: Stream, step: Step
+) -> None:  # type: ignore[no-untyped-def]
+    """A reduction with no initialisation adds onto what its tensor holds: the tile's region of it
+    (one column per row for a lane reduction, broadcast by vredsum) loaded and combined last."""
+    own, n = next(slots), rows if v.rows is not None else 1
+    region = (v.rows, n), (None, 1) if v.lane_reduced else (v.lane, cols)
+    step.loads += load_region(out, "dma.load.acc", own, buf[v.out.buffer.name], v.out, at, *region)
+    if v.lane_reduced:
+        step.ops.append(out.add("vredsum", own, own, n))
+    assert v.reduce is not None
+    step.ops.append(out.add(_BINARY[_COMBINE[v.reduce]], res, res, n, own, 1, 1))
 
 
 def store(v: VectorStmt, res: int, rows: int, base: dict, dim: int, buf: dict, out: Stream) -> Item:

@@ -41,7 +41,7 @@ from kcomp.targets.accel.compiler.vector_codegen import (
 )
 from kcomp.targets.accel.compiler.vector_match import ARG, VectorStmt, operands
 from kcomp.targets.accel.machine.config import AccelConfig
-from kcomp.targets.accel.machine.isa import Instr
+from kcomp.targets.accel.machine.isa import Instr, f32_bits
 
 MAX_GROUP_TILE_ROWS = 64
 MAX_STEP_SETS = 16
@@ -184,6 +184,10 @@ def emit_group(
     if params:  # NOTE: a step of its own, first: every later step may read them
         loads_ = [out.add("dma.load.acc", param_rows[name], buf[name], 0, 1, dim, 0) for name in params]
         steps.append(Step([out.add("vadds", param_rows[params[0]], param_rows[params[0]], 1, 0)], loads_))
+    elif not any(leaf.access is not None for leaf in first.leaves.values()):
+        # NOTE: the first statement loads nothing (a fill): the load queue still takes the section's turn
+        entry = out.add("dma.fill", f32_bits(0.0))
+        steps.append(Step([out.add("viota", sets[0], 1, 0, f32_bits(0.0))], [entry]))
     tile_bounds: list[tuple[int, int, list[Item]]] = []  # (first step, end step, stores) per tile
     for outer in itertools.product(*(range(a.extent) for a in first.outer)):
         for r0 in range(0, first.rows.extent, r_max):

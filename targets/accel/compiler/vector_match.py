@@ -67,8 +67,15 @@ UNARY = {
     UnaryOp.ABS: "vabs",
 }
 ARITH = {BinaryOp.ADD, BinaryOp.SUB, BinaryOp.MUL, BinaryOp.DIV, BinaryOp.MAX, BinaryOp.MIN}
-REDUCE = {BinaryOp.ADD: "add", BinaryOp.MAX: "max", BinaryOp.MIN: "min"}
-IDENTITY = {"add": 0.0, "max": -math.inf, "min": math.inf, "argmax": -math.inf, "argmin": math.inf}
+REDUCE = {BinaryOp.ADD: "add", BinaryOp.MAX: "max", BinaryOp.MIN: "min", BinaryOp.MUL: "mul"}
+IDENTITY = {
+    "add": 0.0,
+    "max": -math.inf,
+    "min": math.inf,
+    "mul": 1.0,
+    "argmax": -math.inf,
+    "argmin": math.inf,
+}
 ARG = ("argmax", "argmin")
 
 
@@ -124,7 +131,7 @@ class VectorStmt:
         """Values one step holds at once, at most: every node of the expression (and an
         arg-reduction's negation, position and mask, and the three rows of its finish)."""
         masks = 2 * sum(leaf.masked for leaf in self.leaves.values())
-        return _count(self.value) + (6 if self.reduce in ARG else 0) + masks
+        return _count(self.value) + (6 if self.reduce in ARG else 0) + masks + self.onto_own
 
 
 # NOTE: the lane axis when no loop can be one: one column per accumulator row (slow, but it maps)
@@ -234,6 +241,8 @@ def vector_stmt(n: Nest, init: Nest | None = None, one_lane: bool = False) -> Ve
         reduce, value = REDUCE[value.op], value.rhs
     elif isinstance(value, Binary) and value.op in REDUCE and is_own(value.rhs, own):
         reduce, value = REDUCE[value.op], value.lhs
+    if reduce in REDUCE.values() and any(ld.buffer is store.buffer for ld in loads(value)):
+        reduce, value = None, fold(store.value)  # NOTE: `Y[i] = Y[i] * Y[i]`: a map, in place
     if any(ld.buffer is store.buffer and (reduce is not None or not is_own(ld, own)) for ld in loads(value)):
         raise cannot(n.text, f"it reads {store.buffer.name}, the tensor it writes, other than in place")
     if any(a.tile is not None for a in n.axes):
@@ -254,7 +263,8 @@ def vector_stmt(n: Nest, init: Nest | None = None, one_lane: bool = False) -> Ve
         raise cannot(n.text, "a loop that indexes no output dimension is not a reduction (+=, max=, min=)")
     if any(s < 0 for acc in (out, *reads) for s in acc.coef.values()):
         raise cannot(n.text, "an index runs backwards (a negative DRAM stride)")
-    candidates = [a for a in reduced if all(r.stride(a) in (0, 1) for r in reads)]
+    # NOTE: no vector-unit instruction multiplies across the lanes: a product reduces step by step
+    candidates = [a for a in reduced if all(r.stride(a) in (0, 1) for r in reads) and reduce != "mul"]
     candidates += [a for a in dims if out.stride(a) == 1]
     # NOTE: the longest first (a 3-tap window is a poor row of lanes), reductions first among equals
     candidates.sort(key=lambda a: -min(a.extent, MAX_DIM))
@@ -270,8 +280,6 @@ def vector_stmt(n: Nest, init: Nest | None = None, one_lane: bool = False) -> Ve
         n.text, out, lane, rows, outer, serial, value, reduce=reduce, lane_reduced=lane in reduced
     )
     _leaves(n, stmt, value)
-    if not any(leaf.kind != "param" for leaf in stmt.leaves.values()):
-        raise cannot(n.text, "it reads no tensor (a constant fill has nothing to load)")
     if reduce is not None and reduce not in ARG:  # NOTE: an arg-reduction's first step sets both values
         if init is not None:
             assert isinstance(init.store.value, Const)
