@@ -1,0 +1,78 @@
+"""One kcomp kernel written from a run of torch graph nodes, as `.kc` source text.
+
+The builder hands out names and index variables, turns values into statements where they must exist
+as tensors (`materialize`), and writes the kernel: its inputs (the values the run reads from outside),
+its outputs (the values read after it) and its statements in order.  Every statement declares the
+range of each of its index variables with `where`, so no range is left to inference.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from kcomp.torch.values import TV, tensor
+
+INLINE_COST = 24  # a lazy value longer than this is materialized before a second statement reads it
+
+
+@dataclass
+class KernelBuilder:
+    name: str
+    inputs: list[tuple[str, TV]] = field(default_factory=list)  # (graph value key, tensor)
+    outputs: list[tuple[str, TV]] = field(default_factory=list)
+    stmts: list[str] = field(default_factory=list)
+    _ids: itertools.count = field(default_factory=itertools.count)
+
+    def fresh(self, prefix: str = "t") -> str:
+        return f"{prefix}{next(self._ids)}"
+
+    def input(self, key: str, shape: tuple[int, ...], dtype: str) -> TV:
+        t = tensor(self.fresh("a"), shape, dtype)
+        self.inputs.append((key, t))
+        return t
+
+    def statement(
+        self,
+        shape: tuple[int, ...],
+        dtype: str,
+        body: str,
+        op: str = "=",
+        reduced: tuple[tuple[str, int], ...] = (),
+        name: str | None = None,
+    ) -> TV:
+        """`name[i0, ..] op body where i0 < .., r0 < ..`: `body` is written over the index variables
+        `i0, i1, ...` of the result and the reduced ones given; the result as a tensor."""
+        name = name or self.fresh()
+        idx = [f"i{k}" for k in range(len(shape))]
+        where = [f"{v} < {n}" for v, n in zip(idx, shape, strict=True)] + [f"{v} < {n}" for v, n in reduced]
+        text = f"{name}[{', '.join(idx)}] {op} {body}"
+        self.stmts.append(text + (f" where {', '.join(where)}" if where else ""))
+        return tensor(name, shape, dtype)
+
+    def materialize(self, value: TV, name: str | None = None) -> TV:
+        """`value` as a tensor of the kernel (a copy when it is already one under another name)."""
+        if value.name is not None and name is None:
+            return value
+        idx = [f"i{k}" for k in range(value.rank)]
+        return self.statement(value.shape, value.dtype, value.read(idx), name=name)
+
+    def settle(self, value: TV, readers: int) -> TV:
+        """`value` as later statements should read it: materialized when it computes something and
+        several read it, or when its expression has grown long."""
+        if value.name is None and value.cost and (readers > 1 or value.cost > INLINE_COST):
+            return self.materialize(value)
+        return value
+
+    def output(self, key: str, value: TV) -> None:
+        out = self.materialize(value, self.fresh("o"))
+        self.outputs.append((key, out))
+
+    def source(self) -> str:
+        def decl(t: TV) -> str:
+            return f"{t.name}: {t.dtype}[{', '.join(map(str, t.shape))}]"
+
+        params = ", ".join(decl(t) for _, t in self.inputs)
+        outs = ", ".join(decl(t) for _, t in self.outputs)
+        body = "\n".join(f"    {s}" for s in self.stmts)
+        return f"kernel {self.name}({params}) -> ({outs}) {{\n{body}\n}}\n"
