@@ -144,6 +144,8 @@ def _fuse_one(b: Builder, buf: Buffer, budget: int, inline: bool, outermost: boo
     if len(readers) != 1 or any(_contraction(seq[k], buf) for k in producers):
         return False  # NOTE: a contraction keeps its own nest: row by row it would lose its register tile
     consumer = seq[readers[0]]
+    if any(_contraction(consumer, out) for out in writes(consumer)):
+        return False  # NOTE: so does a contraction reading it (a producer inside breaks its perfect nest)
     base = _work(b.nest, buf)
     for loop in _loops_outer_first(consumer):
         before = (b.nest, b.steps)

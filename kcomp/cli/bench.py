@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from kcomp.bench import accel, cuda, examples, fusion, gemm, ops, report, search, sparse
+from kcomp.bench import accel, cuda, examples, fusion, gemm, ops, report, search, sparse, torch_front
 from kcomp.cli.args import parse_shapes
 from kcomp.errors import UsageError
 from kcomp.targets import DEFAULT, SIMULATED
@@ -103,6 +103,15 @@ SUITES: dict[str, Suite] = {
         " torch dense, torch CSR and scipy CSR, plus accelerator cycles; cases PATTERN_SPARSITY_MxKxN with"
         " patterns bsr4x4, group1x16, nm2:4, planted",
         sparse.print_report,
+    ),
+    "torch": Suite(
+        torch_front.run_suite,
+        torch_front.CASES,
+        torch_front.QUICK_CASES,
+        torch_front.parse_case,
+        'torch.compile(backend="kcomp") vs torch eager and Inductor on model blocks (MLP, transformer encoder'
+        " layer, ResNet basic block, MobileNet block), with the share of ops and flops kcomp took",
+        torch_front.print_report,
     ),
     "search": Suite(
         search.run_suite,

@@ -35,13 +35,16 @@ class Explanation:
     def ops(self) -> list[OpReport]:
         return [r for g in self.graphs for r in g.report]
 
-    def share(self) -> float:
-        """The fraction of ops that ran in kcomp kernels."""
-        ops = [r for r in self.ops if r.op != "getitem"]
-        return sum(r.where != "eager" for r in ops) / max(1, len(ops))
+    def share(self, by: str = "ops") -> float:
+        """The fraction of ops (`by="flops"`: of their arithmetic) that ran in kcomp kernels."""
+        ops = [r for r in self.ops if "getitem" not in r.op]
+        weight = (lambda r: r.flops) if by == "flops" else (lambda r: 1)
+        total = sum(weight(r) for r in ops)
+        return sum(weight(r) for r in ops if r.where != "eager") / total if total else 1.0
 
     def __str__(self) -> str:
-        lines = [f"{len(self.ops)} ops in {len(self.graphs)} graph(s); {self.share():.0%} in kcomp"]
+        lines = [f"{len(self.ops)} ops in {len(self.graphs)} graph(s); {self.share():.0%} of them in kcomp,"
+                 f" {self.share('flops'):.0%} of their flops"]  # fmt: skip
         for r in self.ops:
             lines.append(f"  {r.node:<24} {r.op:<32} {r.where:<14} {r.reason}")
         return "\n".join(lines)

@@ -41,6 +41,7 @@ class OpReport:
     op: str
     where: str  # "kcomp" (with its kernel's name) or "eager"
     reason: str = ""
+    flops: int = 0  # its arithmetic, roughly (`node_flops`): what `Explanation.share` weighs by
 
 
 @dataclass
@@ -126,7 +127,7 @@ class GraphRunner:
         for n in ops:
             seg = next(s for s in segments if n in s.nodes)
             where = f"kcomp {seg.name}" if seg.kernel is not None else "eager"
-            self.report.append(OpReport(n.name, _op_name(n), where, reasons[n]))
+            self.report.append(OpReport(n.name, _op_name(n), where, reasons[n], node_flops(n)))
         return segments
 
     def _build(self, seg: Segment) -> str:
@@ -219,6 +220,25 @@ class GraphRunner:
                     warnings.warn(message, stacklevel=3)
                 else:
                     raise CheckFailed(message + f"\n{seg.source}")
+
+
+def node_flops(node: Any) -> int:
+    """Floating-point operations of `node`: 2·M·N·K for products and convolutions, one per element of
+    the larger of its result and its first operand for the rest, 0 for views and tuple elements."""
+    val = node.meta.get("val")
+    out = val.numel() if isinstance(val, torch.Tensor) else 0
+    first = node.args[0].meta.get("val") if node.args and isinstance(node.args[0], torch.fx.Node) else None
+    size = max(out, first.numel() if isinstance(first, torch.Tensor) else 0)
+    if node.target in (torch.ops.aten.mm.default, torch.ops.aten.bmm.default):
+        return 2 * out * int(first.shape[-1])
+    if node.target is torch.ops.aten.addmm.default:
+        return 2 * out * int(node.args[1].meta["val"].shape[-1])
+    if node.target is torch.ops.aten.convolution.default:
+        w = node.args[1].meta["val"]
+        return 2 * out * int(w[0].numel())
+    if node.target is operator.getitem or "view" in str(node.target) or "permute" in str(node.target):
+        return 0
+    return int(size)
 
 
 def _eager(node: Any, env: dict[Any, Any]) -> Any:

@@ -9,6 +9,7 @@ range of each of its index variables with `where`, so no range is left to infere
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 
 from kcomp.torch.values import TV, tensor
@@ -65,8 +66,17 @@ class KernelBuilder:
         return value
 
     def output(self, key: str, value: TV) -> None:
-        out = self.materialize(value, self.fresh("o"))
-        self.outputs.append((key, out))
+        """`value` as an output: a temporary of this kernel is renamed (no copy), anything else copied."""
+        name = self.fresh("o")
+        temps = {t.name for _, t in self.inputs} | {t.name for _, t in self.outputs}
+        if value.name is not None and value.name not in temps:
+            pattern = re.compile(rf"\b{value.name}\b")
+            self.stmts = [pattern.sub(name, text) for text in self.stmts]
+            out = tensor(name, value.shape, value.dtype)
+            value.name, value.reader = name, out.reader  # NOTE: a second output of it copies the renamed one
+            self.outputs.append((key, out))
+            return
+        self.outputs.append((key, self.materialize(value, name)))
 
     def source(self) -> str:
         def decl(t: TV) -> str:

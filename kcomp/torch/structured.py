@@ -10,11 +10,14 @@ rules: ceil_mode, keepdim), and each translator checks the arguments it cannot h
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from kcomp.errors import Unsupported
 from kcomp.torch.ops import Ctx, aten, kc_dtype, literal, out_meta, translates
 from kcomp.torch.values import TV, broadcast_index, lazy, reshape
+
+PLAIN = re.compile(r"\w+\[\s*(v\d+|0)?(\s*,\s*(v\d+|0))*\s*\]")  # `t3[v1, v0]`, `t3[0, v2]`
 
 
 def _operand(cx: Ctx, a: Any, readers: int = 2) -> TV:
@@ -22,6 +25,16 @@ def _operand(cx: Ctx, a: Any, readers: int = 2) -> TV:
     if not isinstance(value, TV):
         raise Unsupported("a scalar where a tensor is expected")
     return cx.b.settle(value, readers)
+
+
+def _factor(cx: Ctx, a: Any) -> TV:
+    """A product's operand as the scheduler's contraction rules want it: read through plain loop
+    variables (a transposed or broadcast view of a tensor is fine); a view that splits or offsets an
+    index (attention heads cut out of one projection) is copied contiguous first, as torch does."""
+    value = _operand(cx, a)
+    if value.name is None and not PLAIN.fullmatch(value.read([f"v{k}" for k in range(value.rank)])):
+        value = cx.b.materialize(value)
+    return value
 
 
 def _tensor(cx: Ctx, a: Any) -> TV:
@@ -125,7 +138,7 @@ def _argmax(cx: Ctx, node: Any) -> TV:
 # -- products ------------------------------------------------------------------------------------------
 @translates(aten.mm.default, aten.bmm.default)
 def _mm(cx: Ctx, node: Any) -> TV:
-    a, b = _operand(cx, node.args[0]), _operand(cx, node.args[1])
+    a, b = _factor(cx, node.args[0]), _factor(cx, node.args[1])
     shape, dtype = out_meta(node)
     lead = [f"i{k}" for k in range(len(shape) - 2)]
     m, n = f"i{len(shape) - 2}", f"i{len(shape) - 1}"
@@ -135,7 +148,7 @@ def _mm(cx: Ctx, node: Any) -> TV:
 
 @translates(aten.addmm.default)
 def _addmm(cx: Ctx, node: Any) -> TV:
-    bias, a, b = _operand(cx, node.args[0], 1), _operand(cx, node.args[1]), _operand(cx, node.args[2])
+    bias, a, b = _operand(cx, node.args[0], 1), _factor(cx, node.args[1]), _factor(cx, node.args[2])
     beta, alpha = node.kwargs.get("beta", 1), node.kwargs.get("alpha", 1)
     shape, dtype = out_meta(node)
     dt = kc_dtype(dtype)

@@ -91,10 +91,12 @@ def reshape(base: TV, shape: tuple[int, ...]) -> TV:
         for ins, outs in groups:
             flat = _flat([idx[k] for k in outs], [shape[k] for k in outs])
             sizes = [base.shape[k] for k in ins]
+            first = next((n for n, size in enumerate(sizes) if size != 1), len(sizes))
             for n in range(len(ins)):
                 inner = math.prod(sizes[n + 1 :])
                 part = flat if inner == 1 else f"({flat}) // {inner}"
-                out.append(part if n == 0 else f"({part}) % {sizes[n]}")
+                # NOTE: a dimension of size 1 is 0; the first other one needs no modulo (flat < its size)
+                out.append("0" if sizes[n] == 1 else part if n == first else f"({part}) % {sizes[n]}")
         return out
 
     return view(base, shape, mapping)
