@@ -30,7 +30,7 @@ from kcomp.errors import CheckFailed, KcompError, Unsupported
 from kcomp.torch import structured  # noqa: F401  (its translators register into OPS)
 from kcomp.torch.kernel import KernelBuilder
 from kcomp.torch.ops import OPS, Ctx, out_meta
-from kcomp.torch.values import DTYPES, TV, tensor
+from kcomp.torch.values import DTYPES, TV, lazy, tensor
 
 I32 = torch.iinfo(torch.int32)
 
@@ -140,9 +140,9 @@ class GraphRunner:
                 for a in n.all_input_nodes:
                     if a not in inside and a not in values:
                         v = _meta_value(a)
-                        if v is None or v.dtype == "bool":  # NOTE: the language has no bool tensors
+                        if v is None:
                             raise Unsupported(f"{a.name} is not a tensor kcomp can read")
-                        values[a] = b.input(a.name, v.shape, v.dtype)
+                        values[a] = _boundary_in(b, a.name, v)
                         seg.inputs.append(a)
                 if n.target is operator.getitem:
                     got = values[n.args[0]][n.args[1]]
@@ -154,9 +154,9 @@ class GraphRunner:
                 values[n] = b.settle(result, len(n.users)) if isinstance(result, TV) else result
             for n in seg.nodes:
                 if any(u not in inside for u in n.users):
-                    if not isinstance(values[n], TV) or values[n].dtype == "bool":
+                    if not isinstance(values[n], TV):
                         raise Unsupported(f"{n.name} leaves the kernel but is not one tensor")
-                    b.output(n.name, values[n])
+                    b.output(n.name, _boundary_out(values[n]))
                     seg.outputs.append(n)
             seg.source = b.source()
             seg.kernel = kcomp.compile(seg.source, target=self.target)
@@ -188,12 +188,14 @@ class GraphRunner:
                 if x.numel() and (int(x.min()) < I32.min or int(x.max()) > I32.max):
                     return False
                 x = x.to(torch.int32)
+            elif x.dtype == torch.bool:
+                x = x.to(torch.int32)
             ins.append(x.contiguous())
         got = seg.kernel(*ins)
         got = got if isinstance(got, tuple) else (got,)
         for n, value in zip(seg.outputs, got, strict=True):
             want = out_meta(n)[1]
-            env[n] = value.to(torch.int64) if want == "int64" else value
+            env[n] = value.to(getattr(torch, want)) if want in ("int64", "bool") else value
         if self.check and not seg.checked:
             seg.checked = True
             self._check(seg, env)
@@ -220,6 +222,22 @@ class GraphRunner:
                     warnings.warn(message, stacklevel=3)
                 else:
                     raise CheckFailed(message + f"\n{seg.source}")
+
+
+def _boundary_in(b: KernelBuilder, key: str, v: TV) -> TV:
+    """A kernel input; a bool tensor crosses as i32 (the language has no bool tensors) and is read
+    back as a mask."""
+    if v.dtype != "bool":
+        return b.input(key, v.shape, v.dtype)
+    raw = b.input(key, v.shape, "i32")
+    return lazy(v.shape, "bool", lambda idx: f"{raw.read(idx)} != 0", 1)
+
+
+def _boundary_out(v: TV) -> TV:
+    """A kernel output; a mask leaves as an i32 tensor of 0 and 1 (turned back into bool after)."""
+    if v.dtype != "bool":
+        return v
+    return lazy(v.shape, "i32", lambda idx: f"select({v.read(idx)}, 1, 0)", 1)
 
 
 def node_flops(node: Any) -> int:

@@ -61,6 +61,8 @@ class KernelBuilder:
     def settle(self, value: TV, readers: int) -> TV:
         """`value` as later statements should read it: materialized when it computes something and
         several read it, or when its expression has grown long."""
+        if value.dtype == "bool":
+            return value  # NOTE: the language has no bool tensors: a mask is recomputed where read
         if value.name is None and value.cost and (readers > 1 or value.cost > INLINE_COST):
             return self.materialize(value)
         return value

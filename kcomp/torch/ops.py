@@ -219,10 +219,37 @@ for _op, _sym in {
     )(_sym)
 
 
+@translates(aten.leaky_relu.default)
+def _leaky(cx: Ctx, node: Any) -> TV:
+    slope = node.args[1] if len(node.args) > 1 else 0.01
+    return elementwise(cx, node, [node.args[0], slope], lambda x, s: f"select({x} < 0.0, {s} * {x}, {x})", 2)
+
+
+@translates(aten.elu.default)
+def _elu(cx: Ctx, node: Any) -> TV:
+    alpha, scale, in_scale = (list(node.args[1:]) + [1.0, 1.0, 1.0])[:3]
+    return elementwise(
+        cx, node, [node.args[0], alpha, scale, in_scale],
+        lambda x, a, s, k: f"{s} * select({x} <= 0.0, {a} * (exp({k} * {x}) - 1.0), {x})", 4,
+    )  # fmt: skip
+
+
+@translates(aten.scalar_tensor.default, aten.full.default)
+def _constant(cx: Ctx, node: Any) -> TV:
+    shape, dtype = out_meta(node)
+    value = node.args[0] if node.target is aten.scalar_tensor.default else node.args[1]
+    text = literal(value, kc_dtype(dtype))
+    return lazy(shape, kc_dtype(dtype), lambda _idx: text, 0)
+
+
 @translates(aten._to_copy.default)
 def _to_copy(cx: Ctx, node: Any) -> TV:
     _, dtype = out_meta(node)
     want = kc_dtype(dtype)
+    source = cx.arg(node.args[0])
+    if isinstance(source, TV) and source.dtype == "bool":
+        one, zero = literal(1, want), literal(0, want)
+        return elementwise(cx, node, [node.args[0]], lambda x: f"select({x}, {one}, {zero})")
     return elementwise(cx, node, [node.args[0]], lambda x: f"{want}({x})")
 
 

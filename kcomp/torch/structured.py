@@ -85,6 +85,8 @@ def _reduce(cx: Ctx, node: Any) -> TV:
     shape, dtype = out_meta(node)
     idx, rs = _source_index(x.rank, red, keepdim)
     body = x.read(idx)
+    if x.dtype == "bool":  # NOTE: torch counts a mask's true elements
+        body = f"select({body}, 1, 0)"
     if kind == "mean":
         body = f"{body} / {literal(math.prod(x.shape[d] for d in red), x.dtype)}"
     op = {"sum": "+=", "mean": "+=", "amax": "max=", "amin": "min="}[kind]
@@ -345,3 +347,80 @@ def _index_select(cx: Ctx, node: Any) -> TV:
         return f"{x.name}[{', '.join(j)}]"
 
     return lazy(shape, x.dtype, read, 1)
+
+
+@translates(aten.gather.default)
+def _gather(cx: Ctx, node: Any) -> TV:
+    x, ids = _tensor(cx, node.args[0]), _tensor(cx, node.args[2])
+    dim = node.args[1] % x.rank
+    shape, _ = out_meta(node)
+
+    def read(i: list[str]) -> str:
+        j = list(i)
+        j[dim] = ids.read(i)
+        return f"{x.name}[{', '.join(j)}]"
+
+    return lazy(shape, x.dtype, read, 1)
+
+
+@translates(aten.cat.default)
+def _cat(cx: Ctx, node: Any) -> TV:
+    parts = [_tensor(cx, a) for a in node.args[0]]
+    shape, _ = out_meta(node)
+    dim = (node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)) % len(shape)
+    parts = [p for p in parts if p.shape[dim] > 0]  # NOTE: torch allows empty pieces
+
+    def read(i: list[str]) -> str:
+        text, start = "", 0
+        pieces = []
+        for p in parts:
+            j = list(i)
+            j[dim] = f"{i[dim]} - {start}" if start else i[dim]
+            pieces.append((start + p.shape[dim], _padded(p, j, "0.0")))
+            start += p.shape[dim]
+        text = pieces[-1][1]
+        for end, piece in reversed(pieces[:-1]):
+            text = f"select({i[dim]} < {end}, {piece}, {text})"
+        return text
+
+    return lazy(shape, parts[0].dtype, read, len(parts))
+
+
+@translates(aten.prod.dim_int)
+def _prod(cx: Ctx, node: Any) -> TV:
+    x = _operand(cx, node.args[0], readers=1)
+    keepdim = bool(node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False))
+    red = _reduced(x.rank, node.args[1])
+    shape, dtype = out_meta(node)
+    idx, rs = _source_index(x.rank, red, keepdim)
+    return cx.b.statement(shape, kc_dtype(dtype), x.read(idx), "*=", tuple(zip(rs, (x.shape[d] for d in red), strict=True)))
+
+
+@translates(aten.max.dim, aten.min.dim)
+def _max_dim(cx: Ctx, node: Any) -> tuple[TV, TV]:
+    x = _operand(cx, node.args[0])
+    keepdim = bool(node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False))
+    red = _reduced(x.rank, node.args[1])
+    shape = tuple(int(d) for d in node.meta["val"][0].shape)
+    idx, rs = _source_index(x.rank, red, keepdim)
+    reduced = ((rs[0], x.shape[red[0]]),)
+    best = "max=" if node.target is aten.max.dim else "min="
+    values = cx.b.statement(shape, x.dtype, x.read(idx), best, reduced)
+    positions = cx.b.statement(shape, "i32", x.read(idx), "arg" + best, reduced)
+    return values, positions
+
+
+@translates(aten.linalg_vector_norm.default)
+def _norm(cx: Ctx, node: Any) -> TV:
+    x = _operand(cx, node.args[0], readers=1)
+    order = node.args[1] if len(node.args) > 1 else node.kwargs.get("ord", 2)
+    if order != 2:
+        raise Unsupported(f"a vector norm of order {order}")
+    dims = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim")
+    keepdim = bool(node.args[3] if len(node.args) > 3 else node.kwargs.get("keepdim", False))
+    red = _reduced(x.rank, dims)
+    shape, dtype = out_meta(node)
+    idx, rs = _source_index(x.rank, red, keepdim)
+    v = x.read(idx)
+    sq = cx.b.statement(shape, kc_dtype(dtype), f"{v} * {v}", "+=", tuple(zip(rs, (x.shape[d] for d in red), strict=True)))
+    return lazy(shape, sq.dtype, lambda i: f"sqrt({sq.read(i)})", 1)

@@ -78,6 +78,23 @@ CASES = [
     ("conv_gn_act", conv_gn_act(), (r(2, 4, 6, 6),)),
     ("attention", lambda q, k, v: torch.softmax(q @ k.transpose(-1, -2) * 0.25, -1) @ v, (r(2, 6, 8), r(2, 6, 8), r(2, 6, 8))),
     ("residual_ln", lambda x, w: F.layer_norm(x + F.gelu(x @ w), (8,)), (r(5, 8), r(8, 8))),
+    ("cross_entropy", lambda x, t: F.cross_entropy(x, t), (r(6, 10), torch.randint(0, 10, (6,)))),
+    ("nll_loss", lambda x, t: F.nll_loss(F.log_softmax(x, 1), t), (r(6, 10), torch.randint(0, 10, (6,)))),
+    ("mse_loss", F.mse_loss, (r(6, 10), r(6, 10))),
+    ("l1_loss", F.l1_loss, (r(6, 10), r(6, 10))),
+    ("bce_logits", F.binary_cross_entropy_with_logits, (r(6, 10), torch.rand(6, 10))),
+    ("cat", lambda x, y: torch.cat([x, y * 2], dim=1), (r(6, 10), r(6, 3))),
+    ("gather_dim1", lambda x, i: torch.gather(x, 1, i), (r(6, 10), torch.randint(0, 10, (6, 3)))),
+    ("prod", lambda x: x.prod(dim=1), (r(6, 5),)),
+    ("max_dim", lambda x: x.max(dim=1), (r(6, 5),)),
+    ("vector_norm", lambda x: x.norm(dim=1), (r(6, 5),)),
+    ("logsumexp", lambda x: torch.logsumexp(x, dim=1), (r(6, 5),)),
+    ("std", lambda x: x.std(dim=1), (r(6, 5),)),
+    ("leaky_elu", lambda x: F.leaky_relu(x, 0.1) + F.elu(x), (r(6, 10),)),
+    ("softplus_mish_hardswish", lambda x: F.softplus(x) + F.mish(x) + F.hardswish(x), (r(6, 10),)),
+    ("rmsnorm", lambda x, w: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * w, (r(6, 10), r(10))),
+    ("pool1d", lambda x: F.avg_pool1d(x, 2) + F.max_pool1d(x, 2), (r(2, 3, 8),)),
+    ("mask_count", lambda x: (x > 0).sum(dim=1) + (x > 0.5).long().sum(), (r(5, 7),)),
 ]  # fmt: skip
 
 
@@ -97,8 +114,10 @@ def test_modules_compile_through_kcomp_and_match_eager(name, fn, inputs):
         fn.eval()
     compiled = kt.from_torch(fn, inputs)
     fresh = tuple(
-        torch.randint_like(x, 0, 20) if not x.is_floating_point() else torch.randn_like(x) for x in inputs
+        torch.randn_like(x) if x.is_floating_point() else torch.randint_like(x, 0, int(x.max()) + 1) for x in inputs
     )
+    if name == "bce_logits":
+        fresh = (fresh[0], torch.rand_like(inputs[1]))
     with torch.no_grad():
         want = fn(*fresh)
     got = compiled(*fresh)
