@@ -227,7 +227,7 @@ def _leaky(cx: Ctx, node: Any) -> TV:
 
 @translates(aten.elu.default)
 def _elu(cx: Ctx, node: Any) -> TV:
-    alpha, scale, in_scale = (list(node.args[1:]) + [1.0, 1.0, 1.0])[:3]
+    alpha, scale, in_scale = [*node.args[1:], 1.0, 1.0, 1.0][:3]
     return elementwise(
         cx, node, [node.args[0], alpha, scale, in_scale],
         lambda x, a, s, k: f"{s} * select({x} <= 0.0, {a} * (exp({k} * {x}) - 1.0), {x})", 4,
