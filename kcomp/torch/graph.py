@@ -52,6 +52,7 @@ class Segment:
     source: str = ""
     inputs: list[Any] = field(default_factory=list)  # graph nodes, in the kernel's input order
     outputs: list[Any] = field(default_factory=list)  # graph nodes, in the kernel's output order
+    shapes: list[tuple[int, ...]] = field(default_factory=list)  # the kernel's input shapes (no 1s)
     checked: bool = False
 
 
@@ -158,6 +159,7 @@ class GraphRunner:
                         raise Unsupported(f"{n.name} leaves the kernel but is not one tensor")
                     b.output(n.name, _boundary_out(values[n]))
                     seg.outputs.append(n)
+            seg.shapes = [t.shape for _, t in b.inputs]
             seg.source = b.source()
             seg.kernel = kcomp.compile(seg.source, target=self.target)
             assert seg.kernel.built is not None  # NOTE: compile now: a failure lands here, not in a call
@@ -182,7 +184,7 @@ class GraphRunner:
     def _run_kernel(self, seg: Segment, env: dict[Any, Any]) -> bool:
         """Run `seg`'s kernel into `env`; False when this call's inputs cannot cross (i64 overflow)."""
         ins = []
-        for n in seg.inputs:
+        for n, shape in zip(seg.inputs, seg.shapes, strict=True):
             x = env[n].detach()
             if x.dtype == torch.int64:
                 if x.numel() and (int(x.min()) < I32.min or int(x.max()) > I32.max):
@@ -190,7 +192,7 @@ class GraphRunner:
                 x = x.to(torch.int32)
             elif x.dtype == torch.bool:
                 x = x.to(torch.int32)
-            ins.append(x.contiguous())
+            ins.append(x.contiguous().reshape(shape))
         got = seg.kernel(*ins)
         got = got if isinstance(got, tuple) else (got,)
         for n, value in zip(seg.outputs, got, strict=True):

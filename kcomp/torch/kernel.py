@@ -12,7 +12,7 @@ import itertools
 import re
 from dataclasses import dataclass, field
 
-from kcomp.torch.values import TV, tensor
+from kcomp.torch.values import TV, tensor, view
 
 INLINE_COST = 24  # a lazy value longer than this is materialized before a second statement reads it
 
@@ -29,9 +29,16 @@ class KernelBuilder:
         return f"{prefix}{next(self._ids)}"
 
     def input(self, key: str, shape: tuple[int, ...], dtype: str) -> TV:
-        t = tensor(self.fresh("a"), shape, dtype)
+        """An input of the kernel, declared without its dimensions of size 1 (the caller reshapes, a
+        view): a product then reads it through plain loop variables (`a0[i0, r0]`, not `a0[0, i0,
+        r0]`), which is what the scheduler's contraction rules match."""
+        kept = tuple(s for s in shape if s != 1)
+        t = tensor(self.fresh("a"), kept, dtype)
         self.inputs.append((key, t))
-        return t
+        if kept == shape:
+            return t
+        dims = [k for k, s in enumerate(shape) if s != 1]
+        return view(t, shape, lambda idx: [idx[k] for k in dims])
 
     def statement(
         self,

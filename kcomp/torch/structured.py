@@ -393,7 +393,9 @@ def _prod(cx: Ctx, node: Any) -> TV:
     red = _reduced(x.rank, node.args[1])
     shape, dtype = out_meta(node)
     idx, rs = _source_index(x.rank, red, keepdim)
-    return cx.b.statement(shape, kc_dtype(dtype), x.read(idx), "*=", tuple(zip(rs, (x.shape[d] for d in red), strict=True)))
+    return cx.b.statement(
+        shape, kc_dtype(dtype), x.read(idx), "*=", tuple(zip(rs, (x.shape[d] for d in red), strict=True))
+    )
 
 
 @translates(aten.max.dim, aten.min.dim)
@@ -422,5 +424,7 @@ def _norm(cx: Ctx, node: Any) -> TV:
     shape, dtype = out_meta(node)
     idx, rs = _source_index(x.rank, red, keepdim)
     v = x.read(idx)
-    sq = cx.b.statement(shape, kc_dtype(dtype), f"{v} * {v}", "+=", tuple(zip(rs, (x.shape[d] for d in red), strict=True)))
+    sq = cx.b.statement(
+        shape, kc_dtype(dtype), f"{v} * {v}", "+=", tuple(zip(rs, (x.shape[d] for d in red), strict=True))
+    )
     return lazy(shape, sq.dtype, lambda i: f"sqrt({sq.read(i)})", 1)
