@@ -276,7 +276,7 @@ def _layer_norm(cx: Ctx, node: Any) -> tuple[TV, TV, TV]:
     var = _keep_reduce(cx, lazy(x.shape, x.dtype, centred, 2), red, "+=",
                        lambda v: f"{v} * {v} / {literal(n, x.dtype)}")  # fmt: skip
     eps_text = literal(eps, x.dtype)
-    rstd = lazy(var.shape, x.dtype, lambda i: f"rsqrt({var.read(i)} + {eps_text})", 2)
+    rstd = cx.b.statement(var.shape, x.dtype, f"rsqrt({var.read([f'i{k}' for k in range(var.rank)])} + {eps_text})")
     w = _operand(cx, weight, 1) if weight is not None else None
     b = _operand(cx, bias, 1) if bias is not None else None
 
@@ -294,15 +294,13 @@ def _batch_norm(cx: Ctx, node: Any) -> tuple[TV, None, None]:
     x = _operand(cx, node.args[0], 1)
     weight, bias, mean, var = (cx.arg(a) if a is not None else None for a in node.args[1:5])
     eps = literal(node.args[6], x.dtype)
-
-    def out(i: list[str]) -> str:
-        c = [i[1]]
-        text = f"({x.read(i)} - {mean.read(c)}) * rsqrt({var.read(c)} + {eps})"
-        if weight is not None:
-            text = f"{text} * {weight.read(c)}"
-        return f"{text} + {bias.read(c)}" if bias is not None else text
-
-    return lazy(x.shape, x.dtype, out, 6), None, None
+    # NOTE: folded per channel first (C elements), so each element costs one multiply-add
+    channels = (x.shape[1],)
+    scale_text = f"rsqrt({var.read(['i0'])} + {eps})" + (f" * {weight.read(['i0'])}" if weight is not None else "")
+    scale = cx.b.statement(channels, x.dtype, scale_text)
+    shift_text = f"-{mean.read(['i0'])} * {scale.read(['i0'])}"
+    shift = cx.b.statement(channels, x.dtype, f"{bias.read(['i0'])} {shift_text}" if bias is not None else shift_text)
+    return lazy(x.shape, x.dtype, lambda i: f"{x.read(i)} * {scale.read([i[1]])} + {shift.read([i[1]])}", 2), None, None
 
 
 @translates(aten._softmax.default, aten._log_softmax.default)
