@@ -17,12 +17,12 @@ from kcomp.dims import MAX_EXTENT, DimEnv
 from kcomp.dtypes import DType
 from kcomp.errors import SourceError, UsageError
 from kcomp.expr import Buffer, Param
-from kcomp.program import Program, Reduce, Statement
+from kcomp.program import Program, Reduce, Scan, Statement
 from kcomp.sparse.format import parse_format
 from kcomp.typecheck import ExprChecker, Scope
 
 _OPS = {r.value: r for r in Reduce}
-_RESERVED = {"inf", "nan", "select", "pad", "where"}
+_RESERVED = {"inf", "nan", "select", "pad", "where", "scan"}
 
 
 def check(module: S.Module, kernel: S.Kernel, shapes: dict[str, int] | None = None) -> Program:
@@ -246,6 +246,7 @@ class _KernelChecker:
                 s.op_span,
             )
         checker.check_self_reads(s, lhs, op)
+        scan = self._scan(s, lhs, op, reduce_names, written) if s.scan is not None else None
 
         if target is None:
             dtype = DType.I32 if op in (Reduce.ARGMAX, Reduce.ARGMIN) else value.dtype
@@ -256,7 +257,28 @@ class _KernelChecker:
         index = tuple(scope.var(n) for n in lhs)
         red = tuple(scope.var(n) for n in reduce_names)
         extents = tuple(scope.ranges[v.name][0] for v in index + red)
-        return Statement(target, index, op, value, red, extents, accumulate, s.span)
+        if scan is not None:
+            scan = Scan(scope.var(s.scan.var.id), s.scan.reverse, s.scan.exclusive)  # type: ignore[union-attr]
+        return Statement(target, index, op, value, red, extents, accumulate, s.span, scan)
+
+    def _scan(self, s: S.Stmt, lhs: list[str], op: Reduce, reduced: list[str], written: set[str]) -> bool:
+        """Check a `scan` clause (its statement's rules: docs/language.md, "Scans")."""
+        assert s.scan is not None
+        var = s.scan.var
+        if op not in (Reduce.ADD, Reduce.MUL, Reduce.MAX, Reduce.MIN):
+            raise SourceError(f"a scan combines with +=, *=, max= or min=, not {s.op}", s.op_span)
+        if var.id not in lhs:
+            raise SourceError(f"the scanned index '{var.id}' must index the left-hand side", var.span)
+        if reduced:
+            raise SourceError(
+                f"a scan reduces along '{var.id}' only, but '{reduced[0]}' appears only on the right-hand side",
+                s.op_span,
+            )
+        if s.target in written:
+            raise SourceError(
+                f"a scan must write a fresh tensor, but '{s.target}' was written before", s.op_span
+            )
+        return True
 
 
 def _span(e: S.Node):

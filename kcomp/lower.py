@@ -51,6 +51,8 @@ def lower_statement(st: Statement) -> tuple[Stmt, ...]:
         return _nest(st, st.vars, lambda m: (Store(st.target, _idx(st, m), _value(st, m)),))
     if st.op in (Reduce.ARGMAX, Reduce.ARGMIN):
         return _lower_arg(st)
+    if st.scan is not None:
+        return _lower_scan(st)
     combine = _COMBINE[st.op]
     update = _nest(
         st,
@@ -100,14 +102,61 @@ def _lower_arg(st: Statement) -> tuple[Stmt, ...]:
     return (Alloc(best, _nest(st, st.index, init, INIT) + _nest(st, st.vars, update)),)
 
 
-def _nest(st: Statement, over: tuple[Var, ...], make_body: BodyFn, suffix: str = "") -> tuple[Stmt, ...]:
-    """Serial loops over `over` (fresh Vars named like the statement's, plus `suffix`) around
-    `make_body(old -> new var mapping)`."""
+def _nest(
+    st: Statement, over: tuple[Var, ...], make_body: BodyFn, suffix: str = "", extents: dict | None = None
+) -> tuple[Stmt, ...]:
+    """Serial loops over `over` (fresh Vars named like the statement's, plus `suffix`; extents the
+    statement's unless `extents` gives one) around `make_body(old -> new var mapping)`."""
     fresh = {v: Var(v.name + suffix) for v in over}
     body = make_body(fresh)
     for v in reversed(over):
-        body = (Loop(fresh[v], st.extent(v), LoopKind.SERIAL, body),)
+        body = (Loop(fresh[v], (extents or {}).get(v, st.extent(v)), LoopKind.SERIAL, body),)
     return body
+
+
+def _lower_scan(st: Statement) -> tuple[Stmt, ...]:
+    """A prefix scan as a recurrence over its index in order, the previous element read with the
+    identity as its pad (so the first one needs no case of its own):
+
+        Y[b, i] += X[b, i] scan i            for b, i:  Y[b, i] = Y[b, i - 1, pad=0] + X[b, i]
+        ... scan reverse i                   for b, w:  Y[b, n-1-w] = Y[b, n-w, pad=0] + X[b, n-1-w]
+        ... scan exclusive i                 for b:  Y[b, 0] = 0;  for b, w < n-1:  Y[b, w+1] = Y[b, w] + X[b, w]
+
+    The loop after the recurrence stays serial: every element reads the one before it."""
+    assert st.scan is not None
+    v, reverse, exclusive = st.scan.var, st.scan.reverse, st.scan.exclusive
+    n = st.extent(v)
+    start = identity(st.op, st.target.dtype)
+    combine = _COMBINE[st.op]
+
+    def shifted(w: Expr, by: int) -> Expr:
+        return (
+            w if by == 0 else Binary(BinaryOp.ADD if by > 0 else BinaryOp.SUB, w, Const(abs(by), DType.I32))
+        )
+
+    def at(m: dict[Var, Var], pos: Expr) -> tuple[Expr, ...]:
+        return tuple(pos if u is v else m[u] for u in st.index)
+
+    def body(m: dict[Var, Var]) -> tuple[Stmt, ...]:
+        w = m[v]
+        step = 1 if not reverse else -1
+        if not exclusive:
+            pos = w if not reverse else Binary(BinaryOp.SUB, Const(n - 1, DType.I32), w)
+            prev = Load(st.target, at(m, shifted(pos, -step)), start.value)
+            value = substitute(st.value, {**m, v: pos})
+        else:
+            here = w if not reverse else Binary(BinaryOp.SUB, Const(n - 1, DType.I32), w)
+            pos = shifted(here, step)
+            prev = Load(st.target, at(m, here))
+            value = substitute(st.value, {**m, v: here})
+        return (Store(st.target, at(m, pos), Binary(combine, prev, value)),)
+
+    if not exclusive:
+        return _nest(st, st.index, body)
+    first = Const(0 if not reverse else n - 1, DType.I32)
+    others = tuple(u for u in st.index if u is not v)
+    init = _nest(st, others, lambda m: (Store(st.target, at(m, first), start),), INIT)
+    return init + (_nest(st, st.index, body, extents={v: n - 1}) if n > 1 else ())
 
 
 def _idx(st: Statement, m: dict[Var, Var]) -> tuple[Expr, ...]:

@@ -198,7 +198,7 @@ class _Builder:
         return S.Decl(str(name), str(dtype), dims, dflt, self.at(name))
 
     def stmt(self, t: lark.Tree) -> S.Stmt:
-        target, op, value, where = t.children
+        target, op, value, scan, where = t.children
         tname, *idx = target.children
         index = tuple(S.Name(str(i), self.at(i)) for i in idx if i is not None)
         ranges: tuple[tuple[S.Name, S.Node], ...] = ()
@@ -207,7 +207,14 @@ class _Builder:
                 (S.Name(str(r.children[0]), self.at(r.children[0])), self.expr(r.children[1]))
                 for r in where.children
             )
-        return S.Stmt(str(tname), index, str(op), self.expr(value), ranges, self.at(tname), self.at(op))
+        scanned = None
+        if scan is not None:
+            *mods, var = scan.children
+            words = {str(m) for m in mods}
+            scanned = S.Scan(S.Name(str(var), self.at(var)), "reverse" in words, "exclusive" in words)
+        return S.Stmt(
+            str(tname), index, str(op), self.expr(value), ranges, self.at(tname), self.at(op), scanned
+        )
 
     def expr(self, t) -> S.Node:
         if isinstance(t, lark.Token):  # a bare terminal inlined by '?' rules

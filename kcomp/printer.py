@@ -266,8 +266,10 @@ def _program_text(program: Program, canonical: bool) -> str:
     lines += [f"  temp {names[t]}: {_type(t)}" for t in program.temps]
     if program.bound:
         # values the compiler was given: their pattern is part of the workload
-        lines.append(f"  bound {', '.join(names[b] for b in program.inputs if b.name in program.bound)}"
-                     f" pattern {program.bound_digest()}")
+        lines.append(
+            f"  bound {', '.join(names[b] for b in program.inputs if b.name in program.bound)}"
+            f" pattern {program.bound_digest()}"
+        )
     for st in program.statements:
         local = dict(names)
         if canonical:
@@ -281,6 +283,9 @@ def _program_text(program: Program, canonical: bool) -> str:
 def _statement_text(st: Statement, names: Names, typed: bool) -> str:
     target = format_expr(Load(st.target, st.index), names, typed)
     text = f"{target} {st.op.value} {format_expr(st.value, names, typed)}"
+    if st.scan is not None:
+        mods = " reverse" * st.scan.reverse + " exclusive" * st.scan.exclusive
+        text += f" scan{mods} {names.get(st.scan.var, st.scan.var.name)}"
     notes = []
     if st.reduce:
         ranges = ", ".join(f"{names.get(v, v.name)}<{st.extent(v)}" for v in st.reduce)

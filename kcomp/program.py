@@ -57,6 +57,17 @@ class Kind(enum.Enum):
     ELEMENTWISE = "elementwise"  # no reduced index
     REDUCTION = "reduction"  # reduced indices, not a sum of products
     CONTRACTION = "contraction"  # += of a product of two or more tensor reads over a reduced index
+    SCAN = "scan"  # a prefix scan along one of its indices
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A prefix scan along `var` (an index of the target): element i combines the values at the
+    positions up to i (`reverse`: from i on; `exclusive`: i itself left out, the identity first)."""
+
+    var: Var
+    reverse: bool = False
+    exclusive: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,6 +80,7 @@ class Statement:
     extents: tuple[int, ...]  # of index + reduce, in that order
     accumulate: bool = False
     span: Span | None = field(default=None, compare=False)
+    scan: Scan | None = None
 
     @property
     def vars(self) -> tuple[Var, ...]:
@@ -88,6 +100,8 @@ class Statement:
 
     @property
     def kind(self) -> Kind:
+        if self.scan is not None:
+            return Kind.SCAN
         if not self.reduce:
             return Kind.ELEMENTWISE
         if self.op is Reduce.ADD and len(product_factors(self.value)) >= 2:

@@ -269,6 +269,8 @@ def run_statement(
     if is_arg and (len(stmt.reduce) != 1 or stmt.accumulate):
         raise ValueError(f"{stmt.op.value} into {target.name} needs exactly one reduced var, no accumulate")
     dtype = target.dtype.compute.numpy
+    if stmt.scan is not None:
+        return semantics.cast(_scan(stmt, tensors, params, dtype), target.dtype)
     contraction = stmt.op is Reduce.ADD and len(_factors(stmt.value)) >= 2
     exprs = _factors(stmt.value) if contraction else [stmt.value]
     vars_ = stmt.vars
@@ -286,6 +288,25 @@ def run_statement(
     with np.errstate(all="ignore"):  # C semantics: overflow wraps, float->int casts truncate silently
         _run_boxes(stmt, tensors, params, groups, acc, contraction)
     return semantics.cast(acc, target.dtype)
+
+
+def _scan(
+    stmt: Statement, tensors: Mapping[Buffer, np.ndarray], params: Mapping[str, np.ndarray], dtype: np.dtype
+) -> np.ndarray:
+    """A prefix scan: the value over the whole index space, accumulated along the scanned axis."""
+    assert stmt.scan is not None
+    shape = tuple(stmt.extents)
+    ctx = _Ctx(tensors, params, _Grid(stmt.vars, tuple((0, n) for n in shape)))
+    with np.errstate(all="ignore"):
+        value = np.broadcast_to(_full(_eval(stmt.value, ctx), len(shape)).astype(dtype, copy=False), shape)
+        axis = stmt.index.index(stmt.scan.var)
+        if stmt.scan.reverse:
+            value = np.flip(value, axis)
+        out = _COMBINE[stmt.op].accumulate(value, axis=axis, dtype=dtype)
+        if stmt.scan.exclusive:
+            first = np.full_like(np.take(out, [0], axis=axis), _identity(stmt.op, dtype))
+            out = np.concatenate([first, np.take(out, range(shape[axis] - 1), axis=axis)], axis=axis)
+        return np.flip(out, axis) if stmt.scan.reverse else np.ascontiguousarray(out)
 
 
 def _run_boxes(

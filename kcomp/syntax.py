@@ -77,6 +77,15 @@ class Decl:
 
 
 @dataclass(frozen=True, slots=True)
+class Scan:
+    """`scan [reverse] [exclusive] i`: the statement's reduction runs along i as a prefix scan."""
+
+    var: Name
+    reverse: bool
+    exclusive: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Stmt:
     target: str
     target_index: tuple[Name, ...]
@@ -85,6 +94,7 @@ class Stmt:
     where: tuple[tuple[Name, Node], ...]
     span: Span
     op_span: Span
+    scan: Scan | None = None
 
 
 @dataclass(frozen=True, slots=True)

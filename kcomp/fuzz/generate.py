@@ -10,6 +10,7 @@ also i32 and f64):
     elementwise   t1[i, j] = tanh(A[i, j]) * B[j] + f32(i)
     reduction     t2[i] max= A[i, 2*r + s - 1, pad=-inf] where r < E0, s < D1      (+= *= max= min=)
     arg           t3[i] argmax= A[i, j]                                            (then a gather index)
+    scan          t4[i, j] += A[i, j] * 2.0 scan reverse j                         (+= *= max= min=)
     contraction   t0[i, j] += A[i, k] * B[k, j]  with an init and in-place epilogues (maps onto accel);
                   operands stored transposed (A[k, i], B[j, k]), convolutions with strided or dilated
                   padded windows
@@ -264,7 +265,7 @@ class _Gen:
         t = self.new_input(dtype, tuple(self.ranges[v] for v in vars))
         return ("read", t.name, tuple(vars), None)
 
-    def finish(self, op: str, lhs: list[str], value: Expr, dtype: str, existing: bool) -> None:
+    def finish(self, op: str, lhs: list[str], value: Expr, dtype: str, existing: bool, scan: str = "") -> None:
         """Append the statement; `where` for every variable whose range is not inferred from a plain
         read of its size (or from an existing target), and for some of those too.  A reduced
         variable the value does not use yet is brought in by adding a read of a fresh input."""
@@ -281,7 +282,7 @@ class _Gen:
             if not inferred or self.rng.random() < 0.4:
                 where.append(v)
         self.stmts.append(
-            Stmt(self.target, dtype, tuple(lhs), op, value, tuple(self.ranges.items()), tuple(where))
+            Stmt(self.target, dtype, tuple(lhs), op, value, tuple(self.ranges.items()), tuple(where), scan)
         )
 
     def fresh_target(self) -> str:
@@ -322,6 +323,22 @@ class _Gen:
             else:
                 value = ("safe", "factor", (value,))
         self.finish(op, lhs, value, self.element, target is not None)
+
+    def scan(self) -> None:
+        """A prefix scan along one of its indices (`t0[i0, i1] += v scan reverse i1`)."""
+        rng = self.rng
+        self.begin(self.fresh_target())
+        lhs = [self.new_var() for _ in range(rng.choice((1, 1, 2)))]
+        along = rng.choice(lhs)
+        op = rng.choices(("+=", "max=", "min=", "*="), (50, 20, 20, 10))[0]
+        value = self.expr(rng.randint(0, 2), lhs, [])
+        if not reads(value) and self.element != "i32":
+            value = ("call", self.element, (value,))
+        if op == "*=" and self.element != "i32":
+            value = ("safe", "factor", (value,)) if self.values[self.ranges[along]] <= 64 else value
+            op = op if value[0] == "safe" else "+="
+        modifiers = [m for m in ("reverse", "exclusive") if rng.random() < 0.3]
+        self.finish(op, lhs, value, self.element, False, " ".join(["scan", *modifiers, along]))
 
     def argreduce(self) -> None:
         rng = self.rng
@@ -437,14 +454,15 @@ class _Gen:
             written = [t for t in self.written().values() if t.dtype == self.element]
             assigned = [t for t in written if any(s.target == t.name and s.op == "=" for s in self.stmts)]
             kinds = (
-                ["elementwise", "reduction", "arg"]
+                ["elementwise", "reduction", "arg", "scan"]
                 + ["accumulate"] * bool(assigned)
                 + ["inplace"] * bool(written)
             )
-            kind = rng.choices(
-                kinds, (35, 35, 8, 10, 12)[: len(kinds)] if assigned else (35, 35, 8, 12)[: len(kinds)]
-            )[0]
-            if kind == "elementwise":
+            weights = (35, 35, 8, 6, 10, 12) if assigned else (35, 35, 8, 6, 12)
+            kind = rng.choices(kinds, weights[: len(kinds)])[0]
+            if kind == "scan":
+                self.scan()
+            elif kind == "elementwise":
                 self.elementwise()
             elif kind == "reduction":
                 self.reduction()

@@ -145,12 +145,14 @@ class Stmt:
     value: Expr
     ranges: tuple[tuple[str, str], ...]  # every variable's range, as a dimension name
     where: tuple[str, ...] = ()  # the variables whose range is written out (`where v < D`)
+    scan: str = ""  # a scan clause (`scan reverse i0`), or none
 
     def text(self) -> str:
         used = names(self.value) | set(self.lhs)
         ranges = dict(self.ranges)
         where = ", ".join(f"{v} < {ranges[v]}" for v in self.where if v in used)
         head = f"{self.target}[{', '.join(self.lhs)}] {self.op} {render(self.value)}"
+        head += f" {self.scan}" if self.scan else ""
         return f"{head} where {where}" if where else head
 
 

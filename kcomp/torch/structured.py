@@ -276,7 +276,9 @@ def _layer_norm(cx: Ctx, node: Any) -> tuple[TV, TV, TV]:
     var = _keep_reduce(cx, lazy(x.shape, x.dtype, centred, 2), red, "+=",
                        lambda v: f"{v} * {v} / {literal(n, x.dtype)}")  # fmt: skip
     eps_text = literal(eps, x.dtype)
-    rstd = cx.b.statement(var.shape, x.dtype, f"rsqrt({var.read([f'i{k}' for k in range(var.rank)])} + {eps_text})")
+    rstd = cx.b.statement(
+        var.shape, x.dtype, f"rsqrt({var.read([f'i{k}' for k in range(var.rank)])} + {eps_text})"
+    )
     w = _operand(cx, weight, 1) if weight is not None else None
     b = _operand(cx, bias, 1) if bias is not None else None
 
@@ -296,11 +298,19 @@ def _batch_norm(cx: Ctx, node: Any) -> tuple[TV, None, None]:
     eps = literal(node.args[6], x.dtype)
     # NOTE: folded per channel first (C elements), so each element costs one multiply-add
     channels = (x.shape[1],)
-    scale_text = f"rsqrt({var.read(['i0'])} + {eps})" + (f" * {weight.read(['i0'])}" if weight is not None else "")
+    scale_text = f"rsqrt({var.read(['i0'])} + {eps})" + (
+        f" * {weight.read(['i0'])}" if weight is not None else ""
+    )
     scale = cx.b.statement(channels, x.dtype, scale_text)
     shift_text = f"-{mean.read(['i0'])} * {scale.read(['i0'])}"
-    shift = cx.b.statement(channels, x.dtype, f"{bias.read(['i0'])} {shift_text}" if bias is not None else shift_text)
-    return lazy(x.shape, x.dtype, lambda i: f"{x.read(i)} * {scale.read([i[1]])} + {shift.read([i[1]])}", 2), None, None
+    shift = cx.b.statement(
+        channels, x.dtype, f"{bias.read(['i0'])} {shift_text}" if bias is not None else shift_text
+    )
+    return (
+        lazy(x.shape, x.dtype, lambda i: f"{x.read(i)} * {scale.read([i[1]])} + {shift.read([i[1]])}", 2),
+        None,
+        None,
+    )
 
 
 @translates(aten._softmax.default, aten._log_softmax.default)
@@ -426,3 +436,15 @@ def _norm(cx: Ctx, node: Any) -> TV:
         shape, kc_dtype(dtype), f"{v} * {v}", "+=", tuple(zip(rs, (x.shape[d] for d in red), strict=True))
     )
     return lazy(shape, sq.dtype, lambda i: f"sqrt({sq.read(i)})", 1)
+
+
+@translates(aten.cumsum.default, aten.cumprod.default)
+def _cumsum(cx: Ctx, node: Any) -> TV:
+    x = _operand(cx, node.args[0], readers=1)
+    if node.kwargs.get("dtype") is not None:
+        raise Unsupported("a scan that converts its type")
+    shape, dtype = out_meta(node)
+    dim = node.args[1] % max(1, x.rank)
+    op = "+=" if node.target is aten.cumsum.default else "*="
+    idx = [f"i{k}" for k in range(x.rank)]
+    return cx.b.statement(shape, kc_dtype(dtype), f"{x.read(idx)} scan i{dim}", op)
