@@ -4,11 +4,15 @@ later chunk, rows zero in a whole tile, a bias that opens the tile and a fused r
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
 import pytest
 
 import kcomp
 from kcomp.sparse import parse_format, prune
+from kcomp.targets.accel.compiler import backend as mapping
+from kcomp.targets.accel.compiler.backend import mappings
 
 SPMM = """dim M = 96, K = 80, N = 40
 kernel spmm(W: f32[M, K]{decl}, X: f32[K, N]) -> (Y: f32[M, N]) {{
@@ -61,3 +65,24 @@ def test_sparse_rows_match_the_reference(source, loops, tiles, rng):
         if name == "group 90%":
             # rows, not tiles: a 1x16 group pattern leaves few 16x16 tiles empty but most rows
             assert check.report.macs < 0.5 * dense_macs
+
+
+def test_a_sparse_weight_gets_a_third_buffer_and_it_pays(rng):
+    """Zero chunks skipped make the work per step uneven: the default mapping gives A and B three
+    slots when they fit (`mapping.deepen`), which the cycle count must show; a dense product keeps two."""
+    src = "dim M = 1024, K = 1024, N = 128\nkernel s(W: f32[M, K]{decl}, X: f32[K, N]) -> (Y: f32[M, N]) {{ Y[m, n] += W[m, k] * X[k, n] }}"
+    w = prune(rng.standard_normal((1024, 1024)), parse_format("bsr16x16"), 0.9)
+    sparse = kcomp.compile(src.format(decl=" sparse(bsr16x16)"), target="accel", weights={"W": w})
+    dense = kcomp.compile(src.format(decl=""), target="accel")
+
+    def depths(k):  # type: ignore[no-untyped-def]
+        return [m.depth for _, m in mappings(k.built.nest, k.built.target.cfg, k.built.schedule)]
+
+    assert depths(sparse) == [3] and depths(dense) == [2]
+    deep = sparse.check(seed=4)
+    assert deep.ok
+    with patch.object(mapping, "deepen", lambda g, m, *args: m):
+        two = kcomp.compile(src.format(decl=" sparse(bsr16x16)"), target="accel", weights={"W": w})
+        assert depths(two) == [2]
+        cycles_two = two.check(seed=4).report.cycles
+    assert deep.report.cycles < cycles_two

@@ -30,6 +30,7 @@ from kcomp.targets.accel.compiler.codegen import check_counts, emit_section, res
 from kcomp.targets.accel.compiler.mapping import (
     Mapping,
     check_fits,
+    deepen,
     default_mapping,
     doubled_operands,
     fit_buffers,
@@ -67,6 +68,7 @@ def choose_mapping(
         return default_mapping(g, cfg, reserved, constants)
     if doubled is None:
         m = fit_buffers(g, m, cfg, reserved)
+    m = deepen(g, m, cfg, reserved, constants)
     check_fits(g, m, cfg, reserved)
     check_counts(g, m)
     return m
