@@ -61,6 +61,13 @@ kernel k(X: f32[M, D], Y: f32[M, D], v: f32[7]) -> (a: i32[M], b: i32[M], c: i32
     f[j] argmin= Y[i, j] + X[i, j]
 }
 """
+# the compared value the same in every row (a column of C, whatever i is): copied down the rows
+SHARED = """
+kernel k(C: f32[9, 5], X: f32[7, 20]) -> (t3: i32[6], t4: i32[7]) {
+    t3[i] argmin= C[j, 4] where i < 6, j < 9
+    t4[i] argmax= X[2, j] * 0.5 where i < 7, j < 20
+}
+"""
 SHORT_ROWS = """
 kernel k(X: f32[6, 7], Y: f32[6, 7]) -> (a: i32[6], b: i32[6]) {
     a[i] argmax= X[i, j]
@@ -70,7 +77,7 @@ kernel k(X: f32[6, 7], Y: f32[6, 7]) -> (a: i32[6], b: i32[6]) {
 
 
 @pytest.mark.parametrize("spec", CONFIGS)
-@pytest.mark.parametrize("source", [ARGS, SHORT_ROWS], ids=["args", "short"])
+@pytest.mark.parametrize("source", [ARGS, SHORT_ROWS, SHARED], ids=["args", "short", "shared"])
 def test_arg_reductions_match_the_reference(source, spec):
     c, run = sim(source, spec, seed=23)
     assert run.ok, run.max_rel_err

@@ -500,9 +500,10 @@ def arg_combine(
     lane (strictly: the first position wins), its position (the lane's column number, or the serial
     loop's value) replaces the held one (vcmp, vsel, vmax); `_arg_finish` then reduces the lanes.  A
     row of one chunk is one vredargmax."""
-    if val.shared:
-        raise Unsupported(f"the accelerator backend cannot map {v.text}: the value it compares is the same"
-                          " in every row")  # fmt: skip
+    if val.shared:  # NOTE: the same value in every row (`t[i] argmin= C[j, 4]`): copied down the rows
+        rowwise = next(slots)
+        step.ops.append(out.add("vsel", rowwise, val.row, rows, val.row, val.row, 0, 0, 0))
+        val = Val(rowwise)
     pos, best = res
     x = val.row
     if v.reduce == "argmin":  # NOTE: the least value is the greatest negation

@@ -129,9 +129,9 @@ class VectorStmt:
 
     def nodes(self) -> int:
         """Values one step holds at once, at most: every node of the expression (and an
-        arg-reduction's negation, position and mask, and the three rows of its finish)."""
+        arg-reduction's copy down the rows, negation, position and mask, and the three rows of its finish)."""
         masks = 2 * sum(leaf.masked for leaf in self.leaves.values())
-        return _count(self.value) + (6 if self.reduce in ARG else 0) + masks + self.onto_own
+        return _count(self.value) + (7 if self.reduce in ARG else 0) + masks + self.onto_own
 
 
 # NOTE: the lane axis when no loop can be one: one column per accumulator row (slow, but it maps)
