@@ -379,12 +379,11 @@ def _cat(cx: Ctx, node: Any) -> TV:
     parts = [p for p in parts if p.shape[dim] > 0]  # NOTE: torch allows empty pieces
 
     def read(i: list[str]) -> str:
-        text, start = "", 0
-        pieces = []
-        for p in parts:
+        start, pieces = 0, []
+        for p in parts:  # NOTE: every piece is read padded: the select evaluates both of its sides
             j = list(i)
             j[dim] = f"{i[dim]} - {start}" if start else i[dim]
-            pieces.append((start + p.shape[dim], _padded(p, j, "0.0")))
+            pieces.append((start + p.shape[dim], _padded(p, j, literal(0, p.dtype))))
             start += p.shape[dim]
         text = pieces[-1][1]
         for end, piece in reversed(pieces[:-1]):
