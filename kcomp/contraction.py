@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from kcomp.expr import Binary, BinaryOp, Expr, Load, Var, free_vars
+from kcomp.expr import Binary, BinaryOp, Const, Expr, Load, Var, free_vars
 from kcomp.loops import Loop, Store
 
 
@@ -56,7 +56,9 @@ def classify(chain: list[Loop]) -> Contraction | None:
     if not all(isinstance(x, Load) and x.pad is None and x.buffer.dtype.value == "f32" for x in ops):
         return None
     x, y = ops  # type: ignore[misc]
-    if s.buffer in (x.buffer, y.buffer) or not (_plain(x.index, by_var) and _plain(y.index, by_var)):
+    if s.buffer in (x.buffer, y.buffer) or not (
+        _plain(x.index, by_var, True) and _plain(y.index, by_var, True)
+    ):
         return None
     out = set(s.index)
     reductions = [lp for lp in chain if lp.var not in out]
@@ -97,6 +99,8 @@ def _factors(e: Expr) -> Iterator[Expr]:
         yield e
 
 
-def _plain(index: tuple, by_var: dict[Var, Loop]) -> bool:
-    """Every index a distinct loop variable of the chain."""
-    return all(isinstance(e, Var) and e in by_var for e in index) and len(set(index)) == len(index)
+def _plain(index: tuple, by_var: dict[Var, Loop], constants: bool = False) -> bool:
+    """Every index a distinct loop variable of the chain (`constants`: or an integer constant, as an
+    operand's leading dimension of size 1 is read: `A[0, i, k]`)."""
+    loops = [e for e in index if not (constants and isinstance(e, Const) and isinstance(e.value, int))]
+    return all(isinstance(e, Var) and e in by_var for e in loops) and len(set(loops)) == len(loops)

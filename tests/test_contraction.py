@@ -18,6 +18,9 @@ LAYOUTS = {
     "tn": ("A: f32[K, M], B: f32[K, N]", "A[k, i] * B[k, j]", 1),
     "tt": ("A: f32[K, M], B: f32[N, K]", "A[k, i] * B[j, k]", 0),
     "scaled": ("A: f32[M, K], B: f32[N, K]", "A[i, k] * 0.125 * B[j, k]", 0),
+    # an operand read at a constant index of a dimension (a slice of a larger tensor: torch's size-1 batch)
+    "const_a": ("A: f32[1, M, K], B: f32[K, N]", "A[0, i, k] * B[k, j]", 1),
+    "const_b": ("A: f32[M, K], B: f32[N, 3, K]", "A[i, k] * B[j, 2, k]", 0),
 }
 
 
