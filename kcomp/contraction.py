@@ -2,8 +2,10 @@
 
     C[b, i, j] += A[b, i, k] * B[b, j, k]        batch b, rows i, columns j, reduction k
 
-A perfect nest whose innermost body is `C[..] = C[..] + X[..] * Y[..]` (f32, every index a plain loop
-variable; factors the loops do not vary, such as a scale, may join the product) is a contraction, whatever the order of its loops and of the operands' dimensions: the
+A perfect nest whose innermost body is `C[..] = C[..] + X[..] * Y[..]` (f32; C indexed by plain loop
+variables, each operand by affine indices that share no loop: `Q[i, 64*h + k]`, `A[0, i, k]`; factors
+the loops do not vary, such as a scale, may join the product) is a contraction, whatever the order of
+its loops and of the operands' dimensions: the
 loops indexing C are spatial, the others reduce.  The *column* loop j is the one indexing C's last
 (contiguous) dimension: the register tile vectorizes it, so the operand that it indexes is the
 *panel* (B above; it gets packed into contiguous j-blocks when j is not its last dimension, or to
@@ -20,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from kcomp.expr import Binary, BinaryOp, Const, Expr, Load, Var, free_vars
+from kcomp.affine import affine
+from kcomp.expr import Binary, BinaryOp, Expr, Load, Var, free_vars
 from kcomp.loops import Loop, Store
 
 
@@ -37,7 +40,9 @@ class Contraction:
     @property
     def panel_dim(self) -> int:
         """The panel's dimension that j indexes (the one to block when packing)."""
-        return self.panel.index.index(self.cols.var)
+        dim = _unit_dim(self.panel, self.cols.var)
+        assert dim is not None
+        return dim
 
 
 def classify(chain: list[Loop]) -> Contraction | None:
@@ -56,22 +61,21 @@ def classify(chain: list[Loop]) -> Contraction | None:
     if not all(isinstance(x, Load) and x.pad is None and x.buffer.dtype.value == "f32" for x in ops):
         return None
     x, y = ops  # type: ignore[misc]
-    if s.buffer in (x.buffer, y.buffer) or not (
-        _plain(x.index, by_var, True) and _plain(y.index, by_var, True)
-    ):
+    if s.buffer in (x.buffer, y.buffer) or not (_affine(x.index, by_var) and _affine(y.index, by_var)):
         return None
+    xv, yv = _vars(x), _vars(y)
     out = set(s.index)
     reductions = [lp for lp in chain if lp.var not in out]
-    if len(reductions) != 1 or any(lp.var not in x.index or lp.var not in y.index for lp in reductions):
+    if len(reductions) != 1 or any(lp.var not in xv or lp.var not in yv for lp in reductions):
         return None  # NOTE: a reduction indexing one operand only is a sum first, not a GEMM
     j = s.index[-1]
-    panel, broadcast = (x, y) if j in x.index and j not in y.index else (y, x)
-    if j not in panel.index or j in broadcast.index:
+    panel, broadcast = (x, y) if j in xv and j not in yv else (y, x)
+    if _unit_dim(panel, j) is None or j in _vars(broadcast):
+        return None  # NOTE: the panel is packed along the dimension j steps through one by one
+    rows = [v for v in s.index if v in _vars(broadcast) and v not in _vars(panel)]
+    if len(rows) != 1 or any(v not in xv and v not in yv for v in s.index):
         return None
-    rows = [v for v in s.index if v in broadcast.index and v not in panel.index]
-    if len(rows) != 1 or any(v not in x.index and v not in y.index for v in s.index):
-        return None
-    batch = tuple(by_var[v] for v in s.index if v in x.index and v in y.index)
+    batch = tuple(by_var[v] for v in s.index if v in xv and v in yv)
     if len(batch) + 2 != len(s.index):
         return None
     return Contraction(s, by_var[rows[0]], by_var[j], reductions[-1], batch, panel, broadcast)
@@ -99,8 +103,35 @@ def _factors(e: Expr) -> Iterator[Expr]:
         yield e
 
 
-def _plain(index: tuple, by_var: dict[Var, Loop], constants: bool = False) -> bool:
-    """Every index a distinct loop variable of the chain (`constants`: or an integer constant, as an
-    operand's leading dimension of size 1 is read: `A[0, i, k]`)."""
-    loops = [e for e in index if not (constants and isinstance(e, Const) and isinstance(e.value, int))]
-    return all(isinstance(e, Var) and e in by_var for e in loops) and len(set(loops)) == len(loops)
+def _unit_dim(load: Load, v: Var) -> int | None:
+    """The dimension of `load` whose index steps by 1 with `v` (`j`, `64*h + j`), or None."""
+    for n, e in enumerate(load.index):
+        form = affine(e)
+        if form is not None and form.get(v) == 1:
+            return n
+    return None
+
+
+def _vars(load: Load) -> set[Var]:
+    return {v for e in load.index for v in free_vars(e)}
+
+
+def _affine(index: tuple, by_var: dict[Var, Loop]) -> bool:
+    """Every index affine in the chain's loops, no loop in two of them: a loop variable, a constant
+    (`A[0, i, k]`: a slice), or a sum of scaled loops and a constant (`Q[i, 64*h + k]`: attention heads
+    cut out of one projection)."""
+    seen: set[Var] = set()
+    for e in index:
+        form = affine(e)
+        if form is None or any(v is not None and v not in by_var for v in form):
+            return False
+        loops = {v for v in form if v is not None and form[v]}
+        if loops & seen:
+            return False
+        seen |= loops
+    return True
+
+
+def _plain(index: tuple, by_var: dict[Var, Loop]) -> bool:
+    """Every index a distinct loop variable of the chain (the result's index)."""
+    return all(isinstance(e, Var) and e in by_var for e in index) and len(set(index)) == len(index)

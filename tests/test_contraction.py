@@ -21,6 +21,8 @@ LAYOUTS = {
     # an operand read at a constant index of a dimension (a slice of a larger tensor: torch's size-1 batch)
     "const_a": ("A: f32[1, M, K], B: f32[K, N]", "A[0, i, k] * B[k, j]", 1),
     "const_b": ("A: f32[M, K], B: f32[N, 3, K]", "A[i, k] * B[j, 2, k]", 0),
+    # operands cut out of larger tensors at an offset (the second half of a projection's columns)
+    "offset": ("A: f32[M, 3*K], B: f32[K, 2*N]", "A[i, K + k] * B[k, N + j]", 1),
 }
 
 
@@ -103,3 +105,17 @@ def test_a_tile_reading_strided_rows_of_its_broadcast_operand_stays_within_the_l
         assert rows == _tile_sizes(96, 64, width, strided)[0]
         assert (rows <= ROWS_SHARING_L1_SETS) if strided else rows == _tile_sizes(96, 64, width)[0]
         assert k.check(seed=1).ok
+
+
+def test_attention_heads_cut_out_of_one_projection():
+    """Q·Kᵀ and P·V per head read straight from the fused projection (`QKV[s, 64*h + k]`): batch loop h
+    and reduction k share an index; j still steps one dimension of the panel by one."""
+    text = """kernel att(QKV: f32[96, 384], P: f32[2, 96, 96]) -> (S: f32[2, 96, 96], O: f32[2, 96, 64]) {
+        S[h, i, j] += QKV[i, 64*h + k] * QKV[j, 128 + 64*h + k] where k < 64
+        O[h, i, j] += P[h, i, r] * QKV[r, 256 + 64*h + j] where j < 64
+    }"""
+    k = compile(text)
+    packs = [s for s in k.built.schedule.steps if isinstance(s, Pack)]
+    assert len(packs) == 2 and {p.tensor for p in packs} == {"QKV"}
+    for seed in (0, 1):
+        assert k.check(seed=seed).ok
