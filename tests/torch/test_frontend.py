@@ -147,6 +147,16 @@ def test_a_new_shape_recompiles():
     assert len(compiled.explanation.graphs) >= 2
 
 
+def test_sizes_dynamo_makes_dynamic_compile_per_shape():
+    explanation = kt.Explanation()
+    f = torch.compile(lambda x: torch.softmax(x * 2.0, -1), backend=kt.backend_with(explanation))
+    for shape in ((3, 8), (5, 8), (7, 8), (5, 8)):
+        x = r(*shape)
+        _close(f(x), torch.softmax(x * 2.0, -1))
+    shapes = [g.nodes[-2].meta["val"].shape for g in explanation.graphs]
+    assert len(explanation.graphs) == 3 and all(o.where != "eager" for o in explanation.ops), shapes
+
+
 def test_explain_names_the_ops_that_stay_eager_and_why():
     def fn(x):
         return torch.flip(torch.relu(x), [1]) * 2.0
