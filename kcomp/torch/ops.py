@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from kcomp.errors import Unsupported
-from kcomp.torch.values import TV, broadcast_index, broadcast_shape, lazy, reshape, view
+from kcomp.torch.values import DTYPES, TV, broadcast_index, broadcast_shape, lazy, reshape, view
 
 aten = torch.ops.aten
 Translator = Callable[["Ctx", Any], Any]
@@ -93,10 +93,9 @@ def elementwise(cx: Ctx, node: Any, args: list[Any], fmt: Callable[..., str], co
 
 
 def kc_dtype(torch_dtype: str) -> str:
-    from_torch = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i32", "bool": "bool"}
-    if torch_dtype not in from_torch:
+    if torch_dtype not in DTYPES:
         raise Unsupported(f"{torch_dtype} tensors are not in the language")
-    return from_torch[torch_dtype]
+    return DTYPES[torch_dtype]
 
 
 def _unary(fmt: str) -> Translator:
