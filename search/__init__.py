@@ -8,6 +8,7 @@ strategy.py       Space / State protocols, Strategy, Budget, Session, TuneResult
 random_search.py  RandomSearch, the baseline
 mcts.py           MCTS, the default strategy
 measure.py        Measurer, Candidate, Executor / LocalExecutor: building and timing in workers
+cluster.py        RayExecutor, ray_session: the same jobs on a Ray cluster (`--executor ray`)
 
 The tuning database the search writes is in the core (kcomp.db): `kcomp compile` reads it.  This
 package's modules are imported by name (nothing is re-exported here), so a target can use the

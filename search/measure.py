@@ -36,12 +36,12 @@ import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from kcomp.api import CompiledKernel
-from kcomp.db.records import Status, Trial
+from kcomp.db.records import Status, Trial, key_for
 from kcomp.dims import free_dims
 from kcomp.errors import BuildError, KcompError, ScheduleError, SourceError, UsageError
 from kcomp.lower import lower
@@ -77,13 +77,8 @@ class Executor(abc.ABC):
     `map` returns the results in order with failures as values.  The driver process is the only one
     that touches the tuning database: workers return data, never write.
 
-    A cluster executor on Ray fits behind the same two methods (not implemented): `submit` wraps
-    `ray.remote(max_retries=0)(fn).remote(*args)` in a Future completed by a driver thread that calls
-    `ray.wait([ref], timeout=timeout_s)`; on timeout `ray.cancel(ref, force=True)` and `WorkerTimeout`;
-    `ray.exceptions.WorkerCrashedError` becomes `WorkerCrashed`, `RayTaskError` `WorkerError`.  The
-    timing executor requests a custom resource of one unit per node (`resources={"timer": 1}`), so
-    each machine times one candidate at a time while builds spread over the cluster; results carry
-    the node's hardware fingerprint, because a row's hardware is where it was timed.
+    `LocalExecutor` is this machine's; `kcomp.search.cluster.RayExecutor` carries the same jobs to a
+    Ray cluster (`kcomp tune --executor ray`).
     """
 
     @abc.abstractmethod
@@ -308,7 +303,13 @@ def _compile(job: Job) -> CompiledKernel:
     module = _module(job.source, job.file)
     schedule = parse_schedule(job.schedule, "<candidate>")
     return CompiledKernel(
-        module, module.kernel(job.kernel), job.target, dict(job.shapes), schedule, _weights(job.weights), job.rearrange
+        module,
+        module.kernel(job.kernel),
+        job.target,
+        dict(job.shapes),
+        schedule,
+        _weights(job.weights),
+        job.rearrange,
     )
 
 
@@ -348,7 +349,12 @@ def time_candidate(job: Job) -> dict[str, Any]:
     except Exception as e:
         return _failed(Status.CRASH, f"{type(e).__name__}: {e}")
     counters = {**m.counters, **_estimated_traffic(kernel, m.counters)}
-    return {"status": Status.OK.value, "time_s": float(m.time_s), "counters": _jsonable(counters)}
+    return {
+        "status": Status.OK.value,
+        "time_s": float(m.time_s),
+        "counters": _jsonable(counters),
+        "hardware": kernel.target.fingerprint(),  # NOTE: on a cluster, not necessarily the driver's
+    }
 
 
 def _checked_kernel(job: Job, kernel: CompiledKernel) -> CompiledKernel:
@@ -515,10 +521,19 @@ class Measurer:
             if stop and stop():
                 break
             future = self.timer.submit(self.time_fn, job, timeout_s=self.timeout_s)
-            trials[n] = _trial(schedules[n], future.exception() or future.result(), "run")
+            outcome = future.exception() or future.result()
+            trials[n] = self._timed_on(_trial(schedules[n], outcome, "run"), outcome)
             if on_trial:
                 on_trial(trials[n])
         return trials
+
+    def _timed_on(self, trial: Trial, outcome: Any) -> Trial:
+        """`trial` keyed by the hardware that timed it, where that is not this machine (a cluster's
+        timing node): the database keeps a row under the hardware it is valid for."""
+        hardware = outcome.get("hardware") if isinstance(outcome, dict) else None
+        if not hardware or hardware == self.target.fingerprint():
+            return trial
+        return replace(trial, key=replace(key_for(self.program, self.target), hardware=hardware))
 
     def close(self) -> None:
         for executor in (self._builder, self._timer):

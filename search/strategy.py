@@ -213,7 +213,7 @@ class Session:
         return hit
 
     def _store(self, trial: Trial) -> None:
-        trial = replace(trial, key=self.key, strategy=self.strategy, run_id=self.run_id)
+        trial = replace(trial, key=trial.key or self.key, strategy=self.strategy, run_id=self.run_id)
         if self.db is not None:
             trial = self.db.record(trial)
         self.seen[trial.schedule.hash] = trial

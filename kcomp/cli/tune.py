@@ -10,6 +10,7 @@ for this workload, target and hardware.  kcomp/cli/app.py registers it with `add
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -25,14 +26,16 @@ from kcomp.cli.args import add_weight_options, finite, parse_shapes, weight_path
 from kcomp.db.records import format_time
 from kcomp.db.store import TuningDB, default_path
 from kcomp.errors import UsageError
+from kcomp.search.cluster import RayExecutor, ray_session
 from kcomp.search.mcts import MCTS
-from kcomp.search.measure import Measurer
+from kcomp.search.measure import TIMER_ENV, Measurer
 from kcomp.search.random_search import RandomSearch
 from kcomp.search.space import Space
 from kcomp.search.strategy import Budget
 from kcomp.targets import DEFAULT
 
 STRATEGIES = ("mcts", "random")
+EXECUTORS = ("local", "ray")
 
 
 def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
@@ -57,7 +60,24 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--strategy", choices=STRATEGIES, default="mcts", help="search strategy (default mcts)")
     p.add_argument("--seed", type=int, default=0, help="seed of the search and the inputs (default 0)")
     p.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, metavar="N", help="parallel build processes"
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="parallel build processes (with --executor ray and no --ray-address: the local cluster's CPUs)",
+    )
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="where candidates are built and timed: worker processes here (local, the default) or the"
+        " tasks of a Ray cluster (ray: a local two-CPU cluster unless --ray-address names one)",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="with --executor ray: the cluster to join (host:port, or auto); its timing nodes offer the"
+        " kcomp_timer resource",
     )
     where = p.add_mutually_exclusive_group()
     where.add_argument("--db", metavar="PATH", help="tuning database (default: KCOMP_TUNING_DB or the cache)")
@@ -106,6 +126,38 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--repeat-budget and --timeout take a positive number of seconds")
     if args.workers < 1:
         raise UsageError(f"--workers {args.workers}: expected 1 or more")
+    if args.ray_address and args.executor != "ray":
+        raise UsageError("--ray-address names a Ray cluster: add --executor ray")
+    with contextlib.ExitStack() as stack:
+        executors = _executors(args, stack)
+        summary, result, measurer = _tune(args, executors)
+    summary["ceilings"] = _ceilings(measurer, summary)  # NOTE: the roofs are measured with the workers gone
+    if args.plot:
+        _plot(result, args.plot, measurer.kernel)
+    if args.json:
+        sys.stdout.write(json.dumps(finite(summary)) + "\n")
+    else:
+        _print_table(Console(), summary, result, measurer.program.flops)
+    return 0 if result.best is not None else 1
+
+
+def _executors(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, Any]:
+    """The Measurer's builder and timer (none: its own local workers) and a line saying where."""
+    if args.executor != "ray":
+        return {"builder": None, "timer": None, "where": f"local: {args.workers} build process(es)"}
+    # NOTE: Ray's driver prints its cluster's messages (a worker died, ...) on stdout; they go to
+    # stderr while the session lasts, so that stdout keeps only the report (one JSON object with --json)
+    stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+    session = stack.enter_context(ray_session(args.ray_address, cpus=args.workers))
+    return {
+        "builder": RayExecutor(session),
+        "timer": RayExecutor(session, timer=True, env=TIMER_ENV),
+        "where": session.describe(),
+    }
+
+
+def _tune(args: argparse.Namespace, executors: dict[str, Any]) -> tuple[dict[str, Any], Any, Measurer]:
+    """The search itself: its summary, result and (closed) measurer."""
     budget = Budget(trials=args.trials, time_s=args.time_limit)
     fused = args.start == "fused"
     strategy = _strategy(args.strategy)
@@ -121,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
         fused_default=fused,
         weights=weight_paths(args),
         rearrange=not args.no_rearrange,
+        builder=executors["builder"],
+        timer=executors["timer"],
     )
     db = None if args.no_db else TuningDB.open(args.db or default_path(), check=True)
     err = Console(stderr=True)
@@ -137,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
                 resume=args.resume,
             )
         summary = _summary(args, measurer, result, db.path if db is not None else None)
+        summary["executor"] = executors["where"]
         if not args.no_confirm:
             summary.update(_confirm(measurer, result, err))
     except KeyboardInterrupt:
@@ -147,14 +202,7 @@ def run(args: argparse.Namespace) -> int:
         measurer.close()
         if db is not None:
             db.close()
-    summary["ceilings"] = _ceilings(measurer, summary)
-    if args.plot:
-        _plot(result, args.plot, measurer.kernel)
-    if args.json:
-        sys.stdout.write(json.dumps(finite(summary)) + "\n")
-    else:
-        _print_table(Console(), summary, result, measurer.program.flops)
-    return 0 if result.best is not None else 1
+    return summary, result, measurer
 
 
 class _Progress:
@@ -365,7 +413,7 @@ def _print_table(con: Console, s: dict[str, Any], result: Any, flops: int) -> No
     failed = ", ".join(f"{n} {k}" for k, n in sorted(s["failures_by_status"].items())) or "none"
     con.print(
         f"{s['trials']} trials and the default in {s['wall_s']:.1f} s ({s['measured']} measured now,"
-        f" {s['db_hits']} read from the database; failures: {failed})"
+        f" {s['db_hits']} read from the database; failures: {failed}); measured on {s['executor']}"
     )
     if s["best_time_s"] is None:
         con.print("[red]no candidate passed the check[/]")
