@@ -62,7 +62,9 @@ def split_arguments(
         given[k] = v
     tensors = {d.name: given[d.name] for d in kernel.inputs if d.shape is not None and d.name in given}
     scalars = {d.name: given[d.name] for d in kernel.inputs if d.shape is None and d.name in given}
-    missing = [d.name for d in kernel.inputs if d.shape is not None and d.name in names and d.name not in given]
+    missing = [
+        d.name for d in kernel.inputs if d.shape is not None and d.name in names and d.name not in given
+    ]
     if missing:
         raise UsageError(
             f"kernel '{kernel.name}': missing input{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
@@ -129,6 +131,11 @@ def check_params(program: Program, given: dict[str, Any], defaults: dict[str, An
             raise UsageError(f"parameter '{p.name}': expected a {p.dtype} number, got {value!r}") from None
         if not p.dtype.is_float and out[p.name] != value:
             raise UsageError(f"parameter '{p.name}' is {p.dtype}: {value!r} is not an integer")
-        if p.dtype is DType.I32 and not -(2**31) <= out[p.name] < 2**31:
-            raise UsageError(f"parameter '{p.name}': {value} does not fit in i32")
+        if p.dtype.is_int and not _fits(out[p.name], p.dtype):
+            raise UsageError(f"parameter '{p.name}': {value} does not fit in {p.dtype}")
     return out
+
+
+def _fits(value: int, dtype: DType) -> bool:
+    info = np.iinfo(dtype.numpy)
+    return int(info.min) <= value <= int(info.max)

@@ -201,9 +201,9 @@ class _KernelChecker:
 
         if op in (Reduce.ARGMAX, Reduce.ARGMIN):
             expected = None
-            if target is not None and target.dtype is not DType.I32:
+            if target is not None and target.dtype not in (DType.I32, DType.I64):
                 raise SourceError(
-                    f"{s.op} stores an index: '{s.target}' must be i32, not {target.dtype}", s.op_span
+                    f"{s.op} stores an index: '{s.target}' must be i32 or i64, not {target.dtype}", s.op_span
                 )
             if s.target in written:
                 raise SourceError(

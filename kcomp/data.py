@@ -23,7 +23,7 @@ from kcomp.program import Program
 
 _DOMAIN = frozenset({UnaryOp.LOG, UnaryOp.SQRT, UnaryOp.RSQRT})
 _KEEPS_SIGN = frozenset({BinaryOp.ADD, BinaryOp.MUL, BinaryOp.DIV, BinaryOp.MAX, BinaryOp.MIN})
-_INT_RANGE = {DType.I32: 50, DType.I8: 100}
+_INT_RANGE = {DType.I32: 50, DType.I64: 50, DType.I8: 100}
 
 
 def random_inputs(program: Program, rng: np.random.Generator) -> dict[str, np.ndarray]:

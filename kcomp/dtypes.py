@@ -15,6 +15,7 @@ class DType(enum.Enum):
     F32 = "f32"
     F64 = "f64"
     I32 = "i32"
+    I64 = "i64"
     F16 = "f16"
     BF16 = "bf16"
     I8 = "i8"
@@ -52,15 +53,32 @@ class DType(enum.Enum):
         return _ITEMSIZE[self]
 
 
+def common(a: DType, b: DType) -> DType:
+    """The type a binary operation on `a` and `b` computes in (C's usual conversions, mirrored by the
+    reference): a condition takes the other side's type, a float with an int stays in the float's,
+    two floats meet in the wider, two ints in i32, or in i64 when one is."""
+    a, b = a.compute, b.compute
+    if a is b or b is DType.BOOL:
+        return a
+    if a is DType.BOOL:
+        return b
+    if a.is_float and b.is_float:
+        return DType.F64 if DType.F64 in (a, b) else DType.F32
+    if a.is_float or b.is_float:
+        return a if a.is_float else b
+    return DType.I64 if DType.I64 in (a, b) else DType.I32
+
+
 FLOATS = frozenset({DType.F32, DType.F64, DType.F16, DType.BF16})
-INTS = frozenset({DType.I32, DType.I8})
+INTS = frozenset({DType.I32, DType.I64, DType.I8})
 # Types that compile and run end to end; the others are parsed and type-checked only.
-LOWERED = frozenset({DType.F32, DType.F64, DType.I32, DType.I8, DType.F16, DType.BOOL})
+LOWERED = frozenset({DType.F32, DType.F64, DType.I32, DType.I64, DType.I8, DType.F16, DType.BOOL})
 
 _NUMPY = {
     DType.F32: "float32",
     DType.F64: "float64",
     DType.I32: "int32",
+    DType.I64: "int64",
     DType.F16: "float16",
     DType.I8: "int8",
     DType.BOOL: "bool",
@@ -70,6 +88,7 @@ _C_TYPE = {
     DType.F32: "float",
     DType.F64: "double",
     DType.I32: "int32_t",
+    DType.I64: "int64_t",
     DType.F16: "_Float16",
     DType.BF16: "__bf16",
     DType.I8: "int8_t",
@@ -79,6 +98,7 @@ _ITEMSIZE = {
     DType.F32: 4,
     DType.F64: 8,
     DType.I32: 4,
+    DType.I64: 8,
     DType.F16: 2,
     DType.BF16: 2,
     DType.I8: 1,

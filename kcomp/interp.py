@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from kcomp import semantics
-from kcomp.dtypes import DType
+from kcomp.dtypes import DType, common
 from kcomp.errors import UsageError
 from kcomp.expr import LOGICAL, Binary, Buffer, Cast, Const, Expr, Load, Param, Select, Unary, Var, free_vars
 from kcomp.interp_vector import REDUCE_UFUNC, vector_plan
@@ -41,18 +41,6 @@ def run(nest: LoopNest, arrays: dict[str, np.ndarray], params: dict[str, float |
     with np.errstate(all="ignore"):
         for f in body:
             f(env)
-
-
-def common_type(a: DType, b: DType) -> DType:
-    """The compute type a binary operation on `a` and `b` happens in (C's usual conversions)."""
-    a, b = a.compute, b.compute
-    if a is b or b is DType.BOOL:
-        return a
-    if a is DType.BOOL:
-        return b
-    if a.is_float and b.is_float:
-        return DType.F64 if DType.F64 in (a, b) else DType.F32
-    return a if a.is_float else b
 
 
 def _convert(f: ExprFn, src: DType, dst: DType) -> ExprFn:
@@ -249,7 +237,7 @@ class _Compiler:
             case Binary(op=op, lhs=a, rhs=b):
                 fa, fb, binary = self.expr(a, lane), self.expr(b, lane), semantics.binary
                 if op not in LOGICAL:
-                    t = common_type(a.dtype, b.dtype)
+                    t = common(a.dtype, b.dtype)
                     fa, fb = _convert(fa, a.dtype, t), _convert(fb, b.dtype, t)
                 return lambda env: binary(op, fa(env), fb(env))
             case Select():
@@ -289,7 +277,7 @@ class _Compiler:
         return padded_lanes
 
     def select(self, e: Select, lane: Var | None) -> ExprFn:
-        t = common_type(e.then.dtype, e.other.dtype)
+        t = common(e.then.dtype, e.other.dtype)
         cond = self.expr(e.cond, lane)
         then = _convert(self.expr(e.then, lane), e.then.dtype, t)
         other = _convert(self.expr(e.other, lane), e.other.dtype, t)

@@ -34,7 +34,7 @@ BodyFn = Callable[[dict[Var, Var]], tuple[Stmt, ...]]
 # Loops of a reduction's initialisation nest are named `i_init`, ..., so the update nest, the one
 # schedules work on, keeps the statement's own names (i, j, k).
 INIT = "_init"
-_INT_BOUNDS = {DType.I32: (-(2**31), 2**31 - 1), DType.I8: (-128, 127)}
+_INT_BOUNDS = {DType.I32: (-(2**31), 2**31 - 1), DType.I64: (-(2**63), 2**63 - 1), DType.I8: (-128, 127)}
 
 
 def lower(program: Program) -> LoopNest:

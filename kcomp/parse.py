@@ -24,7 +24,7 @@ _TOKEN_WORDS = {
     "NAME": "a name",
     "INT": "an integer",
     "FLOAT": "a number",
-    "DTYPE": "a type (f32, f64, i32, f16, bf16, i8)",
+    "DTYPE": "a type (f32, f64, i32, i64, f16, bf16, i8)",
     "ASSIGN": "an assignment (=, +=, *=, max=, min=, argmax=, argmin=)",
     "LSQB": "'['",
     "RSQB": "']'",

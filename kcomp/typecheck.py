@@ -348,8 +348,8 @@ class ExprChecker:
 
     def index(self, e: S.Node) -> Expr:
         out = self.expr(e, DType.I32)
-        if out.dtype is not DType.I32:
-            raise SourceError(f"an index must be an i32 expression, found {out.dtype}", e.span)
+        if out.dtype not in (DType.I32, DType.I64):  # NOTE: i64, torch's index type, gathers as it is
+            raise SourceError(f"an index must be an i32 or i64 expression, found {out.dtype}", e.span)
         _check_quasi_affine(e, out)
         return out
 

@@ -5,7 +5,7 @@
 
 A program binds 2-4 base dimensions (1..17, `dim D0 = 5, ...`) and sometimes derived ones
 (`E0 = (D1 - 1) // 2 + 1`, `E1 = D0 + 2`), then 1-4 statements in one element type (f32 mostly,
-also i32 and f64):
+also i32, f64 and i64):
 
     elementwise   t1[i, j] = tanh(A[i, j]) * B[j] + f32(i)
     reduction     t2[i] max= A[i, 2*r + s - 1, pad=-inf] where r < E0, s < D1      (+= *= max= min=)
@@ -18,7 +18,7 @@ also i32 and f64):
 
 Reads are of fresh inputs or of earlier results, indexed by plain variables (prefix reads when the
 extents differ), quasi-affine expressions with strides and offsets (out of bounds reads give the pad
-value), floor division and modulo by constants, constants, and gathers through i32 tensors.  Every
+value), floor division and modulo by constants, constants, and gathers through i32 or i64 tensors.  Every
 written tensor that nothing reads later is an output, and some read ones are too.
 
 Numerics are kept inside the comparison rule by construction rather than by loosening it: exp sees
@@ -40,6 +40,7 @@ from kcomp.fuzz.weights import FORMATS as SPARSE_FORMATS
 MAX_WORK = 4096  # iterations of one statement (product of its variables' extents)
 SPARSE_SHARE = 0.5  # contractions with a sparse operand (its weight: kcomp.fuzz.weights)
 SIZES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 16, 17)
+INTS = ("i32", "i64")
 VAR_NAMES = ("i", "j", "k", "l", "m", "n", "q", "r", "s", "u", "v", "w")
 
 # ----------------------------------------------------------------------------------------- generation
@@ -55,7 +56,8 @@ def generate(rng: random.Random, name: str = "fz") -> GenProgram:
 class _Gen:
     def __init__(self, rng: random.Random):
         self.rng = rng
-        self.element = rng.choices(("f32", "i32", "f64"), (70, 20, 10))[0]
+        self.element = rng.choices(("f32", "i32", "f64", "i64"), (66, 18, 9, 7))[0]
+        self.is_int = self.element in INTS
         base = [rng.choice(SIZES) for _ in range(rng.randint(2, 4))]
         self.dims: list[tuple[str, int | str]] = [(f"D{k}", v) for k, v in enumerate(base)]
         if rng.random() < 0.4:
@@ -157,7 +159,7 @@ class _Gen:
         index, outside = [], False
         left = [v for v in wanted]
         for d in t.shape:
-            if self.element != "i32" and vars and rng.random() < 0.06:
+            if not self.is_int and vars and rng.random() < 0.06:
                 index.append(self.gather(vars, d))
                 outside = True
                 continue
@@ -167,11 +169,11 @@ class _Gen:
             outside |= out
         pad = None
         if outside and rng.random() < 0.5:
-            pad = rng.choice(("1.0", "-1.0", "0.5") if dtype != "i32" else ("1", "-1", "7"))
+            pad = rng.choice(("1.0", "-1.0", "0.5") if dtype not in INTS else ("1", "-1", "7"))
         return ("read", t.name, tuple(index), pad)
 
     def gather(self, vars: list[str], dim: str) -> str:
-        """An index read from an i32 tensor (a gather): a fresh index input, or an argmax result."""
+        """An index read from an i32 or i64 tensor (a gather): a fresh index input, or an argmax result."""
         results = [s for s in self.stmts if s.op in ("argmax=", "argmin=") and all(v in vars for v in s.lhs)]
         if results and self.rng.random() < 0.6:
             s = self.rng.choice(results)
@@ -184,7 +186,7 @@ class _Gen:
                 return f"{s.target}[{', '.join(idx)}]"
         v = self.rng.choice(vars)
         self.plain[v].add(True)
-        ids = self.new_input("i32", (self.ranges[v],), prefix="I")
+        ids = self.new_input(self.rng.choice(INTS), (self.ranges[v],), prefix="I")
         return f"{ids.name}[{v}]"
 
     def shape_of(self, s: Stmt) -> tuple[str, ...]:
@@ -192,7 +194,7 @@ class _Gen:
 
     # -- expressions ------------------------------------------------------------------------------
     def expr(self, depth: int, vars: list[str], wanted: list[str]) -> Expr:
-        rng, is_int = self.rng, self.element == "i32"
+        rng, is_int = self.rng, self.is_int
         if depth <= 0 or rng.random() < 0.3:
             return self.leaf(vars, wanted)
         sub = lambda w=(): self.expr(depth - 1, vars, list(w))  # noqa: E731
@@ -218,7 +220,7 @@ class _Gen:
         return ("safe", form, (sub(wanted),) + ((sub(),) if form == "pow" else ()))
 
     def leaf(self, vars: list[str], wanted: list[str]) -> Expr:
-        rng, is_int = self.rng, self.element == "i32"
+        rng, is_int = self.rng, self.is_int
         r = rng.random()
         if wanted or r < 0.72:
             if self.element != "i32" and rng.random() < 0.05:
@@ -230,7 +232,7 @@ class _Gen:
             return ("call", "f64", (lit,)) if self.element == "f64" else lit  # alone, a literal is f32
         if r < 0.86 and vars:
             v = rng.choice(vars)
-            return ("name", v) if is_int else ("call", self.element, (("name", v),))
+            return ("name", v) if self.element == "i32" else ("call", self.element, (("name", v),))
         if r < 0.92:  # a dimension: a flexible i32 constant, so a float program casts it
             dim: Expr = ("name", rng.choice(list(self.values)))
             return dim if is_int else ("call", self.element, (dim,))
@@ -248,7 +250,7 @@ class _Gen:
             b = ("name", rng.choice(vars)) if rng.random() < 0.5 else ("lit", str(rng.randint(0, 8)))
             cond: Expr = ("cmp", rng.choice(("<", "<=", ">", ">=", "==", "!=")), ("name", a), b)
         else:
-            zero = ("lit", "0") if self.element == "i32" else ("lit", "0.0")
+            zero = ("lit", "0") if self.is_int else ("lit", "0.0")
             cond = ("cmp", rng.choice(("<", ">")), self.read(vars, [], self.element, exact=True), zero)
         if rng.random() < 0.15:
             return ("not", cond)
@@ -265,7 +267,9 @@ class _Gen:
         t = self.new_input(dtype, tuple(self.ranges[v] for v in vars))
         return ("read", t.name, tuple(vars), None)
 
-    def finish(self, op: str, lhs: list[str], value: Expr, dtype: str, existing: bool, scan: str = "") -> None:
+    def finish(
+        self, op: str, lhs: list[str], value: Expr, dtype: str, existing: bool, scan: str = ""
+    ) -> None:
         """Append the statement; `where` for every variable whose range is not inferred from a plain
         read of its size (or from an existing target), and for some of those too.  A reduced
         variable the value does not use yet is brought in by adding a read of a fresh input."""
@@ -310,11 +314,11 @@ class _Gen:
         vars = lhs + red
         if op in ("max=", "min=") and rng.random() < 0.3:  # a pooling: one padded read
             value = self.read(vars, red, self.element, exact=True)
-            if value[3] is not None and self.element != "i32":
+            if value[3] is not None and not self.is_int:
                 value = (*value[:3], "-inf" if op == "max=" else "inf")
         else:
             value = self.expr(rng.randint(1, 3), vars, red)
-        if op == "*=" and self.element != "i32":
+        if op == "*=" and not self.is_int:
             extent = 1
             for v in red:
                 extent *= self.values[self.ranges[v]]
@@ -334,7 +338,7 @@ class _Gen:
         value = self.expr(rng.randint(0, 2), lhs, [])
         if not reads(value) and self.element != "i32":
             value = ("call", self.element, (value,))
-        if op == "*=" and self.element != "i32":
+        if op == "*=" and not self.is_int:
             value = ("safe", "factor", (value,)) if self.values[self.ranges[along]] <= 64 else value
             op = op if value[0] == "safe" else "+="
         modifiers = [m for m in ("reverse", "exclusive") if rng.random() < 0.3]
@@ -350,7 +354,7 @@ class _Gen:
             value = self.plain_read([*lhs, *red], self.element)
         if rng.random() < 0.3:
             value = ("neg", value) if rng.random() < 0.5 else ("call", "abs", (value,))
-        self.finish(rng.choice(("argmax=", "argmin=")), lhs, value, "i32", False)
+        self.finish(rng.choice(("argmax=", "argmin=")), lhs, value, "i32", False)  # a temporary: i32
 
     def in_place(self, target: Tensor) -> None:
         self.begin(target.name)

@@ -10,8 +10,8 @@ each (`kernel.KernelBuilder`): its inputs are the values it reads from outside, 
 read after it; a kernel that then fails to build runs its nodes eagerly, with the reason.  The other
 nodes run in eager torch.  On the first call every kernel's outputs are compared with eager torch's on
 the same inputs (kcomp's numeric policy); a mismatch raises `CheckFailed` (`check="warn"` only
-warns, `check=False` skips it).  i64 tensors cross into a kernel as i32 (a value outside the i32
-range makes that call run the kernel's nodes eagerly) and come back as i64.
+warns, `check=False` skips it).  Tensors cross as they are, but for bool ones (i32 of 0 and 1 in a
+kernel: the language has no bool tensors).
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ from kcomp.torch import structured  # noqa: F401  (its translators register into
 from kcomp.torch.kernel import KernelBuilder
 from kcomp.torch.ops import OPS, Ctx, out_meta
 from kcomp.torch.values import DTYPES, TV, lazy, tensor
-
-I32 = torch.iinfo(torch.int32)
 
 
 @dataclass
@@ -175,33 +173,30 @@ class GraphRunner:
         for n, a in zip(placeholders, args, strict=True):
             env[n] = a
         for seg in self.segments:
-            if seg.kernel is None or not self._run_kernel(seg, env):
-                for n in seg.nodes:
-                    env[n] = _eager(n, env)
+            if seg.kernel is not None:
+                self._run_kernel(seg, env)
+                continue
+            for n in seg.nodes:
+                env[n] = _eager(n, env)
         out = next(n for n in self.nodes if n.op == "output")
         return torch.fx.node.map_arg(out.args[0], lambda n: env[n])
 
-    def _run_kernel(self, seg: Segment, env: dict[Any, Any]) -> bool:
-        """Run `seg`'s kernel into `env`; False when this call's inputs cannot cross (i64 overflow)."""
+    def _run_kernel(self, seg: Segment, env: dict[Any, Any]) -> None:
+        """Run `seg`'s kernel into `env`."""
         ins = []
         for n, shape in zip(seg.inputs, seg.shapes, strict=True):
             x = env[n].detach()
-            if x.dtype == torch.int64:
-                if x.numel() and (int(x.min()) < I32.min or int(x.max()) > I32.max):
-                    return False
-                x = x.to(torch.int32)
-            elif x.dtype == torch.bool:
+            if x.dtype == torch.bool:
                 x = x.to(torch.int32)
             ins.append(x.contiguous().reshape(shape))
         got = seg.kernel(*ins)
         got = got if isinstance(got, tuple) else (got,)
         for n, value in zip(seg.outputs, got, strict=True):
             want = out_meta(n)[1]
-            env[n] = value.to(getattr(torch, want)) if want in ("int64", "bool") else value
+            env[n] = value.to(torch.bool) if want == "bool" else value
         if self.check and not seg.checked:
             seg.checked = True
             self._check(seg, env)
-        return True
 
     def _check(self, seg: Segment, env: dict[Any, Any]) -> None:
         """The first call's comparison of `seg`'s outputs with eager torch's on the same inputs."""
@@ -211,7 +206,7 @@ class GraphRunner:
         program = seg.kernel.built.program
         for n, buffer in zip(seg.outputs, program.outputs, strict=True):
             actual, expected = env[n].detach().numpy(), eager[n].detach().numpy()
-            dtype = DType(DTYPES[str(expected.dtype)])  # NOTE: i64 compares as the i32 it crossed as
+            dtype = DType(DTYPES[str(expected.dtype)])
             want = dtype.numpy
             result = compare(
                 actual.astype(want), expected.astype(want), dtype, reduction_length(program, buffer)

@@ -12,7 +12,7 @@ import itertools
 import re
 from dataclasses import dataclass, field
 
-from kcomp.torch.values import TV, tensor, view
+from kcomp.torch.values import TV, lazy, tensor, view
 
 INLINE_COST = 24  # a lazy value longer than this is materialized before a second statement reads it
 
@@ -51,6 +51,11 @@ class KernelBuilder:
     ) -> TV:
         """`name[i0, ..] op body where i0 < .., r0 < ..`: `body` is written over the index variables
         `i0, i1, ...` of the result and the reduced ones given; the result as a tensor."""
+        if dtype == "i64" and op.startswith("arg"):  # NOTE: a temporary's positions are i32
+            positions = self.statement(shape, "i32", body, op, reduced, name)
+            return lazy(shape, "i64", lambda i: f"i64({positions.read(i)})", 0)
+        if dtype == "i64":  # NOTE: a temporary takes its value's type, and masks or literals are i32
+            body = f"i64({body})"
         name = name or self.fresh()
         idx = [f"i{k}" for k in range(len(shape))]
         where = [f"{v} < {n}" for v, n in zip(idx, shape, strict=True)] + [f"{v} < {n}" for v, n in reduced]

@@ -134,7 +134,7 @@ def _argmax(cx: Ctx, node: Any) -> TV:
     idx, rs = _source_index(x.rank, [dim % x.rank], keepdim)
     op = "argmax=" if node.target is aten.argmax.default else "argmin="
     out_shape = shape if dim is not None else ()
-    return cx.b.statement(out_shape, "i32", x.read(idx), op, ((rs[0], x.shape[dim % x.rank]),))
+    return cx.b.statement(out_shape, "i64", x.read(idx), op, ((rs[0], x.shape[dim % x.rank]),))
 
 
 # -- products ------------------------------------------------------------------------------------------
@@ -415,7 +415,7 @@ def _max_dim(cx: Ctx, node: Any) -> tuple[TV, TV]:
     reduced = ((rs[0], x.shape[red[0]]),)
     best = "max=" if node.target is aten.max.dim else "min="
     values = cx.b.statement(shape, x.dtype, x.read(idx), best, reduced)
-    positions = cx.b.statement(shape, "i32", x.read(idx), "arg" + best, reduced)
+    positions = cx.b.statement(shape, "i64", x.read(idx), "arg" + best, reduced)
     return values, positions
 
 

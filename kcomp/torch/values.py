@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from kcomp.errors import Unsupported
 
 Reader = Callable[[list[str]], str]
-# torch dtypes by name -> the kernel language's element types (i64 is carried as i32: `runtime.py`
-# converts at the kernel's boundary and refuses values outside the i32 range)
-DTYPES = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i32", "bool": "bool"}
+# torch dtypes by name -> the kernel language's element types
+DTYPES = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64", "bool": "bool"}
 
 
 @dataclass

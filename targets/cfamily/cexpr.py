@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from kcomp import semantics
-from kcomp.dtypes import DType
+from kcomp.dtypes import DType, common
 from kcomp.errors import UsageError
 from kcomp.expr import (
     COMPARISONS,
@@ -94,7 +94,7 @@ INDEX_OPS = frozenset(
         BinaryOp.MIN,
     }
 )
-SUFFIX = {DType.F32: "f32", DType.F64: "f64", DType.I32: "i32", DType.BOOL: "i32"}
+SUFFIX = {DType.F32: "f32", DType.F64: "f64", DType.I32: "i32", DType.I64: "i64", DType.BOOL: "i32"}
 LIBM_SUFFIX = {DType.F32: "f", DType.F64: ""}
 ONE = {DType.F32: "1.0f", DType.F64: "1.0"}
 ZERO = {DType.F32: "0.0f", DType.F64: "0.0"}
@@ -102,20 +102,9 @@ ZERO = {DType.F32: "0.0f", DType.F64: "0.0"}
 
 def check_supported(dtype: DType) -> None:
     if dtype is DType.BF16:
-        raise UsageError("the cpu target does not support bf16 yet (f32, f64, f16, i32, i8 and bool work)")
-
-
-def common(a: DType, b: DType) -> DType:
-    """The type a binary operation computes in (C's usual conversions, as the reference's `_common`):
-    a float with an int stays in the float's type; two floats meet in the wider; two ints in i32."""
-    a, b = a.compute, b.compute
-    if a is b:
-        return a
-    if a.is_float and b.is_float:
-        return DType.F64 if DType.F64 in (a, b) else DType.F32
-    if a.is_float or b.is_float:
-        return a if a.is_float else b
-    return DType.I32
+        raise UsageError(
+            "the cpu target does not support bf16 yet (f32, f64, f16, i32, i64, i8 and bool work)"
+        )
 
 
 def emit_const(value: float | int | bool, dtype: DType) -> str:
@@ -128,6 +117,8 @@ def emit_const(value: float | int | bool, dtype: DType) -> str:
     compute = dtype.compute
     if compute is DType.I32:
         return "(-2147483647 - 1)" if v == -(2**31) else f"({v})" if v < 0 else str(v)
+    if compute is DType.I64:  # NOTE: an int64_t literal whatever `long` is; the least one as an expression
+        return "(-INT64_C(9223372036854775807) - 1)" if v == -(2**63) else f"INT64_C({v})"
     if math.isnan(v):
         return "NAN" if compute is DType.F32 else "((double)NAN)"
     if math.isinf(v):

@@ -90,10 +90,11 @@ PARAM_CTYPE = {
     DType.F64: ctypes.c_double,
     DType.F16: ctypes.c_float,
     DType.I32: ctypes.c_int32,
+    DType.I64: ctypes.c_int64,
     DType.I8: ctypes.c_int8,
     DType.BOOL: ctypes.c_bool,
 }
-INT_RANGE = {DType.I32: (-(2**31), 2**31 - 1), DType.I8: (-128, 127)}
+INT_RANGE = {DType.I32: (-(2**31), 2**31 - 1), DType.I64: (-(2**63), 2**63 - 1), DType.I8: (-128, 127)}
 
 
 def checked_arguments(signature: Signature, args: Sequence[object]) -> list[object]:

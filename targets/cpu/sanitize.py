@@ -57,11 +57,19 @@ _C_TYPE = {
     "f64": "double",
     "f16": "_Float16",
     "i32": "int32_t",
+    "i64": "int64_t",
     "i8": "int8_t",
     "bool": "bool",
 }
 _PARAM_C_TYPE = {**_C_TYPE, "f16": "float"}  # f16 scalars travel as float (docs/abi.md)
-_PARAM_NUMPY = {"f32": np.float32, "f64": np.float64, "f16": np.float32, "i32": np.int32, "i8": np.int8}
+_PARAM_NUMPY = {
+    "f32": np.float32,
+    "f64": np.float64,
+    "f16": np.float32,
+    "i32": np.int32,
+    "i64": np.int64,
+    "i8": np.int8,
+}
 
 
 class SanitizerError(CheckFailed):

@@ -54,7 +54,7 @@ from kcomp.targets.cuda.reduce import BLOCK_REDUCE, reduce_loop
 from kcomp.targets.cuda.vector import vector_loop
 
 NUMERIC = resources.files("kcomp.targets.cfamily").joinpath("numeric.h").read_text()
-DTYPES = frozenset({DType.F32, DType.F64, DType.F16, DType.I32, DType.I8, DType.BOOL})
+DTYPES = frozenset({DType.F32, DType.F64, DType.F16, DType.I32, DType.I64, DType.I8, DType.BOOL})
 MAX_THREADS = 1024  # threads per block
 SHARED_LIMIT_BYTES = 48 * 1024  # static __shared__ memory per block
 LOCAL_LIMIT_BYTES = 16 * 1024  # a per-thread array beyond this spills to local memory anyway: refuse

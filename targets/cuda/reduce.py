@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from kcomp.dtypes import DType
 from kcomp.errors import ScheduleError
-from kcomp.expr import Binary, BinaryOp, Buffer, Const, Load, Scope
-from kcomp.loops import Loop, Store, map_stmts
+from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Scope, free_vars
+from kcomp.loops import Guard, Loop, Stmt, Store, map_stmts
 from kcomp.passes.bind import thread_reduction
 from kcomp.targets.cfamily.cexpr import emit_const
 
@@ -49,8 +51,8 @@ __device__ inline T kc_block_reduce(T v, F op) {
 IDENTITY = {  # the value a thread's partial result starts from, per reduction op
     BinaryOp.ADD: lambda d: 0,
     BinaryOp.MUL: lambda d: 1,
-    BinaryOp.MAX: lambda d: float("-inf") if d.is_float else -(2**31),
-    BinaryOp.MIN: lambda d: float("inf") if d.is_float else 2**31 - 1,
+    BinaryOp.MAX: lambda d: float("-inf") if d.is_float else int(np.iinfo(d.numpy).min),
+    BinaryOp.MIN: lambda d: float("inf") if d.is_float else int(np.iinfo(d.numpy).max),
 }
 
 
@@ -96,7 +98,11 @@ def reduce_loop(emitter: CudaEmitter, s: Loop, depth: int) -> list[str]:
     if guarded:
         body = [f"{pad}{ind * 2}if ({var} < {s.extent}) {{", *body, f"{pad}{ind * 2}}}"]
     combine = emitter.expr.binary(op, dtype, "a", "b")
-    final = Store(store.buffer, store.index, Binary(op, Load(store.buffer, store.index), Load(part, zero)))
+    final: Stmt = Store(
+        store.buffer, store.index, Binary(op, Load(store.buffer, store.index), Load(part, zero))
+    )
+    for cond in reversed(_outer_guards(s)):  # NOTE: a tail guard of an outer loop bounds the write too
+        final = Guard(cond, (final,))
     # one thread writes: lane 0 of the row, and of the block's axes no loop around binds (every
     # row there reduced the same values)
     bound = {lp.kind.axis for lp in emitter.chain}
@@ -124,3 +130,16 @@ def reduce_loop(emitter: CudaEmitter, s: Loop, depth: int) -> list[str]:
         f"{pad}{ind}}}",
         f"{pad}}}",
     ]
+
+
+def _outer_guards(loop: Loop) -> list[Expr]:
+    """The conditions of the guards in `loop`'s chain (down to its update) that no loop of the chain
+    changes: they hold for the update's place, so the combined value's write obeys them as well."""
+    chain, conds, node = {loop.var}, [], loop
+    while not isinstance(node, Store):
+        node = node.body[0]
+        if isinstance(node, Loop):
+            chain.add(node.var)
+        elif isinstance(node, Guard):
+            conds.append(node.cond)
+    return [c for c in conds if not free_vars(c) & chain]

@@ -9,7 +9,10 @@ happens now (the kernel runs and matches the reference, or the schedule is refus
 - (with that fix, not found yet by a schedule) statements of one thread loop on different threads
   sharing memory would need a barrier inside the thread loop: refused;
 - `fuse` of a bound loop with a reduction loop made the bound loop carry the reduction (a race);
-  `fuse` now refuses it, and the emitter checks every bound loop is still independent.
+  `fuse` now refuses it, and the emitter checks every bound loop is still independent;
+- a reduction across threads (`bind l threadIdx.x reduce`) under the tail guard of a split outer
+  loop wrote its combined value past the end of the output (the guard covered the accumulation
+  only), and an integer max/min across threads started from i32's bounds whatever the type.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from kcomp.api import compile as kc_compile
@@ -133,3 +137,24 @@ def test_emitter_checks_bound_loops_are_still_independent(source: str, kind: Loo
     k = next(s for s in walk_stmts(nest.body) if isinstance(s, Loop) and s.extent == 5)  # the reduction
     with pytest.raises(ScheduleError, match="no longer independent"):
         emit(set_kind(nest, k, kind))
+
+
+TAIL = """
+dim D0 = 2, D1 = 7
+kernel fz(A: f32[D0, D0, D0]) -> (t0: f32[D0, D0, D1]) {
+    t0[i, j, k] += A[i, j, l] where i < D0, k < D1
+}
+"""
+
+
+def test_a_reduction_across_threads_keeps_the_outer_tail_guard():
+    kernel = compiled(TAIL, "fuse j k\ntile j_k l 12 2\nbind l_i threadIdx.x reduce")
+    for seed in (1, 2):
+        assert kernel.check(seed=seed).ok  # the emulation reported writes past t0's end before
+
+
+def test_an_i64_max_across_threads_starts_below_every_value():
+    source = "kernel fz(A: i64[4, 8]) -> (m: i64[4]) { m[i] max= A[i, j] * -3000000000 }"
+    kernel = compiled(source, "bind i blockIdx.x\nbind j threadIdx.x reduce")
+    a = np.abs(np.random.default_rng(0).integers(1, 50, (4, 8))).astype(np.int64)
+    np.testing.assert_array_equal(kernel(a), (a * -3_000_000_000).max(axis=1))

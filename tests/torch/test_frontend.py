@@ -170,7 +170,7 @@ def test_explain_names_the_ops_that_stay_eager_and_why():
     assert "flip" in str(explanation)
 
 
-def test_i64_indices_cross_as_i32_and_come_back_i64():
+def test_i64_tensors_stay_i64_in_kernels():
     table = nn.Embedding(50, 4)
     ids = torch.randint(0, 50, (7,))
     compiled = kt.from_torch(table, (ids,))
@@ -178,6 +178,17 @@ def test_i64_indices_cross_as_i32_and_come_back_i64():
     arg = kt.from_torch(lambda x: x.argmax(-1), (r(3, 9),))
     x = r(3, 9)
     assert arg(x).dtype == torch.int64 and torch.equal(arg(x), x.argmax(-1))
+
+    def wide(x: torch.Tensor, n: torch.Tensor) -> torch.Tensor:  # sums far past the i32 range
+        return (n * 3_000_000_000).sum(dim=1) + x.argmax(dim=1) + (x > 0).sum(dim=1)
+
+    n = torch.randint(-5, 6, (4, 8)) * (1 << 33)
+    x = r(4, 8)
+    compiled = kt.from_torch(wide, (x, n))
+    got, want = compiled(x, n), wide(x, n)
+    assert got.dtype == torch.int64 and torch.equal(got, want)
+    assert abs(int(want.abs().max())) > 2**40  # the values really are out of i32's reach
+    assert compiled.explanation.share() == 1.0
 
 
 def test_a_kernel_that_disagrees_with_eager_is_refused(monkeypatch):
