@@ -28,6 +28,8 @@ from typing import Any
 
 from kcomp.affine import affine
 from kcomp.autofuse import Builder, fuse_by_rule
+from kcomp.channel_conv import prefer as prefer_channels
+from kcomp.channel_conv import schedule_channel_conv
 from kcomp.contraction import classify
 from kcomp.errors import ScheduleError
 from kcomp.expr import Binary, BinaryOp, Const, Load, free_vars, loads, walk
@@ -114,7 +116,9 @@ def unfold_inits(schedule: Schedule) -> Schedule:
     """`schedule` with every `cache_write ... init` back to a plain `cache_write`: the form whose
     nests stay where the rules find them (the search's units work on it, then fold again)."""
     return Schedule(
-        tuple(CacheWrite(s.tensor, s.at) if isinstance(s, CacheWrite) and s.init else s for s in schedule.steps)
+        tuple(
+            CacheWrite(s.tensor, s.at) if isinstance(s, CacheWrite) and s.init else s for s in schedule.steps
+        )
     )
 
 
@@ -317,6 +321,10 @@ def _conv(b: Builder, pos: int, chain: list[Loop], names: dict, width: int, core
         return False
     outer, m, w, reductions, x = found
     store = chain[-1].body[0]
+    if prefer_channels(found, store, width, _accumulators(width)):
+        loop_name = lambda raw: _display(b, pos, raw)  # noqa: E731
+        if schedule_channel_conv(b, found, store, names, loop_name, width, cores, _accumulators(width)):
+            return True
     if 2 * w.extent < width:
         return False  # NOTE: a row shorter than a vector still fills most lanes of one masked vector
     budget = _accumulators(width)  # one vector per row here
@@ -551,7 +559,11 @@ def _tile_strided_store(b: Builder, chain: list[Loop], store: Store, best: Loop,
     rows = next((lp for lp in chain if lp.var is last), None)
     if rows is None or rows is best or rows.extent < 2 * STORE_ROWS or best.extent < 2 * width:
         return False
-    if any(best.var in free_vars(e) for e in store.index[-1:]) or rows.extent % STORE_ROWS or best.extent % width:
+    if (
+        any(best.var in free_vars(e) for e in store.index[-1:])
+        or rows.extent % STORE_ROWS
+        or best.extent % width
+    ):
         return False
     before = (b.nest, b.steps)
     names = b.names()
