@@ -28,7 +28,6 @@ from typing import Any
 
 from kcomp.affine import affine
 from kcomp.autofuse import Builder, fuse_by_rule
-from kcomp.channel_conv import prefer as prefer_channels
 from kcomp.channel_conv import schedule_channel_conv
 from kcomp.contraction import classify
 from kcomp.errors import ScheduleError
@@ -321,10 +320,10 @@ def _conv(b: Builder, pos: int, chain: list[Loop], names: dict, width: int, core
         return False
     outer, m, w, reductions, x = found
     store = chain[-1].body[0]
-    if prefer_channels(found, store, width, _accumulators(width)):
-        loop_name = lambda raw: _display(b, pos, raw)  # noqa: E731
-        if schedule_channel_conv(b, found, store, names, loop_name, width, cores, _accumulators(width)):
-            return True
+    if schedule_channel_conv(
+        b, found, store, names, lambda r: _display(b, pos, r), width, cores, _accumulators(width)
+    ):
+        return True  # NOTE: the form vectorized along the output channels, where it is the better one
     if 2 * w.extent < width:
         return False  # NOTE: a row shorter than a vector still fills most lanes of one masked vector
     budget = _accumulators(width)  # one vector per row here

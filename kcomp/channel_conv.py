@@ -89,8 +89,10 @@ def prefer(found: tuple[Any, ...], store: Store, width: int, budget: int) -> boo
 def schedule_channel_conv(
     b: Any, found: tuple[Any, ...], store: Store, names: dict, loop: Any, width: int, cores: int, budget: int
 ) -> bool:
-    """The rule above on the builder `b` (kcomp.autofuse.Builder); `loop(raw)` names a loop the
-    steps created.  False, with nothing kept, when a step does not apply."""
+    """The rule above on the builder `b` (kcomp.autofuse.Builder) where `prefer` says so; `loop(raw)`
+    names a loop the steps created.  False, with nothing kept, when it does not apply."""
+    if not prefer(found, store, width, budget):
+        return False
     outer, m, w, reductions, x = found
     weight = _weight(store, x, m)
     assert weight is not None
