@@ -30,12 +30,11 @@ from kcomp.affine import affine
 from kcomp.autofuse import Builder, fuse_by_rule
 from kcomp.channel_conv import schedule_channel_conv
 from kcomp.contraction import classify
-from kcomp.errors import ScheduleError
 from kcomp.expr import Binary, BinaryOp, Const, Load, free_vars, loads, walk
+from kcomp.fold_inits import fold_inits
 from kcomp.gathered import schedule_gathered
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, walk_stmts
 from kcomp.loops.common import body_exprs
-from kcomp.passes import apply
 from kcomp.printer import symbol_names
 from kcomp.program import Program
 from kcomp.schedule import (
@@ -49,7 +48,6 @@ from kcomp.schedule import (
     Reorder,
     Schedule,
     Split,
-    Step,
     Tile,
     Unroll,
     Vectorize,
@@ -92,33 +90,6 @@ def default_schedule(program: Program, nest: LoopNest, target: object, fuse: boo
         elif not _conv(b, pos, chain, names, width, cores):
             _generic(b, pos, width, cores)
     return Schedule(fold_inits(nest, tuple(b.steps)))
-
-
-def fold_inits(naive: LoopNest, steps: tuple[Step, ...]) -> tuple[Step, ...]:
-    """Each `cache_write` upgraded to `cache_write ... init` where the whole schedule still applies:
-    its tile then starts from the reduction's identity in registers and the pass that filled the
-    tensor with it is gone (passes/cache_write.py says when that is legal).  Done last, because it
-    removes a top-level nest and the rules above find nests by position."""
-    out = list(steps)
-    for k, step in enumerate(out):
-        if isinstance(step, CacheWrite) and not step.init:
-            trial = [*out[:k], CacheWrite(step.tensor, step.at, True), *out[k + 1 :]]
-            try:
-                apply(naive, Schedule(tuple(trial)))
-            except ScheduleError:
-                continue
-            out = trial
-    return tuple(out)
-
-
-def unfold_inits(schedule: Schedule) -> Schedule:
-    """`schedule` with every `cache_write ... init` back to a plain `cache_write`: the form whose
-    nests stay where the rules find them (the search's units work on it, then fold again)."""
-    return Schedule(
-        tuple(
-            CacheWrite(s.tensor, s.at) if isinstance(s, CacheWrite) and s.init else s for s in schedule.steps
-        )
-    )
 
 
 def _split_phases(b: Builder) -> None:

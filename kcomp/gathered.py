@@ -9,7 +9,7 @@ with the output reloaded and stored for every product.  The register tile here i
 with nothing assumed about the gathered rows: a few output rows (the small spatial loops that do
 not index the gathered operand, unrolled) times up to the accumulator budget of vectors along n,
 kept in registers across every reduction loop (and started from zero there: `cache_write ... init`,
-kcomp.autoschedule.fold_inits), the gathered row loaded once per reduction step and shared by the rows of
+kcomp.fold_inits), the gathered row loaded once per reduction step and shared by the rows of
 the tile, the broadcast operand one element per row.  Threads share the outermost spatial loop.
 When the gathered operand is larger than a core's share of L2, its column slabs (t columns, the
 tile's width) go outermost, and a slab that still overflows is packed contiguous first.
@@ -73,7 +73,9 @@ def gathered_mac(chain: list[Loop]) -> GatheredMac | None:
     return GatheredMac(s, by_var[n], rows, others, reductions, panel[0])
 
 
-def schedule_gathered(b, chain: list[Loop], names: dict, width: int, cores: int, budget: int, work: int) -> bool:
+def schedule_gathered(
+    b, chain: list[Loop], names: dict, width: int, cores: int, budget: int, work: int
+) -> bool:
     """Rule above on the builder `b` (kcomp.autofuse.Builder); False (nothing kept) if it does not fit."""
     found = gathered_mac(chain) if width > 1 else None
     if found is None:

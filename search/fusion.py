@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kcomp.autofuse import fusion_steps
-from kcomp.autoschedule import unfold_inits
 from kcomp.errors import ScheduleError
+from kcomp.fold_inits import unfold_inits
 from kcomp.loops import LoopNest
 from kcomp.passes import apply
 from kcomp.printer import canonical

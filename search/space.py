@@ -24,8 +24,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kcomp import schedule as S
-from kcomp.autoschedule import fold_inits, unfold_inits
 from kcomp.errors import ScheduleError
+from kcomp.fold_inits import fold_inits, unfold_inits
 from kcomp.loops import LoopNest
 from kcomp.lower import lower
 from kcomp.passes import apply, apply_step
