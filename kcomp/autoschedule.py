@@ -16,7 +16,9 @@ Rules, per top-level loop nest (one per statement, plus initialisations):
      vector of w: the row's weight broadcast, the window of X one unaligned vector load.  X's window
      for one outer iteration is staged with its halo (cache_read: the padding is done once in the
      copy, so the compute loop loads without bounds tests), the tile of Y stays in registers, and
-     the fused outer loops (image x row) are shared by the threads.
+     the fused outer loops (image x row) are shared by the threads.  Where a vector of output
+     channels fills more lanes than the row (56 columns are 3.5 vectors) or the window is strided,
+     the channel form takes it instead (kcomp/channel_conv.py): channels x a divisor of the row.
   3. Every other nest: the loop that indexes the stored tensor contiguously moves innermost and is
      vectorized (a reduction innermost gets `vectorize ... reduce` when no such loop exists); the
      outermost independent loop runs in parallel when the nest has enough work to pay for threads.
