@@ -188,12 +188,14 @@ class GraphRunner:
             x = env[n].detach()
             if x.dtype == torch.bool:
                 x = x.to(torch.int32)
-            ins.append(x.contiguous().reshape(shape))
+            # NOTE: numpy views (no copy) take the kernel's quick call, which checks only that each
+            # array is exactly what the signature says; torch tensors would take the checked path
+            ins.append(x.contiguous().reshape(shape).numpy())
         got = seg.kernel(*ins)
         got = got if isinstance(got, tuple) else (got,)
         for n, value in zip(seg.outputs, got, strict=True):
-            want = out_meta(n)[1]
-            env[n] = value.to(torch.bool) if want == "bool" else value
+            value = torch.from_numpy(value)
+            env[n] = value.to(torch.bool) if out_meta(n)[1] == "bool" else value
         if self.check and not seg.checked:
             seg.checked = True
             self._check(seg, env)
