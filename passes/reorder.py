@@ -6,15 +6,18 @@ The named loops must lie on one chain where each loop's body is a single loop (g
 are allowed: their conditions are pushed down to the innermost loop of the band, which is always
 legal).  Loops of the chain that are not named keep their positions; the named ones take the
 listed order in the positions the named ones held.  Legal when no buffer written in the band is
-accessed at two different indices there (then every point's updates keep their order).
+accessed at two different indices there (then every point's updates keep their order), and when
+the loops a conditional update depends on keep their order: an arg-reduction's `if (v < best)`
+keeps the first of equal values, so its reduced loops (split into k_o, k_i) must still visit k
+in increasing order.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from kcomp.expr import Expr, all_of
-from kcomp.loops import Guard, Loop, LoopNest, Stmt, walk_stmts
+from kcomp.expr import Expr, Var, all_of, free_vars, loads
+from kcomp.loops import Guard, Loop, LoopNest, Stmt, Store, walk_stmts
 from kcomp.loops.common import Resolver, replace_stmt
 from kcomp.loops.dependence import accesses
 from kcomp.printer import format_expr
@@ -88,4 +91,28 @@ def reorder(nest: LoopNest, step: Reorder) -> LoopNest:
     named = {id(r.loop(n)) for n in step.loops}
     order = iter(r.loop(n) for n in step.loops)
     new_chain = [next(order) if id(loop) in named else loop for loop in chain]
+    ordered = _visit_ordered(body)
+    if [lp for lp in chain if lp.var in ordered] != [lp for lp in new_chain if lp.var in ordered]:
+        loops = ", ".join(r.name(lp.var) for lp in chain if lp.var in ordered)
+        raise r.error(
+            f"loops {loops} feed a conditional update (an arg-reduction keeps the first of equal values):"
+            " they must keep their order"
+        )
     return replace_stmt(nest, chain[0], rebuild(new_chain, conds, body))
+
+
+def _visit_ordered(body: tuple[Stmt, ...]) -> set[Var]:
+    """Variables whose visiting order a conditional update depends on: a guard whose condition reads
+    what its body writes (a running best), and the variables of the values it stores that do not
+    index where they are stored (the position and the candidate, not the output element)."""
+    out: set[Var] = set()
+    for g in walk_stmts(body):
+        if not isinstance(g, Guard):
+            continue
+        stores = [s for s in walk_stmts(g.body) if isinstance(s, Store)]
+        if not {ld.buffer for ld in loads(g.cond)} & {s.buffer for s in stores}:
+            continue
+        for s in stores:
+            placed = set().union(*(free_vars(e) for e in s.index)) if s.index else set()
+            out |= free_vars(s.value) - placed
+    return out

@@ -89,3 +89,18 @@ def test_reorder_errors(kernel, schedule, message):
     text, shapes = (MATMUL, MM) if kernel == "matmul" else (SOFTMAX, {"N": 3, "D": 5})
     with pytest.raises(ScheduleError, match=message):
         scheduled(text, shapes, schedule)
+
+
+ARGMIN = "kernel am(A: f32[N, K]) -> (t: i32[N]) { t[n] argmin= A[n, k] }"
+
+
+def test_an_arg_reduction_keeps_visiting_its_reduced_loop_in_order():
+    """Found by the fuzzer: with k split and its parts swapped, a tie (padded reads of 0) was won
+    by a later position than the first one."""
+    shapes = {"N": 3, "K": 12}
+    with pytest.raises(ScheduleError, match="k_o, k_i feed a conditional update"):
+        scheduled(ARGMIN, shapes, "split k 4\nreorder k_i k_o")
+    with pytest.raises(ScheduleError, match="must keep their order"):
+        scheduled(ARGMIN, shapes, "split k 4\ntile k_o k_i 1 2")
+    for legal in ("reorder k n", "split k 4\nreorder k_o n k_i", "split n 2\nreorder n_i n_o"):
+        check_schedule(ARGMIN, shapes, legal)
