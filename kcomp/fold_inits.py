@@ -75,8 +75,7 @@ def _rename_step(step: Step, rename: dict[str, str]) -> Step:
 
     changes = {}
     for f in fields(step):  # type: ignore[arg-type]
-        value = getattr(step, f.name)
-        if f.name not in LOOP_FIELDS:
-            continue
-        changes[f.name] = tuple(map(one, value)) if isinstance(value, tuple) else one(value)
+        if f.name in LOOP_FIELDS:
+            value = getattr(step, f.name)
+            changes[f.name] = tuple(map(one, value)) if isinstance(value, tuple) else one(value)
     return replace(step, **changes)  # type: ignore[type-var]

@@ -71,7 +71,7 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
         choices=EXECUTORS,
         default="local",
         help="where candidates are built and timed: worker processes here (local, the default) or the"
-        " tasks of a Ray cluster (ray: a local two-CPU cluster unless --ray-address names one)",
+        " tasks of a Ray cluster (ray: a local cluster of --workers CPUs unless --ray-address names one)",
     )
     p.add_argument(
         "--ray-address",
