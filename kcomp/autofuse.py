@@ -26,6 +26,7 @@ from collections.abc import Iterator
 
 from kcomp.errors import ScheduleError
 from kcomp.expr import (
+    FLOAT_FUNCTIONS,
     Binary,
     BinaryOp,
     Buffer,
@@ -33,7 +34,6 @@ from kcomp.expr import (
     Load,
     Select,
     Unary,
-    UnaryOp,
     children,
     free_vars,
     loads,
@@ -49,9 +49,7 @@ from kcomp.schedule import ComputeAt, Inline, Online, Step, Welford
 FUSE_BUDGET = 128 << 10  # bytes of one intermediate's region: fits L2 on every x86 core we meet
 RECOMPUTE_LIMIT = 1.25  # work of a fused producer relative to its unfused work
 TRIVIAL_OPS = 1  # operations of an elementwise value cheap enough to recompute in every reader
-COSTLY = frozenset(
-    {UnaryOp.EXP, UnaryOp.LOG, UnaryOp.SQRT, UnaryOp.RSQRT, UnaryOp.TANH, UnaryOp.ERF, UnaryOp.SIGMOID}
-)
+COSTLY = FLOAT_FUNCTIONS  # NOTE: the math functions, each many instructions
 
 
 class Builder:

@@ -21,7 +21,7 @@ from kcomp.dtypes import DType
 from kcomp.expr import Binary, BinaryOp, Buffer, Cast, Expr, Load, Select, Unary, UnaryOp, walk
 from kcomp.program import Program
 
-_DOMAIN = frozenset({UnaryOp.LOG, UnaryOp.SQRT, UnaryOp.RSQRT})
+_DOMAIN = frozenset({UnaryOp.LOG, UnaryOp.LOG1P, UnaryOp.SQRT, UnaryOp.RSQRT})
 _KEEPS_SIGN = frozenset({BinaryOp.ADD, BinaryOp.MUL, BinaryOp.DIV, BinaryOp.MAX, BinaryOp.MIN})
 _INT_RANGE = {DType.I32: 50, DType.I64: 50, DType.I8: 100}
 

@@ -72,6 +72,8 @@ class UnaryOp(enum.Enum):
     NOT = "not"
     EXP = "exp"
     LOG = "log"
+    LOG1P = "log1p"  # log(1 + x), exact for tiny x
+    EXPM1 = "expm1"  # exp(x) - 1, exact for tiny x
     SQRT = "sqrt"
     RSQRT = "rsqrt"
     TANH = "tanh"
@@ -106,7 +108,17 @@ LOGICAL = frozenset({BinaryOp.AND, BinaryOp.OR})
 INFIX = frozenset(set(BinaryOp) - {BinaryOp.POW, BinaryOp.MAX, BinaryOp.MIN})
 # Math functions that need floating-point operands.
 FLOAT_FUNCTIONS = frozenset(
-    {UnaryOp.EXP, UnaryOp.LOG, UnaryOp.SQRT, UnaryOp.RSQRT, UnaryOp.TANH, UnaryOp.ERF, UnaryOp.SIGMOID}
+    {
+        UnaryOp.EXP,
+        UnaryOp.LOG,
+        UnaryOp.LOG1P,
+        UnaryOp.EXPM1,
+        UnaryOp.SQRT,
+        UnaryOp.RSQRT,
+        UnaryOp.TANH,
+        UnaryOp.ERF,
+        UnaryOp.SIGMOID,
+    }
 )
 
 

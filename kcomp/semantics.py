@@ -87,6 +87,8 @@ UNARY = {
     UnaryOp.NOT: np.logical_not,
     UnaryOp.EXP: np.exp,
     UnaryOp.LOG: np.log,
+    UnaryOp.LOG1P: np.log1p,
+    UnaryOp.EXPM1: np.expm1,
     UnaryOp.SQRT: np.sqrt,
     UnaryOp.RSQRT: lambda x: _one(x) / np.sqrt(x),
     UnaryOp.TANH: np.tanh,

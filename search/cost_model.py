@@ -32,7 +32,9 @@ from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store
 from kcomp.search.loop_rules import top_nests
 
 LINE = 64  # bytes per cache line
-SLOW_UNARY = frozenset({UnaryOp.EXP, UnaryOp.LOG, UnaryOp.TANH, UnaryOp.ERF, UnaryOp.SIGMOID})
+SLOW_UNARY = frozenset(
+    {UnaryOp.EXP, UnaryOp.LOG, UnaryOp.LOG1P, UnaryOp.EXPM1, UnaryOp.TANH, UnaryOp.ERF, UnaryOp.SIGMOID}
+)
 FEATURES = ("compute", "l1", "l2", "dram", "overhead", "spills", "regions", "vector", "parallel")
 TRAFFIC = ("l1_bytes", "l2_bytes", "bytes")  # bytes moved into L1, into L2, and from DRAM
 SUMMED = ("compute", "l1", "l2", "dram", "overhead", "spills", "regions", "time", "flops", *TRAFFIC)

@@ -125,8 +125,8 @@ for _op, _fmt in {
     aten.abs.default: "abs({x})",
     aten.reciprocal.default: "(1.0 / {x})",
     aten.relu.default: "select({x} < 0.0, 0.0, {x})",
-    aten.log1p.default: "log(1.0 + {x})",
-    aten.expm1.default: "(exp({x}) - 1.0)",
+    aten.log1p.default: "log1p({x})",
+    aten.expm1.default: "expm1({x})",
     aten.clone.default: "{x}",
     aten.alias.default: "{x}",
 }.items():

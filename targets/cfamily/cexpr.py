@@ -67,6 +67,8 @@ FLOAT_UNARY_TEMPLATE = {
     UnaryOp.NOT: "(!{x})",
     UnaryOp.EXP: "exp{f}({x})",
     UnaryOp.LOG: "log{f}({x})",
+    UnaryOp.LOG1P: "log1p{f}({x})",
+    UnaryOp.EXPM1: "expm1{f}({x})",
     UnaryOp.SQRT: "sqrt{f}({x})",
     UnaryOp.RSQRT: "({one} / sqrt{f}({x}))",
     UnaryOp.TANH: "tanh{f}({x})",

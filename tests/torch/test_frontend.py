@@ -95,6 +95,7 @@ CASES = [
     ("rmsnorm", lambda x, w: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * w, (r(6, 10), r(10))),
     ("pool1d", lambda x: F.avg_pool1d(x, 2) + F.max_pool1d(x, 2), (r(2, 3, 8),)),
     ("mask_count", lambda x: (x > 0).sum(dim=1) + (x > 0.5).long().sum(), (r(5, 7),)),
+    ("log1p_expm1", lambda x: torch.log1p(x * 1e-6) + torch.expm1(x * 1e-6), (r(5, 7),)),
     ("cumsum", lambda x: torch.cumsum(x, dim=1) + torch.cumsum(x, dim=0), (r(5, 7),)),
     ("cumprod", lambda x: torch.cumprod(1.0 + 0.1 * x, dim=-1), (r(3, 9),)),
 ]  # fmt: skip
