@@ -45,21 +45,24 @@ def fold_inits(naive: LoopNest, steps: tuple[Step, ...]) -> tuple[Step, ...]:
     return tuple(out)
 
 
-def unfold_inits(schedule: Schedule) -> Schedule:
-    """`schedule` with every `cache_write ... init` back to a plain `cache_write`: the form whose
-    nests stay where the rules find them (the search's units work on it, then fold again)."""
-    return Schedule(
-        tuple(
-            CacheWrite(s.tensor, s.at) if isinstance(s, CacheWrite) and s.init else s for s in schedule.steps
-        )
-    )
+def unfold_inits(naive: LoopNest, schedule: Schedule) -> Schedule:
+    """`schedule` (applied to `naive`) with every `cache_write ... init` back to a plain `cache_write`,
+    the steps after each renamed back to the loops' names while the fill nest stays: the form
+    whose nests stay where the rules find them (the search's units work on it, then fold again)."""
+    out = list(schedule.steps)
+    for k, step in enumerate(out):
+        if isinstance(step, CacheWrite) and step.init:
+            plain = CacheWrite(step.tensor, step.at)
+            out = [*out[:k], plain, *_renamed(naive, out, k, plain)]
+    return Schedule(tuple(out))
 
 
-def _renamed(naive: LoopNest, steps: list[Step], k: int, folded: CacheWrite) -> list[Step]:
-    """The steps after `steps[k]`, their loop names as they are once `folded` replaces it."""
+def _renamed(naive: LoopNest, steps: list[Step], k: int, other: CacheWrite) -> list[Step]:
+    """The steps after `steps[k]`, their loop names as they are once `other` (the same cache_write,
+    folded or not) replaces it."""
     try:
         before = apply(naive, Schedule(tuple(steps[:k])))
-        old, new = symbol_names(apply_step(before, steps[k])), symbol_names(apply_step(before, folded))
+        old, new = symbol_names(apply_step(before, steps[k])), symbol_names(apply_step(before, other))
     except ScheduleError:
         return steps[k + 1 :]
     rename = {old[v]: new[v] for v in old if isinstance(v, Var) and v in new and old[v] != new[v]}

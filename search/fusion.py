@@ -53,9 +53,9 @@ def split_fusion(schedule: Schedule) -> tuple[tuple[Step, ...], tuple[Step, ...]
 def per_nest_default(target: Any, program: Program, nest: LoopNest) -> tuple[Step, ...]:
     """The target's default steps for an already fused `nest`, fusing nothing more."""
     try:
-        return unfold_inits(target.default_schedule(program, nest, fuse=False)).steps
+        return unfold_inits(nest, target.default_schedule(program, nest, fuse=False)).steps
     except TypeError:  # a target whose default_schedule takes no `fuse` (it does not fuse)
-        return unfold_inits(target.default_schedule(program, nest)).steps
+        return unfold_inits(nest, target.default_schedule(program, nest)).steps
 
 
 def fusion_variants(

@@ -156,7 +156,7 @@ class Space:
         self.naive = lower(program)
         self.rules: Rules = target.search_rules()
         self.phases = ("recipe", *self.rules.phases)
-        self.default = unfold_inits(target.default_schedule(program, self.naive))
+        self.default = unfold_inits(self.naive, target.default_schedule(program, self.naive))
         self._replays: dict[str, bool] = {}
         self._names: dict[int, tuple[LoopNest, dict]] = {}
         self._variants = fusion_variants(program, target, self.naive, self.default, fused_default)
