@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 
 from kcomp import syntax as S
-from kcomp.dtypes import DType
 from kcomp.errors import UsageError
 from kcomp.program import Program
 
@@ -131,11 +130,6 @@ def check_params(program: Program, given: dict[str, Any], defaults: dict[str, An
             raise UsageError(f"parameter '{p.name}': expected a {p.dtype} number, got {value!r}") from None
         if not p.dtype.is_float and out[p.name] != value:
             raise UsageError(f"parameter '{p.name}' is {p.dtype}: {value!r} is not an integer")
-        if p.dtype.is_int and not _fits(out[p.name], p.dtype):
+        if p.dtype.is_int and not p.dtype.bounds[0] <= out[p.name] <= p.dtype.bounds[1]:
             raise UsageError(f"parameter '{p.name}': {value} does not fit in {p.dtype}")
     return out
-
-
-def _fits(value: int, dtype: DType) -> bool:
-    info = np.iinfo(dtype.numpy)
-    return int(info.min) <= value <= int(info.max)

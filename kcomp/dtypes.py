@@ -45,6 +45,12 @@ class DType(enum.Enum):
         return _COMPUTE.get(self, self)
 
     @property
+    def bounds(self) -> tuple[int, int]:
+        """The least and the greatest value of an integer type (its reductions' -inf and +inf)."""
+        info = np.iinfo(self.numpy)
+        return int(info.min), int(info.max)
+
+    @property
     def c_type(self) -> str:
         return _C_TYPE[self]
 

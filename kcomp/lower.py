@@ -34,7 +34,6 @@ BodyFn = Callable[[dict[Var, Var]], tuple[Stmt, ...]]
 # Loops of a reduction's initialisation nest are named `i_init`, ..., so the update nest, the one
 # schedules work on, keeps the statement's own names (i, j, k).
 INIT = "_init"
-_INT_BOUNDS = {DType.I32: (-(2**31), 2**31 - 1), DType.I64: (-(2**63), 2**63 - 1), DType.I8: (-128, 127)}
 
 
 def lower(program: Program) -> LoopNest:
@@ -72,7 +71,7 @@ def identity(op: Reduce, dtype: DType) -> Const:
     """`op`'s identity as a constant of `dtype` (integers use their bounds for -inf and +inf)."""
     value = op.identity
     if dtype.is_int:
-        lo, hi = _INT_BOUNDS[dtype]
+        lo, hi = dtype.bounds
         value = lo if value == float("-inf") else hi if value == float("inf") else int(value)
     elif dtype is DType.BOOL:
         value = value > 0

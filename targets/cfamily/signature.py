@@ -94,7 +94,6 @@ PARAM_CTYPE = {
     DType.I8: ctypes.c_int8,
     DType.BOOL: ctypes.c_bool,
 }
-INT_RANGE = {DType.I32: (-(2**31), 2**31 - 1), DType.I64: (-(2**63), 2**63 - 1), DType.I8: (-128, 127)}
 
 
 def checked_arguments(signature: Signature, args: Sequence[object]) -> list[object]:
@@ -136,7 +135,7 @@ def scalar(spec: ArgSpec, arg: object) -> object:
     if spec.dtype.is_int:
         if not isinstance(arg, numbers.Integral) or isinstance(arg, bool | np.bool_):
             raise UsageError(f"parameter {spec.name}: expected an integer ({spec.dtype}), got {arg!r}")
-        lo, hi = INT_RANGE[spec.dtype]
+        lo, hi = spec.dtype.bounds
         if not lo <= int(arg) <= hi:
             raise UsageError(f"parameter {spec.name}: {arg} does not fit in {spec.dtype}")
         return ctype(int(arg))

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from kcomp.dtypes import DType
 from kcomp.errors import ScheduleError
 from kcomp.expr import Binary, BinaryOp, Buffer, Const, Expr, Load, Scope, free_vars
@@ -51,8 +49,8 @@ __device__ inline T kc_block_reduce(T v, F op) {
 IDENTITY = {  # the value a thread's partial result starts from, per reduction op
     BinaryOp.ADD: lambda d: 0,
     BinaryOp.MUL: lambda d: 1,
-    BinaryOp.MAX: lambda d: float("-inf") if d.is_float else int(np.iinfo(d.numpy).min),
-    BinaryOp.MIN: lambda d: float("inf") if d.is_float else int(np.iinfo(d.numpy).max),
+    BinaryOp.MAX: lambda d: float("-inf") if d.is_float else d.bounds[0],
+    BinaryOp.MIN: lambda d: float("inf") if d.is_float else d.bounds[1],
 }
 
 
