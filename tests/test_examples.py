@@ -42,6 +42,7 @@ REQUIRED = {
     "embedding_lookup",
     "argmax_rows",
     "causal_softmax",
+    "cumsum",
 }
 
 

@@ -67,6 +67,7 @@ vcmp dst=96 src=96 rows=8 b=80 bmem=acc bstep=1 cmp=ne
 vcmps dst=96 src=96 rows=8 imm=0.5 cmp=le
 vsel dst=96 src=96 rows=8 a=80 b=64 sstep=1 astep=1 bstep=0
 vredargmax dst=96 src=96 rows=8
+vscan dst=96 src=80 rows=8 c=64 fn=max dir=rev cin=carry
 fence q=store
 halt
 """

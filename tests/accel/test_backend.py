@@ -57,6 +57,7 @@ VECTOR_MAPPED = {
     "causal_softmax": {"B": 3, "S": 37},  # the mask from viota, vcmp and vsel (test_vector_masks.py)
     "argmax_rows": {"N": 21, "D": 45},  # per-lane best values and positions (vcmp, vsel), then the lanes
     "embedding_lookup": {"T": 40, "V": 50, "D": 37},  # dma.load.idx, then dma.load.acc.g through it
+    "cumsum": {"B": 5, "N": 37},  # vscan chunk by chunk, carried; a reversed exclusive scan's tail masked
 }
 
 # Kernels the examples do not cover: an implicit-GEMM convolution (NHWC, no padding: each (r, s) is

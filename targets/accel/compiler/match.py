@@ -170,7 +170,10 @@ def match(nest: LoopNest, cfg: AccelConfig | None = None) -> Kernel:
         if pending is None and groups and sections[-1] is groups[-1] and _epilogue_of(groups[-1], n):
             continue
         if _reads_itself(value, n) and pending is not None and _is_init(pending, n):
-            sections.append(vector_stmt(n, pending))
+            stmt = vector_stmt(n, pending)
+            if stmt.scan is not None:  # NOTE: a scan reads its init's constant, which still stores it
+                sections.append(vector_stmt(pending))
+            sections.append(stmt)
             pending = None
             continue
         if pending is not None:

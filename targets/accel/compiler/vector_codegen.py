@@ -50,6 +50,7 @@ from kcomp.targets.accel.compiler.vector_match import (
     operands,
     vanishes,
 )
+from kcomp.targets.accel.compiler.vector_scan import emit_scan, tiles_in_order
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.isa import AXIS, CMP, FLOAT_ONLY, Instr, f32_bits
 from kcomp.targets.accel.machine.semantics import FILLS, REG
@@ -80,7 +81,8 @@ def vector_work(v: VectorStmt, cfg: AccelConfig) -> int:
     over vector_lanes elements a cycle: a part of the ideal bound `kcomp bench accel` reports."""
     points = math.prod(a.extent for a in (*v.outer, v.rows, v.lane, *v.serial) if a is not None)
     per_element, per_row = _ops(v.value, v, cfg)
-    work = points * (per_element + (v.reduce is not None)) + points // max(1, v.lane.extent) * per_row
+    combines = v.reduce is not None or v.scan is not None
+    work = points * (per_element + combines) + points // max(1, v.lane.extent) * per_row
     return math.ceil(work / cfg.vector_lanes)
 
 
@@ -214,8 +216,16 @@ def emit_vector_section(
                 arg_combine(
                     v, val, (res, best[t % 2]), rows, s == 0, s == len(steps) - 1, at, slots, out, step
                 )
+            elif v.scan is not None and v.scan.axis is v.lane and not val.shared:  # NOTE: vscan reads it
+                emit_scan(
+                    v, at, res, val.row, result[(t - 1) % 2], rows, r_max, cols, dim, slots, out, step.ops
+                )
             else:
                 combine(v, val, res, rows, s == 0, out, step)
+                if v.scan is not None:
+                    emit_scan(
+                        v, at, res, res, result[(t - 1) % 2], rows, r_max, cols, dim, slots, out, step.ops
+                    )
             if s == len(steps) - 1 and v.reduce not in ARG:
                 finish(v, res, rows, out, step, buf, base, dim)
                 if v.onto_own:
@@ -255,6 +265,14 @@ def _tiles(v: VectorStmt, r_max: int, dim: int):  # type: ignore[no-untyped-def]
         chunks[-1] = lane.extent - dim
     for outer in itertools.product(*(range(a.extent) for a in v.outer)):
         base = dict(zip(v.outer, outer, strict=True))
+        if v.scan is not None:  # NOTE: the tiles of one line in the scan's order, one after another
+            chunks, starts = tiles_in_order(v.scan, chunks, list(range(0, v.extent(v.rows), r_max)))
+            pairs = [(c, r0) for r0 in starts for c in chunks] if v.scan.axis is lane else [
+                (c, r0) for c in chunks for r0 in starts]  # fmt: skip
+            for c, r0 in pairs:
+                at = base | {lane: c} | ({v.rows: r0} if v.rows is not None else {})
+                yield at, min(r_max, v.extent(v.rows) - r0), [{}]
+            continue
         for r0 in range(0, v.extent(v.rows), r_max):
             rows = min(r_max, v.extent(v.rows) - r0)
             at = base | ({v.rows: r0} if v.rows is not None else {})

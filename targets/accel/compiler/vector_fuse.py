@@ -72,6 +72,7 @@ def _fusable(v: VectorStmt, cfg: AccelConfig) -> bool:
         and v.lane.loops != ()  # NOTE: not the one-column layout
         and not v.serial
         and not v.onto_own
+        and v.scan is None
         and v.reduce not in ARG
         and v.lane.extent % cfg.dim == 0
         and fit(v, cfg) is v

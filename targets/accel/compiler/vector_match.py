@@ -53,7 +53,8 @@ from kcomp.printer import format_expr
 from kcomp.semantics import BINARY as BINARY_FN
 from kcomp.semantics import UNARY as UNARY_FN
 from kcomp.semantics import binary, cast, unary
-from kcomp.targets.accel.compiler.nest import Access, Axis, Nest, access_of, cannot, is_own, target_dims
+from kcomp.targets.accel.compiler.nest import Access, Axis, Nest, access_of, cannot, is_own
+from kcomp.targets.accel.compiler.vector_scan import Scan, recurrence
 from kcomp.targets.accel.machine.config import MAX_DIM
 
 UNARY = {
@@ -123,6 +124,7 @@ class VectorStmt:
     onto_own: bool = False  # a reduction with no initialisation accumulates onto what DRAM holds
     lane_reduced: bool = False  # the lanes run along a reduced axis: vredsum / vredmax finish each row
     one_lane: VectorStmt | None = None  # the same statement one column per row (codegen's `fit`)
+    scan: Scan | None = None  # a prefix scan along the lanes or down the rows (vector_scan.py)
 
     def extent(self, axis: Axis | None) -> int:
         return axis.extent if axis is not None else 1
@@ -131,7 +133,8 @@ class VectorStmt:
         """Values one step holds at once, at most: every node of the expression (and an
         arg-reduction's copy down the rows, negation, position and mask, and the three rows of its finish)."""
         masks = 2 * sum(leaf.masked for leaf in self.leaves.values())
-        return _count(self.value) + (7 if self.reduce in ARG else 0) + masks + self.onto_own
+        scan = 2 if self.scan is not None else 0  # NOTE: a reversed chunk's tail mask and identity
+        return _count(self.value) + (7 if self.reduce in ARG else 0) + masks + self.onto_own + scan
 
 
 # NOTE: the lane axis when no loop can be one: one column per accumulator row (slow, but it maps)
@@ -148,10 +151,13 @@ def _rows_axis(lane: Axis, dims: list[Axis], reads: list[Access]) -> Axis | None
     )
 
 
-def _layout(lane: Axis, dims: list[Axis], reads: list[Access]) -> tuple[Axis, Axis | None] | None:
+def _layout(
+    lane: Axis, dims: list[Axis], reads: list[Access], rows: Axis | None = None
+) -> tuple[Axis, Axis | None] | None:
     """(lane, rows) when every read can be loaded with `lane` along the columns: contiguous or
-    constant along them, or strided along them and contiguous along the rows (loaded transposed)."""
-    rows = _rows_axis(lane, dims, reads)
+    constant along them, or strided along them and contiguous along the rows (loaded transposed);
+    `rows` when given, else the best (`_rows_axis`)."""
+    rows = rows or _rows_axis(lane, dims, reads)
     for acc in reads:
         if lane in acc.irregular:
             return None
@@ -160,6 +166,20 @@ def _layout(lane: Axis, dims: list[Axis], reads: list[Access]) -> tuple[Axis, Ax
         ):
             return None
     return lane, rows
+
+
+def _store_dims(n: Nest, out: Access) -> list[Axis]:
+    """The axes of the stored tensor's dimensions: each dimension one loop running forward from any
+    start (an exclusive scan stores from its second element on) or a constant (`E[b, 0] = 0`)."""
+    dims: list[Axis] = []
+    for d in out.dims:
+        if not d.coef:
+            continue
+        (a, c), *more = d.coef.items()
+        if more or c != 1 or a in dims or d.div != 1:
+            raise cannot(n.text, "the stored tensor must be indexed by one loop or a constant per dimension")
+        dims.append(a)
+    return dims
 
 
 def fold(e: Expr) -> Expr:
@@ -232,10 +252,17 @@ def vector_stmt(n: Nest, init: Nest | None = None, one_lane: bool = False) -> Ve
     tensor just before a reduction (folded in); `one_lane`: lay it out one column per row (the
     fallback a machine takes when it cannot run the first layout).  Unsupported (naming the
     reason) when it cannot run."""
+    source = n
+    scanned = recurrence(n, init) if n.arg is None else None
+    scan = None
+    if scanned is not None:
+        n, scan, contribution = scanned
     store = n.store
     own = Load(store.buffer, store.index)
     value, reduce = fold(store.value), None
-    if n.arg is not None:
+    if scan is not None:
+        value = fold(contribution)
+    elif n.arg is not None:
         reduce = "arg" + n.arg
     elif isinstance(value, Binary) and value.op in REDUCE and is_own(value.lhs, own):
         reduce, value = REDUCE[value.op], value.rhs
@@ -247,8 +274,8 @@ def vector_stmt(n: Nest, init: Nest | None = None, one_lane: bool = False) -> Ve
         raise cannot(n.text, f"it reads {store.buffer.name}, the tensor it writes, other than in place")
     if any(a.tile is not None for a in n.axes):
         raise cannot(n.text, "its loops are split; the vector unit's tiles come from the backend")
-    dims = target_dims(n)
     out = access_of(n, store.buffer, store.index)
+    dims = _store_dims(n, out)
     reads = [access_of(n, ld.buffer, ld.index, ld.pad is not None) for ld in loads(value)]
     for ld, acc in zip(loads(value), reads, strict=True):
         if acc.gathers and (len(acc.gathers) > 1 or acc.divided or not _always_inside(acc)):
@@ -270,14 +297,24 @@ def vector_stmt(n: Nest, init: Nest | None = None, one_lane: bool = False) -> Ve
     candidates.sort(key=lambda a: -min(a.extent, MAX_DIM))
     if one_lane:
         candidates = []
-    lane, rows = next(
-        (layout for a in candidates if (layout := _layout(a, dims, reads)) is not None),
-        (ONE, _rows_axis(ONE, dims, reads)),
-    )
+    if scan is not None:  # NOTE: a scan runs along the lanes or down the rows, no other way
+        lane, rows = next(
+            (
+                layout
+                for a in candidates
+                if (layout := _layout(a, dims, reads, None if a is scan.axis else scan.axis)) is not None
+            ),
+            (ONE, scan.axis),
+        )
+    else:
+        lane, rows = next(
+            (layout for a in candidates if (layout := _layout(a, dims, reads)) is not None),
+            (ONE, _rows_axis(ONE, dims, reads)),
+        )
     outer = tuple(a for a in dims if a is not lane and a is not rows)
     serial = tuple(a for a in reduced if a is not lane)
     stmt = VectorStmt(
-        n.text, out, lane, rows, outer, serial, value, reduce=reduce, lane_reduced=lane in reduced
+        n.text, out, lane, rows, outer, serial, value, reduce=reduce, lane_reduced=lane in reduced, scan=scan
     )
     _leaves(n, stmt, value)
     if reduce is not None and reduce not in ARG:  # NOTE: an arg-reduction's first step sets both values
@@ -287,7 +324,7 @@ def vector_stmt(n: Nest, init: Nest | None = None, one_lane: bool = False) -> Ve
         else:
             stmt.onto_own = True
     if lane is not ONE:
-        stmt.one_lane = vector_stmt(n, init, one_lane=True)
+        stmt.one_lane = vector_stmt(source, init, one_lane=True)
     return stmt
 
 

@@ -144,6 +144,21 @@ SEL_FIELDS = (
     _u("astep", 1, "as sstep, for a"),
     _u("bstep", 1, "as sstep, for b"),
 )
+SCAN_FIELDS = (
+    DST,
+    SRC,
+    ROWS,
+    _u("c", 16, "first accumulator row of the carry (the previous chunk's result)"),
+    Field("fn", 2, "enum", ("add", "mul", "max", "min"), doc="the combining operation"),
+    Field("dir", 1, "enum", ("fwd", "rev"), doc="fwd: column j combines columns 0..j; rev: j..dim-1"),
+    Field(
+        "cin",
+        1,
+        "enum",
+        ("none", "carry"),
+        doc="carry: also combine row c+i's last (fwd) or first (rev) column",
+    ),
+)
 SLOT = _u("slot", 8, "first entry of the DMA engine's index buffer")
 MMA_FIELDS = (
     ACC,
@@ -194,6 +209,12 @@ def _vunary(a: tuple[int, ...]) -> Footprint:
 def _vsel(a: tuple[int, ...]) -> Footprint:
     dst, mask, rows, x, y, sstep, astep, bstep = a
     reads = tuple((row, rows if step else 1) for row, step in ((mask, sstep), (x, astep), (y, bstep)))
+    return Footprint(acc_read=reads, acc_write=((dst, rows),))
+
+
+def _vscan(a: tuple[int, ...]) -> Footprint:
+    dst, src, rows, c, _fn, _dir, cin = a
+    reads = ((src, rows), (c, rows)) if cin else ((src, rows),)
     return Footprint(acc_read=reads, acc_write=((dst, rows),))
 
 
@@ -347,6 +368,13 @@ _TABLE = (
         "vsel", 0x2E, Queue.COMPUTE, Unit.VECTOR, SEL_FIELDS,
         "acc[dst+i] = acc[a + i*astep] where acc[src + i*sstep] != 0, else acc[b + i*bstep]",
         sem.select, _vsel, _vcycles(_one), _vlat, _VEC_COST,
+    ),
+    OpSpec(
+        "vscan", 0x3C, Queue.COMPUTE, Unit.VECTOR, SCAN_FIELDS,
+        "acc[dst+i][j] = fn over acc[src+i] columns 0..j (fwd) or j..dim-1 (rev), combined with row c+i's"
+        " column dim-1 (fwd) or 0 (rev) when cin=carry: a prefix scan along the lanes, chained chunk by chunk",
+        sem.scan, _vscan, _vcycles(_one), _vred_lat,
+        "rows*ceil(dim/vector_lanes); + vector_latency + ceil(log2(vector_lanes)) (a scan tree, as a reduction)",
     ),
     OpSpec(
         "viota", 0x2F, Queue.COMPUTE, Unit.VECTOR, (DST, ROWS, AXIS, IMM),

@@ -206,6 +206,22 @@ def argmax(m: Machine, a: tuple[int, ...]) -> None:
     m.acc[dst : dst + rows] = np.argmax(m.acc[src : src + rows], axis=1, keepdims=True)
 
 
+SCAN_FNS = (np.add, np.multiply, np.maximum, np.minimum)
+
+
+def scan(m: Machine, a: tuple[int, ...]) -> None:
+    """acc[dst+i][j] = fn over acc[src+i][0..j] (fwd) or [j..dim-1] (rev), then combined with the
+    carry row's edge column (its last for fwd, its first for rev) when cin is set."""
+    dst, src, rows, c, fn_no, rev, cin = a
+    fn = SCAN_FNS[fn_no]
+    x = m.acc[src : src + rows]
+    out = fn.accumulate(x[:, ::-1], axis=1)[:, ::-1] if rev else fn.accumulate(x, axis=1)
+    if cin:
+        edge = m.acc[c : c + rows, 0 if rev else -1]
+        out = fn(edge[:, None], out)
+    m.acc[dst : dst + rows] = out
+
+
 def compare(with_imm: bool) -> Semantics:
     """acc[dst+i] = 1 where acc[src+i] cmp (bmem[b + i*bstep] or imm), else 0."""
 
