@@ -39,6 +39,7 @@ from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, wal
 from kcomp.loops.common import body_exprs
 from kcomp.printer import symbol_names
 from kcomp.program import Program
+from kcomp.scan_rule import is_scan, schedule_scan
 from kcomp.schedule import (
     CacheRead,
     CacheWrite,
@@ -73,11 +74,15 @@ def default_schedule(program: Program, nest: LoopNest, target: object, fuse: boo
         _split_phases(b)
     # NOTE: steps rename loops but never add or remove top-level nests, so a nest's position is
     # how it is found again after each step.
+    scans = []
     for pos, top in enumerate(_top_nests(b.nest.body)):
         names = b.names()
         chain = perfect_chain(top)
         gemm = _gemm_like(chain) if width > 1 else None
-        if _fused(chain):
+        if is_scan(chain):
+            scans.append(pos)
+            _generic(b, pos, width, cores)
+        elif _fused(chain):
             _fused_nest(b, pos, width, cores)
         elif (
             gemm is not None
@@ -91,6 +96,8 @@ def default_schedule(program: Program, nest: LoopNest, target: object, fuse: boo
             pass
         elif not _conv(b, pos, chain, names, width, cores):
             _generic(b, pos, width, cores)
+    for pos in reversed(scans):  # NOTE: last: the rule adds top-level nests (kcomp/scan_rule.py)
+        schedule_scan(b, perfect_chain(_top_nests(b.nest.body)[pos]), width, cores)
     return Schedule(fold_inits(nest, tuple(b.steps)))
 
 

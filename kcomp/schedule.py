@@ -27,8 +27,8 @@
                               that axis of the launch (docs/cuda.md); other targets run the loop serially
     bind k_i threadIdx.x reduce   a reduction's loop shared by the threads: partial results combined
                               across the block (warp shuffles, then shared memory)
-    phases h                  the nest of `Y[..h..] += select((h + p - r) % s == 0, ..)` becomes one
-                              nest per residue of h mod s, each with only its taps of r
+    phases h                  `Y[..h..] += select((h + p - r) % s == 0, ..)`: a nest per residue of h mod s
+    scan_blocks i 8           a scan over i in 8 blocks: their totals, then each block from its offset
 
 A step addresses loops by the names `kcomp compile --emit loops` prints for the nest as it stands
 after the steps before it, and tensors by name.  `str(schedule)` is the canonical text (one step
@@ -113,6 +113,16 @@ class Phases:
 
     def words(self) -> list[str]:
         return [self.loop]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanBlocks:
+    loop: str
+    blocks: int
+    verb: ClassVar[str] = "scan_blocks"
+
+    def words(self) -> list[str]:
+        return [self.loop, str(self.blocks)]
 
 
 BIND_LEVELS = ("blockIdx", "threadIdx")
@@ -277,6 +287,7 @@ Step = (
     | Welford
     | Epilogue
     | Phases
+    | ScanBlocks
     | Bind
 )
 STEP_TYPES: dict[str, type] = {cls.verb: cls for cls in Step.__args__}
@@ -300,6 +311,7 @@ USAGE = {
     "epilogue": "epilogue TENSOR at LOOP",
     "welford": "welford MEAN VAR",
     "phases": "phases LOOP",
+    "scan_blocks": "scan_blocks LOOP BLOCKS",
     "bind": "bind LOOP blockIdx.x|y|z|threadIdx.x|y|z [reduce]",
 }
 
@@ -520,8 +532,12 @@ def _parse_step(words: list[tuple[str, int]], span: Span, raw: str, line: int, c
             tensor = name(0)
             done(1)
             return Inline(tensor) if verb == "inline" else Materialize(tensor)
-        case "online":
-            step = Online(name(0), name(1))
+        case "online" | "welford":
+            pair = (Online if verb == "online" else Welford)(name(0), name(1))
+            done(2)
+            return pair
+        case "scan_blocks":
+            step = ScanBlocks(name(0), number(1))
             done(2)
             return step
         case "bind":
@@ -535,10 +551,6 @@ def _parse_step(words: list[tuple[str, int]], span: Span, raw: str, line: int, c
                 keyword(2, "reduce")
             done(3)
             return Bind(loop, level, axis, len(args) > 2)
-        case "welford":
-            welford = Welford(name(0), name(1))
-            done(2)
-            return welford
         case "pack":
             tensor = name(0)
             keyword(1, "at")
@@ -561,8 +573,8 @@ def _validated(step: Step, span: Span | None) -> Step:
     """Checks that need no loop nest (positive factors, permutations), shared by text and JSON."""
     problem = ""
     match step:
-        case Split(factor=f) | Pack(factor=f) if f < 1:
-            problem = f"{step.verb}: factor must be a positive integer, not {f}"
+        case Split(factor=f) | Pack(factor=f) | ScanBlocks(blocks=f) if f < 1:
+            problem = f"{step.verb}: {'blocks' if isinstance(step, ScanBlocks) else 'factor'} must be a positive integer, not {f}"
         case Pack(dim=d) if d < 0:
             problem = f"pack: dimension must be 0 or more, not {d}"
         case CacheRead(stride=f) if f < 1:
@@ -577,10 +589,8 @@ def _validated(step: Step, span: Span | None) -> Step:
             problem = "double_buffer: a tensor is named twice"
         case Layout(order=o) if sorted(o) != list(range(len(o))):
             problem = f"layout: {' '.join(map(str, o))} is not a permutation of 0..{len(o) - 1}"
-        case Online(max=m, sum=t) if m == t:
-            problem = "online: the running maximum and the sum are two different tensors"
-        case Welford(mean=m, var=t) if m == t:
-            problem = "welford: the mean and the variance are two different tensors"
+        case Online(max=m, sum=t) | Welford(mean=m, var=t) if m == t:
+            problem = f"{step.verb}: name two different tensors"
         case Bind(level=lv, axis=ax) if lv not in BIND_LEVELS or ax not in BIND_AXES:
             problem = f"bind: {lv}.{ax} is not blockIdx.x|y|z or threadIdx.x|y|z"
         case Split(tail=t) if t not in ("guard", "peel"):

@@ -26,6 +26,7 @@ from kcomp.passes.layout import layout
 from kcomp.passes.online import online
 from kcomp.passes.phases import phases
 from kcomp.passes.reorder import reorder
+from kcomp.passes.scan_blocks import scan_blocks
 from kcomp.passes.split import split
 from kcomp.passes.tile import tile
 from kcomp.passes.welford import welford
@@ -45,6 +46,7 @@ from kcomp.schedule import (
     Parallel,
     Phases,
     Reorder,
+    ScanBlocks,
     Schedule,
     Split,
     Step,
@@ -75,6 +77,7 @@ PASSES: dict[type, Callable[[LoopNest, Step], LoopNest]] = {
     Materialize: materialize,
     Online: online,
     Phases: phases,
+    ScanBlocks: scan_blocks,
     Bind: bind,
 }
 

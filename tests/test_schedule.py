@@ -28,6 +28,7 @@ from kcomp.schedule import (
     Pack,
     Parallel,
     Phases,
+    ScanBlocks,
     Reorder,
     Schedule,
     Split,
@@ -64,6 +65,7 @@ EXAMPLES = [
     ("welford mean var", Welford("mean", "var")),
     ("cache_read X at h stride 3 2", CacheRead("X", "h", 3, 2)),
     ("phases h", Phases("h")),
+    ("scan_blocks i 8", ScanBlocks("i", 8)),
     ("bind i_o blockIdx.x", Bind("i_o", "blockIdx", "x")),
     ("bind i_i threadIdx.z", Bind("i_i", "threadIdx", "z")),
 ]

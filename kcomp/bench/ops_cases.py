@@ -334,6 +334,34 @@ kernel gn(X: f32[N, C, P], g: f32[C], b: f32[C]) -> (Y: f32[N, C, P]) {
     ]
     red = [
         OpCase(
+            "cumsum_last",
+            "kernel c(X: f32[N, D]) -> (Y: f32[N, D]) { Y[n, d] += X[n, d] scan d }",
+            _ROWS_SMALL,
+            _ROWS_LARGE,
+            lambda X: torch.cumsum(X, -1),
+        ),
+        OpCase(
+            "cumsum_first",
+            "kernel c(X: f32[N, D]) -> (Y: f32[N, D]) { Y[n, d] += X[n, d] scan n }",
+            _ROWS_SMALL,
+            _ROWS_LARGE,
+            lambda X: torch.cumsum(X, 0),
+        ),
+        OpCase(
+            "cummax_last",
+            "kernel c(X: f32[N, D]) -> (Y: f32[N, D]) { Y[n, d] max= X[n, d] scan d }",
+            _ROWS_SMALL,
+            _ROWS_LARGE,
+            lambda X: torch.cummax(X, -1).values,
+        ),
+        OpCase(
+            "cumsum_1d",
+            "kernel c(x: f32[D]) -> (y: f32[D]) { y[d] += x[d] scan d }",
+            {"D": 65536},
+            {"D": 1 << 22},
+            lambda x: torch.cumsum(x, 0),
+        ),
+        OpCase(
             "sum_last",
             "kernel r(X: f32[N, D]) -> (Y: f32[N]) { Y[n] += X[n, d] }",
             _ROWS_SMALL,

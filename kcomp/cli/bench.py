@@ -78,7 +78,7 @@ SUITES: dict[str, Suite] = {
         tuple(ops.CASES),
         ops.QUICK_CASES,
         ops.parse_case,
-        "default schedules on 46 operators and chains (matmul layouts, convolutions, pooling, norms,"
+        "default schedules on 50 operators and chains (matmul layouts, convolutions, pooling, norms,"
         " softmax family, reductions, losses, activations) at two scales vs torch eager and torch.compile;"
         " cases are names, or name/small, name/large",
         ops.print_report,

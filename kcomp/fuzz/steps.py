@@ -4,7 +4,7 @@
     step = draw_bind(RandomChooser(random.Random(0)), nest)     # a launch: bind (or the split before it)
 
 A step (split [guard|peel], tile, reorder, fuse, unroll, vectorize [reduce], parallel [reduce],
-cache_write, cache_read, pack, layout) names the current loops and tensors of `nest`; whether it is
+cache_write, cache_read, pack, scan_blocks, layout) names the current loops and tensors of `nest`; whether it is
 legal is for the pass to say (`apply_step` raises `ScheduleError`), and, through `draw_steps`'s
 `accept`, for the target (the CUDA emitter refuses more than 1024 threads per block, say).  `draw_bind`
 draws the steps of a launch: a loop of the kernel's prefix to a grid axis, an inner one to a block
@@ -40,6 +40,7 @@ from kcomp.schedule import (
     Pack,
     Parallel,
     Reorder,
+    ScanBlocks,
     Split,
     Step,
     Tile,
@@ -61,6 +62,7 @@ KINDS = (
     "cache_write",
     "cache_read",
     "pack",
+    "scan_blocks",
 )
 # Drawn when the nest has intermediates: a layout, and the fusion steps (docs/fusion.md).
 FUSION_KINDS = (
@@ -154,6 +156,8 @@ def draw_step(choose: Chooser, nest: LoopNest) -> Step | None:
             return Vectorize(name, choose.flag())
         case "parallel":
             return Parallel(name, choose.flag())
+        case "scan_blocks":  # NOTE: legal on a scan's recurrence only
+            return ScanBlocks(name, choose.integer(2, max(2, loop.extent)))
         case "cache_write":
             if not written:
                 return None

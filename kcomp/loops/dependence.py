@@ -5,7 +5,8 @@ or writes.  The test is conservative (it may refuse a legal loop, never accept a
 
 - buffers allocated inside the loop are private to an iteration and ignored;
 - for every other buffer written in the body, all accesses (stores and loads) must use the same
-  index expressions, so an iteration only touches "its own" places, and
+  index expressions, so an iteration only touches "its own" places, or at least agree on the
+  dimensions that separate iterations (a scan's `Y[b, i]` and `Y[b, i - 1]` over b), and
 - that index must separate iterations: some dimension is affine, with coefficient `c` on the loop
   variable and a remainder spanning fewer than `|c|` values over the loops nested inside (a pair
   of dimensions `e // c, e % c`, the index of a fused loop, counts as the dimension `e`).
@@ -62,13 +63,31 @@ def carried(loop: Loop) -> str | None:
     for buf, indices in written.items():
         keys = {_key(i) for i in indices} | {_key(i) for i in read.get(buf, [])}
         if len(keys) > 1:
-            return f"{buf.name} is accessed at different indices ({'; '.join(sorted(keys))})"
+            # NOTE: a dimension every access indexes alike that separates iterations keeps them
+            # apart whatever the other dimensions do (a scan `Y[b, i] = Y[b, i - 1] + ..` over b)
+            common = _common_dims([*indices, *read.get(buf, [])])
+            if not common or not _separates(common, loop.var, inner, loop.extent):
+                return f"{buf.name} is accessed at different indices ({'; '.join(sorted(keys))})"
+            continue
         separated = _separates(indices[0], loop.var, inner, loop.extent)
         if not separated and not _separates_fused(indices[0], loop.var, inner):
             if not any(loop.var in free_vars(e) for e in indices[0]):
                 return f"every iteration updates the same {buf.name}[{_key(indices[0])}] (a reduction)"
             return f"iterations may write the same elements of {buf.name}"
     return None
+
+
+def _common_dims(indices: list[tuple[Expr, ...]]) -> tuple[Expr, ...]:
+    """The dimensions every index of `indices` writes the same expression in."""
+    first = indices[0]
+    return tuple(
+        e
+        for k, e in enumerate(first)
+        if all(
+            len(i) == len(first) and format_expr(i[k], typed=True) == format_expr(e, typed=True)
+            for i in indices
+        )
+    )
 
 
 def _separates(index: tuple[Expr, ...], var: Var, inner: dict[Var, int], extent: int = 0) -> bool:

@@ -20,6 +20,7 @@ from kcomp.affine import const, simplify
 from kcomp.errors import UsageError
 from kcomp.expr import Buffer, Expr, Param, Scope, Var, substitute
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, LoopNest, Stmt, Store, walk_stmts
+from kcomp.loops.carry import carried
 from kcomp.loops.common import map_exprs
 from kcomp.targets.cfamily import cexpr
 from kcomp.targets.cfamily.cexpr import CExpr, check_supported, store_cast
@@ -198,6 +199,8 @@ class CEmitter:
     def loop(self, s: Loop, depth: int, in_parallel: bool) -> list[str]:
         """Unrolled loops (and single iterations) written out; every other kind a `for` loop."""
         pad = self.INDENT * depth
+        if s.extent > 1 and (in_register := carried(s)) is not None:  # a scan's previous element
+            return self.block(in_register, depth, in_parallel)
         if s.kind is LoopKind.UNROLLED or (s.extent == 1 and s.kind is not LoopKind.PARALLEL):
             out = []
             for k in range(s.extent):
