@@ -48,16 +48,22 @@ VAR_NAMES = ("i", "j", "k", "l", "m", "n", "q", "r", "s", "u", "v", "w")
 INPUT_NAMES = tuple("ABCFGHJLMPQRSUVWXZ")
 
 
-def generate(rng: random.Random, name: str = "fz") -> GenProgram:
-    """A random well-typed program (module docstring); the same `rng` state gives the same program."""
-    return _Gen(rng).program(name)
+ELEMENTS = (("f32", 66), ("i32", 18), ("f64", 9), ("i64", 7))  # element types and their weights
+
+
+def generate(rng: random.Random, name: str = "fz", types: frozenset[str] | None = None) -> GenProgram:
+    """A random well-typed program (module docstring); the same `rng` state gives the same program.
+    `types`: the element types it may use (a campaign's targets lower no other; None: all)."""
+    return _Gen(rng, types).program(name)
 
 
 class _Gen:
-    def __init__(self, rng: random.Random):
+    def __init__(self, rng: random.Random, types: frozenset[str] | None = None):
         self.rng = rng
-        self.element = rng.choices(("f32", "i32", "f64", "i64"), (66, 18, 9, 7))[0]
+        drawn = [(t, w) for t, w in ELEMENTS if types is None or t in types] or [("f32", 1)]
+        self.element = rng.choices([t for t, _ in drawn], [w for _, w in drawn])[0]
         self.is_int = self.element in INTS
+        self.indices = tuple(t for t in INTS if types is None or t in types) or INTS
         base = [rng.choice(SIZES) for _ in range(rng.randint(2, 4))]
         self.dims: list[tuple[str, int | str]] = [(f"D{k}", v) for k, v in enumerate(base)]
         if rng.random() < 0.4:
@@ -186,7 +192,7 @@ class _Gen:
                 return f"{s.target}[{', '.join(idx)}]"
         v = self.rng.choice(vars)
         self.plain[v].add(True)
-        ids = self.new_input(self.rng.choice(INTS), (self.ranges[v],), prefix="I")
+        ids = self.new_input(self.rng.choice(self.indices), (self.ranges[v],), prefix="I")
         return f"{ids.name}[{v}]"
 
     def shape_of(self, s: Stmt) -> tuple[str, ...]:

@@ -3,7 +3,8 @@
     report = Campaign(programs=300, seed=0, targets=("cpu", "accel")).run()  # what `kcomp fuzz` runs
     report["counts"]  ->  {"ok": 1130, "mismatch": 0, "crash": 0, "compile_error": 0, "timeout": 0, ...}
 
-Program `p` of seed `s` is `generate(random.Random(f"{s}:{p}"))`; its schedules come from
+Program `p` of seed `s` is `generate(random.Random(f"{s}:{p}"), types=...)` (the element types
+some target of the campaign lowers: `campaign_types`); its schedules come from
 `kcomp.fuzz.schedules` (in a worker, seeded the same way); every (program, target, schedule) is a
 `Case` compiled with `kcomp.compile` and compared with the numpy reference by `CompiledKernel.check`
 on fresh random inputs seeded per case.  So a campaign is deterministic for its seed.
@@ -38,17 +39,27 @@ from pathlib import Path
 from typing import Any
 
 from kcomp.fuzz.case import FAILURES, OUTCOMES, Case, Result, classify, run_case
-from kcomp.fuzz.generate import generate
+from kcomp.fuzz.generate import ELEMENTS, generate
 from kcomp.fuzz.program import GenProgram
 from kcomp.fuzz.schedules import draw_schedules
 from kcomp.fuzz.shrink import save, shrink
 from kcomp.search.measure import LocalExecutor, scoped_env
-from kcomp.targets import DEFAULT, SIMULATED
+from kcomp.targets import DEFAULT, SIMULATED, get_target
 
 
-def program_for(seed: int, index: int) -> GenProgram:
-    """Program `index` of a campaign with `seed` (independent of the other programs)."""
-    return generate(random.Random(f"{seed}:{index}"))
+def program_for(seed: int, index: int, types: frozenset[str] | None = None) -> GenProgram:
+    """Program `index` of a campaign with `seed` (independent of the other programs); `types` as
+    for `generate` (`campaign_types`)."""
+    return generate(random.Random(f"{seed}:{index}"), types=types)
+
+
+def campaign_types(targets: Sequence[str]) -> frozenset[str] | None:
+    """The element types some target of the campaign lowers, None when that is all the generator
+    draws: a program no target can compile tests nothing (an accelerator-only campaign draws no
+    f64 or i64, which the machine does not have)."""
+    lowered = {d.value for t in targets for d in get_target(t).capabilities.dtypes}
+    drawn = {t for t, _ in ELEMENTS}
+    return None if drawn <= lowered else frozenset(lowered & drawn)
 
 
 def case_seed(seed: int, index: int, n: int) -> int:
@@ -94,7 +105,8 @@ class Campaign:
         draw = self.schedules_fn or draw_schedules
         generator_errors: list[dict[str, Any]] = []
         with worker_env(self.cache_dir), LocalExecutor(self.workers, preload=("kcomp.api",)) as pool:
-            progs = [program_for(self.seed, p) for p in range(self.programs)]
+            types = campaign_types(self.targets)
+            progs = [program_for(self.seed, p, types) for p in range(self.programs)]
             texts = [p.render() for p in progs]
             jobs = [(p, t) for p in range(self.programs) for t in self.targets]
             drawn = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 from kcomp.fuzz.generate import generate
-from kcomp.fuzz.run import program_for
+from kcomp.fuzz.run import campaign_types, program_for
 from kcomp.parse import parse
 from kcomp.pipeline import front
 
@@ -53,3 +53,14 @@ def test_features_covered():
         assert feature in joined, feature
     multi = [t for t in texts if t.count("\n") >= 5]
     assert len(multi) > 100  # several statements, intermediates consumed later
+
+
+def test_a_campaign_draws_only_the_types_its_targets_lower():
+    assert campaign_types(["cpu", "accel"]) is None and campaign_types(["cuda"]) is None
+    types = campaign_types(["accel"])
+    assert types == frozenset({"f32", "i32"})
+    texts = [program_for(5, k, types).render() for k in range(300)]
+    assert not any("f64" in t or "i64" in t for t in texts)
+    assert sum(": i32[" in t for t in texts) > 30  # integer programs and i32 gathers are still drawn
+    module = parse(texts[0], "<accel>")
+    front(module, module.kernel(None), {})
