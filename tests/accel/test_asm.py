@@ -32,6 +32,7 @@ EVERY_OP = """\
 .buffer A f32 64x32
 .buffer bias f32 16
 .buffer C f32 64x16
+.buffer I i32 8x16
 dma.load sp=0 buf=A off=0 rows=16 cols=16 stride=32 signal=t0
 dma.load.acc acc=16 buf=bias off=0 rows=16 cols=16 stride=0 signal=t1
 mma acc=0 a=0 b=0 m=16 k=16 mode=overwrite wait=t0,t1
@@ -68,6 +69,25 @@ vcmps dst=96 src=96 rows=8 imm=0.5 cmp=le
 vsel dst=96 src=96 rows=8 a=80 b=64 sstep=1 astep=1 bstep=0
 vredargmax dst=96 src=96 rows=8
 vscan dst=96 src=80 rows=8 c=64 fn=max dir=rev cin=carry
+dma.fill.i imm=-7
+dma.load.acc acc=112 buf=I off=0 rows=8 cols=16 stride=16
+viota.i dst=120 rows=1 axis=col imm=-3
+viadd dst=112 src=112 rows=8 b=120 bmem=acc bstep=0
+visub dst=112 src=112 rows=8 b=120 bmem=acc bstep=0
+vimul dst=112 src=112 rows=8 b=120 bmem=acc bstep=0
+vimax dst=112 src=112 rows=8 b=120 bmem=acc bstep=0
+vimin dst=112 src=112 rows=8 b=120 bmem=acc bstep=0
+vidiv dst=112 src=112 rows=8 b=120 bmem=acc bstep=0
+vifdiv dst=112 src=112 rows=8 b=120 bmem=acc bstep=0
+vimod dst=112 src=112 rows=8 b=120 bmem=acc bstep=0
+vicmp dst=96 src=112 rows=8 b=120 bmem=acc bstep=0 cmp=lt
+viabs dst=112 src=112 rows=8
+viredsum dst=112 src=112 rows=8
+viredmax dst=112 src=112 rows=8
+viredmin dst=112 src=112 rows=8
+vitof dst=96 src=112 rows=8
+vftoi dst=112 src=96 rows=8
+dma.store.i acc=112 buf=I off=0 rows=8 cols=16 stride=16
 fence q=store
 halt
 """

@@ -142,6 +142,8 @@ def _value(op: str, f: Field, text: str, buffers: list[Buffer], col: int, fail) 
             raise fail(f"{f.name} must be a number, got {text!r}", col, len(text)) from None
     elif f.kind == "uint":
         value = _int(text, col, fail)
+    elif f.kind == "i32":
+        value = -_int(text[1:], col, fail) if text.startswith("-") else _int(text, col, fail)
     try:
         return field_raw(op, f, value)
     except EncodingError as e:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kcomp.expr import UnaryOp
+from kcomp.expr import BinaryOp, UnaryOp
 from kcomp.semantics import UNARY
 from kcomp.targets.accel.machine import semantics as sem
 from kcomp.targets.accel.machine.errors import EncodingError
@@ -39,6 +39,7 @@ from kcomp.targets.accel.machine.isa_fields import (  # noqa: F401 (re-exported:
     FILL,
     HEADER_BITS,
     IMM,
+    IMMI,
     LEAD,
     MAX_BUFFERS,
     MMA_FIELDS,
@@ -119,6 +120,18 @@ _TABLE = (
         sem.dma_fill, _nothing, _zero, _zero, "0; the DMA engine's register, no DRAM traffic",
     ),
     OpSpec(
+        "dma.fill.i", 0x0A, Queue.LOAD, Unit.DMA, (IMMI,),
+        "the fill register = the i32 imm: what later loads of i32 buffers with fill=reg write outside their region",
+        sem.dma_fill, _nothing, _zero, _zero, "0; the DMA engine's register, no DRAM traffic",
+    ),
+    OpSpec(
+        "dma.store.i", 0x0B, Queue.STORE, Unit.DMA, (ACC, BUF, OFF, ROWS, COLS, STRIDE),
+        "i32 DRAM region = the accumulator words of rows acc..acc+rows-1, first cols columns, as they are"
+        " (integer results; dma.store rounds f32 values instead)",
+        sem.dma_store_words, _dma_acc_out, lambda cfg, a: _xfer(cfg, a[3], a[4], 4), lambda cfg: cfg.dma_latency,
+        _DMA_COST,
+    ),
+    OpSpec(
         "dma.load.idx", 0x07, Queue.LOAD, Unit.DMA,
         (SLOT, BUF, OFF, _u("rows", 9, "indices to load", lo=1), _u("limit", 32, "indices at or past it are out of range")),
         "index buffer entries slot..slot+rows-1 = the i32 DRAM elements off..off+rows-1 (a gather's indices);"
@@ -188,6 +201,28 @@ _TABLE = (
         "acc[dst+i][c] = imm + (0, c or i by axis): a constant row, column numbers or row numbers",
         sem.iota, _viota, lambda cfg, a: a[1] * cfg.vector_row_cycles, _vlat, _VEC_COST,
     ),
+    # integer words: the vector unit's i32 operations, on the accumulator's 32-bit words (an i32 buffer
+    # lands there as its bit patterns; vitof / vftoi convert), with the language's integer rules
+    _vector("viadd", 0x40, "binary", sem.ibinary(BinaryOp.ADD), "i32 words: acc[dst+i] = acc[src+i] + bmem[b + i*bstep] (wraps)"),
+    _vector("visub", 0x41, "binary", sem.ibinary(BinaryOp.SUB), "i32 words: acc[dst+i] = acc[src+i] - bmem[b + i*bstep] (wraps)"),
+    _vector("vimul", 0x42, "binary", sem.ibinary(BinaryOp.MUL), "i32 words: acc[dst+i] = acc[src+i] * bmem[b + i*bstep] (wraps)"),
+    _vector("vimax", 0x43, "binary", sem.ibinary(BinaryOp.MAX), "i32 words: acc[dst+i] = max(acc[src+i], bmem[b + i*bstep])"),
+    _vector("vimin", 0x44, "binary", sem.ibinary(BinaryOp.MIN), "i32 words: acc[dst+i] = min(acc[src+i], bmem[b + i*bstep])"),
+    _vector("vidiv", 0x45, "binary", sem.ibinary(BinaryOp.DIV), "i32 words: acc[dst+i] = acc[src+i] / bmem[b + i*bstep], toward zero (by 0: 0)"),
+    _vector("vifdiv", 0x46, "binary", sem.ibinary(BinaryOp.FLOORDIV), "i32 words: acc[dst+i] = acc[src+i] // bmem[b + i*bstep], floor (by 0: 0)"),
+    _vector("vimod", 0x47, "binary", sem.ibinary(BinaryOp.MOD), "i32 words: acc[dst+i] = acc[src+i] % bmem[b + i*bstep], floor modulo (by 0: 0)"),
+    _vector("vicmp", 0x48, "compare", sem.icompare, "acc[dst+i] = 1.0 where the i32 words acc[src+i] cmp bmem[b + i*bstep], else 0.0"),
+    _vector("viabs", 0x49, "unary", sem.iabs, "i32 words: acc[dst+i] = |acc[src+i]| (wraps at the least i32)"),
+    _vector("viredsum", 0x4A, "reduce", sem.ireduce(np.add), "every i32 word of acc[dst+i] = sum of acc[src+i] (wraps)"),
+    _vector("viredmax", 0x4B, "reduce", sem.ireduce(np.maximum), "every i32 word of acc[dst+i] = max of acc[src+i]"),
+    _vector("viredmin", 0x4C, "reduce", sem.ireduce(np.minimum), "every i32 word of acc[dst+i] = min of acc[src+i]"),
+    _vector("vitof", 0x4D, "unary", sem.to_float, "acc[dst+i] = the f32 nearest each i32 word of acc[src+i]"),
+    _vector("vftoi", 0x4E, "unary", sem.to_int, "acc[dst+i] = each f32 of acc[src+i] as an i32 word, toward zero"),
+    OpSpec(
+        "viota.i", 0x4F, Queue.COMPUTE, Unit.VECTOR, (DST, ROWS, AXIS, IMMI),
+        "i32 words acc[dst+i][c] = imm + (0, c or i by axis): an integer constant row, column or row numbers",
+        sem.iota_int, _viota, lambda cfg, a: a[1] * cfg.vector_row_cycles, _vlat, _VEC_COST,
+    ),
     OpSpec(
         "fence", 0x3E, None, Unit.CONTROL, (Q,),
         "queue q issues nothing more until every earlier instruction of q has retired",
@@ -237,6 +272,8 @@ def field_value(f: Field, raw: int) -> int | float | str:
         return f.choices[raw] if 0 <= raw < len(f.choices) else raw  # raw: an error message shows it
     if f.kind == "f32":
         return struct.unpack("<f", struct.pack("<I", raw))[0]
+    if f.kind == "i32":
+        return raw - (1 << 32) if raw >> 31 else raw
     return raw
 
 
@@ -247,7 +284,7 @@ def f32_bits(x: float) -> int:
 
 def field_raw(op: str, f: Field, value: int | float | str) -> int:
     """The raw field value of `value`; EncodingError when it does not fit the field."""
-    if type(value) is int and f.kind != "f32" and f.lo <= value <= f.hi:
+    if type(value) is int and f.kind not in ("f32", "i32") and f.lo <= value <= f.hi:
         return value  # the common case first: make() builds programs of a million instructions
     if f.kind == "enum":
         if isinstance(value, str):
@@ -263,6 +300,10 @@ def field_raw(op: str, f: Field, value: int | float | str) -> int:
             raise EncodingError(f"{op}: {f.name}={value} does not fit in an f32") from None
     if not isinstance(value, int) or isinstance(value, bool):
         raise EncodingError(f"{op}: {f.name} must be an integer, not {value!r}")
+    if f.kind == "i32":
+        if not -(1 << 31) <= value < 1 << 31:
+            raise EncodingError(f"{op}: {f.name}={value} does not fit in an i32")
+        return value & 0xFFFFFFFF
     if not f.lo <= value <= f.hi:
         raise EncodingError(f"{op}: {f.name}={value} is out of range {f.lo}..{f.hi} ({f.bits}-bit field)")
     return value

@@ -39,7 +39,8 @@ class Unit(IntEnum):
 @dataclass(frozen=True, slots=True)
 class Field:
     """An operand: `bits` wide; kind "uint" (lo..2**bits-1), "enum" (one of `choices`, stored as its
-    index), "buf" (a DRAM buffer id, written as the buffer's name) or "f32" (stored as its bits)."""
+    index), "buf" (a DRAM buffer id, written as the buffer's name), "f32" (stored as its bits) or
+    "i32" (a signed 32-bit integer, stored in two's complement)."""
 
     name: str
     bits: int
@@ -110,6 +111,7 @@ B = _u("b", 16, "first row of the second operand")
 BMEM = Field("bmem", 1, "enum", ("sp", "acc"), doc="memory of the second operand")
 BSTEP = _u("bstep", 1, "0: row b is broadcast to every row; 1: row b+i pairs with row src+i")
 IMM = Field("imm", 32, "f32", doc="scalar (an f32; on i32 accumulators the result is rounded)")
+IMMI = Field("imm", 32, "i32", doc="an i32 constant (two's complement)")
 Q = Field("q", 2, "enum", ("load", "compute", "store"), doc="queue the fence waits in")
 AXIS = Field(
     "axis", 2, "enum", ("none", "col", "row"), doc="what is added to imm: nothing, the column, the row"

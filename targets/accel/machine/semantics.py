@@ -17,6 +17,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from kcomp import semantics as lang
+from kcomp.dtypes import DType
+from kcomp.expr import BinaryOp
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.errors import SimError
 
@@ -41,7 +44,7 @@ class Machine:
         self.acc = np.full((cfg.acc_rows, cfg.dim), ACC_POISON[cfg.dtype], dtype=dtype)
         self.dram = dram  # flat, C-contiguous views, indexed by buffer id
         self.index = np.full(INDEX_ENTRIES, INDEX_POISON, dtype=np.int64)  # the DMA engine's index buffer
-        self.fill = float("nan")  # the DMA engine's fill register (dma.fill)
+        self.fill = 0x7FC00000  # the DMA engine's fill register (dma.fill, dma.fill.i): 32 bits, NaN
 
 
 def region(flat: np.ndarray, off: int, rows: int, cols: int, stride: int) -> np.ndarray:
@@ -62,10 +65,17 @@ FILLS = (0.0, float("-inf"), float("inf"))  # dma.load.pad's fill operand (3: th
 REG = len(FILLS)
 
 
+def words(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """`dst` as the type `src` is: an i32 buffer lands in f32 memory as its bit patterns (the words the
+    integer vector ops read), anything else as it is."""
+    return dst.view(np.int32) if src.dtype == np.int32 and dst.dtype == np.float32 else dst
+
+
 def _padded(dst: np.ndarray, m: Machine, a: tuple[int, ...]) -> None:
     """dst (rows x dim) = the fill, with columns lead..lead+cols-1 the DRAM region (none when cols = 0)."""
     _, buf, off, rows, cols, stride, lead, fill = a
-    dst[:] = fill_value(m, fill)
+    dst = words(dst, m.dram[buf])
+    dst[:] = fill_value(m, fill, dst.dtype)
     if cols:
         dst[:, lead : lead + cols] = region(m.dram[buf], off, rows, cols, stride)
 
@@ -81,7 +91,7 @@ def dma_load_acc_pad(m: Machine, a: tuple[int, ...]) -> None:
 def dma_load_acc_t(m: Machine, a: tuple[int, ...]) -> None:
     """acc[row + r][c] = DRAM[off + c*stride + r]: a transposed region, zeros past cols."""
     row, buf, off, rows, cols, stride = a
-    dst = m.acc[row : row + rows]
+    dst = words(m.acc[row : row + rows], m.dram[buf])
     dst[:, :cols] = region(m.dram[buf], off, cols, rows, stride).T
     if cols < m.cfg.dim:
         dst[:, cols:] = 0
@@ -89,18 +99,23 @@ def dma_load_acc_t(m: Machine, a: tuple[int, ...]) -> None:
 
 def dma_load_acc(m: Machine, a: tuple[int, ...]) -> None:
     row, buf, off, rows, cols, stride = a
-    dst = m.acc[row : row + rows]
+    dst = words(m.acc[row : row + rows], m.dram[buf])
     dst[:, :cols] = region(m.dram[buf], off, rows, cols, stride)
     if cols < m.cfg.dim:
         dst[:, cols:] = 0
 
 
-def fill_value(m: Machine, fill: int) -> float:
-    return m.fill if fill == REG else FILLS[fill]
+def fill_value(m: Machine, fill: int, dtype: np.dtype | None = None) -> np.generic | float:
+    """What `fill` writes into memory of `dtype`: a fixed value, or the fill register's 32 bits as
+    that type (an f32, or an i32 for integer words)."""
+    if fill != REG:
+        return FILLS[fill]
+    word = np.array([m.fill], np.uint32)
+    return word.view(np.int32 if dtype is not None and dtype.kind == "i" else np.float32)[0]
 
 
 def dma_fill(m: Machine, a: tuple[int, ...]) -> None:
-    m.fill = struct.unpack("<f", struct.pack("<I", a[0]))[0]
+    m.fill = a[0]  # NOTE: the imm's raw bits (an f32 for dma.fill, an i32 for dma.fill.i)
 
 
 def dma_load_idx(m: Machine, a: tuple[int, ...]) -> None:
@@ -126,8 +141,9 @@ def dma_load_acc_gather(m: Machine, a: tuple[int, ...]) -> None:
             f"gather row {r}: index {int(m.index[slot + r])} (entry {slot + r}) reaches elements"
             f" {int(starts[r])}..{int(starts[r]) + cols - 1} of a buffer of {flat.size}"
         )
-    dst = m.acc[row : row + rows]
-    dst[:, :cols] = np.where(out[:, None], fill_value(m, fill), flat[starts[:, None] + np.arange(cols)])
+    dst = words(m.acc[row : row + rows], flat)
+    data = flat[starts[:, None] + np.arange(cols)]
+    dst[:, :cols] = np.where(out[:, None], np.asarray(fill_value(m, fill, dst.dtype), dst.dtype), data)
     if cols < m.cfg.dim:
         dst[:, cols:] = 0
 
@@ -141,6 +157,12 @@ def dma_store(m: Machine, a: tuple[int, ...]) -> None:
     if m.floating and dst.dtype.kind == "i":  # NOTE: an index or count computed in f32 (argmax)
         src = np.clip(np.rint(np.nan_to_num(src, nan=0.0)), I32_MIN, I32_MAX)
     dst[...] = src
+
+
+def dma_store_words(m: Machine, a: tuple[int, ...]) -> None:
+    """The accumulator words, as they are, into an i32 buffer (integer results)."""
+    row, buf, off, rows, cols, stride = a
+    region(m.dram[buf], off, rows, cols, stride)[...] = m.acc[row : row + rows, :cols].view(np.int32)
 
 
 def mma(m: Machine, a: tuple[int, ...]) -> None:
@@ -240,9 +262,9 @@ def compare(with_imm: bool) -> Semantics:
 
 def select(m: Machine, a: tuple[int, ...]) -> None:
     dst, mask, rows, x, y, sstep, astep, bstep = a
-    acc = m.acc
-    pick = acc[mask : mask + (rows if sstep else 1)] != 0
-    m.acc[dst : dst + rows] = np.where(
+    pick = m.acc[mask : mask + (rows if sstep else 1)] != 0
+    acc = _ints(m.acc)  # NOTE: the words as they are: f32 values and i32 words alike
+    acc[dst : dst + rows] = np.where(
         pick, acc[x : x + (rows if astep else 1)], acc[y : y + (rows if bstep else 1)]
     )
 
@@ -257,3 +279,70 @@ def iota(m: Machine, a: tuple[int, ...]) -> None:
         out += np.arange(m.cfg.dim, dtype=out.dtype)
     elif axis == 2:
         out += np.arange(rows, dtype=out.dtype)[:, None]
+
+
+# -- integer words: the vector unit's i32 operations (on the accumulator's 32-bit words) --------------
+def _ints(mem: np.ndarray) -> np.ndarray:
+    return mem.view(np.int32)
+
+
+def ibinary(op: BinaryOp) -> Semantics:
+    """acc[dst+i] = op(acc[src+i], bmem[b + i*bstep]) on i32 words, with the language's integer rules
+    (wrapping, floor division and modulo, division by zero giving 0: kcomp.semantics)."""
+
+    def run(m: Machine, a: tuple[int, ...]) -> None:
+        dst, src, rows, b, bmem, bstep = a
+        mem = _ints(m.acc if bmem else m.sp)
+        other = mem[b : b + rows] if bstep else mem[b : b + 1]
+        acc = _ints(m.acc)
+        acc[dst : dst + rows] = lang.binary(op, acc[src : src + rows], other).astype(np.int32)
+
+    return run
+
+
+def icompare(m: Machine, a: tuple[int, ...]) -> None:
+    """acc[dst+i] = 1 where the i32 words acc[src+i] cmp bmem[b + i*bstep], else 0 (a mask as vcmp's)."""
+    dst, src, rows, b, bmem, bstep, c = a
+    mem = _ints(m.acc if bmem else m.sp)
+    other = mem[b : b + rows] if bstep else mem[b : b + 1]
+    m.acc[dst : dst + rows] = CMPS[c](_ints(m.acc)[src : src + rows], other)
+
+
+def iabs(m: Machine, a: tuple[int, ...]) -> None:
+    dst, src, rows = a
+    acc = _ints(m.acc)
+    acc[dst : dst + rows] = np.abs(acc[src : src + rows])
+
+
+def ireduce(fn: np.ufunc) -> Semantics:
+    """Every word of acc[dst+i] = fn over the i32 words of acc[src+i] (a sum wraps)."""
+
+    def run(m: Machine, a: tuple[int, ...]) -> None:
+        dst, src, rows = a
+        acc = _ints(m.acc)
+        acc[dst : dst + rows] = fn.reduce(acc[src : src + rows], axis=1, keepdims=True, dtype=np.int32)
+
+    return run
+
+
+def to_float(m: Machine, a: tuple[int, ...]) -> None:
+    """acc[dst+i] = the f32 nearest each i32 word of acc[src+i]."""
+    dst, src, rows = a
+    m.acc[dst : dst + rows] = _ints(m.acc)[src : src + rows].astype(np.float32)
+
+
+def to_int(m: Machine, a: tuple[int, ...]) -> None:
+    """acc[dst+i] = each f32 of acc[src+i] as an i32 word, as the language casts (toward zero)."""
+    dst, src, rows = a
+    _ints(m.acc)[dst : dst + rows] = lang.cast(m.acc[src : src + rows], DType.I32)
+
+
+def iota_int(m: Machine, a: tuple[int, ...]) -> None:
+    """The i32 words acc[dst+i][c] = imm (+ c for axis col, + i for axis row)."""
+    dst, rows, axis, raw = a
+    out = _ints(m.acc)[dst : dst + rows]
+    out[:] = np.array([raw], np.uint32).view(np.int32)[0]
+    if axis == 1:
+        out += np.arange(m.cfg.dim, dtype=np.int32)
+    elif axis == 2:
+        out += np.arange(rows, dtype=np.int32)[:, None]

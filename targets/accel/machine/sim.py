@@ -85,7 +85,11 @@ def _bind(program: Program, dram: Mapping[str, np.ndarray]) -> list[np.ndarray]:
             raise UsageError(f"DRAM array {buf.name!r} must be C-contiguous (np.ascontiguousarray)")
         flats.append(array.reshape(-1))
     for ins in program.instrs:
-        if ins.op == "dma.store" and ins.args[1] < len(flats) and not flats[ins.args[1]].flags.writeable:
+        if (
+            ins.op in ("dma.store", "dma.store.i")
+            and ins.args[1] < len(flats)
+            and not flats[ins.args[1]].flags.writeable
+        ):
             raise UsageError(f"DRAM array {program.buffers[ins.args[1]].name!r} is stored to but read-only")
     return flats
 
@@ -100,7 +104,9 @@ _KIND = {
     "dma.load.acc.g": DMA_GATHER,
     "dma.load.idx": DMA_IDX,
     "dma.fill": DMA_SET,
+    "dma.fill.i": DMA_SET,
     "dma.store": DMA_OUT,
+    "dma.store.i": DMA_OUT,
     "mma": MMA,
 }
 
@@ -167,7 +173,7 @@ def _check(program: Program, cfg: AccelConfig, op: str, a: tuple[int, ...]) -> s
                 return (
                     f"{mem} rows {first}..{first + count - 1} are out of range (the {mem} has {limit} rows)"
                 )
-    if op == "dma.fill":
+    if op in ("dma.fill", "dma.fill.i"):
         return None
     if op == "dma.load.idx":
         slot, buf, off, rows, _ = a
@@ -183,8 +189,10 @@ def _check(program: Program, cfg: AccelConfig, op: str, a: tuple[int, ...]) -> s
             return f"buffer {buf} does not exist (the program declares {len(program.buffers)})"
         b = program.buffers[buf]
         want = cfg.dtype if op in ("dma.load", "dma.load.pad") else cfg.acc_dtype
+        want = "i32" if op == "dma.store.i" else want
         converts = op == "dma.store" and b.dtype == "i32" and want == "f32"  # NOTE: rounded (isa.py)
-        if b.dtype != want and not converts:
+        words = op.startswith("dma.load.acc") and b.dtype == "i32"  # NOTE: its bit patterns (isa.py)
+        if b.dtype != want and not converts and not words:
             return f"buffer {b.name} is {b.dtype}; {op} on a {cfg.dtype} machine moves {want}"
         lead = a[6] if op.endswith(".pad") else 0
         if op.endswith(".pad") and a[7] and want != "f32":
@@ -202,7 +210,7 @@ def _check(program: Program, cfg: AccelConfig, op: str, a: tuple[int, ...]) -> s
             )
         if cols and last > b.size:
             return f"DMA reaches element {last - 1} of buffer {b.name}, which has {b.size} elements"
-        if op == "dma.store" and rows > 1 and stride < cols:
+        if op.startswith("dma.store") and rows > 1 and stride < cols:
             return f"stride={stride} < cols={cols}: the stored rows would overlap in DRAM"
     if op == "mma" and a[4] > cfg.dim:
         return f"k={a[4]} exceeds dim={cfg.dim}"
