@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from kcomp.errors import ScheduleError
 from kcomp.targets.accel.compiler.nest import Access, Axis, inside
 from kcomp.targets.accel.machine.errors import EncodingError
@@ -122,3 +124,17 @@ def gather_rows(
         items.append(out.add("dma.load.idx", r, idx, g.index.at(values), 1, g.size))
         items.append(out.add("dma.load.acc.g", row + r, name, access.at(values), 1, cols, g.stride, r, fill))
     return items
+
+
+@dataclass
+class Val:
+    """A value in accumulator rows: `row` its first, `shared` when one row serves every row."""
+
+    row: int
+    shared: bool = False
+
+
+@dataclass
+class Step:
+    ops: list[Item] = field(default_factory=list)
+    loads: list[Item] = field(default_factory=list)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
 
 from kcomp.dtypes import DType
 from kcomp.errors import Unsupported
@@ -34,13 +33,16 @@ from kcomp.targets.accel.compiler.codegen import A_FREE, ACC_FREE, ACC_READY, DA
 from kcomp.targets.accel.compiler.nest import Access, Axis
 from kcomp.targets.accel.compiler.stream import (
     Item,
+    Step,
     Stream,
+    Val,
     gather_rows,
     load_region,
     row_stride,
     signal,
     wait,
 )
+from kcomp.targets.accel.compiler.vector_arg import arg_combine
 from kcomp.targets.accel.compiler.vector_match import (
     ARG,
     IDENTITY,
@@ -50,28 +52,13 @@ from kcomp.targets.accel.compiler.vector_match import (
     operands,
     vanishes,
 )
+from kcomp.targets.accel.compiler.vector_ops import BINARY, CMP_INDEX, COMBINE, COMMUTES, MIRROR, SCALAR
 from kcomp.targets.accel.compiler.vector_scan import emit_scan, tiles_in_order
 from kcomp.targets.accel.machine.config import AccelConfig
-from kcomp.targets.accel.machine.isa import AXIS, CMP, FLOAT_ONLY, Instr, f32_bits
+from kcomp.targets.accel.machine.isa import AXIS, FLOAT_ONLY, Instr, f32_bits
 from kcomp.targets.accel.machine.semantics import FILLS, REG
 
 MAX_TILE_ROWS = 256
-_BINARY = {
-    BinaryOp.ADD: "vadd",
-    BinaryOp.SUB: "vsub",
-    BinaryOp.MUL: "vmul",
-    BinaryOp.MAX: "vmax",
-    BinaryOp.MIN: "vmin",
-    BinaryOp.AND: "vmul",  # NOTE: masks are 1.0 / 0.0
-    BinaryOp.OR: "vmax",
-}
-_CMP = {op: CMP.choices.index(name) for op, name in ((BinaryOp.LT, "lt"), (BinaryOp.LE, "le"), (BinaryOp.GT, "gt"),
-        (BinaryOp.GE, "ge"), (BinaryOp.EQ, "eq"), (BinaryOp.NE, "ne"))}  # fmt: skip
-_MIRROR = {BinaryOp.LT: BinaryOp.GT, BinaryOp.LE: BinaryOp.GE, BinaryOp.GT: BinaryOp.LT, BinaryOp.GE: BinaryOp.LE,
-           BinaryOp.EQ: BinaryOp.EQ, BinaryOp.NE: BinaryOp.NE}  # fmt: skip
-_SCALAR = {BinaryOp.ADD: "vadds", BinaryOp.MUL: "vmuls", BinaryOp.MAX: "vmaxs", BinaryOp.MIN: "vmins"}
-_COMMUTES = {BinaryOp.ADD, BinaryOp.MUL, BinaryOp.MAX, BinaryOp.MIN, BinaryOp.AND, BinaryOp.OR}
-_COMBINE = {"add": BinaryOp.ADD, "max": BinaryOp.MAX, "min": BinaryOp.MIN, "mul": BinaryOp.MUL}
 
 
 def vector_work(v: VectorStmt, cfg: AccelConfig) -> int:
@@ -169,20 +156,6 @@ def tail_fill(v: VectorStmt) -> float | None:
     return (
         identity if acc is not None and not acc.gathers and (not acc.padded or leaf.pad == identity) else None
     )
-
-
-@dataclass
-class Val:
-    """A value in accumulator rows: `row` its first, `shared` when one row serves every row."""
-
-    row: int
-    shared: bool = False
-
-
-@dataclass
-class Step:
-    ops: list[Item] = field(default_factory=list)
-    loads: list[Item] = field(default_factory=list)
 
 
 def emit_vector_section(
@@ -349,7 +322,7 @@ def load_leaves(v, at, rows, cols, dim, buf, slots, out, step, loaded=None) -> d
             if leaf.masked:  # NOTE: rows outside hold the pad in every column: column 0 alone is summed
                 mask, zero = next(slots), next(slots)
                 step.ops.append(out.add("viota", mask, 1, AXIS.choices.index("col"), f32_bits(0.0)))
-                step.ops.append(out.add("vcmps", mask, mask, 1, f32_bits(0.0), _CMP[BinaryOp.EQ]))
+                step.ops.append(out.add("vcmps", mask, mask, 1, f32_bits(0.0), CMP_INDEX[BinaryOp.EQ]))
                 step.ops.append(out.add("viota", zero, 1, AXIS.choices.index("none"), f32_bits(0.0)))
                 step.ops.append(out.add("vsel", row, mask, n, row, zero, 0, 1, 0))
             step.ops.append(out.add("vredsum", row, row, n))
@@ -403,7 +376,7 @@ def expr(
         x = expr(e.x, v, loaded, rows, slots, out, step)
         n, dst = 1 if x.shared else rows, _dst(target, x.shared, slots)
         if e.op is UnaryOp.NOT:
-            step.ops.append(out.add("vcmps", dst, x.row, n, f32_bits(0.0), _CMP[BinaryOp.EQ]))
+            step.ops.append(out.add("vcmps", dst, x.row, n, f32_bits(0.0), CMP_INDEX[BinaryOp.EQ]))
         elif e.op is UnaryOp.NEG:
             step.ops.append(out.add("vmuls", dst, x.row, n, f32_bits(-1.0)))
         elif e.op is UnaryOp.RELU:
@@ -425,7 +398,7 @@ def expr(
         step.ops.append(out.add("vrecip", inv, b.row, 1 if b.shared else rows))
         b, op = Val(inv, b.shared), BinaryOp.MUL
     if a.shared and not b.shared:
-        if op in _COMMUTES:
+        if op in COMMUTES:
             a, b = b, a
         else:  # a - b = -b + a
             neg = next(slots)
@@ -433,7 +406,7 @@ def expr(
             a, b, op = Val(neg), a, BinaryOp.ADD
     dst = _dst(target, a.shared and b.shared, slots)
     n = 1 if a.shared and b.shared else rows
-    step.ops.append(out.add(_BINARY[op], dst, a.row, n, b.row, 1, 0 if b.shared else 1))
+    step.ops.append(out.add(BINARY[op], dst, a.row, n, b.row, 1, 0 if b.shared else 1))
     return Val(dst, a.shared and b.shared)
 
 
@@ -441,20 +414,22 @@ def _compare(e: Binary, v, loaded, rows, slots, out, step, target=None) -> Val: 
     """A comparison as a 1.0 / 0.0 mask: against an immediate (vcmps) or a second value (vcmp)."""
     lhs, rhs, op = e.lhs, e.rhs, e.op
     if isinstance(lhs, Const):
-        lhs, rhs, op = rhs, lhs, _MIRROR[op]
+        lhs, rhs, op = rhs, lhs, MIRROR[op]
     a = expr(lhs, v, loaded, rows, slots, out, step)
     if isinstance(rhs, Const):
         dst = _dst(target, a.shared, slots)
         step.ops.append(
-            out.add("vcmps", dst, a.row, 1 if a.shared else rows, f32_bits(float(rhs.value)), _CMP[op])
+            out.add("vcmps", dst, a.row, 1 if a.shared else rows, f32_bits(float(rhs.value)), CMP_INDEX[op])
         )
         return Val(dst, a.shared)
     b = expr(rhs, v, loaded, rows, slots, out, step)
     if a.shared and not b.shared:
-        a, b, op = b, a, _MIRROR[op]
+        a, b, op = b, a, MIRROR[op]
     shared = a.shared and b.shared
     dst = _dst(target, shared, slots)
-    step.ops.append(out.add("vcmp", dst, a.row, 1 if shared else rows, b.row, 1, int(not b.shared), _CMP[op]))
+    step.ops.append(
+        out.add("vcmp", dst, a.row, 1 if shared else rows, b.row, 1, int(not b.shared), CMP_INDEX[op])
+    )
     return Val(dst, shared)
 
 
@@ -481,7 +456,7 @@ def _with_constant(e: Binary, v, loaded, rows, slots, out, step, target=None) ->
     elif op is BinaryOp.DIV:
         op, c = BinaryOp.MUL, 1.0 / c if c else math.inf
     dst = _dst(target, x.shared, slots)
-    step.ops.append(out.add(_SCALAR[op], dst, x.row, n, f32_bits(c)))
+    step.ops.append(out.add(SCALAR[op], dst, x.row, n, f32_bits(c)))
     return Val(dst, x.shared)
 
 
@@ -492,74 +467,14 @@ def combine(v: VectorStmt, val: Val, res: int, rows: int, first: bool, out: Stre
         if first or v.reduce is None:
             step.ops.append(out.add("vsel", res, val.row, rows, val.row, val.row, 0, 0, 0))
         else:
-            step.ops.append(out.add(_BINARY[_COMBINE[v.reduce]], res, res, rows, val.row, 1, 0))
+            step.ops.append(out.add(BINARY[COMBINE[v.reduce]], res, res, rows, val.row, 1, 0))
         return
     if (first or v.reduce is None) and val.row == res:
         return  # NOTE: computed in place (`expr`'s target)
     if first or v.reduce is None:
         step.ops.append(out.add("vadds", res, val.row, rows, f32_bits(0.0)))
     else:
-        step.ops.append(out.add(_BINARY[_COMBINE[v.reduce]], res, res, rows, val.row, 1, 1))
-
-
-def arg_combine(
-    v: VectorStmt,
-    val: Val,
-    res: tuple[int, int],
-    rows: int,
-    first: bool,
-    last: bool,
-    at: dict,
-    slots,
-    out: Stream,
-    step: Step,
-) -> None:  # type: ignore[no-untyped-def]
-    """An arg-reduction's step, element by element: where a value beats the best one held in its
-    lane (strictly: the first position wins), its position (the lane's column number, or the serial
-    loop's value) replaces the held one (vcmp, vsel, vmax); `_arg_finish` then reduces the lanes.  A
-    row of one chunk is one vredargmax."""
-    if val.shared:  # NOTE: the same value in every row (`t[i] argmin= C[j, 4]`): copied down the rows
-        rowwise = next(slots)
-        step.ops.append(out.add("vsel", rowwise, val.row, rows, val.row, val.row, 0, 0, 0))
-        val = Val(rowwise)
-    pos, best = res
-    x = val.row
-    if v.reduce == "argmin":  # NOTE: the least value is the greatest negation
-        neg = next(slots)
-        step.ops.append(out.add("vmuls", neg, x, rows, f32_bits(-1.0)))
-        x = neg
-    axis = v.lane if v.lane_reduced else v.serial[0]
-    along = AXIS.choices.index("col" if v.lane_reduced else "none")
-    if v.lane_reduced and first and last:
-        step.ops.append(out.add("vredargmax", pos, x, rows))
-        if at[axis]:
-            step.ops.append(out.add("vadds", pos, pos, rows, f32_bits(float(at[axis]))))
-        return
-    if first:
-        step.ops.append(out.add("vadds", best, x, rows, f32_bits(0.0)))
-        step.ops.append(out.add("viota", pos, rows, along, f32_bits(float(at[axis]))))
-        return
-    p, mask = next(slots), next(slots)
-    step.ops.append(out.add("viota", p, 1, along, f32_bits(float(at[axis]))))
-    step.ops.append(out.add("vcmp", mask, x, rows, best, 1, 1, _CMP[BinaryOp.GT]))
-    step.ops.append(out.add("vsel", pos, mask, rows, p, pos, 1, 0, 1))
-    step.ops.append(out.add("vmax", best, best, rows, x, 1, 1))
-    if v.lane_reduced and last:
-        _arg_finish(v, res, rows, slots, out, step)
-
-
-def _arg_finish(v: VectorStmt, res: tuple[int, int], rows: int, slots, out: Stream, step: Step) -> None:  # type: ignore[no-untyped-def]
-    """A lane arg-reduction's row result: the least position among the lanes that hold the row's best
-    value (vredmax; vcmp eq; vsel against +inf; the least as the greatest negation), in every lane."""
-    pos, best = res
-    m, mask, far = next(slots), next(slots), next(slots)
-    step.ops.append(out.add("vredmax", m, best, rows))
-    step.ops.append(out.add("vcmp", mask, best, rows, m, 1, 1, _CMP[BinaryOp.EQ]))
-    step.ops.append(out.add("viota", far, 1, AXIS.choices.index("none"), f32_bits(math.inf)))
-    step.ops.append(out.add("vsel", pos, mask, rows, pos, far, 1, 1, 0))
-    step.ops.append(out.add("vmuls", pos, pos, rows, f32_bits(-1.0)))
-    step.ops.append(out.add("vredmax", pos, pos, rows))
-    step.ops.append(out.add("vmuls", pos, pos, rows, f32_bits(-1.0)))
+        step.ops.append(out.add(BINARY[COMBINE[v.reduce]], res, res, rows, val.row, 1, 1))
 
 
 def finish(
@@ -574,7 +489,7 @@ def finish(
         else:
             step.ops.append(out.add("vredsum" if v.reduce == "add" else "vredmax", res, res, rows))
     if v.reduce is not None and v.init is not None and v.init != IDENTITY[v.reduce]:
-        step.ops.append(out.add(_SCALAR[_COMBINE[v.reduce]], res, res, rows, f32_bits(v.init)))
+        step.ops.append(out.add(SCALAR[COMBINE[v.reduce]], res, res, rows, f32_bits(v.init)))
 
 
 def _onto_own(
@@ -588,7 +503,7 @@ def _onto_own(
     if v.lane_reduced:
         step.ops.append(out.add("vredsum", own, own, n))
     assert v.reduce is not None
-    step.ops.append(out.add(_BINARY[_COMBINE[v.reduce]], res, res, n, own, 1, 1))
+    step.ops.append(out.add(BINARY[COMBINE[v.reduce]], res, res, n, own, 1, 1))
 
 
 def store(v: VectorStmt, res: int, rows: int, base: dict, dim: int, buf: dict, out: Stream) -> Item:

@@ -24,12 +24,11 @@ from kcomp.expr import Binary, BinaryOp, Const, Expr, Load, Var, loads, substitu
 from kcomp.loops import Store
 from kcomp.targets.accel.compiler.nest import Access, Axis, Nest, access_of, cannot
 from kcomp.targets.accel.compiler.stream import Item, Stream
+from kcomp.targets.accel.compiler.vector_ops import BINARY, COMBINE, SCALAR
 from kcomp.targets.accel.machine.isa import AXIS, CMP, SCAN_FIELDS, f32_bits
 
 OPS = {BinaryOp.ADD: "add", BinaryOp.MUL: "mul", BinaryOp.MAX: "max", BinaryOp.MIN: "min"}
 IDENTITY = {"add": 0.0, "mul": 1.0, "max": -math.inf, "min": math.inf}
-_BINARY = {"add": "vadd", "mul": "vmul", "max": "vmax", "min": "vmin"}
-_SCALAR = {"add": "vadds", "mul": "vmuls", "max": "vmaxs", "min": "vmins"}
 _FN, _DIR, _CIN = (f.choices for f in SCAN_FIELDS[4:])
 
 
@@ -165,7 +164,7 @@ def emit_lane_scan(
     )
     ops.append(out.add("vscan", res, src, rows, prev if carry else 0, *args))
     if not carry and scan.start is not None:
-        ops.append(out.add(_SCALAR[scan.op], res, res, rows, f32_bits(scan.start)))
+        ops.append(out.add(SCALAR[COMBINE[scan.op]], res, res, rows, f32_bits(scan.start)))
 
 
 def emit_row_scan(scan: Scan, res: int, prev: int | None, rows: int, out: Stream, ops: list[Item]) -> None:
@@ -175,9 +174,9 @@ def emit_row_scan(scan: Scan, res: int, prev: int | None, rows: int, out: Stream
     before = prev
     for r in order:
         if before is not None:
-            ops.append(out.add(_BINARY[scan.op], res + r, res + r, 1, before, 1, 1))
+            ops.append(out.add(BINARY[COMBINE[scan.op]], res + r, res + r, 1, before, 1, 1))
         elif scan.start is not None:
-            ops.append(out.add(_SCALAR[scan.op], res + r, res + r, 1, f32_bits(scan.start)))
+            ops.append(out.add(SCALAR[COMBINE[scan.op]], res + r, res + r, 1, f32_bits(scan.start)))
         before = res + r
 
 
