@@ -245,5 +245,5 @@ def _bind(artifact: Artifact, args: Sequence[Arg], cfg: AccelConfig) -> tuple[di
         buf = buffers[name]
         dram[name] = np.zeros(buf.shape, NUMPY_DTYPES[buf.dtype])
     for name, value in zip(abi.params, args[len(tensors) :], strict=True):
-        dram[name] = np.full(cfg.dim, value, np.float32)
+        dram[name] = np.full(cfg.dim, value, NUMPY_DTYPES[buffers[name].dtype])
     return dram, copies

@@ -130,7 +130,7 @@ def _buffers(nest: LoopNest, kernel: Kernel, cfg: AccelConfig) -> tuple[tuple[Bu
     for p in nest.params:
         if p.name in names:
             raise ScheduleError(f"parameter {p.name} has the name of a tensor")
-        out.append(Buffer(p.name, "f32", (cfg.dim,)))
+        out.append(Buffer(p.name, "i32" if p.dtype is DType.I32 else "f32", (cfg.dim,)))  # NOTE: a row of it
     abi = Abi(
         tuple(t.name for t in nest.inputs),
         tuple(t.name for t in nest.outputs),

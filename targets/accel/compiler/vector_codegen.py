@@ -28,7 +28,7 @@ import math
 
 from kcomp.dtypes import DType
 from kcomp.errors import Unsupported
-from kcomp.expr import COMPARISONS, Binary, BinaryOp, Const, Expr, Select, Unary, UnaryOp
+from kcomp.expr import COMPARISONS, Binary, BinaryOp, Cast, Const, Expr, Select, Unary, UnaryOp
 from kcomp.targets.accel.compiler.codegen import A_FREE, ACC_FREE, ACC_READY, DATA, SECTION
 from kcomp.targets.accel.compiler.nest import Access, Axis
 from kcomp.targets.accel.compiler.stream import (
@@ -43,6 +43,7 @@ from kcomp.targets.accel.compiler.stream import (
     wait,
 )
 from kcomp.targets.accel.compiler.vector_arg import arg_combine
+from kcomp.targets.accel.compiler.vector_int import int_expr, on_words
 from kcomp.targets.accel.compiler.vector_match import (
     ARG,
     IDENTITY,
@@ -52,7 +53,17 @@ from kcomp.targets.accel.compiler.vector_match import (
     operands,
     vanishes,
 )
-from kcomp.targets.accel.compiler.vector_ops import BINARY, CMP_INDEX, COMBINE, COMMUTES, MIRROR, SCALAR
+from kcomp.targets.accel.compiler.vector_ops import (
+    BINARY,
+    CMP_INDEX,
+    COMBINE,
+    COMMUTES,
+    INT_BINARY,
+    INT_FINISH,
+    INT_IDENTITY,
+    MIRROR,
+    SCALAR,
+)
 from kcomp.targets.accel.compiler.vector_scan import emit_scan, tiles_in_order
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.isa import AXIS, FLOAT_ONLY, Instr, f32_bits
@@ -79,7 +90,7 @@ def _ops(e: Expr, v: VectorStmt, cfg: AccelConfig) -> tuple[int, int]:
     if kids:
         parts = [_ops(k, v, cfg) for k in kids]
         slow = isinstance(e, Unary) and e.op in UNARY and UNARY[e.op] in FLOAT_ONLY
-        cost = cfg.vector_slow_op_cycles if slow else 1
+        cost = cfg.vector_slow_op_cycles if slow else 0 if isinstance(e, Cast) else 1
         inner = (sum(p[0] for p in parts), sum(p[1] for p in parts))
         if _invariant(e, v):
             return 0, inner[1] + cost
@@ -117,9 +128,12 @@ def fit(v: VectorStmt, cfg: AccelConfig) -> VectorStmt:
     if v.reduce not in ARG:  # NOTE: a position is stored rounded into i32 (dma.store converts)
         tensors.append(v.out.buffer)
     for t in tensors:
-        if t.dtype is not DType.F32:
+        if t.dtype not in (DType.F32, DType.I32):
             raise Unsupported(f"the accelerator backend cannot map {v.text}: {t.name} is {t.dtype.value}; the"
-                              " vector unit computes in f32")  # fmt: skip
+                              " vector unit computes in f32 and i32")  # fmt: skip
+    if (v.reduce in ARG or v.scan is not None) and v.value.dtype is not DType.F32:
+        what = "an arg-reduction" if v.reduce in ARG else "a scan"
+        raise Unsupported(f"the accelerator backend cannot map {v.text}: {what} of i32 values (f32 only)")
     if cfg.acc_dtype != "f32":
         raise Unsupported(f"the accelerator backend cannot map {v.text}: the vector unit computes in f32, and"
                           f" the {cfg.name} accelerator accumulates in {cfg.acc_dtype}")  # fmt: skip
@@ -150,6 +164,8 @@ def tail_fill(v: VectorStmt) -> float | None:
     bare reads whose halo holds it too (or has none); None when no fill leaves the result alone."""
     leaf = v.leaves.get(v.value)
     if v.reduce is None or v.reduce == "add" or leaf is None or leaf.kind != "lanes":
+        return None
+    if v.value.dtype is not DType.F32:  # NOTE: i32 words have no -inf / inf fill: chunks overlap instead
         return None
     identity = IDENTITY[v.reduce]
     acc = leaf.access
@@ -184,7 +200,7 @@ def emit_vector_section(
             slots = iter(range(sets[step_no % 2], sets[step_no % 2] + nodes * r_max, r_max))
             loaded = load_leaves(v, at, rows, cols, dim, buf, slots, out, step)
             in_place = res if (s == 0 or v.reduce is None) and v.reduce not in ARG else None
-            val = expr(v.value, v, loaded, rows, slots, out, step, in_place)
+            val = value(v, loaded, rows, slots, out, step, in_place)
             if v.reduce in ARG:
                 arg_combine(
                     v, val, (res, best[t % 2]), rows, s == 0, s == len(steps) - 1, at, slots, out, step
@@ -200,7 +216,7 @@ def emit_vector_section(
                         v, at, res, res, result[(t - 1) % 2], rows, r_max, cols, dim, slots, out, step.ops
                     )
             if s == len(steps) - 1 and v.reduce not in ARG:
-                finish(v, res, rows, out, step, buf, base, dim)
+                finish(v, res, rows, out, step, buf, base, dim, slots)
                 if v.onto_own:
                     _onto_own(v, res, rows, at, cols, buf, slots, out, step)
             if not made and not step.loads:  # NOTE: the load queue takes the section's turn (SECTION)
@@ -289,7 +305,7 @@ def load_leaves(v, at, rows, cols, dim, buf, slots, out, step, loaded=None) -> d
             continue
         acc = leaf.access
         name = buf[acc.buffer.name]
-        fill = _fill(leaf.pad, out, step) if acc.padded else 0
+        fill = _fill(leaf.pad, out, step, acc.buffer.dtype) if acc.padded else 0
         if leaf.kind in ("lanes", "vector"):
             n = rows if leaf.kind == "lanes" else 1
             if v.lane_reduced and cols < dim and node == v.value and tail_fill(v) is not None:
@@ -325,16 +341,20 @@ def load_leaves(v, at, rows, cols, dim, buf, slots, out, step, loaded=None) -> d
                 step.ops.append(out.add("vcmps", mask, mask, 1, f32_bits(0.0), CMP_INDEX[BinaryOp.EQ]))
                 step.ops.append(out.add("viota", zero, 1, AXIS.choices.index("none"), f32_bits(0.0)))
                 step.ops.append(out.add("vsel", row, mask, n, row, zero, 0, 1, 0))
-            step.ops.append(out.add("vredsum", row, row, n))
+            step.ops.append(out.add("viredsum" if acc.buffer.dtype is DType.I32 else "vredsum", row, row, n))
             loaded[node] = Val(row, shared=leaf.kind == "scalar")
     return loaded
 
 
-def _fill(pad: float, out: Stream, step: Step) -> int:
-    """The `fill` operand that writes `pad` (one of the fixed ones, or the fill register, set here)."""
-    if pad in FILLS:
+def _fill(pad: float, out: Stream, step: Step, dtype: DType = DType.F32) -> int:
+    """The `fill` operand that writes `pad` (one of the fixed ones, or the fill register, set here;
+    an i32 pad as its bits)."""
+    if pad == 0 or (pad in FILLS and dtype is DType.F32):
         return FILLS.index(pad)
-    step.loads.append(out.add("dma.fill", f32_bits(pad)))
+    if dtype is DType.I32:
+        step.loads.append(out.add("dma.fill.i", int(pad) & 0xFFFFFFFF))
+    else:
+        step.loads.append(out.add("dma.fill", f32_bits(pad)))
     return REG
 
 
@@ -359,6 +379,8 @@ def expr(
     row: the last op writes there, saving a copy)."""
     if e in loaded:
         return loaded[e]
+    if isinstance(e, Cast) or (e.dtype is DType.I32 and on_words(e)):
+        return _converted(e, v, loaded, rows, slots, out, step, target)
     if isinstance(e, Const):  # NOTE: a select's constant branch
         dst = next(slots)
         step.ops.append(out.add("viota", dst, 1, AXIS.choices.index("none"), f32_bits(float(e.value))))
@@ -410,9 +432,42 @@ def expr(
     return Val(dst, a.shared and b.shared)
 
 
+def _converted(e: Expr, v, loaded, rows, slots, out, step, target=None) -> Val:  # type: ignore[no-untyped-def]
+    """A cast, or an i32 value computed on words (vector_int.py) where a float or a mask is wanted."""
+    floats = lambda k: expr(k, v, loaded, rows, slots, out, step)  # noqa: E731
+    if isinstance(e, Cast) and e.dtype is not DType.I32:
+        if e.x.dtype is not DType.I32 or not on_words(e.x):
+            # NOTE: f32 of f32, of a mask (1.0 / 0.0 already), or of loop values and constants, which
+            # the float ops compute exactly (below 2**24)
+            return expr(e.x, v, loaded, rows, slots, out, step, target)
+        x = int_expr(e.x, loaded, rows, slots, out, step, floats)
+        row = _dst(target, x.shared, slots)
+        step.ops.append(out.add("vitof", row, x.row, 1 if x.shared else rows))
+        return Val(row, x.shared)
+    return int_expr(e, loaded, rows, slots, out, step, floats, target)
+
+
+def value(v: VectorStmt, loaded: dict, rows: int, slots, out: Stream, step: Step, target: int | None) -> Val:  # type: ignore[no-untyped-def]
+    """The statement's value (its contribution, for a reduction): on i32 words for an i32 result."""
+    if ints(v):
+        floats = lambda k: expr(k, v, loaded, rows, slots, out, step)  # noqa: E731
+        return int_expr(v.value, loaded, rows, slots, out, step, floats, target)
+    return expr(v.value, v, loaded, rows, slots, out, step, target)
+
+
+def ints(v: VectorStmt) -> bool:
+    """Whether `v` computes and stores i32 words (an arg-reduction's positions are f32, stored rounded)."""
+    return v.out.buffer.dtype is DType.I32 and v.reduce not in ARG
+
+
 def _compare(e: Binary, v, loaded, rows, slots, out, step, target=None) -> Val:  # type: ignore[no-untyped-def]
-    """A comparison as a 1.0 / 0.0 mask: against an immediate (vcmps) or a second value (vcmp)."""
+    """A comparison as a 1.0 / 0.0 mask: against an immediate (vcmps) or a second value (vcmp); of
+    i32 values with data, on words (vicmp)."""
     lhs, rhs, op = e.lhs, e.rhs, e.op
+    if lhs.dtype is DType.I32 and (on_words(lhs) or on_words(rhs)):
+        floats = lambda k: expr(k, v, loaded, rows, slots, out, step)  # noqa: E731
+        a, b = (int_expr(k, loaded, rows, slots, out, step, floats) for k in (lhs, rhs))
+        return _mask("vicmp", op, a, b, rows, slots, out, step, target)
     if isinstance(lhs, Const):
         lhs, rhs, op = rhs, lhs, MIRROR[op]
     a = expr(lhs, v, loaded, rows, slots, out, step)
@@ -423,12 +478,17 @@ def _compare(e: Binary, v, loaded, rows, slots, out, step, target=None) -> Val: 
         )
         return Val(dst, a.shared)
     b = expr(rhs, v, loaded, rows, slots, out, step)
+    return _mask("vcmp", op, a, b, rows, slots, out, step, target)
+
+
+def _mask(instr: str, op: BinaryOp, a: Val, b: Val, rows: int, slots, out: Stream, step: Step, target) -> Val:  # type: ignore[no-untyped-def]
+    """`a op b` as a 1.0 / 0.0 mask by `instr` (vcmp on f32 values, vicmp on i32 words)."""
     if a.shared and not b.shared:
         a, b, op = b, a, MIRROR[op]
     shared = a.shared and b.shared
     dst = _dst(target, shared, slots)
     step.ops.append(
-        out.add("vcmp", dst, a.row, 1 if shared else rows, b.row, 1, int(not b.shared), CMP_INDEX[op])
+        out.add(instr, dst, a.row, 1 if shared else rows, b.row, 1, int(not b.shared), CMP_INDEX[op])
     )
     return Val(dst, shared)
 
@@ -463,24 +523,34 @@ def _with_constant(e: Binary, v, loaded, rows, slots, out, step, target=None) ->
 def combine(v: VectorStmt, val: Val, res: int, rows: int, first: bool, out: Stream, step: Step) -> None:
     """The step's value into the tile's result rows: copied (a map, or a reduction's first step) or
     combined with what they hold."""
+    op = (INT_BINARY if ints(v) else BINARY)[COMBINE[v.reduce]] if v.reduce is not None else ""
     if val.shared:  # NOTE: one row for every row: copied down the rows by vsel's stride-0 operands
         if first or v.reduce is None:
             step.ops.append(out.add("vsel", res, val.row, rows, val.row, val.row, 0, 0, 0))
         else:
-            step.ops.append(out.add(BINARY[COMBINE[v.reduce]], res, res, rows, val.row, 1, 0))
+            step.ops.append(out.add(op, res, res, rows, val.row, 1, 0))
         return
     if (first or v.reduce is None) and val.row == res:
         return  # NOTE: computed in place (`expr`'s target)
-    if first or v.reduce is None:
-        step.ops.append(out.add("vadds", res, val.row, rows, f32_bits(0.0)))
+    if first or v.reduce is None:  # NOTE: a copy of the words, whatever they hold
+        step.ops.append(out.add("vsel", res, val.row, rows, val.row, val.row, 1, 1, 1))
     else:
-        step.ops.append(out.add(BINARY[COMBINE[v.reduce]], res, res, rows, val.row, 1, 1))
+        step.ops.append(out.add(op, res, res, rows, val.row, 1, 1))
 
 
 def finish(
-    v: VectorStmt, res: int, rows: int, out: Stream, step: Step, buf: dict, base: dict, dim: int
-) -> None:
+    v: VectorStmt, res: int, rows: int, out: Stream, step: Step, buf: dict, base: dict, dim: int, slots=None
+) -> None:  # type: ignore[no-untyped-def]
     """A lane reduction's row value (broadcast to every lane), then the initial value folded in."""
+    if ints(v):  # NOTE: i32 words: their own reductions, an initial value from a viota.i row
+        if v.lane_reduced:
+            step.ops.append(out.add(INT_FINISH[v.reduce], res, res, rows))
+        if v.reduce is not None and v.init is not None and v.init != INT_IDENTITY[v.reduce]:
+            assert slots is not None
+            row = next(slots)
+            step.ops.append(out.add("viota.i", row, 1, AXIS.choices.index("none"), int(v.init) & 0xFFFFFFFF))
+            step.ops.append(out.add(INT_BINARY[COMBINE[v.reduce]], res, res, rows, row, 1, 0))
+        return
     if v.lane_reduced:
         if v.reduce == "min":
             step.ops.append(out.add("vmuls", res, res, rows, f32_bits(-1.0)))
@@ -501,14 +571,13 @@ def _onto_own(
     region = (v.rows, n), (None, 1) if v.lane_reduced else (v.lane, cols)
     step.loads += load_region(out, "dma.load.acc", own, buf[v.out.buffer.name], v.out, at, *region)
     if v.lane_reduced:
-        step.ops.append(out.add("vredsum", own, own, n))
+        step.ops.append(out.add("viredsum" if ints(v) else "vredsum", own, own, n))
     assert v.reduce is not None
-    step.ops.append(out.add(BINARY[COMBINE[v.reduce]], res, res, n, own, 1, 1))
+    step.ops.append(out.add((INT_BINARY if ints(v) else BINARY)[COMBINE[v.reduce]], res, res, n, own, 1, 1))
 
 
 def store(v: VectorStmt, res: int, rows: int, base: dict, dim: int, buf: dict, out: Stream) -> Item:
     cols = 1 if v.lane_reduced else min(dim, v.lane.extent - base.get(v.lane, 0))
     acc = v.out
-    return out.add(
-        "dma.store", res, buf[acc.buffer.name], acc.at(base), rows, cols, row_stride(acc, v.rows, rows), 0
-    )
+    where = (buf[acc.buffer.name], acc.at(base), rows, cols, row_stride(acc, v.rows, rows))
+    return out.add("dma.store.i", res, *where) if ints(v) else out.add("dma.store", res, *where, 0)

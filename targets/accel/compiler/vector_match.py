@@ -78,6 +78,7 @@ IDENTITY = {
     "argmin": math.inf,
 }
 ARG = ("argmax", "argmin")
+WORDS = {DType.F32, DType.I32, DType.BOOL}  # what a vector-unit value holds: f32, i32 words, a mask
 
 
 @dataclass(eq=False)
@@ -134,7 +135,10 @@ class VectorStmt:
         arg-reduction's copy down the rows, negation, position and mask, and the three rows of its finish)."""
         masks = 2 * sum(leaf.masked for leaf in self.leaves.values())
         scan = 2 if self.scan is not None else 0  # NOTE: a reversed chunk's tail mask and identity
-        return _count(self.value) + (7 if self.reduce in ARG else 0) + masks + self.onto_own + scan
+        nodes = _count(self.value)
+        if self.out.buffer.dtype is DType.I32 or any(x.dtype is DType.I32 for x in walk(self.value)):
+            nodes = 2 * nodes + 1  # NOTE: conversions of loop values, copies down, the initial value
+        return nodes + (7 if self.reduce in ARG else 0) + masks + self.onto_own + scan
 
 
 # NOTE: the lane axis when no loop can be one: one column per accumulator row (slow, but it maps)
@@ -187,15 +191,19 @@ def fold(e: Expr) -> Expr:
     numeric casts of constants applied: the vector unit has no instruction that makes a constant row."""
 
     def rule(n: Expr) -> Expr | None:
-        if isinstance(n, Unary) and isinstance(n.x, Const) and n.op in UNARY_FN and n.op is not UnaryOp.NOT:
+        if isinstance(n, Unary) and isinstance(n.x, Const) and n.op in UNARY_FN and n.dtype is DType.F32:
             return Const(float(UNARY_FN[n.op](np.float32(n.x.value))), DType.F32)
-        if isinstance(n, Binary) and isinstance(n.lhs, Const) and isinstance(n.rhs, Const) and n.op in ARITH:
+        if (
+            isinstance(n, (Binary))
+            and isinstance(n.lhs, Const)
+            and isinstance(n.rhs, Const)
+            and n.op in ARITH
+            and n.dtype is DType.F32
+        ):
             fn = BINARY_FN.get(n.op, np.divide)
             return Const(float(fn(np.float32(n.lhs.value), np.float32(n.rhs.value))), DType.F32)
         if isinstance(n, Cast) and isinstance(n.x, Const) and n.dtype is DType.F32:
             return Const(float(np.float32(n.x.value)), DType.F32)
-        if isinstance(n, Cast) and n.dtype is DType.F32 and n.x.dtype is DType.I32 and not loads(n.x):
-            return n.x  # NOTE: loop values and their sums and products are exact in f32 (below 2**24)
         return None
 
     return rewrite(e, rule)
@@ -374,27 +382,26 @@ def _leaves(n: Nest, stmt: VectorStmt, e: Expr) -> None:
                 n.text, f"{e.buffer.name} is gathered and strided along the lanes (no transposing gather)"
             )
     elif isinstance(e, Param):
-        if e.dtype.value != "f32":
-            raise cannot(n.text, f"parameter {e.name} is {e.dtype.value}; the vector unit computes in f32")
+        if e.dtype not in (DType.F32, DType.I32):
+            raise cannot(
+                n.text, f"parameter {e.name} is {e.dtype.value}; the vector unit computes in f32 and i32"
+            )
         stmt.leaves[e] = Leaf("param", param=e.name)
     elif isinstance(e, Var):
         if e not in n.of:
             raise cannot(n.text, f"{n.names.get(e, e.name)} is not a loop of its nest")
         stmt.leaves[e] = Leaf("index", axis=n.of[e][0])
     elif isinstance(e, Binary):
-        if e.op not in ARITH and e.op not in COMPARISONS and e.op not in LOGICAL:
+        words = e.dtype is DType.I32 and e.op in (BinaryOp.FLOORDIV, BinaryOp.MOD)  # NOTE: vifdiv, vimod
+        if e.op not in ARITH and e.op not in COMPARISONS and e.op not in LOGICAL and not words:
             raise cannot(n.text, f"`{e.op.value}` has no vector-unit instruction")
-        if e.op is BinaryOp.DIV and e.lhs.dtype is not DType.F32:
-            raise cannot(
-                n.text, f"{format_expr(e, n.names)} divides integers (the vector unit computes in f32)"
-            )
         _leaves(n, stmt, e.lhs)
         _leaves(n, stmt, e.rhs)
     elif isinstance(e, Unary):
         if e.op not in UNARY and e.op not in (UnaryOp.NEG, UnaryOp.RELU, UnaryOp.NOT):
             raise cannot(n.text, f"{e.op.value} has no vector-unit instruction")
         _leaves(n, stmt, e.x)
-    elif isinstance(e, Select):
+    elif isinstance(e, Select) or (isinstance(e, Cast) and {e.dtype, e.x.dtype} <= WORDS):
         for k in operands(e):
             _leaves(n, stmt, k)
     elif isinstance(e, Const):

@@ -35,3 +35,4 @@ INT_BINARY = {
     BinaryOp.MOD: "vimod",
 }
 INT_FINISH = {"add": "viredsum", "max": "viredmax", "min": "viredmin"}
+INT_IDENTITY = {"add": 0, "mul": 1, "max": -(2**31), "min": 2**31 - 1}

@@ -194,6 +194,9 @@ def _check(program: Program, cfg: AccelConfig, op: str, a: tuple[int, ...]) -> s
         words = op.startswith("dma.load.acc") and b.dtype == "i32"  # NOTE: its bit patterns (isa.py)
         if b.dtype != want and not converts and not words:
             return f"buffer {b.name} is {b.dtype}; {op} on a {cfg.dtype} machine moves {want}"
+        fills = a[7] if op.endswith(".pad") or op == "dma.load.acc.g" else 0
+        if b.dtype == "i32" and fills in (1, 2):
+            return f"fill={OPS[op].fields[7].choices[fills]} is not an i32; an i32 buffer's pad comes from dma.fill.i"
         lead = a[6] if op.endswith(".pad") else 0
         if op.endswith(".pad") and a[7] and want != "f32":
             return f"fill={OPS[op].fields[7].choices[a[7]]} needs f32 memory; {op} on a {cfg.dtype} machine moves {want}"
