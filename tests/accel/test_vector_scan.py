@@ -42,9 +42,20 @@ kernel k(x: f32[N], Y: f32[3, 5, N], w: f32[5]) -> (c: f32[N], r: f32[N], T: f32
 }
 """
 
+# i32 scans: viscan along the lanes, the integer operations down the rows, an exclusive start
+INTS = """
+dim M = 21, N = 37
+kernel k(A: i32[M, N]) -> (C: i32[M, N], R: i32[M, N], E: i32[M, N], P: i32[M, N]) {
+    C[b, i] += A[b, i] * 3 scan i
+    R[b, i] max= A[b, i] scan reverse i
+    E[b, i] min= relu(A[b, i]) scan exclusive b
+    P[b, i] *= A[b, i] % 3 + 1 scan reverse exclusive i
+}
+"""
+
 
 @pytest.mark.parametrize("spec", CONFIGS)
-@pytest.mark.parametrize("source", [LANES, ROWS, OTHERS], ids=["lanes", "rows", "others"])
+@pytest.mark.parametrize("source", [LANES, ROWS, OTHERS, INTS], ids=["lanes", "rows", "others", "ints"])
 def test_scans_match_the_reference(source, spec):
     c, run = sim(source, spec, seed=31)
     assert run.ok, run.max_rel_err

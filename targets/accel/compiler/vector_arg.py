@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from kcomp.dtypes import DType
 from kcomp.expr import BinaryOp
 from kcomp.targets.accel.compiler.stream import Step, Stream, Val
 from kcomp.targets.accel.compiler.vector_match import VectorStmt
@@ -35,26 +36,31 @@ def arg_combine(
         val = Val(rowwise)
     pos, best = res
     x = val.row
-    if v.reduce == "argmin":  # NOTE: the least value is the greatest negation
+    words = v.value.dtype is DType.I32  # NOTE: i32 words compare as themselves (no negation: it wraps)
+    beats = BinaryOp.LT if words and v.reduce == "argmin" else BinaryOp.GT
+    if v.reduce == "argmin" and not words:  # NOTE: the least value is the greatest negation
         neg = next(slots)
         step.ops.append(out.add("vmuls", neg, x, rows, f32_bits(-1.0)))
         x = neg
     axis = v.lane if v.lane_reduced else v.serial[0]
     along = AXIS.choices.index("col" if v.lane_reduced else "none")
-    if v.lane_reduced and first and last:
+    if v.lane_reduced and first and last and not words:
         step.ops.append(out.add("vredargmax", pos, x, rows))
         if at[axis]:
             step.ops.append(out.add("vadds", pos, pos, rows, f32_bits(float(at[axis]))))
         return
     if first:
-        step.ops.append(out.add("vadds", best, x, rows, f32_bits(0.0)))
+        step.ops.append(out.add("vsel", best, x, rows, x, x, 1, 1, 1))  # NOTE: a copy of the words
         step.ops.append(out.add("viota", pos, rows, along, f32_bits(float(at[axis]))))
+        if v.lane_reduced and last:  # NOTE: i32 words in one chunk: no vredargmax for them
+            _arg_finish(v, res, rows, slots, out, step)
         return
     p, mask = next(slots), next(slots)
     step.ops.append(out.add("viota", p, 1, along, f32_bits(float(at[axis]))))
-    step.ops.append(out.add("vcmp", mask, x, rows, best, 1, 1, CMP_INDEX[BinaryOp.GT]))
+    step.ops.append(out.add("vicmp" if words else "vcmp", mask, x, rows, best, 1, 1, CMP_INDEX[beats]))
     step.ops.append(out.add("vsel", pos, mask, rows, p, pos, 1, 0, 1))
-    step.ops.append(out.add("vmax", best, best, rows, x, 1, 1))
+    keep = ("vimin" if beats is BinaryOp.LT else "vimax") if words else "vmax"
+    step.ops.append(out.add(keep, best, best, rows, x, 1, 1))
     if v.lane_reduced and last:
         _arg_finish(v, res, rows, slots, out, step)
 
@@ -64,8 +70,12 @@ def _arg_finish(v: VectorStmt, res: tuple[int, int], rows: int, slots, out: Stre
     value (vredmax; vcmp eq; vsel against +inf; the least as the greatest negation), in every lane."""
     pos, best = res
     m, mask, far = next(slots), next(slots), next(slots)
-    step.ops.append(out.add("vredmax", m, best, rows))
-    step.ops.append(out.add("vcmp", mask, best, rows, m, 1, 1, CMP_INDEX[BinaryOp.EQ]))
+    if v.value.dtype is DType.I32:
+        step.ops.append(out.add("viredmin" if v.reduce == "argmin" else "viredmax", m, best, rows))
+        step.ops.append(out.add("vicmp", mask, best, rows, m, 1, 1, CMP_INDEX[BinaryOp.EQ]))
+    else:
+        step.ops.append(out.add("vredmax", m, best, rows))
+        step.ops.append(out.add("vcmp", mask, best, rows, m, 1, 1, CMP_INDEX[BinaryOp.EQ]))
     step.ops.append(out.add("viota", far, 1, AXIS.choices.index("none"), f32_bits(math.inf)))
     step.ops.append(out.add("vsel", pos, mask, rows, pos, far, 1, 1, 0))
     step.ops.append(out.add("vmuls", pos, pos, rows, f32_bits(-1.0)))

@@ -131,9 +131,6 @@ def fit(v: VectorStmt, cfg: AccelConfig) -> VectorStmt:
         if t.dtype not in (DType.F32, DType.I32):
             raise Unsupported(f"the accelerator backend cannot map {v.text}: {t.name} is {t.dtype.value}; the"
                               " vector unit computes in f32 and i32")  # fmt: skip
-    if (v.reduce in ARG or v.scan is not None) and v.value.dtype is not DType.F32:
-        what = "an arg-reduction" if v.reduce in ARG else "a scan"
-        raise Unsupported(f"the accelerator backend cannot map {v.text}: {what} of i32 values (f32 only)")
     if cfg.acc_dtype != "f32":
         raise Unsupported(f"the accelerator backend cannot map {v.text}: the vector unit computes in f32, and"
                           f" the {cfg.name} accelerator accumulates in {cfg.acc_dtype}")  # fmt: skip

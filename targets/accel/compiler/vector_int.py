@@ -84,11 +84,14 @@ def int_expr(
         steps = (int(not m.shared), int(not a.shared), int(not b.shared))
         step.ops.append(out.add("vsel", row, m.row, 1 if shared else rows, a.row, b.row, *steps))
         return Val(row, shared)
-    if isinstance(e, Unary) and e.op in (UnaryOp.NEG, UnaryOp.ABS):
+    if isinstance(e, Unary) and e.op in (UnaryOp.NEG, UnaryOp.ABS, UnaryOp.RELU):
         x = sub(e.x)
         n, row = 1 if x.shared else rows, dst(x.shared)
         if e.op is UnaryOp.ABS:
             step.ops.append(out.add("viabs", row, x.row, n))
+        elif e.op is UnaryOp.RELU:
+            zero = sub(Const(0, DType.I32))
+            step.ops.append(out.add("vimax", row, x.row, n, zero.row, 1, 0))
         else:  # NOTE: -x as x * -1, which wraps as negation does
             minus = sub(Const(-1, DType.I32))
             step.ops.append(out.add("vimul", row, x.row, n, minus.row, 1, 0))

@@ -24,7 +24,7 @@ from kcomp.expr import Binary, BinaryOp, Const, Expr, Load, Var, loads, substitu
 from kcomp.loops import Store
 from kcomp.targets.accel.compiler.nest import Access, Axis, Nest, access_of, cannot
 from kcomp.targets.accel.compiler.stream import Item, Stream
-from kcomp.targets.accel.compiler.vector_ops import BINARY, COMBINE, SCALAR
+from kcomp.targets.accel.compiler.vector_ops import BINARY, COMBINE, INT_BINARY, INT_IDENTITY, SCALAR
 from kcomp.targets.accel.machine.isa import AXIS, CMP, SCAN_FIELDS, f32_bits
 
 OPS = {BinaryOp.ADD: "add", BinaryOp.MUL: "mul", BinaryOp.MAX: "max", BinaryOp.MIN: "min"}
@@ -40,6 +40,11 @@ class Scan:
     op: str  # add, mul, max, min
     reverse: bool  # element i combines the elements after it: runs from the end
     start: float | None  # what the first element combines besides its value: None for the identity
+    words: bool = False  # an i32 scan: on the accumulator's words (viscan, the vi* operations)
+
+    @property
+    def identity(self) -> float:
+        return INT_IDENTITY[self.op] if self.words else IDENTITY[self.op]
 
 
 def recurrence(n: Nest, init: Nest | None) -> tuple[Nest, Scan, Expr] | None:
@@ -65,6 +70,8 @@ def recurrence(n: Nest, init: Nest | None) -> tuple[Nest, Scan, Expr] | None:
     first = prev.dims[dim].const + (axis.extent - 1 if reverse else 0)  # what the first element reads
     size = prev.dims[dim].size
     op = OPS[n.store.value.op]  # type: ignore[union-attr]
+    words = n.store.buffer.dtype is DType.I32
+    identity = (INT_IDENTITY if words else IDENTITY)[op]
     start: float | None = None
     if 0 <= first < size:
         start = _initial(init, n, dim, first)
@@ -72,9 +79,9 @@ def recurrence(n: Nest, init: Nest | None) -> tuple[Nest, Scan, Expr] | None:
             raise cannot(
                 n.text, "its first element reads what the tensor holds (no constant stored there first)"
             )
-    elif read.pad is None or float(read.pad) != IDENTITY[op]:
+    elif read.pad is None or float(read.pad) != identity:
         raise cannot(n.text, "its first element reads a pad that is not the identity of its operation")
-    return n, Scan(axis, op, reverse, None if start == IDENTITY[op] else start), value
+    return n, Scan(axis, op, reverse, None if start == identity else start, words), value
 
 
 def _shift(n: Nest) -> tuple[Axis, int, int, int, Access, Expr, Load] | None:
@@ -150,10 +157,10 @@ def emit_lane_scan(
     its columns past `cols` set to the identity first (they would take part); then vscan, carrying in
     `prev`'s edge column (the chunk before), or the first element's start."""
     if scan.reverse and cols < dim:
-        mask, ident = next(slots), next(slots)
+        mask = next(slots)
         ops.append(out.add("viota", mask, 1, AXIS.choices.index("col"), f32_bits(0.0)))
         ops.append(out.add("vcmps", mask, mask, 1, f32_bits(float(cols)), CMP.choices.index("lt")))
-        ops.append(out.add("viota", ident, 1, AXIS.choices.index("none"), f32_bits(IDENTITY[scan.op])))
+        ident = _constant(scan, scan.identity, slots, out, ops)
         ops.append(out.add("vsel", res, mask, rows, src, ident, 0, 1, 0))
         src = res
     carry = prev is not None
@@ -162,22 +169,46 @@ def emit_lane_scan(
         _DIR.index("rev" if scan.reverse else "fwd"),
         _CIN.index("carry" if carry else "none"),
     )
-    ops.append(out.add("vscan", res, src, rows, prev if carry else 0, *args))
+    ops.append(out.add("viscan" if scan.words else "vscan", res, src, rows, prev if carry else 0, *args))
     if not carry and scan.start is not None:
-        ops.append(out.add(SCALAR[COMBINE[scan.op]], res, res, rows, f32_bits(scan.start)))
+        _start(scan, res, rows, slots, out, ops)
 
 
-def emit_row_scan(scan: Scan, res: int, prev: int | None, rows: int, out: Stream, ops: list[Item]) -> None:
+def emit_row_scan(
+    scan: Scan, res: int, prev: int | None, rows: int, slots, out: Stream, ops: list[Item]
+) -> None:  # type: ignore[no-untyped-def]
     """One tile of a scan down the rows, in place in `res`: each row combines the one before it (the
     first, `prev`: the previous tile's edge row, or the first element's start)."""
     order = range(rows - 1, -1, -1) if scan.reverse else range(rows)
     before = prev
+    op = (INT_BINARY if scan.words else BINARY)[COMBINE[scan.op]]
     for r in order:
         if before is not None:
-            ops.append(out.add(BINARY[COMBINE[scan.op]], res + r, res + r, 1, before, 1, 1))
+            ops.append(out.add(op, res + r, res + r, 1, before, 1, 1))
         elif scan.start is not None:
-            ops.append(out.add(SCALAR[COMBINE[scan.op]], res + r, res + r, 1, f32_bits(scan.start)))
+            _start(scan, res + r, 1, slots, out, ops)
         before = res + r
+
+
+def _constant(scan: Scan, value: float, slots, out: Stream, ops: list[Item]) -> int:  # type: ignore[no-untyped-def]
+    """A row holding `value` (an i32 word for an i32 scan)."""
+    row = next(slots)
+    none = AXIS.choices.index("none")
+    if scan.words:
+        ops.append(out.add("viota.i", row, 1, none, int(value) & 0xFFFFFFFF))
+    else:
+        ops.append(out.add("viota", row, 1, none, f32_bits(value)))
+    return row
+
+
+def _start(scan: Scan, res: int, rows: int, slots, out: Stream, ops: list[Item]) -> None:  # type: ignore[no-untyped-def]
+    """The first element's start combined into `rows` rows at `res`."""
+    assert scan.start is not None
+    if scan.words:
+        row = _constant(scan, scan.start, slots, out, ops)
+        ops.append(out.add(INT_BINARY[COMBINE[scan.op]], res, res, rows, row, 1, 0))
+    else:
+        ops.append(out.add(SCALAR[COMBINE[scan.op]], res, res, rows, f32_bits(scan.start)))
 
 
 def emit_scan(v, at, res, src, prev, rows, r_max, cols, dim, slots, out, ops) -> None:  # type: ignore[no-untyped-def]
@@ -192,4 +223,4 @@ def emit_scan(v, at, res, src, prev, rows, r_max, cols, dim, slots, out, ops) ->
         assert src == res
         first = (v.rows.extent - 1) // r_max * r_max if scan.reverse else 0
         edge = prev if scan.reverse else prev + r_max - 1
-        emit_row_scan(scan, res, edge if at[v.rows] != first else None, rows, out, ops)
+        emit_row_scan(scan, res, edge if at[v.rows] != first else None, rows, slots, out, ops)

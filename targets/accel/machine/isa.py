@@ -219,6 +219,12 @@ _TABLE = (
     _vector("vitof", 0x4D, "unary", sem.to_float, "acc[dst+i] = the f32 nearest each i32 word of acc[src+i]"),
     _vector("vftoi", 0x4E, "unary", sem.to_int, "acc[dst+i] = each f32 of acc[src+i] as an i32 word, toward zero"),
     OpSpec(
+        "viscan", 0x50, Queue.COMPUTE, Unit.VECTOR, SCAN_FIELDS,
+        "vscan on i32 words (a sum or product wraps)",
+        sem.scan_int, _vscan, _vcycles(_one), _vred_lat,
+        "rows*ceil(dim/vector_lanes); + vector_latency + ceil(log2(vector_lanes)) (as vscan)",
+    ),
+    OpSpec(
         "viota.i", 0x4F, Queue.COMPUTE, Unit.VECTOR, (DST, ROWS, AXIS, IMMI),
         "i32 words acc[dst+i][c] = imm + (0, c or i by axis): an integer constant row, column or row numbers",
         sem.iota_int, _viota, lambda cfg, a: a[1] * cfg.vector_row_cycles, _vlat, _VEC_COST,

@@ -231,17 +231,26 @@ def argmax(m: Machine, a: tuple[int, ...]) -> None:
 SCAN_FNS = (np.add, np.multiply, np.maximum, np.minimum)
 
 
-def scan(m: Machine, a: tuple[int, ...]) -> None:
+def scan(m: Machine, a: tuple[int, ...], words: bool = False) -> None:
     """acc[dst+i][j] = fn over acc[src+i][0..j] (fwd) or [j..dim-1] (rev), then combined with the
-    carry row's edge column (its last for fwd, its first for rev) when cin is set."""
+    carry row's edge column (its last for fwd, its first for rev) when cin is set; on i32 `words`."""
     dst, src, rows, c, fn_no, rev, cin = a
     fn = SCAN_FNS[fn_no]
-    x = m.acc[src : src + rows]
-    out = fn.accumulate(x[:, ::-1], axis=1)[:, ::-1] if rev else fn.accumulate(x, axis=1)
+    acc = m.acc.view(np.int32) if words else m.acc
+    x = acc[src : src + rows]
+    out = (
+        fn.accumulate(x[:, ::-1], axis=1, dtype=x.dtype)[:, ::-1]
+        if rev
+        else fn.accumulate(x, axis=1, dtype=x.dtype)
+    )
     if cin:
-        edge = m.acc[c : c + rows, 0 if rev else -1]
+        edge = acc[c : c + rows, 0 if rev else -1]
         out = fn(edge[:, None], out)
-    m.acc[dst : dst + rows] = out
+    acc[dst : dst + rows] = out
+
+
+def scan_int(m: Machine, a: tuple[int, ...]) -> None:
+    scan(m, a, words=True)
 
 
 def compare(with_imm: bool) -> Semantics:
