@@ -60,3 +60,32 @@ def test_integer_kernels_match_the_reference(source, spec):
     assert ops & {"viadd", "vimul", "viredsum", "vimax", "vicmp"}
     assert_round_trips(c.artifact.program)
     assert_tokens_balance(c.artifact.program)
+
+
+# indices the DMA cannot stride through: a modulo (a run of rows per element, or a step's offset) and
+# a padded dividing index (rows outside the tensor filled with the pad)
+IRREGULAR = """
+dim M = 13, N = 37
+kernel k(A: f32[3, N], X: f32[M, N], F: f32[7], G: i32[5]) -> (C: f32[M, N], t: f32[], s: i32[M], u: f32[M]) {
+    C[i, j] = A[(i + 1) % 3, j] * X[i, j] + F[(2 * i + 1) % 7]
+    t[] max= F[(3 * i - 2) // 3, pad=-1.0] where i < 9
+    s[i] += G[(i + k) % 5] where k < 4
+    u[i] += F[(i - 5 + k) // 2, pad=0.5] * X[i, k] where k < 6
+}
+"""
+
+
+@pytest.mark.parametrize("spec", CONFIGS)
+def test_modulo_and_padded_dividing_indices_match_the_reference(spec):
+    c, run = sim(IRREGULAR, spec, seed=43)
+    assert run.ok, run.max_rel_err
+    assert_round_trips(c.artifact.program)
+    assert_tokens_balance(c.artifact.program)
+
+
+def test_a_constant_store_before_a_map_of_the_same_tensor_still_stores():
+    # the constant is an init only for a reduction; before a map that reads the tensor it is a statement
+    # (kcomp fuzz --targets accel --seed 25, program 17)
+    source = "kernel k(C: i32[3]) -> (t: f32[3]) {\n    t[i] = 0.5\n    t[i] = t[i] - f32(C[i])\n}\n"
+    c, run = sim(source, "accel", seed=44)
+    assert run.ok, run.max_rel_err

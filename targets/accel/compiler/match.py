@@ -171,7 +171,7 @@ def match(nest: LoopNest, cfg: AccelConfig | None = None) -> Kernel:
             continue
         if _reads_itself(value, n) and pending is not None and _is_init(pending, n):
             stmt = vector_stmt(n, pending)
-            if stmt.scan is not None:  # NOTE: a scan reads its init's constant, which still stores it
+            if stmt.init is None:  # NOTE: not folded in (a map, or a scan that reads it): it stores
                 sections.append(vector_stmt(pending))
             sections.append(stmt)
             pending = None

@@ -36,15 +36,23 @@ class Axis:
 
 @dataclass(frozen=True, eq=False)
 class Dim:
-    """One dimension of an access: index `(const + sum(coef[axis] * axis value)) // div` into `size`."""
+    """One dimension of an access: index `(const + sum(coef[axis] * axis value)) // div` into `size`,
+    then `% mod` when mod is set (floor division and modulo, the language's)."""
 
     coef: dict[Axis, int]
     const: int
     size: int
     div: int = 1
+    mod: int = 0
 
     def value(self, values: dict[Axis, int]) -> int:
-        return (self.const + sum(c * values.get(a, 0) for a, c in self.coef.items())) // self.div
+        v = (self.const + sum(c * values.get(a, 0) for a, c in self.coef.items())) // self.div
+        return v % self.mod if self.mod else v
+
+    @property
+    def regular(self) -> bool:
+        """Whether the index is affine (no division, no modulo)."""
+        return self.div == 1 and not self.mod
 
 
 @dataclass(frozen=True, eq=False)
@@ -265,25 +273,31 @@ def _axis_of_form(n: Nest, form: dict) -> Axis | None:
     return None
 
 
-def _index_form(e: Expr) -> tuple[dict, int] | None:
-    """An index as (affine form, divisor): `affine` itself (divisor 1), or an affine form floor-divided
-    by a positive constant (`c // 8`); None otherwise."""
+def _index_form(e: Expr) -> tuple[dict, int, int] | None:
+    """An index as (affine form, divisor, modulus): `affine` itself (divisor 1, no modulus), an affine
+    form floor-divided by a positive constant (`c // 8`), either taken modulo a positive constant
+    (`(i + k - 1) % 3`); None otherwise."""
+    mod = 0
+    if isinstance(e, Binary) and e.op is BinaryOp.MOD and isinstance(e.rhs, Const):
+        if not (isinstance(e.rhs.value, int) and e.rhs.value > 0):
+            return None
+        e, mod = e.lhs, e.rhs.value
     form = affine(e)
     if form is not None:
-        return form, 1
+        return form, 1, mod
     if isinstance(e, Binary) and e.op is BinaryOp.FLOORDIV and isinstance(e.rhs, Const):
         lhs = affine(e.lhs)
         if lhs is not None and isinstance(e.rhs.value, int) and e.rhs.value > 0:
-            return lhs, e.rhs.value
+            return lhs, e.rhs.value, mod
     return None
 
 
-def _dim_forms(n: Nest, index: tuple[Expr, ...]) -> list[tuple[dict[Axis, int], int, int]]:
-    """Each index as (coefficient per axis, constant, divisor); ScheduleError when it splits an axis
-    unevenly."""
+def _dim_forms(n: Nest, index: tuple[Expr, ...]) -> list[tuple[dict[Axis, int], int, int, int]]:
+    """Each index as (coefficient per axis, constant, divisor, modulus); ScheduleError when it splits
+    an axis unevenly."""
     out = []
     for e in index:
-        form, div = _index_form(e) or ({}, 1)
+        form, div, mod = _index_form(e) or ({}, 1, 0)
         coef: dict[Axis, int] = {}
         for v, c in form.items():
             if v is None:
@@ -295,7 +309,7 @@ def _dim_forms(n: Nest, index: tuple[Expr, ...]) -> list[tuple[dict[Axis, int], 
         for axis in coef:
             if any(form.get(v, 0) != coef[axis] * s for v, s in zip(axis.loops, axis.scales, strict=True)):
                 raise cannot(n.text, "an index uses the parts of a split loop unevenly")
-        out.append(({a: c for a, c in coef.items() if c}, form.get(None, 0), div))
+        out.append(({a: c for a, c in coef.items() if c}, form.get(None, 0), div, mod))
     return out
 
 
@@ -303,7 +317,8 @@ def access_of(n: Nest, buffer: Buffer, index: tuple[Expr, ...], padded: bool = F
     coef: dict[Axis, int] = {}
     const, stride = 0, 1
     dims = tuple(
-        Dim(dc, k, size, div) for (dc, k, div), size in zip(_dim_forms(n, index), buffer.shape, strict=True)
+        Dim(dc, k, size, div, mod)
+        for (dc, k, div, mod), size in zip(_dim_forms(n, index), buffer.shape, strict=True)
     )
     divided, gathers = [], []
     for d, e in zip(reversed(dims), reversed(index), strict=True):
@@ -314,7 +329,7 @@ def access_of(n: Nest, buffer: Buffer, index: tuple[Expr, ...], padded: bool = F
                     n.text, f"{e.buffer.name}, read in an index, is itself read through a computed index"
                 )
             gathers.append(Gather(inner, stride, d.size))
-        elif d.div > 1:
+        elif not d.regular:
             divided.append((d, stride))
         else:
             for a, c in d.coef.items():
@@ -360,10 +375,11 @@ def _span(base: int, step: int, size: int) -> tuple[int, int]:
 def target_dims(n: Nest) -> list[Axis]:
     """The axis of each dimension of the stored tensor: C[a, b, c] with whole axes covering it."""
     dims = []
-    for (coef, k, div), size in zip(_dim_forms(n, n.store.index), n.store.buffer.shape, strict=True):
+    for (coef, k, div, mod), size in zip(_dim_forms(n, n.store.index), n.store.buffer.shape, strict=True):
         if (
             k != 0
             or div != 1
+            or mod
             or len(coef) != 1
             or next(iter(coef.values())) != 1
             or next(iter(coef)).extent != size

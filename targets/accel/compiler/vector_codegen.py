@@ -326,8 +326,8 @@ def load_leaves(v, at, rows, cols, dim, buf, slots, out, step, loaded=None) -> d
             n = rows if leaf.kind == "row" else 1
             if acc.gathers:
                 step.loads += gather_rows(out, row, buf, acc, at, v.rows, n, 1, fill)
-            elif v.rows in acc.irregular:  # NOTE: `g[c // 8]`: runs of rows that read one element
-                step.loads += _runs(out, row, name, acc, at, v.rows, n)
+            elif v.rows in acc.irregular or (acc.padded and acc.divided):  # NOTE: `g[c // 8]`: runs of rows
+                step.loads += _runs(out, row, name, acc, at, v.rows, n, fill=fill if acc.padded else None)
             else:
                 step.loads += load_region(
                     out, "dma.load.acc", row, name, acc, at, (v.rows, n), (None, 1), fill
@@ -356,15 +356,31 @@ def _fill(pad: float, out: Stream, step: Step, dtype: DType = DType.F32) -> int:
 
 
 def _runs(
-    out: Stream, row: int, buf: int, acc: Access, at: dict, axis: Axis, n: int, cols: int = 1
+    out: Stream,
+    row: int,
+    buf: int,
+    acc: Access,
+    at: dict,
+    axis: Axis | None,
+    n: int,
+    cols: int = 1,
+    fill: int | None = None,
 ) -> list[Item]:
     """`n` rows of `cols` elements whose offsets are not a stride apart (a dividing index along the
-    rows): a stride-0 DMA per run of rows that read the same elements."""
-    offs = [acc.at(at | {axis: at.get(axis, 0) + r}) for r in range(n)]
+    rows): a stride-0 DMA per run of rows that read the same elements; with `fill` (a padded read),
+    rows whose index leaves the tensor get the pad instead (`dma.load.acc.pad` with no columns)."""
+    offs: list[int | None] = []
+    for r in range(n):
+        values = at | {axis: at.get(axis, 0) + r}
+        inside = fill is None or all(0 <= d.value(values) < d.size for d in acc.dims)
+        offs.append(acc.at(values) if inside else None)
     items, start = [], 0
     for r in range(1, n + 1):
         if r == n or offs[r] != offs[start]:
-            items.append(out.add("dma.load.acc", row + start, buf, offs[start], r - start, cols, 0))
+            if offs[start] is None:
+                items.append(out.add("dma.load.acc.pad", row + start, buf, 0, r - start, 0, 0, 0, fill))
+            else:
+                items.append(out.add("dma.load.acc", row + start, buf, offs[start], r - start, cols, 0))
             start = r
     return items
 

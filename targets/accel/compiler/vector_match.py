@@ -180,7 +180,7 @@ def _store_dims(n: Nest, out: Access) -> list[Axis]:
         if not d.coef:
             continue
         (a, c), *more = d.coef.items()
-        if more or c != 1 or a in dims or d.div != 1:
+        if more or c != 1 or a in dims or not d.regular:
             raise cannot(n.text, "the stored tensor must be indexed by one loop or a constant per dimension")
         dims.append(a)
     return dims
@@ -244,6 +244,8 @@ def _always_inside(acc: Access) -> bool:
     for d in acc.dims:
         lo = d.const + sum(min(0, c * (a.extent - 1)) for a, c in d.coef.items())
         hi = d.const + sum(max(0, c * (a.extent - 1)) for a, c in d.coef.items())
+        if d.mod:
+            lo, hi = 0, d.mod - 1
         if lo < 0 or hi >= d.size * d.div:
             return False
     return True
@@ -289,8 +291,6 @@ def vector_stmt(n: Nest, init: Nest | None = None, one_lane: bool = False) -> Ve
         if acc.gathers and (len(acc.gathers) > 1 or acc.divided or not _always_inside(acc)):
             raise cannot(n.text, f"{ld.buffer.name} is gathered through more than one computed index, or with"
                          " other indices that leave the tensor")  # fmt: skip
-        if acc.padded and acc.divided:
-            raise cannot(n.text, f"{ld.buffer.name} is read padded through a dividing index")
     reduced = [a for a in n.axes if a not in dims]
     if reduce in ARG and (n.position not in n.of or [n.of[n.position][0]] != reduced):
         raise cannot(n.text, "an arg-reduction stores the position along its one reduced loop")
@@ -376,6 +376,8 @@ def _leaves(n: Nest, stmt: VectorStmt, e: Expr) -> None:
         else:
             kind = "row" if along_rows else "scalar"
         pad = float(e.pad) if e.pad is not None else 0.0
+        if acc.padded and acc.divided and kind in ("lanes", "vector"):  # NOTE: one value a row: _runs
+            raise cannot(n.text, f"{e.buffer.name} is read padded through a dividing index along the lanes")
         stmt.leaves[e] = Leaf(kind, acc, pad=pad, transposed=along_lane not in (0, 1))
         if acc.gathers and stmt.leaves[e].transposed:
             raise cannot(

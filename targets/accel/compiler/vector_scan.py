@@ -99,7 +99,7 @@ def _shift(n: Nest) -> tuple[Axis, int, int, int, Access, Expr, Load] | None:
             return None
         out = access_of(n, store.buffer, store.index)
         acc = access_of(n, prev.buffer, prev.index, prev.pad is not None)
-        if not (out.regular and acc.regular) or any(d.div != 1 for d in (*out.dims, *acc.dims)):
+        if not (out.regular and acc.regular) or any(not d.regular for d in (*out.dims, *acc.dims)):
             return None
         moved = [k for k, (a, b) in enumerate(zip(out.dims, acc.dims, strict=True)) if a.const != b.const]
         if len(moved) != 1 or any(a.coef != b.coef for a, b in zip(out.dims, acc.dims, strict=True)):
