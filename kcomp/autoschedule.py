@@ -448,7 +448,9 @@ def _stage_strided(b: Builder, pos: int) -> None:
         if stride > 1 and ld.buffer.size >= 1 << 12:
             name = symbol_names(b.nest)[ld.buffer]
             last = len(ld.index) - 1
-            b.try_step(CacheRead(name, b.name(at), last, stride))
+            if b.try_step(CacheRead(name, b.name(at), last, stride)):
+                # NOTE: the copy's loop over the phase's positions: every other element per lane
+                b.try_step(Vectorize(f"{name}_local_{last + 1}"))
             return
 
 

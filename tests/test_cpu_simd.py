@@ -172,3 +172,15 @@ def test_a_register_tile_with_rows_shorter_than_a_vector_stays_in_registers(cols
         assert "kept in registers" in k.source
     for seed in (0, 1):
         assert k.check(seed=seed).ok
+
+
+@pytest.mark.parametrize("n", [40, 33, 70])
+def test_a_stride_two_load_deinterleaves_where_its_span_is_inside(n):
+    # every other element, padded or not: two loads and a shuffle inside, lane by lane at the edges
+    text = (
+        f"dim O = ({n} + 1) // 2\nkernel f(X: f32[3, {n}], I: i32[{n}]) -> (Y: f32[3, O], Z: f32[3, O], J: i32[O]) {{\n"
+        "    Y[i, o] = X[i, 2 * o] * 2.0\n    Z[i, o] = X[i, 2 * o + 1, pad=-5.0] + X[i, 2 * o - 1, pad=7.0]\n"
+        "    J[o] = I[2 * o] - 3\n}"
+    )
+    src = check(text, "vectorize o\nvectorize o1\nvectorize o2")
+    assert "kc_load2_f32" in src and "kc_load2_i32" in src

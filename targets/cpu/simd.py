@@ -37,6 +37,7 @@ def prelude(width: int) -> str:
     nbytes = width * 4
     splat = ", ".join(["x"] * width)
     iota = ", ".join(str(k) for k in range(width))
+    evens = ", ".join(str(2 * k) for k in range(width))
     return f"""
 /* ---- SIMD: {width} x 32-bit lanes (targets/cpu/simd.py) ---- */
 #include <string.h>
@@ -56,6 +57,14 @@ static inline kc_vi32 kc_aload_i32(const int32_t *p) {{ return *(const kc_vi32 *
 static inline void kc_astore_f32(float *p, kc_vf32 v) {{ *(kc_vf32 *)__builtin_assume_aligned(p, {nbytes}) = v; }}
 static inline void kc_astore_i32(int32_t *p, kc_vi32 v) {{ *(kc_vi32 *)__builtin_assume_aligned(p, {nbytes}) = v; }}
 static inline kc_vi32 kc_lanes_below(int64_t n) {{ return kc_iota() < kc_splat_i32((int32_t)n); }}
+/* Every other element from p (a stride-2 window, one phase of a pooling row): two contiguous loads
+ * and one two-source shuffle (vpermt2ps) instead of {width} scalar loads; reads p[0..{2 * width - 1}]. */
+static inline kc_vf32 kc_load2_f32(const float *p) {{
+    return __builtin_shuffle(kc_load_f32(p), kc_load_f32(p + KC_W), (kc_vi32){{{evens}}});
+}}
+static inline kc_vi32 kc_load2_i32(const int32_t *p) {{
+    return __builtin_shuffle(kc_load_i32(p), kc_load_i32(p + KC_W), (kc_vi32){{{evens}}});
+}}
 #if defined(__AVX512F__) && {nbytes} == 64
 static inline kc_vf32 kc_loadn_f32(const float *p, int64_t n) {{ return (kc_vf32)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p); }}
 static inline void kc_storen_f32(float *p, kc_vf32 v, int64_t n) {{ _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v); }}

@@ -18,8 +18,6 @@ A loop this module cannot handle raises `Unvectorizable`; the emitter then write
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kcomp.affine import affine, const, simplify
@@ -44,8 +42,9 @@ from kcomp.expr import (
     walk,
 )
 from kcomp.loops import Alloc, Guard, Loop, LoopKind, Stmt, Store
-from kcomp.targets.cfamily.cexpr import emit_const
 from kcomp.targets.cpu.simd import CTYPE, VECTOR_DTYPES, VTYPE
+from kcomp.targets.cpu.vector_loads import padded_load, stride2_load
+from kcomp.targets.cpu.vector_parts import Promotion, Unvectorizable, V, flat_expr, lane_coef  # noqa: F401 (Promotion: emit.py)
 
 if TYPE_CHECKING:
     from kcomp.targets.cpu.emit import CpuEmitter
@@ -67,73 +66,6 @@ VECTOR_MATH = {
     UnaryOp.TANH: "kc_vtanh_f32",
     UnaryOp.ERF: "kc_verf_f32",
 }
-
-
-class Unvectorizable(Exception):
-    """This loop has something the SIMD path does not handle; emit it as scalar code."""
-
-
-@dataclass
-class Promotion:
-    """A small local buffer kept in vector registers: one C variable per W-lane slot."""
-
-    buffer: Buffer
-    slots: dict[int, str] = field(default_factory=dict)
-    failed: bool = False
-    lanes: set[str | None] = field(default_factory=set)  # the lane counts of its accesses
-    unaligned: bool = False
-
-    def slot(self, offset: int, width: int, name: str, lanes: str | None = None) -> str:
-        """The register for the W lanes at `offset`.  Offsets are multiples of W, or (a tile whose
-        rows are shorter than a vector: 15 columns of a 16-lane machine) every access covers the same
-        constant number of lanes L and the offsets are multiples of L, so no two registers overlap."""
-        self.lanes.add(lanes)
-        self.unaligned |= offset % width != 0
-        if self.unaligned:
-            (only,) = self.lanes if len(self.lanes) == 1 else (None,)
-            if only is None or not only.isdigit() or any(o % int(only) for o in (*self.slots, offset)):
-                self.failed = True
-        if offset not in self.slots:
-            self.slots[offset] = f"{name}_v{offset}"
-        return self.slots[offset]
-
-
-@dataclass(frozen=True)
-class V:
-    text: str
-    vector: bool
-    dtype: DType  # compute type; BOOL vectors are i32 masks
-
-
-def lane_coef(e: Expr, v: Var) -> int | None:
-    """How `e` grows per step of `v` when that is a constant (e may be non-affine in other variables)."""
-    if v not in free_vars(e):
-        return 0
-    match e:
-        case Var():
-            return 1
-        case Binary(op=BinaryOp.ADD | BinaryOp.SUB, lhs=a, rhs=b):
-            ca, cb = lane_coef(a, v), lane_coef(b, v)
-            if ca is None or cb is None:
-                return None
-            return ca + cb if e.op is BinaryOp.ADD else ca - cb
-        case Binary(op=BinaryOp.MUL, lhs=a, rhs=b):
-            if isinstance(b, Const) and (ca := lane_coef(a, v)) is not None:
-                return ca * int(b.value)
-            if isinstance(a, Const) and (cb := lane_coef(b, v)) is not None:
-                return cb * int(a.value)
-        case Unary(op=UnaryOp.NEG, x=x):
-            c = lane_coef(x, v)
-            return None if c is None else -c
-    return None
-
-
-def flat_expr(buf: Buffer, index: tuple[Expr, ...]) -> Expr:
-    """Row-major flat offset as an expression (for constant folding and lane coefficients)."""
-    out: Expr = const(0)
-    for i, n in zip(index, buf.shape, strict=True):
-        out = Binary(BinaryOp.ADD, Binary(BinaryOp.MUL, out, const(n)), i)
-    return simplify(out)
 
 
 class VectorLoop:
@@ -390,45 +322,10 @@ class VectorLoop:
                 return V(text, True, dt)
         if buf in self.em.promotions:
             self.em.promotions[buf].failed = True
-        padded = self._padded_load(e)
+        padded = padded_load(self, e)
+        if padded is None:
+            padded = stride2_load(self, e)
         return padded if padded is not None else self.lanewise(e)
-
-    def _padded_load(self, e: Load) -> V | None:
-        """A bounds-checked load that is contiguous in the lanes: one masked load of the lanes inside
-        the buffer, the pad value elsewhere (the lane-by-lane form only where the start is negative)."""
-        buf = e.buffer
-        if e.pad is None or buf.dtype not in (DType.F32, DType.I32) or not e.index:
-            return None
-        *rest, last = e.index
-        if any(self.v in free_vars(i) for i in rest) or lane_coef(last, self.v) != 1:
-            return None
-        s = "f32" if buf.dtype is DType.F32 else "i32"
-        x = self.em.expr
-        start = x.index(simplify(substitute(last, {self.v: self.base})))
-        at = x.flat(buf, (*rest, simplify(substitute(last, {self.v: self.base}))))
-        first, nv = self.em.names.fresh("kc_s"), self.em.names.fresh("kc_nv")
-        limit = f"if ({self.n} < {nv}) {nv} = {self.n}; " if self.n is not None else ""
-        inside = " && ".join(
-            [f"{first} >= 0", f"{nv} > 0"]
-            + [f"({x.index(i)}) >= 0 && ({x.index(i)}) < {n}" for i, n in zip(rest, buf.shape, strict=False)]
-        )
-        pad = self.vec(V(emit_const(e.pad, buf.dtype), False, buf.dtype), buf.dtype).text
-        start_form = affine(simplify(substitute(last, {self.v: self.base})))
-        # NOTE: loop variables are never negative, so an affine start with no negative term is not
-        # either: the lane-by-lane path for a start left of the buffer is then dead code.
-        never_negative = start_form is not None and all(c >= 0 for c in start_form.values())
-        left = "" if never_negative else f"({first} < 0) ? {self.lanewise(e).text} : "
-        ptr = f"&{self.em.names(buf)}[{at}]"
-        partial = f"kc_loadn_{s}({ptr}, {nv})"  # NOTE: fills the lanes past the buffer with zeros
-        if e.pad != 0 or math.copysign(1.0, e.pad) < 0:  # ... so any other pad is blended in
-            mask = f"kc_lanes_below({nv})"
-            partial = f"(kc_v{s})(((kc_vi32){partial} & {mask}) | ((kc_vi32){pad} & ~{mask}))"
-        text = (
-            f"({{ int64_t {first} = {start}; int64_t {nv} = {buf.shape[-1]} - {first}; {limit}"
-            f"{left}({inside}) ? ({nv} >= {self.w} ? kc_load_{s}({ptr}) : {partial})"
-            f" : {pad}; }})"
-        )
-        return V(text, True, buf.dtype)
 
     def binary(self, e: Binary, op: BinaryOp, a: V, b: V) -> V:
         dt = _common(a.dtype, b.dtype)

@@ -63,8 +63,8 @@ def test_real_cases_classified():
     bad = Case(program_for(0, 5).render(), "cpu", "split nosuchloop 4\n", "steps", 1)
     got = run_case(bad)
     assert got["outcome"] == "compile_error" and "ScheduleError" in got["error"]
-    conv = "kernel f(A: i32[8]) -> (y: i32[]) { y[] += A[i] * 2 }"  # the vector unit computes in f32
-    assert run_case(Case(conv, "accel", "default", "default", 1))["outcome"] == "unsupported"
+    wide = "kernel f(A: f64[8]) -> (y: f64[]) { y[] += A[i] * 2.0 }"  # the machine's words are 32 bits
+    assert run_case(Case(wide, "accel", "default", "default", 1))["outcome"] == "unsupported"
 
 
 def test_shrink_reduces_a_synthetic_failure(tmp_path: Path):
