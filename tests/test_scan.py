@@ -1,7 +1,7 @@
 """Prefix scans (`Y[b, i] += X[b, i] scan i`): the reference against numpy's accumulations, the
 lowered recurrence compiled on the CPU (default and naive schedules) and in the CUDA emulation
 against the reference, the passes refusing to vectorize or parallelize the recurrence, the clause
-printed back, and the accelerator running them (an i32 one refused with the reason)."""
+printed back, and the accelerator running them (f32 and i32; an f64 one refused with the reason)."""
 
 from __future__ import annotations
 
@@ -74,6 +74,8 @@ def test_the_clause_prints_back():
 def test_the_accelerator_runs_scans_and_says_why_not_for_the_rest():
     source = "kernel s(X: f32[16, 40]) -> (A: f32[16, 40]) { A[b, i] += X[b, i] scan i }"
     assert kcomp.compile(source, target="accel").check(seed=3).ok
-    integers = "kernel s(X: i32[16, 40]) -> (A: i32[16, 40]) { A[b, i] += X[b, i] scan i }"
-    with pytest.raises(ScheduleError, match="computes in f32"):
-        assert kcomp.compile(integers, target="accel").built is not None
+    integers = "kernel s(X: i32[16, 40]) -> (A: i32[16, 40]) { A[b, i] *= X[b, i] % 3 + 1 scan reverse i }"
+    assert kcomp.compile(integers, target="accel").check(seed=4).ok  # viscan on the words
+    wide = "kernel s(X: f64[16, 40]) -> (A: f64[16, 40]) { A[b, i] += X[b, i] scan i }"
+    with pytest.raises(ScheduleError, match="f64"):
+        assert kcomp.compile(wide, target="accel").built is not None

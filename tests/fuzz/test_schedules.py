@@ -52,8 +52,8 @@ def test_accel_unsupported_and_walks():
     matmul = "kernel mm(A: f32[8, 4], B: f32[4, 8]) -> (C: f32[8, 8]) { C[i, j] += A[i, k] * B[k, j] }"
     drawn = draw_schedules(matmul, "accel", seed=1, count=2, index=2)
     assert [label for label, _ in drawn["schedules"]] == ["walk", "walk"]
-    select = "kernel f(A: f32[8, 8]) -> (B: f32[8, 8]) { B[i, j] = select(i % 2 == 0, A[i, j], 0.0) }"
-    assert draw_schedules(select, "accel", seed=1, count=2, index=2)["unsupported"].count("cannot map")
+    power = "kernel f(A: f32[8, 8]) -> (B: f32[8, 8]) { B[i, j] = pow(A[i, j], A[j, i]) }"
+    assert draw_schedules(power, "accel", seed=1, count=2, index=2)["unsupported"].count("cannot map")
     # rank-0 reductions map on the vector unit (one column per row): walks are drawn for them
     assert draw_schedules(RANK0, "accel", seed=1, count=2, index=2)["unsupported"] == ""
 
