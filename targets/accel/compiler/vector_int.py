@@ -16,6 +16,7 @@ from collections.abc import Callable
 from kcomp.dtypes import DType
 from kcomp.errors import Unsupported
 from kcomp.expr import Binary, BinaryOp, Cast, Const, Expr, Load, Param, Select, Unary, UnaryOp, walk
+from kcomp.printer import format_expr
 from kcomp.targets.accel.compiler.stream import Step, Stream, Val
 from kcomp.targets.accel.compiler.vector_ops import COMMUTES, INT_BINARY
 from kcomp.targets.accel.machine.isa import AXIS
@@ -111,4 +112,6 @@ def int_expr(
             out.add(INT_BINARY[e.op], row, a.row, 1 if shared else rows, b.row, 1, int(not b.shared))
         )
         return Val(row, shared)
-    raise Unsupported(f"the accelerator backend cannot map {e}: no vector-unit form for it on i32 words")
+    raise Unsupported(
+        f"the accelerator backend cannot map {format_expr(e)}: no vector-unit form on i32 words"
+    )
