@@ -451,6 +451,9 @@ def _stage_strided(b: Builder, pos: int) -> None:
             if b.try_step(CacheRead(name, b.name(at), last, stride)):
                 # NOTE: the copy's loop over the phase's positions: every other element per lane
                 b.try_step(Vectorize(f"{name}_local_{last + 1}"))
+                # NOTE: the window's max or sum accumulates in a local row; fold_inits starts it from
+                # the fill, so no fill pass writes the tensor for each tap to reread
+                b.try_step(CacheWrite(symbol_names(b.nest)[store.buffer], b.name(at)))
             return
 
 
