@@ -387,6 +387,14 @@ class CudaEmitter(CEmitter):
         the threads at index 0 of the block's axes its thread loops do not bind (module docstring)."""
         if isinstance(s, Store) and self.kernel is not None:
             self.tallies[self.kernel.name].store(s, self.trips, self.lane, self.space)
+        if isinstance(s, Guard) and len(s.body) == 1 and _reduces_across_threads(s.body[0]):
+            # NOTE: every thread reaches a cross-thread reduction's barriers: a tail guard around it
+            # moves inside, bounding the thread's contributions and the combined value's write
+            inner = s.body[0]
+            assert isinstance(inner, Loop)
+            return self.stmt(
+                Loop(inner.var, inner.extent, inner.kind, (Guard(s.cond, inner.body),)), depth, in_parallel
+            )
         if not self.chain or self.in_leaf or _has_threads(s):
             return super().stmt(s, depth, in_parallel)
         assert self.kernel is not None
@@ -421,6 +429,11 @@ class CudaEmitter(CEmitter):
         if macro is None:
             return super().assignment(buf, flat, value)
         return f"{macro}({self.names(buf)}, {flat}, {buf.size}, {value})"
+
+
+def _reduces_across_threads(s: Stmt) -> bool:
+    """Whether `s` is a thread loop bound with `reduce` (the block's threads combine its updates)."""
+    return isinstance(s, Loop) and s.kind.is_thread and s.extent > 1 and carried(s) is not None
 
 
 def _has_threads(s: Stmt) -> bool:

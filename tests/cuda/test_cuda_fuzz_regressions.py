@@ -12,7 +12,9 @@ happens now (the kernel runs and matches the reference, or the schedule is refus
   `fuse` now refuses it, and the emitter checks every bound loop is still independent;
 - a reduction across threads (`bind l threadIdx.x reduce`) under the tail guard of a split outer
   loop wrote its combined value past the end of the output (the guard covered the accumulation
-  only), and an integer max/min across threads started from i32's bounds whatever the type.
+  only), and an integer max/min across threads started from i32's bounds whatever the type;
+- the same reduction inside such a guard (the guard around the reduction loop, not in it): the
+  threads past the tail skipped its barriers; the guard now moves inside the reduction.
 """
 
 from __future__ import annotations
@@ -158,3 +160,13 @@ def test_an_i64_max_across_threads_starts_below_every_value():
     kernel = compiled(source, "bind i blockIdx.x\nbind j threadIdx.x reduce")
     a = np.abs(np.random.default_rng(0).integers(1, 50, (4, 8))).astype(np.int64)
     np.testing.assert_array_equal(kernel(a), (a * -3_000_000_000).max(axis=1))
+
+
+def test_a_reduction_across_threads_inside_a_tail_guard_reaches_its_barriers():
+    # kcomp fuzz --programs 150 --seed 88 --targets cpu,cuda, program 137: the tail guard of a split
+    # loop bound to threadIdx.y enclosed the reduction, so the threads past the tail skipped its
+    # barriers and shuffles (the emulation: barrier divergence); the guard now moves inside it
+    source = "kernel fz(F: f32[2, 9, 9], I4: i32[2]) -> (t2: f32[9]) { t2[i] += F[j, I4[j], i] }"
+    kernel = compiled(source, "split i 8\nbind i_i threadIdx.y\nbind j threadIdx.x reduce")
+    for seed in (1, 2):
+        assert kernel.check(seed=seed).ok
