@@ -46,7 +46,6 @@ from kcomp.targets.accel.compiler.vector_arg import arg_combine
 from kcomp.targets.accel.compiler.vector_int import int_expr, on_words
 from kcomp.targets.accel.compiler.vector_match import (
     ARG,
-    IDENTITY,
     UNARY,
     VectorStmt,
     evaluate,
@@ -58,6 +57,7 @@ from kcomp.targets.accel.compiler.vector_ops import (
     CMP_INDEX,
     COMBINE,
     COMMUTES,
+    IDENTITY,
     INT_BINARY,
     INT_FINISH,
     INT_IDENTITY,

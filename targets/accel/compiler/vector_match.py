@@ -23,7 +23,6 @@ data-dependent index, integer division, a pad the DMA cannot fill).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,6 +53,7 @@ from kcomp.semantics import BINARY as BINARY_FN
 from kcomp.semantics import UNARY as UNARY_FN
 from kcomp.semantics import binary, cast, unary
 from kcomp.targets.accel.compiler.nest import Access, Axis, Nest, access_of, cannot, is_own
+from kcomp.targets.accel.compiler.vector_ops import REDUCE
 from kcomp.targets.accel.compiler.vector_scan import Scan, recurrence
 from kcomp.targets.accel.machine.config import MAX_DIM
 
@@ -68,15 +68,6 @@ UNARY = {
     UnaryOp.ABS: "vabs",
 }
 ARITH = {BinaryOp.ADD, BinaryOp.SUB, BinaryOp.MUL, BinaryOp.DIV, BinaryOp.MAX, BinaryOp.MIN}
-REDUCE = {BinaryOp.ADD: "add", BinaryOp.MAX: "max", BinaryOp.MIN: "min", BinaryOp.MUL: "mul"}
-IDENTITY = {
-    "add": 0.0,
-    "max": -math.inf,
-    "min": math.inf,
-    "mul": 1.0,
-    "argmax": -math.inf,
-    "argmin": math.inf,
-}
 ARG = ("argmax", "argmin")
 WORDS = {DType.F32, DType.I32, DType.BOOL}  # what a vector-unit value holds: f32, i32 words, a mask
 

@@ -3,6 +3,9 @@ modules beside it): which instruction computes each operation, on f32 values and
 
 from __future__ import annotations
 
+import math
+
+from kcomp.dtypes import DType
 from kcomp.expr import BinaryOp
 from kcomp.targets.accel.machine.isa import CMP
 
@@ -35,4 +38,14 @@ INT_BINARY = {
     BinaryOp.MOD: "vimod",
 }
 INT_FINISH = {"add": "viredsum", "max": "viredmax", "min": "viredmin"}
-INT_IDENTITY = {"add": 0, "mul": 1, "max": -(2**31), "min": 2**31 - 1}
+# the reductions and scans by name (`+=` is "add"), and what each starts from
+REDUCE = {BinaryOp.ADD: "add", BinaryOp.MAX: "max", BinaryOp.MIN: "min", BinaryOp.MUL: "mul"}
+IDENTITY = {
+    "add": 0.0,
+    "max": -math.inf,
+    "min": math.inf,
+    "mul": 1.0,
+    "argmax": -math.inf,
+    "argmin": math.inf,
+}
+INT_IDENTITY = {"add": 0, "mul": 1, "max": DType.I32.bounds[0], "min": DType.I32.bounds[1]}

@@ -16,7 +16,6 @@ constant an initialising statement stored there (an exclusive scan's `Y[b, 0] = 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 from kcomp.dtypes import DType
@@ -24,11 +23,17 @@ from kcomp.expr import Binary, BinaryOp, Const, Expr, Load, Var, loads, substitu
 from kcomp.loops import Store
 from kcomp.targets.accel.compiler.nest import Access, Axis, Nest, access_of, cannot
 from kcomp.targets.accel.compiler.stream import Item, Stream
-from kcomp.targets.accel.compiler.vector_ops import BINARY, COMBINE, INT_BINARY, INT_IDENTITY, SCALAR
+from kcomp.targets.accel.compiler.vector_ops import (
+    BINARY,
+    COMBINE,
+    IDENTITY,
+    INT_BINARY,
+    INT_IDENTITY,
+    REDUCE,
+    SCALAR,
+)
 from kcomp.targets.accel.machine.isa import AXIS, CMP, SCAN_FIELDS, f32_bits
 
-OPS = {BinaryOp.ADD: "add", BinaryOp.MUL: "mul", BinaryOp.MAX: "max", BinaryOp.MIN: "min"}
-IDENTITY = {"add": 0.0, "mul": 1.0, "max": -math.inf, "min": math.inf}
 _FN, _DIR, _CIN = (f.choices for f in SCAN_FIELDS[4:])
 
 
@@ -69,7 +74,7 @@ def recurrence(n: Nest, init: Nest | None) -> tuple[Nest, Scan, Expr] | None:
     reverse = delta < 0
     first = prev.dims[dim].const + (axis.extent - 1 if reverse else 0)  # what the first element reads
     size = prev.dims[dim].size
-    op = OPS[n.store.value.op]  # type: ignore[union-attr]
+    op = REDUCE[n.store.value.op]  # type: ignore[union-attr]
     words = n.store.buffer.dtype is DType.I32
     identity = (INT_IDENTITY if words else IDENTITY)[op]
     start: float | None = None
@@ -90,7 +95,7 @@ def _shift(n: Nest) -> tuple[Axis, int, int, int, Access, Expr, Load] | None:
     to the stored one along one loop (stored by the iteration before when the two signs agree)."""
     store = n.store
     v = store.value
-    if not isinstance(v, Binary) or v.op not in OPS:
+    if not isinstance(v, Binary) or v.op not in REDUCE:
         return None
     for prev, value in ((v.lhs, v.rhs), (v.rhs, v.lhs)):
         if not isinstance(prev, Load) or prev.buffer is not store.buffer:
