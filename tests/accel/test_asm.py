@@ -60,6 +60,8 @@ dma.store acc=48 buf=C off=0 rows=16 cols=16 stride=16 act=relu wait=t2
 dma.load.pad sp=64 buf=A off=1 rows=16 cols=8 stride=32 lead=4 fill=zero
 dma.load.acc.pad acc=64 buf=bias off=0 rows=3 cols=0 stride=0 lead=0 fill=-inf
 dma.load.acc.t acc=80 buf=A off=0 rows=8 cols=16 stride=32
+dma.load.t sp=200 buf=A off=1 rows=8 cols=16 stride=32 step=3
+dma.store.t acc=80 buf=C off=0 rows=8 cols=16 stride=16 act=relu
 dma.fill imm=0.5
 dma.load.idx slot=3 buf=A off=5 rows=8 limit=30
 dma.load.acc.g acc=96 buf=A off=2 rows=8 cols=16 stride=32 slot=3 fill=inf

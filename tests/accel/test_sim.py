@@ -144,6 +144,31 @@ dma.store acc=0 buf=C off=0 rows=7 cols=16 stride=16 act=none wait=t0
     assert result.cycles == 5 * 1 + 100 + 7 * 16 * 4 // 32 + 100  # five bursts of 28 bytes; the store
 
 
+def test_a_transposing_scratchpad_load_with_a_row_step_and_a_transposing_store(rng):
+    # W is 9 x 12; scratchpad row r, column c = W[c, 2 + 3r] (stride 12 between columns, step 3
+    # between rows), multiplied by the identity, then stored back transposed into Y (8 x 20)
+    text = """\
+.buffer W f32 9x12
+.buffer I f32 16x16
+.buffer Y f32 8x20
+dma.load.t sp=0 buf=W off=2 rows=4 cols=5 stride=12 step=3
+dma.load sp=16 buf=I off=0 rows=16 cols=16 stride=16 signal=t0
+mma acc=0 a=0 b=16 m=4 k=16 mode=overwrite wait=t0 signal=t2
+dma.store.t acc=0 buf=Y off=21 rows=4 cols=5 stride=20 act=relu wait=t2
+"""
+    w = rng.standard_normal((9, 12)).astype(np.float32)
+    y = np.full((8, 20), np.nan, np.float32)
+    result = simulate(assemble(text), {"W": w, "I": np.eye(16, dtype=np.float32), "Y": y})
+    tile = w[:5, 2:12:3].T  # 4 rows (every third element) x 5 columns (consecutive rows of W)
+    want = np.full((8, 20), np.nan, np.float32)
+    want[1:6, 1:5] = np.maximum(tile, 0).T  # column c of the tile lands at row 1 + c, from element 1
+    np.testing.assert_array_equal(y, want)
+    # the strided load: 5 bursts over a span of 10 elements (40 bytes: 2 cycles each); the identity
+    # 32 cycles; the store: 5 bursts of 16 bytes (1 cycle each); each + 100 latency
+    loads = 5 * 2 + 32
+    assert result.cycles == loads + 100 + 16 + 4 + 16 + 5 + 100
+
+
 def test_i32_scalar_ops_round_half_to_even_and_saturate():
     text = """\
 .buffer X i32 2x16

@@ -87,5 +87,5 @@ def test_a_constant_store_before_a_map_of_the_same_tensor_still_stores():
     # the constant is an init only for a reduction; before a map that reads the tensor it is a statement
     # (kcomp fuzz --targets accel --seed 25, program 17)
     source = "kernel k(C: i32[3]) -> (t: f32[3]) {\n    t[i] = 0.5\n    t[i] = t[i] - f32(C[i])\n}\n"
-    c, run = sim(source, "accel", seed=44)
+    _c, run = sim(source, "accel", seed=44)
     assert run.ok, run.max_rel_err

@@ -53,6 +53,7 @@ from kcomp.targets.accel.machine.isa_fields import (  # noqa: F401 (re-exported:
     SEL_FIELDS,
     SLOT,
     SP,
+    STEP,
     STRIDE,
     WORD_BITS,
     WORD_BYTES,
@@ -112,6 +113,22 @@ _TABLE = (
         "accumulator row acc+r, column c = DRAM[off + c*stride + r] (a transposing load: `cols` DRAM runs of"
         " `rows` contiguous elements, `stride` apart); columns past cols = 0",
         sem.dma_load_acc_t, _dma_acc_in, lambda cfg, a: a[4] * _xfer(cfg, a[3], 1, 4), lambda cfg: cfg.dma_latency,
+        "cols*ceil(rows*4 / dma_bytes_per_cycle) on the DRAM channel (a burst per column); + dma_latency",
+    ),
+    OpSpec(
+        "dma.load.t", 0x0C, Queue.LOAD, Unit.DMA, (SP, BUF, OFF, PAD_ROWS, COLS, PAD_STRIDE, STEP),
+        "scratchpad row sp+r, column c = DRAM[off + c*stride + r*step] (a transposing load: `cols` DRAM runs"
+        " of `rows` elements `step` apart, `stride` apart); columns past cols = 0",
+        sem.dma_load_t, _dma_load, lambda cfg, a: a[4] * _xfer(cfg, (a[3] - 1) * a[6] + 1, 1, cfg.input_bytes),
+        lambda cfg: cfg.dma_latency,
+        "cols*ceil(((rows-1)*step+1)*elem_bytes / dma_bytes_per_cycle) on the DRAM channel (a burst per"
+        " column over the span its rows cover); + dma_latency",
+    ),
+    OpSpec(
+        "dma.store.t", 0x0D, Queue.STORE, Unit.DMA, (ACC, BUF, OFF, ROWS, COLS, STRIDE, ACT),
+        "DRAM[off + c*stride + r] = act(accumulator row acc+r, column c) for r < rows, c < cols (a transposing"
+        " store: a C tile whose rows run along DRAM's contiguous axis); into an i32 buffer rounded as dma.store",
+        sem.dma_store_t, _dma_acc_out, lambda cfg, a: a[4] * _xfer(cfg, a[3], 1, 4), lambda cfg: cfg.dma_latency,
         "cols*ceil(rows*4 / dma_bytes_per_cycle) on the DRAM channel (a burst per column); + dma_latency",
     ),
     OpSpec(

@@ -100,6 +100,9 @@ PAD_ROWS = _u("rows", 10, "rows to transfer", lo=1)
 PAD_COLS = _u("cols", 8, "elements per row from DRAM (0: the rows are all zeros)")
 LEAD = _u("lead", 8, "the column the first element lands in")
 PAD_STRIDE = _u("stride", 22, "elements between consecutive rows in DRAM")
+STEP = _u(
+    "step", 8, "elements between consecutive rows' first elements in DRAM (1: a transposed region)", lo=1
+)
 FILL = Field(
     "fill", 2, "enum", ("zero", "-inf", "inf", "reg"),
     doc="the value of every element outside the region (reg: the fill register dma.fill sets)",

@@ -97,6 +97,29 @@ def dma_load_acc_t(m: Machine, a: tuple[int, ...]) -> None:
         dst[:, cols:] = 0
 
 
+def strided(flat: np.ndarray, off: int, rows: int, cols: int, step: int, stride: int) -> np.ndarray:
+    """The rows x cols view of `flat` whose element (r, c) is flat[off + r*step + c*stride]: a
+    transposed region when step is 1 (writes go through)."""
+    size = flat.itemsize
+    return np.ndarray((rows, cols), flat.dtype, flat, off * size, (step * size, stride * size))
+
+
+def dma_load_t(m: Machine, a: tuple[int, ...]) -> None:
+    """sp[row + r][c] = DRAM[off + c*stride + r*step]: a transposed region, zeros past cols."""
+    row, buf, off, rows, cols, stride, step = a
+    dst = m.sp[row : row + rows]
+    dst[:, :cols] = strided(m.dram[buf], off, rows, cols, step, stride)
+    if cols < m.cfg.dim:
+        dst[:, cols:] = 0
+
+
+def dma_store_t(m: Machine, a: tuple[int, ...]) -> None:
+    """DRAM[off + c*stride + r] = act(acc[row + r][c]): the tile stored transposed, rounded into i32
+    buffers as dma.store does."""
+    row, buf, off, rows, cols, stride, act = a
+    dma_store_into(m, m.acc[row : row + rows, :cols], strided(m.dram[buf], off, rows, cols, 1, stride), act)
+
+
 def dma_load_acc(m: Machine, a: tuple[int, ...]) -> None:
     row, buf, off, rows, cols, stride = a
     dst = words(m.acc[row : row + rows], m.dram[buf])
@@ -150,10 +173,13 @@ def dma_load_acc_gather(m: Machine, a: tuple[int, ...]) -> None:
 
 def dma_store(m: Machine, a: tuple[int, ...]) -> None:
     row, buf, off, rows, cols, stride, act = a
-    src = m.acc[row : row + rows, :cols]
+    dma_store_into(m, m.acc[row : row + rows, :cols], region(m.dram[buf], off, rows, cols, stride), act)
+
+
+def dma_store_into(m: Machine, src: np.ndarray, dst: np.ndarray, act: int) -> None:
+    """dst (a DRAM view) = act(src), rounded and saturated into an i32 buffer from f32 accumulators."""
     if act:
         src = np.maximum(src, 0)
-    dst = region(m.dram[buf], off, rows, cols, stride)
     if m.floating and dst.dtype.kind == "i":  # NOTE: an index or count computed in f32 (argmax)
         src = np.clip(np.rint(np.nan_to_num(src, nan=0.0)), I32_MIN, I32_MAX)
     dst[...] = src

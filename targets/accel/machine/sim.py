@@ -101,6 +101,8 @@ _KIND = {
     "dma.load.acc": DMA_ACC_IN,
     "dma.load.acc.pad": DMA_ACC_IN,
     "dma.load.acc.t": DMA_ACC_IN,
+    "dma.load.t": DMA_SP,
+    "dma.store.t": DMA_OUT,
     "dma.load.acc.g": DMA_GATHER,
     "dma.load.idx": DMA_IDX,
     "dma.fill": DMA_SET,
@@ -188,9 +190,11 @@ def _check(program: Program, cfg: AccelConfig, op: str, a: tuple[int, ...]) -> s
         if buf >= len(program.buffers):
             return f"buffer {buf} does not exist (the program declares {len(program.buffers)})"
         b = program.buffers[buf]
-        want = cfg.dtype if op in ("dma.load", "dma.load.pad") else cfg.acc_dtype
+        want = cfg.dtype if op in ("dma.load", "dma.load.pad", "dma.load.t") else cfg.acc_dtype
         want = "i32" if op == "dma.store.i" else want
-        converts = op == "dma.store" and b.dtype == "i32" and want == "f32"  # NOTE: rounded (isa.py)
+        converts = (
+            op in ("dma.store", "dma.store.t") and b.dtype == "i32" and want == "f32"
+        )  # NOTE: rounded (isa.py)
         words = op.startswith("dma.load.acc") and b.dtype == "i32"  # NOTE: its bit patterns (isa.py)
         if b.dtype != want and not converts and not words:
             return f"buffer {b.name} is {b.dtype}; {op} on a {cfg.dtype} machine moves {want}"
@@ -202,8 +206,11 @@ def _check(program: Program, cfg: AccelConfig, op: str, a: tuple[int, ...]) -> s
             return f"fill={OPS[op].fields[7].choices[a[7]]} needs f32 memory; {op} on a {cfg.dtype} machine moves {want}"
         if lead + cols > cfg.dim:
             return f"lead={lead} + cols={cols} exceeds the row width dim={cfg.dim}"
+        step = a[6] if op == "dma.load.t" else 1 if op in ("dma.load.acc.t", "dma.store.t") else None
         last = (
-            off + (rows - 1) * stride + cols if op != "dma.load.acc.t" else off + (cols - 1) * stride + rows
+            off + (rows - 1) * stride + cols
+            if step is None
+            else off + (cols - 1) * stride + (rows - 1) * step + 1
         )
         if op == "dma.load.acc.g":
             return (
@@ -213,7 +220,9 @@ def _check(program: Program, cfg: AccelConfig, op: str, a: tuple[int, ...]) -> s
             )
         if cols and last > b.size:
             return f"DMA reaches element {last - 1} of buffer {b.name}, which has {b.size} elements"
-        if op.startswith("dma.store") and rows > 1 and stride < cols:
+        if op == "dma.store.t" and cols > 1 and stride < rows:
+            return f"stride={stride} < rows={rows}: the stored columns would overlap in DRAM"
+        if op in ("dma.store", "dma.store.i") and rows > 1 and stride < cols:
             return f"stride={stride} < cols={cols}: the stored rows would overlap in DRAM"
     if op == "mma" and a[4] > cfg.dim:
         return f"k={a[4]} exceeds dim={cfg.dim}"
