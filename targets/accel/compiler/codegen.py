@@ -40,10 +40,10 @@ import numpy as np
 
 from kcomp.errors import ScheduleError
 from kcomp.targets.accel.compiler.mapping import Mapping, counts, footprint
-from kcomp.targets.accel.compiler.match import Contraction, VectorOp
+from kcomp.targets.accel.compiler.match import Contraction, VectorOp, transposed
 from kcomp.targets.accel.compiler.nest import Access
 from kcomp.targets.accel.compiler.sparse import live_rows, runs, zero_tile
-from kcomp.targets.accel.compiler.stream import Item, Stream, load_region, row_stride, signal, wait
+from kcomp.targets.accel.compiler.stream import Item, Stream, load_tile, row_stride, signal, wait
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.isa import Instr, make
 
@@ -158,8 +158,8 @@ def emit_section(
                         if g.i is not None
                         else s.vals | {g.k: s.k0 + c.kb}
                     )
-                    loads += load_region(out, "dma.load", a_slot + c.kb // dim * tm + r0, ids[0], g.A, at,
-                                         (g.i, count), (g.k, min(dim, s.depth - c.kb)))  # fmt: skip
+                    loads += load_tile(out, a_slot + c.kb // dim * tm + r0, ids[0], g.A, at, (g.i, count),
+                                       (g.k, min(dim, s.depth - c.kb)))  # fmt: skip
             if s.a_no >= nbuf["A"]:
                 wait(loads[first], A_FREE)
         if s.new_b:
@@ -167,16 +167,17 @@ def emit_section(
             for nb in range(0, s.cols, dim):
                 for k0, depth in b_rows[s.b_no]:
                     at = s.vals | {g.k: s.k0 + k0} | ({g.j: s.j0 + nb} if g.j is not None else {})
-                    loads += load_region(out, "dma.load", b_slot + nb // dim * tk + k0, ids[1], g.B, at,
-                                         (g.k, depth), (g.j, min(dim, s.cols - nb)))  # fmt: skip
+                    loads += load_tile(out, b_slot + nb // dim * tk + k0, ids[1], g.B, at, (g.k, depth),
+                                       (g.j, min(dim, s.cols - nb)))  # fmt: skip
             if s.b_no >= nbuf["B"]:
                 wait(loads[first], B_FREE)
         if s.opens and g.init is not None:
             init = g.init
             off, stride, step = _offset(init, g, s), row_stride(init, g.i, s.rows), init.stride(g.j)
+            op, stride = ("dma.load.acc.t", step) if transposed(init, g.j) else ("dma.load.acc", stride)
             first = len(loads)
             for nb in range(0, s.cols, dim):
-                loads.append(out.add("dma.load.acc", c_slot + nb // dim * tm, buf[init.buffer.name], off + nb * step,
+                loads.append(out.add(op, c_slot + nb // dim * tm, buf[init.buffer.name], off + nb * step,
                                      s.rows, min(dim, s.cols - nb), stride))  # fmt: skip
             if s.c_no >= slots_c:
                 for item in loads[first:] if panelled(s.c_no - slots_c) else loads[first : first + 1]:
@@ -215,9 +216,12 @@ def emit_section(
             for op in epilogue:
                 last = _vector(out, op, s, c_slot, tm, dim, rows_of) or last
             signal(last, ACC_READY)
-        stride = row_stride(g.C, g.i, s.rows)
+        step = g.C.stride(g.j)
+        op, stride = (
+            ("dma.store.t", step) if transposed(g.C, g.j) else ("dma.store", row_stride(g.C, g.i, s.rows))
+        )
         stores = [
-            out.add("dma.store", c_slot + nb // dim * tm, ids[2], s.c_off + nb, s.rows, min(dim, s.cols - nb),
+            out.add(op, c_slot + nb // dim * tm, ids[2], s.c_off + nb * step, s.rows, min(dim, s.cols - nb),
                     stride, act)
             for nb in range(0, s.cols, dim)
         ]  # fmt: skip
@@ -249,7 +253,7 @@ def _steps(g: Contraction, m: Mapping, constants: Values[str, Any]) -> list[_Ste
                 steps.append(
                     _Step(
                         vals, i0, rows, j0, cols, k0, depth,
-                        a_off=g.A.at(vals) + g.A.stride(g.i) * i0 + k0,
+                        a_off=g.A.at(vals) + g.A.stride(g.i) * i0 + g.A.stride(g.k) * k0,
                         b_off=g.B.at(vals) + g.B.stride(g.k) * k0 + g.B.stride(g.j) * j0,
                         c_off=g.C.at(vals) + g.C.stride(g.i) * i0 + g.C.stride(g.j) * j0,
                     )

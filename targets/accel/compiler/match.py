@@ -10,11 +10,15 @@
 Each statement's loop nest is read by nest.py (split loops merged into axes, accesses as flat DRAM
 offsets `const + sum(coef[axis] * axis)`); the contraction's axes take the roles the matrix unit needs:
 
-    j      the matrix unit's columns: contiguous in C and in B        (none: N = 1, a matvec)
-    k      the reduction fed to the array: contiguous in A, rows of B (any stride)
+    j      the matrix unit's columns: in C and B, not in A            (none: N = 1, a matvec)
+    k      the reduction fed to the array: in A and B
     i      accumulator rows: in C and A, not in B                     (none: M = 1)
     batch  C's other axes: one GEMM after another
     slice  other reduced axes (a convolution's r, s): K-slices accumulated into the same tile
+
+Among the assignments, the one that fills the array best wins (`_fit`).  A tile (A: i x k, B: k x j,
+C: i x j) whose columns are not contiguous in DRAM moves by a transposing DMA (A = Xᵀ in a GEMM
+`C[i, j] += A[k, i] * B[k, j]`, an NCHW convolution's pixels as accumulator rows).
 
 Any other statement runs on the vector unit alone (vector_match.py: maps, broadcasts, reductions),
 or is an `Unsupported` error (a ScheduleError) "the accelerator backend cannot map <statement>: <why>".
@@ -53,8 +57,11 @@ from kcomp.targets.accel.compiler.nest import (
     perfect,
     target_dims,
 )
+from kcomp.targets.accel.compiler.stream import MAX_STEP
 from kcomp.targets.accel.compiler.vector_match import VectorStmt, vector_stmt
 from kcomp.targets.accel.machine.config import AccelConfig
+
+DIM = AccelConfig().dim  # the packaged machine's width, for matching without a machine
 
 
 @dataclass(frozen=True)
@@ -137,7 +144,11 @@ def match(nest: LoopNest, cfg: AccelConfig | None = None) -> Kernel:
             continue
         value = n.store.value
         own = Load(n.store.buffer, n.store.index)
-        g = _matrix_group(n, pending) if _is_contraction(value, own) else None
+        g = (
+            _matrix_group(n, pending, cfg.dim if cfg is not None else DIM)
+            if _is_contraction(value, own)
+            else None
+        )
         if isinstance(g, Unsupported):  # NOTE: the vector unit's reason would hide the matrix unit's
             init = pending if pending is not None and _is_init(pending, n) else None
             try:
@@ -196,11 +207,11 @@ def _vector_faster(g: Contraction, cfg: AccelConfig) -> bool:
     return g.i is None and k * cfg.dim / (cfg.dim + 1) < cfg.dim / (2 * cfg.vector_row_cycles)
 
 
-def _matrix_group(n: Nest, init: Nest | None) -> Contraction | Unsupported:
+def _matrix_group(n: Nest, init: Nest | None, dim: int) -> Contraction | Unsupported:
     """The contraction group of `n` on the matrix unit, or why its operands do not fit the array's
     roles (it then runs on the vector unit, as any reduction, if it can there)."""
     try:
-        return _contraction(n, init)
+        return _contraction(n, init, dim)
     except Unsupported as e:
         return e
 
@@ -274,7 +285,7 @@ def _reads_itself(value: Expr, n: Nest) -> bool:
     return any(ld.buffer is n.store.buffer for ld in loads(value))
 
 
-def _contraction(n: Nest, init: Nest | None) -> Contraction:
+def _contraction(n: Nest, init: Nest | None, dim: int) -> Contraction:
     value = n.store.value
     assert isinstance(value, Binary) and isinstance(value.rhs, Binary)
     dims = target_dims(n)
@@ -298,13 +309,13 @@ def _contraction(n: Nest, init: Nest | None) -> Contraction:
     red_axes = [a for a in n.axes if not C.stride(a)]
     best, why = None, ""
     for A, B in ((ops[0], ops[1]), (ops[1], ops[0])):
-        roles, problem = _roles(C, A, B, out_axes, red_axes)
-        if roles is not None and (best is None or _score(roles) > _score(best[2])):
-            best = (A, B, roles)
-        why = why or problem
+        roles, fit = _roles(C, A, B, out_axes, red_axes, dim)
+        if roles is not None and (best is None or fit > best[0]):
+            best = (fit, A, B, roles)
+        why = why or fit
     if best is None:
         raise cannot(n.text, why)
-    A, B, (i, j, k) = best
+    _, A, B, (i, j, k) = best
     if any(s < 0 for acc in (A, B, C) for s in acc.coef.values()):
         raise cannot(n.text, "an index runs backwards (a negative DRAM stride)")
     batch = tuple(a for a in out_axes if a not in (i, j))
@@ -327,28 +338,64 @@ def _zero_padding(n: Nest, ld: Load) -> None:
         raise cannot(n.text, f"{ld.buffer.name} is padded with {ld.pad}; the DMA fills the halo with zeros")
 
 
-def _roles(C: Access, A: Access, B: Access, out_axes: list[Axis], red_axes: list[Axis]):
-    j = [a for a in out_axes if C.stride(a) == 1 and B.stride(a) == 1 and not A.stride(a)]
-    if not j and any(C.stride(a) == 1 for a in out_axes):
-        col = next(a for a in out_axes if C.stride(a) == 1)
-        if A.stride(col) and not B.stride(col):
-            pass  # the innermost output axis feeds A's rows: N = 1 with i = that axis (a matvec)
-        else:
-            return None, f"{C.buffer.name}'s last index {col.name} is not contiguous in {B.buffer.name}"
-    k = [a for a in red_axes if A.stride(a) == 1 and B.stride(a)]
-    if not k:
-        return None, (
-            "no reduced index is contiguous in one operand and present in the other (the DMA moves rows"
-            " of contiguous elements, so the reduction must run along a row of A)"
-        )
-    ji = j[0] if j else None
-    i = sorted((a for a in out_axes if a is not ji and A.stride(a) and not B.stride(a)), key=C.stride)
-    return (i[0] if i else None, ji, k[0]), ""
+def _roles(C: Access, A: Access, B: Access, out_axes: list[Axis], red_axes: list[Axis], dim: int):
+    """The best (i, j, k) for operands A and B (`_fit`), or None and why none can be loaded."""
+    ks = [a for a in red_axes if A.stride(a) and B.stride(a)]
+    if not ks:
+        return None, "no reduced index is in both operands of the product"
+    best, why = None, ""
+    for j in [a for a in out_axes if B.stride(a) and not A.stride(a)] + [None]:
+        for i in [a for a in out_axes if a is not j and A.stride(a) and not B.stride(a)] + [None]:
+            for k in ks:
+                fit, problem = _fit(C, A, B, i, j, k, dim)
+                if fit is not None and (best is None or fit > best[0]):
+                    best = (fit, (i, j, k))
+                why = why or problem
+    return (best[1], best[0]) if best is not None else (None, why)
 
 
-def _score(roles) -> tuple[int, int]:
-    i, j, _ = roles
-    return (j is not None, i is not None)
+def transposed(acc: Access, cols: Axis | None) -> bool:
+    """Whether a tile of `acc` whose columns run along `cols` moves by a transposing DMA (dma.load.t,
+    dma.load.acc.t, dma.store.t): its columns are not contiguous in DRAM."""
+    return cols is not None and acc.stride(cols) != 1
+
+
+def _fit(C: Access, A: Access, B: Access, i: Axis | None, j: Axis | None, k: Axis, dim: int):
+    """How well roles (i, j, k) use the matrix unit, or None and why they cannot be loaded.
+
+    A tile is rows x columns: A i x k, B k x j, C i x j.  A tile whose columns are not contiguous in
+    DRAM moves by a transposing DMA, its rows `step` elements apart (a burst per column over the span
+    they cover: cheap when the rows are contiguous, a gather otherwise); a stored C tile needs one of
+    its axes contiguous.  The fit: the share of the array's rows, columns and time (a preload of dim
+    cycles per m streamed rows) the product fills, halved for an operand gathered element by element,
+    and a little less for a transposed operand, so a plain layout wins a tie."""
+    for acc, rows, cols in ((A, i, k), (B, k, j)):
+        if not transposed(acc, cols):
+            continue
+        if rows is not None and acc.stride(rows) > MAX_STEP:
+            return None, f"{acc.buffer.name}'s tile rows are {acc.stride(rows)} elements apart"
+        if acc.padded and _may_leave(acc, cols):
+            return None, f"{acc.buffer.name} is padded along {cols.name}, which a transposing DMA cannot fill"
+    if transposed(C, j) and i is not None and C.stride(i) != 1:
+        return None, f"{C.buffer.name} has no contiguous index among the product's output loops"
+    M, N, K = (a.extent if a is not None else 1 for a in (i, j, k))
+    use = K / (-(-K // dim) * dim) * N / (-(-N // dim) * dim) * M / (M + dim)
+    for acc, rows, cols in ((A, i, k), (B, k, j), (C, i, j)):
+        if transposed(acc, cols):
+            use *= 0.95 if rows is None or acc.stride(rows) == 1 else 0.5
+    return (use, -C.stride(i)), ""
+
+
+def _may_leave(acc: Access, axis: Axis) -> bool:
+    """Whether some dimension of `acc` that `axis` moves can index outside the tensor."""
+    for d in acc.dims:
+        if axis not in d.coef:
+            continue
+        lo = d.const + sum(min(0, c * (a.extent - 1)) for a, c in d.coef.items())
+        hi = d.const + sum(max(0, c * (a.extent - 1)) for a, c in d.coef.items())
+        if lo < 0 or hi >= d.size * d.div:
+            return True
+    return False
 
 
 def _translate(n: Nest, access: Access, to: dict[Axis, Axis]) -> Access:
@@ -378,10 +425,11 @@ def _init(g: Contraction, n: Nest, dims: list[Axis]) -> None:
         return
     if isinstance(value, Load) and not value.pad:
         access = _translate(n, access_of(n, value.buffer, value.index), to)
-        if g.j is not None and access.stride(g.j) != 1:
+        if transposed(access, g.j) and g.i is not None and access.stride(g.i) != 1:
             raise cannot(
                 n.text,
-                f"{value.buffer.name} is not contiguous along {g.j.name} (one row per accumulator row)",
+                f"{value.buffer.name} is contiguous along neither {g.j.name} nor {g.i.name} (a DMA moves"
+                " runs of contiguous elements)",
             )
         if any(s < 0 for s in access.coef.values()):
             raise cannot(n.text, "an index runs backwards (a negative DRAM stride)")

@@ -12,6 +12,8 @@ from kcomp.targets.accel.machine.isa import OPS, Instr
 
 MAX_STRIDE = (1 << 24) - 1
 MAX_PAD_ROWS = (1 << 10) - 1  # dma.load.pad's rows field
+MAX_STEP = (1 << 8) - 1  # dma.load.t's step field
+MAX_PAD_STRIDE = (1 << 22) - 1  # dma.load.pad's and dma.load.t's stride field
 
 Item = list  # [mnemonic, raw operands, waits, signals]
 
@@ -100,6 +102,53 @@ def load_region(
                     values[axis] = values.get(axis, 0) + by
             items.append(out.add(f"{op}.pad", row + r, buf, access.at(values), count, c_hi - c_lo,
                                  row_stride(access, row_axis, count), c_lo, fill))  # fmt: skip
+    return items
+
+
+def load_tile(
+    out: Stream,
+    row: int,
+    buf: int,
+    access: Access,
+    at: dict[Axis, int],
+    rows: tuple[Axis | None, int],
+    cols: tuple[Axis | None, int],
+) -> list[Item]:
+    """The DMAs that bring an operand tile to scratchpad rows row..: `load_region` when its columns
+    are contiguous in DRAM, else transposing loads (dma.load.t, its rows `step` apart), whose rows
+    outside a padded tensor are zeros (match.py refuses a padded column axis there)."""
+    (row_axis, n_rows), (col_axis, n_cols) = rows, cols
+    if col_axis is None or access.stride(col_axis) == 1:
+        return load_region(out, "dma.load", row, buf, access, at, rows, cols)
+    step = access.stride(row_axis) if n_rows > 1 else 1
+    stride = access.stride(col_axis) if n_cols > 1 else 0
+    if stride > MAX_PAD_STRIDE:
+        raise ScheduleError(
+            f"{access.buffer.name}'s tile columns are {stride} elements apart; dma.load.t's stride has 22 bits"
+        )
+    r_lo, r_hi = 0, n_rows
+    if access.padded:
+        bounds = inside(access, at, rows, cols)
+        if bounds is None:  # NOTE: each row has its own halo
+            return [
+                item
+                for r in range(n_rows)
+                for item in load_tile(out, row + r, buf, access, at | {row_axis: at.get(row_axis, 0) + r}, (row_axis, 1), cols)
+            ]  # fmt: skip
+        r_lo, r_hi, c_lo, c_hi = bounds
+        if c_lo == c_hi:
+            r_lo = r_hi = 0
+        elif (c_lo, c_hi) != (0, n_cols):
+            raise ScheduleError(f"{access.buffer.name}'s tile leaves the tensor along its columns")
+    items = []
+    for first, end, data in ((0, r_lo, False), (r_lo, r_hi, True), (r_hi, n_rows, False)):
+        for r in range(first, end, MAX_PAD_ROWS):
+            count = min(MAX_PAD_ROWS, end - r)
+            if not data:
+                items.append(out.add("dma.load.pad", row + r, buf, 0, count, 0, 0, 0, 0))
+                continue
+            values = at if row_axis is None else at | {row_axis: at.get(row_axis, 0) + r}
+            items.append(out.add("dma.load.t", row + r, buf, access.at(values), count, n_cols, stride, step))
     return items
 
 
