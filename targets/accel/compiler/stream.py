@@ -90,12 +90,10 @@ def load_region(
     if c_lo == c_hi:
         r_lo = r_hi = 0
     items = []
-    for first, end, data in ((0, r_lo, False), (r_lo, r_hi, True), (r_hi, n_rows, False)):
-        for r in range(first, end, MAX_PAD_ROWS):
-            count = min(MAX_PAD_ROWS, end - r)
-            if not data:
-                items.append(out.add(f"{op}.pad", row + r, buf, 0, count, 0, 0, 0, fill))
-                continue
+    for r, count, data in _row_runs(r_lo, r_hi, n_rows):
+        if not data:
+            items.append(out.add(f"{op}.pad", row + r, buf, 0, count, 0, 0, 0, fill))
+        else:
             values = dict(at)
             for axis, by in ((row_axis, r), (cols[0], c_lo)):
                 if axis is not None:
@@ -103,6 +101,14 @@ def load_region(
             items.append(out.add(f"{op}.pad", row + r, buf, access.at(values), count, c_hi - c_lo,
                                  row_stride(access, row_axis, count), c_lo, fill))  # fmt: skip
     return items
+
+
+def _row_runs(r_lo: int, r_hi: int, n_rows: int):
+    """(first row, rows, inside) runs of a region whose rows r_lo..r_hi-1 are inside the tensor, each
+    at most one dma.load.pad long."""
+    for first, end, data in ((0, r_lo, False), (r_lo, r_hi, True), (r_hi, n_rows, False)):
+        for r in range(first, end, MAX_PAD_ROWS):
+            yield r, min(MAX_PAD_ROWS, end - r), data
 
 
 def load_tile(
@@ -141,12 +147,10 @@ def load_tile(
         elif (c_lo, c_hi) != (0, n_cols):
             raise ScheduleError(f"{access.buffer.name}'s tile leaves the tensor along its columns")
     items = []
-    for first, end, data in ((0, r_lo, False), (r_lo, r_hi, True), (r_hi, n_rows, False)):
-        for r in range(first, end, MAX_PAD_ROWS):
-            count = min(MAX_PAD_ROWS, end - r)
-            if not data:
-                items.append(out.add("dma.load.pad", row + r, buf, 0, count, 0, 0, 0, 0))
-                continue
+    for r, count, data in _row_runs(r_lo, r_hi, n_rows):
+        if not data:
+            items.append(out.add("dma.load.pad", row + r, buf, 0, count, 0, 0, 0, 0))
+        else:
             values = at if row_axis is None else at | {row_axis: at.get(row_axis, 0) + r}
             items.append(out.add("dma.load.t", row + r, buf, access.at(values), count, n_cols, stride, step))
     return items
