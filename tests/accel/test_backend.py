@@ -198,8 +198,8 @@ kernel k(X: f32[8, 4], A: f32[8, 8, 8], v: f32[5], B: f32[8, 40]) -> (Y: f32[8, 
     t[] += v[i] * (2.0 + f32(3))
 }
 """
-# products that miss the matrix unit's roles run on the vector unit: Aᵀ·B (no reduced index
-# contiguous in A), a column sum of squares (one tensor twice) and its transposed normalisation
+# products off the plain layouts: Aᵀ·B on the matrix unit (A's tiles by transposing loads), a column
+# sum of squares (one tensor twice: no i or j role) and its transposed normalisation on the vector unit
 OFF_ROLES = """
 dim N = 70, D = 40
 kernel k(A: f32[12, 20], B: f32[12, 24], X: f32[N, D], eps: f32) -> (C: f32[20, 24], Y: f32[D, N]) {
@@ -234,7 +234,8 @@ def test_vector_statements_beyond_the_examples(spec):
     c, run = sim(ONE_LANE, spec, seed=9)
     assert run.ok, run.max_rel_err
     c, run = sim(OFF_ROLES, spec, seed=10)
-    assert run.ok and run.report.macs == 0, run.max_rel_err
+    assert run.ok, run.max_rel_err
+    assert run.report.macs > 0 and run.report.counts["dma.load.t"] > 0
     # a dividing index in a product: the matrix unit refuses it, the vector unit takes it
     divided = "kernel k(A: f32[4, 4], B: f32[4, 8]) -> (C: f32[8, 8]) { C[i, j] += A[i // 2, k] * B[k, j] }"
     assert sim(divided, spec, seed=11)[1].ok

@@ -34,16 +34,15 @@ from kcomp.targets.accel.compiler.mapping import (
     default_mapping,
     doubled_operands,
     fit_buffers,
+    hold_weights,
     mapping_of,
 )
-from kcomp.targets.accel.compiler.match import Contraction, Kernel, match
+from kcomp.targets.accel.compiler.match import DTYPES, Contraction, Kernel, dtype_problem, match
 from kcomp.targets.accel.compiler.vector_codegen import emit_vector_section, fit, vector_work
 from kcomp.targets.accel.compiler.vector_fuse import RowGroup, emit_group, fuse
 from kcomp.targets.accel.compiler.vector_match import VectorStmt
 from kcomp.targets.accel.machine.config import AccelConfig
 from kcomp.targets.accel.machine.isa import Buffer, Instr, Program, make
-
-DTYPES = {DType.F32: "f32", DType.I8: "i8", DType.I32: "i32"}
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def choose_mapping(
         return default_mapping(g, cfg, reserved, constants)
     if doubled is None:
         m = fit_buffers(g, m, cfg, reserved)
-    m = deepen(g, m, cfg, reserved, constants)
+    m = hold_weights(g, deepen(g, m, cfg, reserved, constants), cfg, reserved, constants)
     check_fits(g, m, cfg, reserved)
     check_counts(g, m)
     return m
@@ -141,17 +140,9 @@ def _buffers(nest: LoopNest, kernel: Kernel, cfg: AccelConfig) -> tuple[tuple[Bu
 
 
 def _check_dtypes(g: Contraction, cfg: AccelConfig) -> None:
-    want_in, want_acc = cfg.dtype, cfg.acc_dtype
-    operands = [(g.A.buffer, want_in), (g.B.buffer, want_in), (g.C.buffer, want_acc)]
-    if g.init is not None:
-        operands.append((g.init.buffer, want_acc))
-    operands += [(op.vector.buffer, want_acc) for op in g.epilogue if op.vector is not None]
-    for buffer, want in operands:
-        if DTYPES.get(buffer.dtype) != want:
-            raise Unsupported(
-                f"the accelerator backend cannot map {g.text}: {buffer.name} is {buffer.dtype.value}, and the"
-                f" {cfg.name} accelerator multiplies {cfg.dtype} inputs into {cfg.acc_dtype} accumulators"
-            )
+    problem = dtype_problem(g, cfg)
+    if problem:
+        raise Unsupported(problem)
     if cfg.acc_dtype != "f32" and any(op.op == "exp" for op in g.epilogue):
         raise Unsupported(
             f"the accelerator backend cannot map {g.text}'s epilogue: exp needs f32 accumulators"

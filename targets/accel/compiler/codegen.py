@@ -39,7 +39,15 @@ from typing import Any
 import numpy as np
 
 from kcomp.errors import ScheduleError
-from kcomp.targets.accel.compiler.mapping import Mapping, counts, footprint
+from kcomp.targets.accel.compiler.mapping import (
+    Mapping,
+    batch_axes,
+    counts,
+    footprint,
+    i_rows,
+    slice_count,
+    stack_axis,
+)
 from kcomp.targets.accel.compiler.match import Contraction, VectorOp, transposed
 from kcomp.targets.accel.compiler.nest import Access
 from kcomp.targets.accel.compiler.sparse import live_rows, runs, zero_tile
@@ -66,6 +74,9 @@ class _Step:
     a_off: int
     b_off: int
     c_off: int
+    blocks: int = 1  # whole i ranges stacked (values of the stack axis from vals[stack] on)
+    slice_no: int = 0  # which K-slice of a B tile that holds them all (Mapping.hold_b)
+    b_key: int = 0  # B's offset without the slices when a B tile holds them all, else b_off
     new_a: bool = False
     new_b: bool = False
     a_no: int = 0  # which A load (0, 1, ...) this step reads
@@ -73,6 +84,11 @@ class _Step:
     c_no: int = 0  # which C tile (in opening order) this step updates
     opens: bool = False
     closes: bool = False
+
+    @property
+    def m(self) -> int:
+        """Accumulator rows the step's mmas stream: its stacked blocks of rows."""
+        return self.rows * self.blocks
 
 
 def reserved_rows(g: Contraction, cfg: AccelConfig) -> int:
@@ -108,8 +124,10 @@ def emit_section(
     dim = cfg.dim
     f = footprint(g, m, cfg)
     nbuf = f.buffers(m)
-    tm, tk = min(m.tm, g.extent("i")), min(m.tk, g.extent("k"))
+    tm, tk = i_rows(g, m)[1], min(m.tk, g.extent("k"))
+    stack = stack_axis(g, m)
     steps = _steps(g, m, constants or {})
+    per_slice = f.b_rows // (slice_count(g) if m.hold_b else 1)  # B rows of one K-slice
     slots_c = f.live * nbuf["C"]
     operands = _operands(g, cfg)
     top = cfg.sp_rows - sum(rows for _, rows in operands.values())
@@ -151,37 +169,39 @@ def emit_section(
         live = lives[n]
         if s.new_a:
             first = len(loads)
-            for c in live:
+            for c, b in itertools.product(live, range(s.blocks)):
                 for r0, count in c.runs:
-                    at = (
-                        s.vals | {g.i: s.i0 + r0, g.k: s.k0 + c.kb}
-                        if g.i is not None
-                        else s.vals | {g.k: s.k0 + c.kb}
-                    )
-                    loads += load_tile(out, a_slot + c.kb // dim * tm + r0, ids[0], g.A, at, (g.i, count),
-                                       (g.k, min(dim, s.depth - c.kb)))  # fmt: skip
+                    at = s.vals | {g.k: s.k0 + c.kb} | ({g.i: s.i0 + r0} if g.i is not None else {})
+                    if stack is not None:
+                        at[stack] += b
+                    loads += load_tile(out, a_slot + c.kb // dim * tm + b * s.rows + r0, ids[0], g.A, at,
+                                       (g.i, count), (g.k, min(dim, s.depth - c.kb)))  # fmt: skip
             if s.a_no >= nbuf["A"]:
                 wait(loads[first], A_FREE)
         if s.new_b:
             first = len(loads)
-            for nb in range(0, s.cols, dim):
+            held = list(enumerate(_slice_values(g))) if m.hold_b else [(0, {})]
+            for (q, svals), nb in itertools.product(held, range(0, s.cols, dim)):
                 for k0, depth in b_rows[s.b_no]:
-                    at = s.vals | {g.k: s.k0 + k0} | ({g.j: s.j0 + nb} if g.j is not None else {})
-                    loads += load_tile(out, b_slot + nb // dim * tk + k0, ids[1], g.B, at, (g.k, depth),
-                                       (g.j, min(dim, s.cols - nb)))  # fmt: skip
+                    at = s.vals | svals | {g.k: s.k0 + k0} | ({g.j: s.j0 + nb} if g.j is not None else {})
+                    loads += load_tile(out, b_slot + q * per_slice + nb // dim * tk + k0, ids[1], g.B, at,
+                                       (g.k, depth), (g.j, min(dim, s.cols - nb)))  # fmt: skip
             if s.b_no >= nbuf["B"]:
                 wait(loads[first], B_FREE)
         if s.opens and g.init is not None:
             init = g.init
             off, stride, step = _offset(init, g, s), row_stride(init, g.i, s.rows), init.stride(g.j)
             op, stride = ("dma.load.acc.t", step) if transposed(init, g.j) else ("dma.load.acc", stride)
-            first = len(loads)
-            for nb in range(0, s.cols, dim):
-                loads.append(out.add(op, c_slot + nb // dim * tm, buf[init.buffer.name], off + nb * step,
-                                     s.rows, min(dim, s.cols - nb), stride))  # fmt: skip
+            per_panel = [
+                [out.add(op, c_slot + nb // dim * tm + b * s.rows, buf[init.buffer.name],
+                         off + nb * step + b * init.stride(stack), s.rows, min(dim, s.cols - nb), stride)
+                 for b in range(s.blocks)]
+                for nb in range(0, s.cols, dim)
+            ]  # fmt: skip
+            loads += [item for panel in per_panel for item in panel]
             if s.c_no >= slots_c:
-                for item in loads[first:] if panelled(s.c_no - slots_c) else loads[first : first + 1]:
-                    wait(item, ACC_LOADABLE)
+                for panel in per_panel if panelled(s.c_no - slots_c) else per_panel[:1]:
+                    wait(panel[0], ACC_LOADABLE)
         if loads and n == 0 and after_section:
             wait(loads[0], SECTION)  # NOTE: the first load; the prologue's when there is one
         if loads:
@@ -190,8 +210,8 @@ def emit_section(
         panels = [
             [
                 out.add("mma", c_slot + nb // dim * tm + r0, a_slot + c.kb // dim * tm + r0,
-                        b_slot + nb // dim * tk + c.kb, count, min(dim, s.depth - c.kb), 0 if overwrite and fresh else 1)
-                for c, (r0, count, fresh) in _mma_order(live, s.rows, block)
+                        b_slot + s.slice_no * per_slice + nb // dim * tk + c.kb, count, min(dim, s.depth - c.kb), 0 if overwrite and fresh else 1)
+                for c, (r0, count, fresh) in _mma_order(live, s.m, block)
             ]
             for nb in range(0, s.cols, dim)
         ]  # fmt: skip
@@ -221,18 +241,19 @@ def emit_section(
             ("dma.store.t", step) if transposed(g.C, g.j) else ("dma.store", row_stride(g.C, g.i, s.rows))
         )
         stores = [
-            out.add(op, c_slot + nb // dim * tm, ids[2], s.c_off + nb * step, s.rows, min(dim, s.cols - nb),
-                    stride, act)
+            [out.add(op, c_slot + nb // dim * tm + b * s.rows, ids[2], s.c_off + nb * step + b * g.C.stride(stack),
+                     s.rows, min(dim, s.cols - nb), stride, act)
+             for b in range(s.blocks)]
             for nb in range(0, s.cols, dim)
         ]  # fmt: skip
-        for item in stores if by_panel else stores[:1]:
-            wait(item, ACC_READY)
+        for panel in stores if by_panel else stores[:1]:
+            wait(panel[0], ACC_READY)
         if s.c_no + slots_c < n_c:
             freed = ACC_LOADABLE if g.init is not None else ACC_FREE
-            for item in stores if panelled(s.c_no) else stores[-1:]:
-                signal(item, freed)
+            for panel in stores if panelled(s.c_no) else stores[-1:]:
+                signal(panel[-1], freed)
         if nxt is None and before_section:
-            signal(stores[-1], SECTION)
+            signal(stores[-1][-1], SECTION)
     return out.instrs()
 
 
@@ -240,22 +261,35 @@ def _steps(g: Contraction, m: Mapping, constants: Values[str, Any]) -> list[_Ste
     """Every step in execution order, with what it loads, opens and closes; a step whose operand
     tile is all zero in `constants` is left out (compiler/sparse.py)."""
     tiles = {
-        r: [(s, min(m.tile(r), g.extent(r) - s)) for s in range(0, g.extent(r), m.tile(r))] for r in "ijk"
+        r: [(s, min(m.tile(r), g.extent(r) - s), 0, 1) for s in range(0, g.extent(r), m.tile(r))]
+        for r in "jk"
     }
+    stack, rows = stack_axis(g, m), g.extent("i")
+    if stack is None:
+        tiles["i"] = [(s, min(m.tm, rows - s), 0, 1) for s in range(0, rows, m.tm)]
+    else:  # NOTE: whole i ranges, th of them a tile
+        tiles["i"] = [(0, rows, h, min(m.th, stack.extent - h)) for h in range(0, stack.extent, m.th)]
     order = list(m.order) + [r for r in "ijk" if r not in m.order]
+    batch = batch_axes(g, m)
     steps: list[_Step] = []
-    for bvals in itertools.product(*(range(a.extent) for a in g.batch)):
+    for bvals in itertools.product(*(range(a.extent) for a in batch)):
         for tile in itertools.product(*(tiles[r] for r in order)):
             at = dict(zip(order, tile, strict=True))
-            (i0, rows), (j0, cols), (k0, depth) = at["i"], at["j"], at["k"]
-            for svals in itertools.product(*(range(a.extent) for a in g.slices)):
-                vals = dict(zip(g.batch, bvals, strict=True)) | dict(zip(g.slices, svals, strict=True))
+            (i0, rows, h0, blocks), (j0, cols, _, _), (k0, depth, _, _) = at["i"], at["j"], at["k"]
+            for q, svals in enumerate(_slice_values(g)):
+                vals = (
+                    dict(zip(batch, bvals, strict=True)) | svals | ({stack: h0} if stack is not None else {})
+                )
+                b_off = g.B.at(vals) + g.B.stride(g.k) * k0 + g.B.stride(g.j) * j0
                 steps.append(
                     _Step(
                         vals, i0, rows, j0, cols, k0, depth,
                         a_off=g.A.at(vals) + g.A.stride(g.i) * i0 + g.A.stride(g.k) * k0,
-                        b_off=g.B.at(vals) + g.B.stride(g.k) * k0 + g.B.stride(g.j) * j0,
+                        b_off=b_off,
                         c_off=g.C.at(vals) + g.C.stride(g.i) * i0 + g.C.stride(g.j) * j0,
+                        blocks=blocks,
+                        slice_no=q if m.hold_b else 0,
+                        b_key=b_off - g.B.at(svals) + g.B.const if m.hold_b else b_off,
                     )
                 )  # fmt: skip
     if constants:
@@ -291,6 +325,13 @@ def _mma_order(live: list[_Chunk], rows: int, block: int) -> list[tuple[_Chunk, 
     return out
 
 
+def _slice_values(g: Contraction) -> list[dict]:
+    """Every combination of the K-slice axes' values, in the order the steps visit them."""
+    return [
+        dict(zip(g.slices, v, strict=True)) for v in itertools.product(*(range(a.extent) for a in g.slices))
+    ]
+
+
 def _live_chunks(
     g: Contraction, s: _Step, dim: int, constants: Values[str, Any], opening: bool, block: int = 1
 ) -> list[_Chunk]:
@@ -302,7 +343,7 @@ def _live_chunks(
     rows are live in aligned blocks of that many (an output-stationary array streams whole blocks)."""
     chunks = range(0, s.depth, dim)
     if g.A.buffer.name not in constants:
-        return [_Chunk(kb, ((0, s.rows),), ((0, s.rows, kb == 0),)) for kb in chunks]
+        return [_Chunk(kb, ((0, s.rows),), ((0, s.m, kb == 0),)) for kb in chunks]
     masks = {}
     for kb in chunks:
         rows = live_rows(constants, g.A, s.a_off + kb * g.A.stride(g.k), (s.rows, g.A.stride(g.i)),
@@ -385,9 +426,9 @@ def _link(steps: list[_Step]) -> None:
     a_no = b_no = -1
     for n, s in enumerate(steps):
         a_key, b_key, c_key = (
-            (s.a_off, s.rows, s.depth),
-            (s.b_off, s.depth, s.cols),
-            (s.c_off, s.rows, s.cols),
+            (s.a_off, s.rows, s.blocks, s.depth),
+            (s.b_key, s.depth, s.cols),
+            (s.c_off, s.rows, s.blocks, s.cols),
         )
         if a_key != prev_a:
             a_no, s.new_a, prev_a = a_no + 1, True, a_key
@@ -426,16 +467,16 @@ def _vector(out: Stream, op: VectorOp, s: _Step, slot: int, tm: int, dim: int, r
     for nb in range(0, s.cols, dim):
         row = slot + nb // dim * tm
         if op.op == "exp":
-            ins = make("vexp", dst=row, src=row, rows=s.rows)
+            ins = make("vexp", dst=row, src=row, rows=s.m)
         elif op.imm is not None and op.op in _SCALAR:
-            ins = make(_SCALAR[op.op], dst=row, src=row, rows=s.rows, imm=op.imm)
+            ins = make(_SCALAR[op.op], dst=row, src=row, rows=s.m, imm=op.imm)
         else:
             if op.param is not None:
                 b = rows_of[("param", op.param)]
             else:
                 assert op.vector is not None
                 b = rows_of[("vector", op.vector.buffer.name, op.vector.const)] + (s.j0 + nb) // dim
-            ins = make(_BINARY[op.op], dst=row, src=row, rows=s.rows, b=b, bmem="sp", bstep=0)
+            ins = make(_BINARY[op.op], dst=row, src=row, rows=s.m, b=b, bmem="sp", bstep=0)
         item = out.add(ins.op, *ins.args)
     return item
 
@@ -455,6 +496,6 @@ def _place(cfg: AccelConfig, a: list[int], b: list[int], top: int) -> tuple[list
 def check_counts(g: Contraction, m: Mapping) -> None:
     """NOTE: a sanity check kept cheap: the number of steps the loops will generate."""
     n = counts(g, m)
-    total = n["i"] * n["j"] * n["k"] * math.prod(a.extent for a in (*g.batch, *g.slices))
+    total = n["i"] * n["j"] * n["k"] * math.prod(a.extent for a in (*batch_axes(g, m), *g.slices))
     if total > 5_000_000:
         raise ScheduleError(f"{m.describe(g)}: {total} tile steps; use larger tiles")

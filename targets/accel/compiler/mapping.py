@@ -4,12 +4,16 @@ A `Mapping` is what the accelerator schedule of a contraction says:
 
     tile i j k TM TN TK      C tiles of TM x TN, reduced in TK-deep steps (TN, TK: multiples of the
                              matrix unit's width, or the whole extent; TM: any size)
+    tile h i j k TH ...      with the group's stack axis h (match.py's i2): TH whole i ranges stacked
+                             as one tile of accumulator rows, one preload of B streaming them all
     reorder j_o i_o k_o      the order of the tile loops: which operand stays resident
     double_buffer [T...]     two on-chip buffers per tile (of every operand, or the named ones)
 
 `mapping_of` reads it back from a scheduled nest (tile sizes are the loops' extents inside the
 outer tile loops, the order is theirs) and the schedule (double buffering).  `check_fits` says
-which memory overflows and by how much.  Without tiles, `default_mapping` chooses (rule-based):
+which memory overflows and by how much.  A B tile of a product with K-slices (a convolution's r, s) holds every slice when one B tile serves
+the whole product and it fits (`hold_weights`, a rule): the weights are then loaded once.
+Without tiles, `default_mapping` chooses (rule-based):
 the tiles that fit with double buffering whose estimated cycles (`estimate`: the matrix unit's
 preload + streaming against the DRAM channel's bytes) are fewest, the accumulator tile resident
 over k.  `naive_mapping` is the baseline (DIM-sized tiles, one buffer each); `mapping_schedule`
@@ -29,7 +33,8 @@ from kcomp.errors import ScheduleError
 from kcomp.loops import LoopNest
 from kcomp.passes import apply
 from kcomp.schedule import DoubleBuffer, Reorder, Schedule, Step, Tile
-from kcomp.targets.accel.compiler.match import Contraction, match
+from kcomp.targets.accel.compiler.match import Contraction, match, transposed
+from kcomp.targets.accel.compiler.nest import Access, Axis
 from kcomp.targets.accel.compiler.sparse import DENSE, Liveness
 from kcomp.targets.accel.machine.config import AccelConfig
 
@@ -48,11 +53,16 @@ class Mapping:
     order: tuple[str, ...] = ("i", "j", "k")
     double_buffer: frozenset[str] = field(default=ALL)
     depth: int = 2  # slots of a buffered A or B (3: the DMA runs two steps ahead, `default_mapping`)
+    th: int = 1  # whole i ranges of the stack axis per tile (match.py's i2)
+    hold_b: bool = False  # a B tile holds every K-slice (`hold_weights`)
 
     def describe(self, g: Contraction) -> str:
         roles = [r for r in ("i", "j", "k") if g.role(r) is not None]
         names = " ".join(base_name(g, r) for r in roles)
         sizes = " ".join(str(self.tile(r)) for r in roles)
+        stack = stack_axis(g, self)
+        if stack is not None:
+            names, sizes = f"{_loop_name(stack)} {names}", f"{self.th} {sizes}"
         return f"tile {names} {sizes}"
 
     def tile(self, role: str) -> int:
@@ -63,7 +73,37 @@ def base_name(g: Contraction, role: str) -> str:
     """The name a schedule's `tile` step gives the role's loop (the split loop's name)."""
     axis = g.role(role)
     assert axis is not None
+    return _loop_name(axis)
+
+
+def _loop_name(axis: Axis) -> str:
     return axis.name[:-2] if axis.tile is not None and axis.name.endswith("_o") else axis.name
+
+
+def stack_axis(g: Contraction, m: Mapping) -> Axis | None:
+    """The axis whose values `m` stacks into one tile (m.th of them), or None."""
+    return (g.i2 or g.stack) if m.th > 1 else None
+
+
+def batch_axes(g: Contraction, m: Mapping) -> tuple[Axis, ...]:
+    """The axes whose values run one product after another under `m` (a split i2 that stacks
+    nothing among them)."""
+    stack = stack_axis(g, m)
+    extra = (g.i2,) if g.i2 is not None and stack is None else ()
+    return tuple(a for a in (*extra, *g.batch) if a is not stack)
+
+
+def i_rows(g: Contraction, m: Mapping) -> tuple[int, int]:
+    """(accumulator rows of one product, rows of one i tile): with a stack axis, its values' whole i
+    ranges one after another."""
+    rows, stack = g.extent("i"), stack_axis(g, m)
+    if stack is None:
+        return rows, min(m.tm, rows)
+    return stack.extent * rows, min(m.th, stack.extent) * rows
+
+
+def slice_count(g: Contraction) -> int:
+    return math.prod(a.extent for a in g.slices)
 
 
 # -- sizes ------------------------------------------------------------------------------------------
@@ -82,18 +122,20 @@ class Footprint:
 
 def counts(g: Contraction, m: Mapping) -> dict[str, int]:
     """Tiles per role."""
-    return {r: math.ceil(g.extent(r) / m.tile(r)) for r in ("i", "j", "k")}
+    rows, tile = i_rows(g, m)
+    return {"i": math.ceil(rows / tile)} | {r: math.ceil(g.extent(r) / m.tile(r)) for r in ("j", "k")}
 
 
 def footprint(g: Contraction, m: Mapping, cfg: AccelConfig) -> Footprint:
     dim = cfg.dim
-    tm, tn, tk = (min(m.tile(r), g.extent(r)) for r in ("i", "j", "k"))
+    tm, tn, tk = i_rows(g, m)[1], min(m.tn, g.extent("j")), min(m.tk, g.extent("k"))
     n = counts(g, m)
     live = 1
     if n["k"] > 1 and "k" in m.order:
         for r in m.order[m.order.index("k") + 1 :]:
             live *= n[r]
-    return Footprint(tm * math.ceil(tk / dim), tk * math.ceil(tn / dim), tm * math.ceil(tn / dim), live)
+    b_rows = tk * math.ceil(tn / dim) * (slice_count(g) if m.hold_b else 1)
+    return Footprint(tm * math.ceil(tk / dim), b_rows, tm * math.ceil(tn / dim), live)
 
 
 def _kib(nbytes: int) -> str:
@@ -111,8 +153,15 @@ def check_fits(g: Contraction, m: Mapping, cfg: AccelConfig, reserved_rows: int 
                 f"{m.describe(g)}: the {base_name(g, role)} tile {size} must be a multiple of {dim} (the matrix"
                 f" unit's width) or the whole extent {extent}"
             )
-    if min(m.tm, m.tn, m.tk) < 1:
+    if min(m.tm, m.tn, m.tk, m.th) < 1:
         raise ScheduleError(f"{m.describe(g)}: tile sizes must be positive")
+    if m.th > 1 and (g.stack is None or m.tm < g.extent("i")):
+        raise ScheduleError(
+            f"{m.describe(g)}: only whole {base_name(g, 'i')} ranges stack (tile {base_name(g, 'i')} by"
+            f" {g.extent('i')})"
+            if g.stack is not None
+            else f"{m.describe(g)}: no output loop of A and C outside B to stack"
+        )
     f, nbuf = footprint(g, m, cfg), footprint(g, m, cfg).buffers(m)
     row = dim * cfg.input_bytes
     need = (f.a_rows * nbuf["A"] + f.b_rows * nbuf["B"] + reserved_rows) * row
@@ -158,11 +207,12 @@ def mapping_of(g: Contraction, doubled: frozenset[str] | None) -> Mapping | None
     whole tile), the order of the outer loops; None when nothing is tiled (the default applies).
     `doubled`: the operands the schedule double-buffers; None: unknown (every one that fits)."""
     roles = [r for r in ("i", "j", "k") if g.role(r) is not None]
-    if all(g.role(r).tile is None for r in roles):  # type: ignore[union-attr]
+    if all(g.role(r).tile is None for r in roles) and g.i2 is None:  # type: ignore[union-attr]
         return None
     tiles = {r: (g.role(r).tile or g.extent(r)) if g.role(r) is not None else 1 for r in ("i", "j", "k")}  # type: ignore[union-attr]
     order = tuple(sorted(roles, key=lambda r: g.role(r).position))  # type: ignore[union-attr]
-    return Mapping(tiles["i"], tiles["j"], tiles["k"], order, ALL if doubled is None else doubled)
+    th = (g.i2.tile or 1) if g.i2 is not None else 1
+    return Mapping(tiles["i"], tiles["j"], tiles["k"], order, ALL if doubled is None else doubled, th=th)
 
 
 def doubled_operands(g: Contraction, schedule: Schedule | None) -> frozenset[str] | None:
@@ -195,14 +245,14 @@ def estimate(g: Contraction, m: Mapping, cfg: AccelConfig, live: Liveness = DENS
     against the DRAM channel's bytes, overlapped when double-buffered.  `live`: the shares of A that
     are not all zero (a sparse weight's; codegen skips the rest: compiler/sparse.py)."""
     dim, n = cfg.dim, counts(g, m)
-    batches = math.prod(a.extent for a in g.batch)
-    slices = math.prod(a.extent for a in g.slices)
-    M, N, K = g.extent("i"), g.extent("j"), g.extent("k")
+    batches = math.prod(a.extent for a in batch_axes(g, m))
+    slices = slice_count(g)
+    (M, TM), N, K = i_rows(g, m), g.extent("j"), g.extent("k")
     panels = sum(math.ceil(min(m.tn, N - j0) / dim) for j0 in range(0, N, m.tn))
     chunks = sum(math.ceil(min(m.tk, K - k0) / dim) for k0 in range(0, K, m.tk))
     if cfg.dataflow == "os":
         # each block of dim rows: drained per step that visits it, k cycles per live chunk
-        blocks = sum(math.ceil(min(m.tm, M - i0) / dim) for i0 in range(0, M, m.tm))
+        blocks = sum(math.ceil(min(TM, M - i0) / dim) for i0 in range(0, M, TM))
         per_panel = blocks * (n["k"] * dim * live.steps + K * live.tiles)
     else:
         # a preload per live chunk of each i tile, its live rows streamed; the first chunk of a C tile whole
@@ -211,13 +261,20 @@ def estimate(g: Contraction, m: Mapping, cfg: AccelConfig, live: Liveness = DENS
     inner = [r for r in reversed(m.order) if n[r] > 1]
     innermost = inner[0] if inner and slices == 1 else None
     ib = cfg.input_bytes
-    a_bytes = M * K * ib * (1 if innermost == "j" else n["j"]) * live.rows
-    b_bytes = K * N * ib * (1 if innermost == "i" else n["i"]) * live.chunks
+    a_bytes = M * K * ib * (1 if innermost == "j" else n["j"]) * live.rows * _span(g.A, g.i, g.k)
+    b_bytes = K * N * ib * (1 if innermost == "i" else n["i"]) * live.chunks * _span(g.B, g.k, g.j)
     c_bytes = M * N * 4 * (2 if g.init is not None else 1)
-    dma = batches * (slices * (a_bytes + b_bytes) + c_bytes) / cfg.dma_bytes_per_cycle
+    b_loads = batches * slices * b_bytes
+    if m.hold_b and n["j"] * n["k"] == 1 and not any(g.B.stride(a) for a in batch_axes(g, m)):
+        b_loads = slices * K * N * ib * _span(g.B, g.k, g.j)  # NOTE: one B tile, loaded once
+    dma = (batches * (slices * a_bytes + c_bytes) + b_loads) / cfg.dma_bytes_per_cycle
     tiles = batches * n["i"] * n["j"]
-    first = (min(m.tm, M) * min(m.tk, K) + min(m.tk, K) * min(m.tn, N)) * ib / cfg.dma_bytes_per_cycle
-    store, lat = min(m.tm, M) * min(m.tn, N) * 4 / cfg.dma_bytes_per_cycle, cfg.dma_latency
+    first = (
+        (TM * min(m.tk, K) + min(m.tk, K) * min(m.tn, N) * (slices if m.hold_b else 1))
+        * ib
+        / cfg.dma_bytes_per_cycle
+    )
+    store, lat = TM * min(m.tn, N) * 4 / cfg.dma_bytes_per_cycle, cfg.dma_latency
     steps = max(1.0, batches * slices * n["i"] * n["j"] * n["k"] * live.steps)
     per_step = (dma - batches * c_bytes / cfg.dma_bytes_per_cycle) / steps  # operand loads of a step
     if {"A", "B"} <= m.double_buffer:
@@ -246,6 +303,11 @@ def estimate(g: Contraction, m: Mapping, cfg: AccelConfig, live: Liveness = DENS
     return max(total, tiles * recycle) + first + lat
 
 
+def _span(acc: Access, rows: Axis | None, cols: Axis | None) -> int:
+    """How many elements a transposing DMA reads per element it keeps (its rows `step` apart)."""
+    return acc.stride(rows) if transposed(acc, cols) and rows is not None else 1
+
+
 def tile_candidates(extent: int, dim: int, any_size: bool) -> list[int]:
     """Tile sizes to try: dim times powers of two below the extent, and the extent itself."""
     out = {extent}
@@ -271,13 +333,13 @@ def default_mapping(
     def shares(tm: int, tk: int) -> Liveness:
         return Liveness.of(g, constants or {}, min(tm, g.extent("i")), min(tk, g.extent("k")), cfg.dim)
 
-    for tm in tile_candidates(g.extent("i"), cfg.dim, True):
+    for th, tm in _i_tiles(g, cfg, constants):
         for tn in tile_candidates(g.extent("j"), cfg.dim, False):
             for tk in tile_candidates(g.extent("k"), cfg.dim, False):
                 live = shares(tm, tk)
                 for order in (("i", "j", "k"), ("j", "i", "k")):
-                    m = Mapping(tm, tn, tk, present(g, order))
-                    m = fit_buffers(g, m, cfg, reserved_rows)
+                    m = Mapping(tm, tn, tk, present(g, order), th=th)
+                    m = hold_weights(g, fit_buffers(g, m, cfg, reserved_rows), cfg, reserved_rows, constants)
                     if not fits(g, m, cfg, reserved_rows):
                         continue
                     n = counts(g, m)
@@ -287,6 +349,42 @@ def default_mapping(
     if best is None:
         return naive_mapping(g, cfg)  # nothing fits: the smallest tiles say why in check_fits
     return deepen(g, best[2], cfg, reserved_rows, constants)
+
+
+def _i_tiles(g: Contraction, cfg: AccelConfig, constants: Mapping_[str, Any] | None) -> list[tuple[int, int]]:
+    """(th, tm) candidates: i tiles alone, or whole i ranges stacked along the stack axis (not for a
+    held operand, whose zero tiles are skipped row by row)."""
+    out = [(1, tm) for tm in tile_candidates(g.extent("i"), cfg.dim, True)]
+    if g.stack is not None and not _held(g, constants):
+        out += [(th, g.extent("i")) for th in tile_candidates(g.stack.extent, 1, False) if th > 1]
+    return out
+
+
+def _held(g: Contraction, constants: Mapping_[str, Any] | None) -> bool:
+    return bool(constants) and any(t.buffer.name in constants for t in (g.A, g.B))  # type: ignore[operator]
+
+
+def hold_weights(
+    g: Contraction,
+    m: Mapping,
+    cfg: AccelConfig,
+    reserved_rows: int = 0,
+    constants: Mapping_[str, Any] | None = None,
+) -> Mapping:
+    """`m` with its B tile holding every K-slice when one B tile serves the whole product (a
+    convolution's weights, then loaded once instead of slice by slice for every tile of C) and it
+    fits, single-buffered (it is loaded once: a second slot would only take rows from A's slots,
+    which then share a bank with each other and conflict)."""
+    n = counts(g, m)
+    if (
+        not g.slices
+        or _held(g, constants)
+        or n["j"] * n["k"] != 1
+        or any(g.B.stride(a) for a in batch_axes(g, m))
+    ):
+        return m
+    held = replace(m, hold_b=True, double_buffer=m.double_buffer - {"B"})
+    return held if fits(g, held, cfg, reserved_rows) else m
 
 
 def deepen(
@@ -325,7 +423,11 @@ def group_steps(g: Contraction, m: Mapping) -> list[Step]:
     """The schedule steps that spell mapping `m` for group `g` of an unscheduled nest."""
     roles = present(g, ("i", "j", "k"))
     names = tuple(base_name(g, r) for r in roles)
-    steps: list[Step] = [Tile(names, tuple(min(m.tile(r), g.extent(r)) for r in roles))]
+    sizes = tuple(min(m.tile(r), g.extent(r)) for r in roles)
+    stack = stack_axis(g, m)
+    if stack is not None:
+        names, sizes = (_loop_name(stack), *names), (min(m.th, stack.extent), *sizes)
+    steps: list[Step] = [Tile(names, sizes)]
     if m.order != roles:
         steps.append(Reorder(tuple(f"{base_name(g, r)}_o" for r in m.order)))
     if m.double_buffer == ALL:
@@ -352,8 +454,12 @@ def mapping_schedule(nest: LoopNest, choose: Callable[[Contraction], Mapping], c
 def describe_mapping(g: Contraction, m: Mapping, text: str | None = None) -> str:
     """One line: the statement (`text`: as the unscheduled nest prints it), tiles, order, buffering."""
     sizes = " x ".join(str(min(m.tile(r), g.extent(r))) for r in ("i", "j", "k") if g.role(r) is not None)
+    stack = stack_axis(g, m)
+    if stack is not None:
+        sizes = f"({min(m.th, stack.extent)} {stack.name} x {g.extent('i')}) x {sizes.split(' x ', 1)[1]}"
     doubled = " ".join(sorted(m.double_buffer)) or "none"
     depth = f" ({m.depth} slots for A and B)" if m.depth != 2 else ""
+    depth += ", B holds every slice" if m.hold_b else ""
     return (
         f"{text or g.text}: tiles {sizes}, tile order {' '.join(m.order)}, double-buffered: {doubled}{depth}"
     )

@@ -14,6 +14,8 @@ offsets `const + sum(coef[axis] * axis)`); the contraction's axes take the roles
     k      the reduction fed to the array: in A and B
     i      accumulator rows: in C and A, not in B                     (none: M = 1)
     batch  C's other axes: one GEMM after another
+    i2     one of them in A and C, not B (an image row): a tile stacks several whole i ranges into
+           one set of accumulator rows, so one preload of B serves them all
     slice  other reduced axes (a convolution's r, s): K-slices accumulated into the same tile
 
 Among the assignments, the one that fills the array best wins (`_fit`).  A tile (A: i x k, B: k x j,
@@ -62,6 +64,7 @@ from kcomp.targets.accel.compiler.vector_match import VectorStmt, vector_stmt
 from kcomp.targets.accel.machine.config import AccelConfig
 
 DIM = AccelConfig().dim  # the packaged machine's width, for matching without a machine
+DTYPES = {DType.F32: "f32", DType.I8: "i8", DType.I32: "i32"}  # what DRAM buffers may hold
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ class Contraction:
     dims: tuple[Axis, ...]  # the axis of each dimension of C
     init: Access | None = None  # None: the first mma overwrites (zero start)
     epilogue: list[VectorOp] = field(default_factory=list)
+    i2: Axis | None = None  # a split output axis of A and C, not B: its tile stacks whole i ranges
+    stack: Axis | None = None  # the output axis that could (i2, or the nearest such batch axis)
 
     @property
     def relu_store(self) -> bool:
@@ -144,11 +149,7 @@ def match(nest: LoopNest, cfg: AccelConfig | None = None) -> Kernel:
             continue
         value = n.store.value
         own = Load(n.store.buffer, n.store.index)
-        g = (
-            _matrix_group(n, pending, cfg.dim if cfg is not None else DIM)
-            if _is_contraction(value, own)
-            else None
-        )
+        g = _matrix_group(n, pending, cfg) if _is_contraction(value, own) else None
         if isinstance(g, Unsupported):  # NOTE: the vector unit's reason would hide the matrix unit's
             init = pending if pending is not None and _is_init(pending, n) else None
             try:
@@ -207,13 +208,30 @@ def _vector_faster(g: Contraction, cfg: AccelConfig) -> bool:
     return g.i is None and k * cfg.dim / (cfg.dim + 1) < cfg.dim / (2 * cfg.vector_row_cycles)
 
 
-def _matrix_group(n: Nest, init: Nest | None, dim: int) -> Contraction | Unsupported:
+def _matrix_group(n: Nest, init: Nest | None, cfg: AccelConfig | None) -> Contraction | Unsupported:
     """The contraction group of `n` on the matrix unit, or why its operands do not fit the array's
-    roles (it then runs on the vector unit, as any reduction, if it can there)."""
+    roles or types (it then runs on the vector unit, as any reduction, if it can there)."""
     try:
-        return _contraction(n, init, dim)
+        g = _contraction(n, init, cfg.dim if cfg is not None else DIM)
     except Unsupported as e:
         return e
+    problem = dtype_problem(g, cfg) if cfg is not None else None
+    return Unsupported(problem) if problem else g
+
+
+def dtype_problem(g: Contraction, cfg: AccelConfig) -> str | None:
+    """Why the matrix unit of `cfg` cannot take `g`'s tensors (its input and accumulator types)."""
+    operands = [(g.A.buffer, cfg.dtype), (g.B.buffer, cfg.dtype), (g.C.buffer, cfg.acc_dtype)]
+    if g.init is not None:
+        operands.append((g.init.buffer, cfg.acc_dtype))
+    operands += [(op.vector.buffer, cfg.acc_dtype) for op in g.epilogue if op.vector is not None]
+    for buffer, want in operands:
+        if DTYPES.get(buffer.dtype) != want:
+            return (
+                f"the accelerator backend cannot map {g.text}: {buffer.name} is {buffer.dtype.value}, and the"
+                f" {cfg.name} accelerator multiplies {cfg.dtype} inputs into {cfg.acc_dtype} accumulators"
+            )
+    return None
 
 
 def _nests(stmts: list[Stmt], names: dict) -> list[Nest]:
@@ -318,10 +336,14 @@ def _contraction(n: Nest, init: Nest | None, dim: int) -> Contraction:
     _, A, B, (i, j, k) = best
     if any(s < 0 for acc in (A, B, C) for s in acc.coef.values()):
         raise cannot(n.text, "an index runs backwards (a negative DRAM stride)")
-    batch = tuple(a for a in out_axes if a not in (i, j))
+    rest = [a for a in out_axes if a not in (i, j)]
+    stackable = [a for a in rest if i is not None and A.stride(a) and not B.stride(a)]
+    i2 = next((a for a in stackable if a.tile is not None), None)
+    batch = tuple(a for a in rest if a is not i2)
     slices = tuple(a for a in red_axes if a is not k)
     text = f"{format_expr(Load(n.store.buffer, n.store.index), n.names)} += {format_expr(value.rhs, n.names)}"
-    g = Contraction(text, C, A, B, i, j, k, batch, slices, tuple(dims))
+    g = Contraction(text, C, A, B, i, j, k, batch, slices, tuple(dims), i2=i2)
+    g.stack = i2 or min(stackable, key=C.stride, default=None)
     for a in (*batch, *slices):
         if a.tile is not None:
             raise cannot(
