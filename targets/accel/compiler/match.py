@@ -28,6 +28,7 @@ or is an `Unsupported` error (a ScheduleError) "the accelerator backend cannot m
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from kcomp.dtypes import DType
@@ -63,7 +64,7 @@ from kcomp.targets.accel.compiler.stream import MAX_STEP
 from kcomp.targets.accel.compiler.vector_match import VectorStmt, vector_stmt
 from kcomp.targets.accel.machine.config import AccelConfig
 
-DIM = AccelConfig().dim  # the packaged machine's width, for matching without a machine
+DEFAULT = AccelConfig()  # the packaged machine, for matching without one
 DTYPES = {DType.F32: "f32", DType.I8: "i8", DType.I32: "i32"}  # what DRAM buffers may hold
 
 
@@ -212,7 +213,7 @@ def _matrix_group(n: Nest, init: Nest | None, cfg: AccelConfig | None) -> Contra
     """The contraction group of `n` on the matrix unit, or why its operands do not fit the array's
     roles or types (it then runs on the vector unit, as any reduction, if it can there)."""
     try:
-        g = _contraction(n, init, cfg.dim if cfg is not None else DIM)
+        g = _contraction(n, init, cfg if cfg is not None else DEFAULT)
     except Unsupported as e:
         return e
     problem = dtype_problem(g, cfg) if cfg is not None else None
@@ -303,7 +304,7 @@ def _reads_itself(value: Expr, n: Nest) -> bool:
     return any(ld.buffer is n.store.buffer for ld in loads(value))
 
 
-def _contraction(n: Nest, init: Nest | None, dim: int) -> Contraction:
+def _contraction(n: Nest, init: Nest | None, cfg: AccelConfig) -> Contraction:
     value = n.store.value
     assert isinstance(value, Binary) and isinstance(value.rhs, Binary)
     dims = target_dims(n)
@@ -327,7 +328,7 @@ def _contraction(n: Nest, init: Nest | None, dim: int) -> Contraction:
     red_axes = [a for a in n.axes if not C.stride(a)]
     best, why = None, ""
     for A, B in ((ops[0], ops[1]), (ops[1], ops[0])):
-        roles, fit = _roles(C, A, B, out_axes, red_axes, dim)
+        roles, fit = _roles(C, A, B, out_axes, red_axes, cfg)
         if roles is not None and (best is None or fit > best[0]):
             best = (fit, A, B, roles)
         why = why or fit
@@ -360,7 +361,7 @@ def _zero_padding(n: Nest, ld: Load) -> None:
         raise cannot(n.text, f"{ld.buffer.name} is padded with {ld.pad}; the DMA fills the halo with zeros")
 
 
-def _roles(C: Access, A: Access, B: Access, out_axes: list[Axis], red_axes: list[Axis], dim: int):
+def _roles(C: Access, A: Access, B: Access, out_axes: list[Axis], red_axes: list[Axis], cfg: AccelConfig):
     """The best (i, j, k) for operands A and B (`_fit`), or None and why none can be loaded."""
     ks = [a for a in red_axes if A.stride(a) and B.stride(a)]
     if not ks:
@@ -369,7 +370,7 @@ def _roles(C: Access, A: Access, B: Access, out_axes: list[Axis], red_axes: list
     for j in [a for a in out_axes if B.stride(a) and not A.stride(a)] + [None]:
         for i in [a for a in out_axes if a is not j and A.stride(a) and not B.stride(a)] + [None]:
             for k in ks:
-                fit, problem = _fit(C, A, B, i, j, k, dim)
+                fit, problem = _fit(C, A, B, (i, j, k), (out_axes, red_axes), cfg)
                 if fit is not None and (best is None or fit > best[0]):
                     best = (fit, (i, j, k))
                 why = why or problem
@@ -382,15 +383,18 @@ def transposed(acc: Access, cols: Axis | None) -> bool:
     return cols is not None and acc.stride(cols) != 1
 
 
-def _fit(C: Access, A: Access, B: Access, i: Axis | None, j: Axis | None, k: Axis, dim: int):
+def _fit(
+    C: Access, A: Access, B: Access, roles: tuple, axes: tuple[list[Axis], list[Axis]], cfg: AccelConfig
+):
     """How well roles (i, j, k) use the matrix unit, or None and why they cannot be loaded.
 
     A tile is rows x columns: A i x k, B k x j, C i x j.  A tile whose columns are not contiguous in
     DRAM moves by a transposing DMA, its rows `step` elements apart (a burst per column over the span
     they cover: cheap when the rows are contiguous, a gather otherwise); a stored C tile needs one of
     its axes contiguous.  The fit: the share of the array's rows, columns and time (a preload of dim
-    cycles per m streamed rows) the product fills, halved for an operand gathered element by element,
-    and a little less for a transposed operand, so a plain layout wins a tie."""
+    cycles per m streamed rows) the product fills, times the share of time the DRAM channel keeps up
+    (`_dma_share`), a tenth less per transposed operand, so a plain layout wins a near tie."""
+    i, j, k = roles
     for acc, rows, cols in ((A, i, k), (B, k, j)):
         if not transposed(acc, cols):
             continue
@@ -400,12 +404,36 @@ def _fit(C: Access, A: Access, B: Access, i: Axis | None, j: Axis | None, k: Axi
             return None, f"{acc.buffer.name} is padded along {cols.name}, which a transposing DMA cannot fill"
     if transposed(C, j) and i is not None and C.stride(i) != 1:
         return None, f"{C.buffer.name} has no contiguous index among the product's output loops"
+    dim = cfg.dim
     M, N, K = (a.extent if a is not None else 1 for a in (i, j, k))
     use = K / (-(-K // dim) * dim) * N / (-(-N // dim) * dim) * M / (M + dim)
-    for acc, rows, cols in ((A, i, k), (B, k, j), (C, i, j)):
-        if transposed(acc, cols):
-            use *= 0.95 if rows is None or acc.stride(rows) == 1 else 0.5
-    return (use, -C.stride(i)), ""
+    use *= 0.9 ** sum(transposed(acc, cols) for acc, cols in ((A, k), (B, j), (C, j)))
+    return (use * _dma_share(C, A, B, roles, axes, cfg), -C.stride(i)), ""
+
+
+def _dma_share(
+    C: Access, A: Access, B: Access, roles: tuple, axes: tuple[list[Axis], list[Axis]], cfg: AccelConfig
+) -> float:
+    """A rough share of the time the DRAM channel keeps the matrix unit fed under roles (i, j, k):
+    A is read once per group of four column panels, B once when every slice of it fits in half the
+    scratchpad (else once per 256 rows of i), C written once; a transposing load reads the whole span
+    its rows cover."""
+    i, j, k = roles
+    dim, bw, ib = cfg.dim, cfg.dma_bytes_per_cycle, cfg.input_bytes
+    M, N, K = (a.extent if a is not None else 1 for a in (i, j, k))
+    batch = math.prod(a.extent for a in axes[0] if a not in (i, j))
+    slices = math.prod(a.extent for a in axes[1] if a is not k)
+
+    def span(acc: Access, rows: Axis | None, cols: Axis | None) -> int:
+        return acc.stride(rows) if transposed(acc, cols) and rows is not None else 1
+
+    compute = batch * slices * -(-N // dim) * -(-K // dim) * (M + dim)
+    a = batch * slices * M * K * ib * span(A, i, k) * -(-N // (4 * dim))
+    b = slices * K * N * ib * span(B, k, j)
+    if slices * K * N * ib > cfg.sp_rows * cfg.sp_row_bytes // 2:
+        b *= batch * -(-M // 256)
+    c = batch * M * N * 4
+    return min(1.0, compute * bw / (a + b + c))
 
 
 def _may_leave(acc: Access, axis: Axis) -> bool:

@@ -89,7 +89,8 @@ class AccelRules:
         if state.phase == "order":
             boost = {tuple(o): DEFAULT_BOOST if o == default["order"] else 1.0 for o in g["orders"]}
             return [Action(f"order {' '.join(o)}", (), b, "order", 0, (o,)) for o, b in boost.items()]
-        tiles, natural = tuple(pending[: len(loops)]), tuple(f"{n}_o" for n in loops)
+        tiles = tuple(pending[: len(loops)])
+        natural = tuple(f"{n}_o" for n in loops[1 if g["stack"] else 0 :])  # the roles' tile loops
         order = pending[len(loops)] if len(pending) > len(loops) else natural
         steps: tuple[Step, ...] = (S.Tile(loops, tiles), *((S.Reorder(order),) if order != natural else ()))
         text = "; ".join(map(format_step, steps))
@@ -137,32 +138,43 @@ def _mapping(state: State, chosen: tuple[Any, ...], cfg: AccelConfig) -> tuple[A
     g, entry = match(state.nest, cfg).groups[state.pos], plan.group
     tiles = [c for c in chosen if isinstance(c, int)]
     sizes = [*tiles, *(min(entry["tiles"][n]) for n in entry["loops"][len(tiles) :])]
+    th = sizes.pop(0) if entry["stack"] else 1
     roles = dict(zip([r for r in "ijk" if g.role(r) is not None], sizes, strict=True))
-    by_name = dict(zip((f"{n}_o" for n in entry["loops"]), roles, strict=True))
+    by_name = dict(zip((f"{n}_o" for n in entry["loops"][1 if entry["stack"] else 0 :]), roles, strict=True))
     order = [by_name[o] for o in chosen[-1]] if chosen and isinstance(chosen[-1], tuple) else list(roles)
-    return g, Mapping(roles.get("i", 1), roles.get("j", 1), roles.get("k", 1), tuple(order), frozenset())
+    return g, Mapping(
+        roles.get("i", 1), roles.get("j", 1), roles.get("k", 1), tuple(order), frozenset(), th=th
+    )
 
 
 def search_space(nest: LoopNest, cfg: AccelConfig) -> list[dict]:
     """The mapping decisions of each contraction group of `nest`, as plain data: tile size candidates
     per loop (dim x 2^n and the whole extent; a combination that does not fit is a ScheduleError when
-    it is compiled), tile-loop orders, double buffering on/off, and the default's choice."""
+    it is compiled), tile-loop orders, double buffering on/off, and the default's choice.  A group
+    with a stack axis (match.py's i2) tiles it first: how many whole i ranges one tile stacks."""
     out = []
     for g in match(nest, cfg).groups:
         roles = present(g, ("i", "j", "k"))
         tiles = {base_name(g, r): tile_candidates(g.extent(r), cfg.dim, r == "i") for r in roles}
         default = default_mapping(g, cfg, reserved_rows(g, cfg))
+        loops, extents = [base_name(g, r) for r in roles], [g.extent(r) for r in roles]
+        chosen = [default.tile(r) for r in roles]
+        if g.stack is not None:
+            name = g.stack.name
+            tiles = {name: tile_candidates(g.stack.extent, 1, False)} | tiles
+            loops, extents, chosen = [name, *loops], [g.stack.extent, *extents], [default.th, *chosen]
         out.append(
             {
                 "statement": g.text,
                 "tensors": g.tensors,
-                "loops": [base_name(g, r) for r in roles],
-                "extents": [g.extent(r) for r in roles],
+                "loops": loops,
+                "stack": g.stack is not None,
+                "extents": extents,
                 "tiles": tiles,
                 "orders": [[f"{base_name(g, r)}_o" for r in p] for p in permutations(roles)],
                 "double_buffer": [True, False],
                 "default": {
-                    "tiles": [default.tile(r) for r in roles],
+                    "tiles": chosen,
                     "order": [f"{base_name(g, r)}_o" for r in default.order],
                     "double_buffer": sorted(default.double_buffer),
                 },
