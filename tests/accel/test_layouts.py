@@ -5,9 +5,11 @@ against the numpy reference on random inputs, on the three packaged configuratio
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from test_backend import CONFIGS, assert_round_trips, assert_tokens_balance, sim
 
+import kcomp
 from kcomp.api import load_module
 from kcomp.errors import ScheduleError
 from kcomp.lower import lower
@@ -149,3 +151,29 @@ def test_holding_every_slice_must_fit():
     held = Mapping(g.extent("i"), g.extent("j"), g.extent("k"), ("i", "j", "k"), frozenset(), hold_b=True)
     with pytest.raises(ScheduleError, match="scratchpad"):
         check_fits(g, held, cfg)
+
+
+def test_a_one_row_product_keeps_its_i_role():
+    # (kcomp fuzz --targets accel --seed 24, program 19) with i of extent 1 and none equally good,
+    # the role of extent 1 must win: the default mapping then tiles a loop double_buffer can pipeline
+    source = "dim M = 1, K = 8\nkernel k(A: f32[M, K], x: f32[K], c: f32[M]) -> (y: f32[M]) {\n"
+    source += "    y[i] = c[i]\n    y[i] += A[i, k] * x[k]\n}\n"
+    g = match(_nest(source), _cfg("accel")).groups[0]
+    assert g.i is not None and g.i.extent == 1
+    _, run = sim(source, "accel", seed=8)
+    assert run.ok, run.max_rel_err
+
+
+def test_a_sparse_weight_does_not_stack():
+    # (kcomp fuzz --targets accel --seed 24, program 59) a stacked tile over a held weight, whose
+    # zero tiles are skipped row range by row range, runs unstacked
+    source = (
+        "dim D0 = 2, D2 = 11, E0 = (D2 - 1) // 2 + 1, E1 = D0 + 2\n"
+        "kernel fz(A: f32[E0, E1, E1] sparse(bsr3x1), B: f32[E1, E0, D0, D0]) -> (t0: f32[E1, D0, D0]) {\n"
+        "    t0[i, j, n] += (A[k, j + l, n + m] * B[i, k, l, m]) where i < E1, j < D0, l < D0, n < D0\n}\n"
+    )
+    w = np.random.default_rng(1).standard_normal((6, 4, 4)).astype(np.float32)
+    w[0:3, 1, :] = 0
+    k = kcomp.compile(source, target="accel", weights={"A": w}, schedule="tile j n i k 2 2 4 6")
+    result = k.check(842505910)
+    assert result.ok, result.max_abs_err

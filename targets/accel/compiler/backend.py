@@ -19,7 +19,7 @@ copies of its value (so the vector unit reads it as a row).
 from __future__ import annotations
 
 from collections.abc import Mapping as Map
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kcomp.dtypes import DType
@@ -34,6 +34,7 @@ from kcomp.targets.accel.compiler.mapping import (
     default_mapping,
     doubled_operands,
     fit_buffers,
+    held_operand,
     hold_weights,
     mapping_of,
 )
@@ -65,6 +66,8 @@ def choose_mapping(
     m = mapping_of(g, doubled)
     if m is None:
         return default_mapping(g, cfg, reserved, constants)
+    if m.th > 1 and held_operand(g, constants):  # NOTE: zero tiles are skipped row range by row range
+        m = replace(m, th=1)
     if doubled is None:
         m = fit_buffers(g, m, cfg, reserved)
     m = hold_weights(g, deepen(g, m, cfg, reserved, constants), cfg, reserved, constants)

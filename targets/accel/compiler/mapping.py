@@ -265,7 +265,8 @@ def estimate(g: Contraction, m: Mapping, cfg: AccelConfig, live: Liveness = DENS
     b_bytes = K * N * ib * (1 if innermost == "i" else n["i"]) * live.chunks * _span(g.B, g.k, g.j)
     c_bytes = M * N * 4 * (2 if g.init is not None else 1)
     b_loads = batches * slices * b_bytes
-    if m.hold_b and n["j"] * n["k"] == 1 and not any(g.B.stride(a) for a in batch_axes(g, m)):
+    once = m.hold_b and n["j"] * n["k"] == 1 and not any(g.B.stride(a) for a in batch_axes(g, m))
+    if once:
         b_loads = slices * K * N * ib * _span(g.B, g.k, g.j)  # NOTE: one B tile, loaded once
     dma = (batches * (slices * a_bytes + c_bytes) + b_loads) / cfg.dma_bytes_per_cycle
     tiles = batches * n["i"] * n["j"]
@@ -277,7 +278,7 @@ def estimate(g: Contraction, m: Mapping, cfg: AccelConfig, live: Liveness = DENS
     store, lat = TM * min(m.tn, N) * 4 / cfg.dma_bytes_per_cycle, cfg.dma_latency
     steps = max(1.0, batches * slices * n["i"] * n["j"] * n["k"] * live.steps)
     per_step = (dma - batches * c_bytes / cfg.dma_bytes_per_cycle) / steps  # operand loads of a step
-    if {"A", "B"} <= m.double_buffer:
+    if "A" in m.double_buffer and ("B" in m.double_buffer or once):
         # NOTE: with two buffers the loader runs one step ahead; a C tile's store takes the channel
         # when a tile closes, delaying the step after next: the compute stalls unless a step's
         # matrix work covers the store plus that step's loads and their latency.  A step's loads are
@@ -355,12 +356,13 @@ def _i_tiles(g: Contraction, cfg: AccelConfig, constants: Mapping_[str, Any] | N
     """(th, tm) candidates: i tiles alone, or whole i ranges stacked along the stack axis (not for a
     held operand, whose zero tiles are skipped row by row)."""
     out = [(1, tm) for tm in tile_candidates(g.extent("i"), cfg.dim, True)]
-    if g.stack is not None and not _held(g, constants):
+    if g.stack is not None and not held_operand(g, constants):
         out += [(th, g.extent("i")) for th in tile_candidates(g.stack.extent, 1, False) if th > 1]
     return out
 
 
-def _held(g: Contraction, constants: Mapping_[str, Any] | None) -> bool:
+def held_operand(g: Contraction, constants: Mapping_[str, Any] | None) -> bool:
+    """Whether the compiler holds A's or B's values (a sparse weight, whose zero tiles it skips)."""
     return bool(constants) and any(t.buffer.name in constants for t in (g.A, g.B))  # type: ignore[operator]
 
 
@@ -378,7 +380,7 @@ def hold_weights(
     n = counts(g, m)
     if (
         not g.slices
-        or _held(g, constants)
+        or held_operand(g, constants)
         or n["j"] * n["k"] != 1
         or any(g.B.stride(a) for a in batch_axes(g, m))
     ):

@@ -408,7 +408,8 @@ def _fit(
     M, N, K = (a.extent if a is not None else 1 for a in (i, j, k))
     use = K / (-(-K // dim) * dim) * N / (-(-N // dim) * dim) * M / (M + dim)
     use *= 0.9 ** sum(transposed(acc, cols) for acc, cols in ((A, k), (B, j), (C, j)))
-    return (use * _dma_share(C, A, B, roles, axes, cfg), -C.stride(i)), ""
+    present = sum(r is not None for r in (i, j))  # NOTE: a role of extent 1 rather than none
+    return (use * _dma_share(C, A, B, roles, axes, cfg), present, -C.stride(i)), ""
 
 
 def _dma_share(
