@@ -177,3 +177,12 @@ def test_a_sparse_weight_does_not_stack():
     k = kcomp.compile(source, target="accel", weights={"A": w}, schedule="tile j n i k 2 2 4 6")
     result = k.check(842505910)
     assert result.ok, result.max_abs_err
+
+
+def test_a_product_with_neither_i_nor_j_maps_without_a_tile_loop():
+    # (kcomp fuzz --targets accel --seed 26, program 50) whole tiles leave double_buffer no tile
+    # loop to pipeline: the default mapping goes without it instead of failing
+    source = "dim D = 11\nkernel k(A: f32[D, D], B: f32[D]) -> (t: f32[D]) {\n"
+    source += "    t[i] += A[j, j] * B[j] where i < D\n}\n"
+    _, run = sim(source, "accel", seed=9)
+    assert run.ok, run.max_rel_err

@@ -448,7 +448,11 @@ def mapping_schedule(nest: LoopNest, choose: Callable[[Contraction], Mapping], c
     for n in range(len(match(nest, cfg).groups)):
         g = match(current, cfg).groups[n]
         more = group_steps(g, choose(g))
-        current = apply(current, Schedule(tuple(more)))
+        try:
+            current = apply(current, Schedule(tuple(more)))
+        except ScheduleError:  # NOTE: whole tiles leave no tile loop for double_buffer to pipeline
+            more = [step for step in more if not isinstance(step, DoubleBuffer)]
+            current = apply(current, Schedule(tuple(more)))
         steps += more
     return Schedule(tuple(steps))
 
