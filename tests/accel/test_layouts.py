@@ -186,3 +186,22 @@ def test_a_product_with_neither_i_nor_j_maps_without_a_tile_loop():
     source += "    t[i] += A[j, j] * B[j] where i < D\n}\n"
     _, run = sim(source, "accel", seed=9)
     assert run.ok, run.max_rel_err
+
+
+# stacked tiles with an initial value, a scaling by a parameter and relu on the way out
+BATCHED_EPILOGUE = """
+dim B = 6, S = 10, D = 24, E = 40
+kernel lin(X: f32[B, S, D], W: f32[D, E], bias: f32[E], a: f32) -> (Y: f32[B, S, E]) {
+    Y[b, s, e] = bias[e]
+    Y[b, s, e] += X[b, s, d] * W[d, e]
+    Y[b, s, e] = relu(Y[b, s, e] * a)
+}
+"""
+
+
+@pytest.mark.parametrize("spec", CONFIGS)
+@pytest.mark.parametrize("schedule", [None, "tile b1 s1 e1 d 4 10 16 24; double_buffer"])
+def test_stacked_tiles_keep_their_initial_value_and_epilogue(spec, schedule):
+    c, run = sim(BATCHED_EPILOGUE, spec, schedule=schedule, seed=10)
+    assert run.ok, run.max_rel_err
+    assert_tokens_balance(c.artifact.program)
