@@ -66,6 +66,7 @@ def default_schedule(program: Program, nest: LoopNest, target: object, fuse: boo
     variants schedule nests they fused themselves)."""
     width = max(1, getattr(target, "vector_bits", 0) // 32)
     cores = getattr(target, "cores", 1)
+    l2 = getattr(target, "l2_bytes", 512 << 10)
     b = Builder(nest)
     steps = getattr(getattr(target, "capabilities", None), "steps", None)
     if fuse and (steps is None or ComputeAt in steps):
@@ -92,7 +93,7 @@ def default_schedule(program: Program, nest: LoopNest, target: object, fuse: boo
         elif gemm is not None:
             if not _skinny(b, chain, names, width, cores):
                 _generic(b, pos, width, cores)
-        elif schedule_gathered(b, chain, names, width, cores, _accumulators(width), _work(chain[0])):
+        elif schedule_gathered(b, chain, names, width, cores, _accumulators(width), _work(chain[0]), l2):
             pass
         elif not _conv(b, pos, chain, names, width, cores):
             _generic(b, pos, width, cores)

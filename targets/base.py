@@ -91,6 +91,7 @@ class Target(abc.ABC):
     name: str = ""  # the normalised spec: `get_target(name)` gives this target back
     vector_bits: int = 0  # widest native vector register, in bits
     cores: int = 1  # hardware threads kernels may use
+    l2_bytes: int = 512 << 10  # one core's L2, for rules that keep a working set there
     settings: Config | None = None  # kcomp's caches and database for this target (None: the process's)
 
     @classmethod

@@ -272,3 +272,23 @@ def test_cli_unknown_level_exits_2(capsys: pytest.CaptureFixture[str], tmp_path:
     err = capsys.readouterr().err
     assert "unknown cpu ISA level 'avx1024'" in err and "avx512, avx2, scalar" in err
     assert "Traceback" not in err
+
+
+def test_the_l2_size_comes_from_sysfs_or_the_fallback(tmp_path, monkeypatch):
+    for n, (level, kind, size) in enumerate(
+        [("1", "Data", "32K"), ("1", "Instruction", "32K"), ("2", "Unified", "1024K")]
+    ):
+        index = tmp_path / f"index{n}"
+        index.mkdir()
+        for name, text in (("level", level), ("type", kind), ("size", size)):
+            (index / name).write_text(text + "\n")
+    monkeypatch.setattr(host, "CACHES", tmp_path)
+    host.l2_bytes.cache_clear()
+    try:
+        assert host.l2_bytes() == 1 << 20
+        monkeypatch.setattr(host, "CACHES", tmp_path / "missing")
+        host.l2_bytes.cache_clear()
+        assert host.l2_bytes() == host.L2_FALLBACK
+    finally:
+        host.l2_bytes.cache_clear()
+    assert host._size("2M") == 2 << 20 and host._size("512K") == 512 << 10 and host._size("big") == 0

@@ -81,6 +81,31 @@ def isa_level(have: frozenset[str] | None = None) -> str:
     return "scalar"
 
 
+L2_FALLBACK = 512 << 10  # a Zen 3 core's: the smallest L2 of the machines kcomp meets
+CACHES = Path("/sys/devices/system/cpu/cpu0/cache")
+
+
+@functools.cache
+def l2_bytes() -> int:
+    """One core's L2 (or unified level-2) cache in bytes, from sysfs; L2_FALLBACK where it does not say."""
+    try:
+        for index in sorted(CACHES.glob("index*")):
+            if (index / "level").read_text().strip() == "2" and (
+                index / "type"
+            ).read_text().strip() != "Instruction":
+                return _size((index / "size").read_text().strip()) or L2_FALLBACK
+    except OSError:
+        pass
+    return L2_FALLBACK
+
+
+def _size(text: str) -> int:
+    """'1024K' -> 1048576 (sysfs's spelling); 0 for anything else."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1)
+    return int(number) * unit if number.isdigit() else 0
+
+
 def cores() -> int:
     """Hardware threads this process may run on."""
     try:

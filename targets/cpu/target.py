@@ -60,6 +60,7 @@ class CpuTarget(Target):
         self.settings = cfg or config()
         self.threads = threads or self.settings.threads
         self.cores = host.cores()
+        self.l2_bytes = host.l2_bytes()
 
     @classmethod
     def from_spec(cls, spec: str) -> CpuTarget:

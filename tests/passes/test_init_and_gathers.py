@@ -4,6 +4,8 @@ for multiply-accumulates over a gathered operand: differential checks, refusals,
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 from helpers import build, check_schedule, cpu_target, scheduled
 
@@ -103,3 +105,16 @@ def test_the_gathered_rule_gives_a_register_tile_and_not_to_a_gemm():
     program, naive = build(MATMUL, {"M": 64, "N": 64, "K": 64})
     gemm = str(default_schedule(program, naive, cpu_target()))
     assert "pack B" in gemm  # the GEMM rule, not the gathered one
+
+
+@pytest.mark.parametrize(("l2", "width"), [(1 << 20, 64), (512 << 10, 32), (64 << 10, 128)])
+def test_a_gathered_slab_narrows_until_it_fits_the_l2_it_is_given(l2, width):
+    # E is 3072 x 512 floats (6 MiB): its column slabs go outermost, each as wide as fits three
+    # quarters of the core's L2 (not below two vectors: past that the register tile's width)
+    shapes = {"T": 96, "L": 8, "V": 3072, "D": 512}
+    program, naive = build(BAG, shapes)
+    target = copy.copy(cpu_target())  # NOTE: the shared target stays as it is
+    target.l2_bytes = l2
+    schedule = default_schedule(program, naive, target)
+    assert f"split d {width}" in str(schedule)
+    check_schedule(BAG, {"T": 9, "L": 4, "V": 300, "D": 512}, schedule)
