@@ -289,7 +289,7 @@ def _steps(g: Contraction, m: Mapping, constants: Values[str, Any]) -> list[_Ste
                         c_off=g.C.at(vals) + g.C.stride(g.i) * i0 + g.C.stride(g.j) * j0,
                         blocks=blocks,
                         slice_no=q if m.hold_b else 0,
-                        b_key=b_off - g.B.at(svals) + g.B.const if m.hold_b else b_off,
+                        b_key=b_off - (g.B.at(svals) - g.B.const) if m.hold_b else b_off,  # slices out
                     )
                 )  # fmt: skip
     if constants:

@@ -11,9 +11,9 @@ A `Mapping` is what the accelerator schedule of a contraction says:
 
 `mapping_of` reads it back from a scheduled nest (tile sizes are the loops' extents inside the
 outer tile loops, the order is theirs) and the schedule (double buffering).  `check_fits` says
-which memory overflows and by how much.  A B tile of a product with K-slices (a convolution's r, s) holds every slice when one B tile serves
-the whole product and it fits (`hold_weights`, a rule): the weights are then loaded once.
-Without tiles, `default_mapping` chooses (rule-based):
+which memory overflows and by how much.  A B tile of a product with K-slices (a convolution's
+r, s) holds every slice when one B tile serves the whole product and it fits (`hold_weights`, a
+rule): the weights are then loaded once.  Without tiles, `default_mapping` chooses (rule-based):
 the tiles that fit with double buffering whose estimated cycles (`estimate`: the matrix unit's
 preload + streaming against the DRAM channel's bytes) are fewest, the accumulator tile resident
 over k.  `naive_mapping` is the baseline (DIM-sized tiles, one buffer each); `mapping_schedule`
@@ -33,8 +33,8 @@ from kcomp.errors import ScheduleError
 from kcomp.loops import LoopNest
 from kcomp.passes import apply
 from kcomp.schedule import DoubleBuffer, Reorder, Schedule, Step, Tile
-from kcomp.targets.accel.compiler.match import Contraction, match, transposed
-from kcomp.targets.accel.compiler.nest import Access, Axis
+from kcomp.targets.accel.compiler.match import Contraction, match, span
+from kcomp.targets.accel.compiler.nest import Axis
 from kcomp.targets.accel.compiler.sparse import DENSE, Liveness
 from kcomp.targets.accel.machine.config import AccelConfig
 
@@ -261,13 +261,13 @@ def estimate(g: Contraction, m: Mapping, cfg: AccelConfig, live: Liveness = DENS
     inner = [r for r in reversed(m.order) if n[r] > 1]
     innermost = inner[0] if inner and slices == 1 else None
     ib = cfg.input_bytes
-    a_bytes = M * K * ib * (1 if innermost == "j" else n["j"]) * live.rows * _span(g.A, g.i, g.k)
-    b_bytes = K * N * ib * (1 if innermost == "i" else n["i"]) * live.chunks * _span(g.B, g.k, g.j)
+    a_bytes = M * K * ib * (1 if innermost == "j" else n["j"]) * live.rows * span(g.A, g.i, g.k)
+    b_bytes = K * N * ib * (1 if innermost == "i" else n["i"]) * live.chunks * span(g.B, g.k, g.j)
     c_bytes = M * N * 4 * (2 if g.init is not None else 1)
     b_loads = batches * slices * b_bytes
-    once = m.hold_b and n["j"] * n["k"] == 1 and not any(g.B.stride(a) for a in batch_axes(g, m))
+    once = m.hold_b and _one_b_tile(g, m)
     if once:
-        b_loads = slices * K * N * ib * _span(g.B, g.k, g.j)  # NOTE: one B tile, loaded once
+        b_loads = slices * K * N * ib * span(g.B, g.k, g.j)  # NOTE: one B tile, loaded once
     dma = (batches * (slices * a_bytes + c_bytes) + b_loads) / cfg.dma_bytes_per_cycle
     tiles = batches * n["i"] * n["j"]
     first = (
@@ -302,11 +302,6 @@ def estimate(g: Contraction, m: Mapping, cfg: AccelConfig, live: Liveness = DENS
     else:
         recycle += per_step + lat
     return max(total, tiles * recycle) + first + lat
-
-
-def _span(acc: Access, rows: Axis | None, cols: Axis | None) -> int:
-    """How many elements a transposing DMA reads per element it keeps (its rows `step` apart)."""
-    return acc.stride(rows) if transposed(acc, cols) and rows is not None else 1
 
 
 def tile_candidates(extent: int, dim: int, any_size: bool) -> list[int]:
@@ -361,6 +356,12 @@ def _i_tiles(g: Contraction, cfg: AccelConfig, constants: Mapping_[str, Any] | N
     return out
 
 
+def _one_b_tile(g: Contraction, m: Mapping) -> bool:
+    """Whether one B tile serves every step of `m`: one j and one k tile, B the same in every batch."""
+    n = counts(g, m)
+    return n["j"] * n["k"] == 1 and not any(g.B.stride(a) for a in batch_axes(g, m))
+
+
 def held_operand(g: Contraction, constants: Mapping_[str, Any] | None) -> bool:
     """Whether the compiler holds A's or B's values (a sparse weight, whose zero tiles it skips)."""
     return bool(constants) and any(t.buffer.name in constants for t in (g.A, g.B))  # type: ignore[operator]
@@ -377,13 +378,7 @@ def hold_weights(
     convolution's weights, then loaded once instead of slice by slice for every tile of C) and it
     fits, single-buffered (it is loaded once: a second slot would only take rows from A's slots,
     which then share a bank with each other and conflict)."""
-    n = counts(g, m)
-    if (
-        not g.slices
-        or held_operand(g, constants)
-        or n["j"] * n["k"] != 1
-        or any(g.B.stride(a) for a in batch_axes(g, m))
-    ):
+    if not g.slices or held_operand(g, constants) or not _one_b_tile(g, m):
         return m
     held = replace(m, hold_b=True, double_buffer=m.double_buffer - {"B"})
     return held if fits(g, held, cfg, reserved_rows) else m

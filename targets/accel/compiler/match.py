@@ -424,10 +424,6 @@ def _dma_share(
     M, N, K = (a.extent if a is not None else 1 for a in (i, j, k))
     batch = math.prod(a.extent for a in axes[0] if a not in (i, j))
     slices = math.prod(a.extent for a in axes[1] if a is not k)
-
-    def span(acc: Access, rows: Axis | None, cols: Axis | None) -> int:
-        return acc.stride(rows) if transposed(acc, cols) and rows is not None else 1
-
     compute = batch * slices * -(-N // dim) * -(-K // dim) * (M + dim)
     a = batch * slices * M * K * ib * span(A, i, k) * -(-N // (4 * dim))
     b = slices * K * N * ib * span(B, k, j)
@@ -435,6 +431,12 @@ def _dma_share(
         b *= batch * -(-M // 256)
     c = batch * M * N * 4
     return min(1.0, compute * bw / (a + b + c))
+
+
+def span(acc: Access, rows: Axis | None, cols: Axis | None) -> int:
+    """How many elements the DMA reads per element it keeps of a tile of `acc` (rows along `rows`,
+    columns along `cols`): a transposing load bursts over the span its rows cover, `step` apart."""
+    return acc.stride(rows) if transposed(acc, cols) and rows is not None else 1
 
 
 def _may_leave(acc: Access, axis: Axis) -> bool:
