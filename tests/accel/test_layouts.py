@@ -205,3 +205,30 @@ def test_stacked_tiles_keep_their_initial_value_and_epilogue(spec, schedule):
     c, run = sim(BATCHED_EPILOGUE, spec, schedule=schedule, seed=10)
     assert run.ok, run.max_rel_err
     assert_tokens_balance(c.artifact.program)
+
+
+# a strided convolution with bias and relu (its pixels' rows two apart: dma.load.t's step) and a
+# dilated one (the halo two wide)
+STRIDED = """
+dim N = 2, C = 24, K = 40, H = 15, W = 17, OH = 8, OW = 9
+kernel conv_s2(X: f32[N, C, H, W], F: f32[K, C, 3, 3], b: f32[K]) -> (Y: f32[N, K, OH, OW]) {
+    Y[n, k, h, w] = b[k]
+    Y[n, k, h, w] += X[n, c, 2 * h + r - 1, 2 * w + s - 1] * F[k, c, r, s]
+    Y[n, k, h, w] = relu(Y[n, k, h, w])
+}
+"""
+DILATED = """
+dim N = 1, C = 16, K = 32, H = 20, W = 20
+kernel conv_d2(X: f32[N, C, H, W], F: f32[K, C, 3, 3]) -> (Y: f32[N, K, H, W]) {
+    Y[n, k, h, w] += X[n, c, h + 2 * r - 2, w + 2 * s - 2] * F[k, c, r, s]
+}
+"""
+
+
+@pytest.mark.parametrize("spec", CONFIGS)
+@pytest.mark.parametrize("source", [STRIDED, DILATED], ids=["stride2", "dilation2"])
+def test_strided_and_dilated_nchw_convolutions(source, spec):
+    c, run = sim(source, spec, seed=11)
+    assert run.ok, run.max_rel_err
+    assert run.report.macs > 0
+    assert_tokens_balance(c.artifact.program)
